@@ -1,0 +1,100 @@
+"""modelzoo: run any trained model over image datasets in-process, fast, and
+keep the predictions with the data (in MongoDB)."""
+
+from .apply import ApplyReport, Failure, apply_model, compute_embeddings
+from .dataset import (
+    Dataset,
+    DatasetView,
+    IngestReport,
+    SampleCollection,
+    dataset_exists,
+    delete_dataset,
+    list_datasets,
+    load_dataset,
+)
+from .errors import (
+    ChecksumError,
+    ConfigError,
+    DatabaseError,
+    DatasetError,
+    DatasetExistsError,
+    DatasetNotFoundError,
+    DownloadError,
+    LabelError,
+    ModelError,
+    ModelNotFoundError,
+    ModelzooError,
+    PredictionError,
+    RequirementsError,
+    SampleError,
+    SampleNotFoundError,
+    ZooError,
+)
+from .labels import (
+    Classification,
+    Classifications,
+    Detection,
+    Detections,
+    Keypoint,
+    Keypoints,
+    Label,
+    Segmentation,
+)
+from .mixins import EmbeddingsMixin, LogitsMixin, SamplesMixin, TorchModelMixin
+from .models import Model, ModelConfig
+from .sample import ImageMetadata, Sample
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    # data
+    "Dataset",
+    "DatasetView",
+    "SampleCollection",
+    "IngestReport",
+    "Sample",
+    "ImageMetadata",
+    "list_datasets",
+    "load_dataset",
+    "delete_dataset",
+    "dataset_exists",
+    # engine
+    "apply_model",
+    "compute_embeddings",
+    "ApplyReport",
+    "Failure",
+    # labels
+    "Label",
+    "Classification",
+    "Classifications",
+    "Detection",
+    "Detections",
+    "Keypoint",
+    "Keypoints",
+    "Segmentation",
+    # models
+    "Model",
+    "ModelConfig",
+    "EmbeddingsMixin",
+    "LogitsMixin",
+    "SamplesMixin",
+    "TorchModelMixin",
+    # errors
+    "ModelzooError",
+    "DatabaseError",
+    "DatasetError",
+    "DatasetExistsError",
+    "DatasetNotFoundError",
+    "SampleNotFoundError",
+    "LabelError",
+    "ConfigError",
+    "ModelError",
+    "SampleError",
+    "PredictionError",
+    "ZooError",
+    "ModelNotFoundError",
+    "DownloadError",
+    "ChecksumError",
+    "RequirementsError",
+]

@@ -1,0 +1,478 @@
+"""Datasets: named, persistent collections of samples in MongoDB.
+
+Each dataset is a document in the ``datasets`` collection and owns a
+collection of its own for its samples (indexed on ``filepath``). Reads stream
+with projections; writes go through :meth:`SampleCollection.set_values`, one
+bulk write per call, never a save per sample.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import re
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Type, Union
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from mongoengine import Document
+from mongoengine.fields import DateTimeField, DictField, StringField
+from pymongo import InsertOne, UpdateOne
+
+from . import db as _db
+from .errors import DatasetError, DatasetExistsError, DatasetNotFoundError, SampleNotFoundError
+from .fields import check_field_name, from_mongo_value, get_path, to_mongo_value
+from .media import list_image_files, read_image_metadata
+from .sample import Sample
+
+__all__ = [
+    "Dataset",
+    "DatasetView",
+    "SampleCollection",
+    "IngestReport",
+    "list_datasets",
+    "load_dataset",
+    "delete_dataset",
+    "dataset_exists",
+]
+
+logger = logging.getLogger(__name__)
+
+_INSERT_BATCH = 1000
+
+
+class _DatasetDocument(Document):
+    name = StringField(required=True, unique=True)
+    sample_collection = StringField(required=True)
+    created_at = DateTimeField()
+    info = DictField()
+    meta = {"collection": "datasets"}
+
+
+_SAMPLE_CLASSES: Dict[str, Type[Sample]] = {}
+
+
+def _sample_class(dataset_name: str, collection: str) -> Type[Sample]:
+    cls = _SAMPLE_CLASSES.get(collection)
+    if cls is None:
+        cls = type(
+            "Sample_" + collection,
+            (Sample,),
+            {
+                "meta": {"collection": collection, "indexes": ["filepath"], "auto_create_index": False},
+                "_dataset_name": dataset_name,
+            },
+        )
+        _SAMPLE_CLASSES[collection] = cls
+    return cls
+
+
+def _to_object_id(sample_id: Any, dataset: str) -> ObjectId:
+    if isinstance(sample_id, ObjectId):
+        return sample_id
+    try:
+        return ObjectId(str(sample_id))
+    except (InvalidId, TypeError):
+        raise SampleNotFoundError(sample_id, dataset) from None
+
+
+@dataclass
+class IngestReport:
+    """What an ingest call did.
+
+    Attributes:
+        added: number of samples added.
+        skipped: files that are not images (by extension), not added.
+        unreadable: ``{filepath: error}`` for image files PIL could not open;
+            they were added, with the error recorded in ``ingest_error``.
+        sample_ids: the ids of the added samples, in order.
+    """
+
+    added: int = 0
+    skipped: List[str] = field(default_factory=list)
+    unreadable: Dict[str, str] = field(default_factory=dict)
+    sample_ids: List[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.added} samples added, {len(self.unreadable)} unreadable images recorded, "
+            f"{len(self.skipped)} non-image files skipped"
+        )
+
+
+class SampleCollection:
+    """What datasets and views share: counting, reading, selecting, writing."""
+
+    _dataset: "Dataset"
+
+    # -- implemented by subclasses -------------------------------------------------
+    def _filter(self) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    # -- basics --------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._dataset._name
+
+    @property
+    def dataset(self) -> "Dataset":
+        return self._dataset
+
+    @property
+    def _collection(self):
+        return self._dataset._get_collection()
+
+    def __len__(self) -> int:
+        return self._collection.count_documents(self._filter())
+
+    def __iter__(self) -> Iterator[Sample]:
+        cls = self._dataset._sample_cls
+        for son in self._collection.find(self._filter()).sort("_id", 1):
+            yield cls._from_son(son)
+
+    def first(self) -> Sample:
+        for sample in self:
+            return sample
+        raise DatasetError(f"{self!r} is empty")
+
+    def ids(self) -> List[str]:
+        """The sample ids, as strings, in sample order."""
+        return [str(d["_id"]) for d in self._collection.find(self._filter(), {"_id": 1}).sort("_id", 1)]
+
+    def values(self, field: str) -> List[Any]:
+        """The value of ``field`` (a dotted path is followed) on each sample, in
+        order; ``None`` where missing. Labels come back as Label objects."""
+        if field == "id":
+            return self.ids()
+        cursor = self._collection.find(self._filter(), {field: 1}).sort("_id", 1)
+        return [from_mongo_value(get_path(d, field)) for d in cursor]
+
+    def count(self, field: Optional[str] = None) -> int:
+        """The number of samples, or of samples with a non-null ``field``."""
+        if field is None:
+            return len(self)
+        return self._collection.count_documents({"$and": [self._filter(), {field: {"$ne": None}}]})
+
+    # -- selecting -----------------------------------------------------------------
+    def match(self, query: Mapping[str, Any]) -> "DatasetView":
+        """The samples that match a MongoDB query on the stored documents."""
+        return DatasetView(self._dataset, {"$and": [self._filter(), dict(query)]})
+
+    def exists(self, field: str, value: bool = True) -> "DatasetView":
+        """The samples that have a non-null ``field`` (or, with ``value=False``, lack it)."""
+        return self.match({field: {"$ne": None}} if value else {field: None})
+
+    def select(self, sample_ids: Iterable[Any]) -> "DatasetView":
+        """The samples with the given ids."""
+        oids = [_to_object_id(i, self.name) for i in sample_ids]
+        return self.match({"_id": {"$in": oids}})
+
+    def limit(self, n: int) -> "DatasetView":
+        """The first ``n`` samples (in sample order)."""
+        oids = [d["_id"] for d in self._collection.find(self._filter(), {"_id": 1}).sort("_id", 1).limit(int(n))]
+        return self.match({"_id": {"$in": oids}})
+
+    # -- writing -------------------------------------------------------------------
+    def set_values(self, field: str, values: Union[Mapping[Any, Any], Sequence[Any]]) -> int:
+        """Sets ``field`` on many samples with one bulk write.
+
+        Args:
+            field: the field (a dotted path for nested values).
+            values: ``{sample_id: value}``, or a sequence aligned with
+                :meth:`ids`. Values may be Labels, numpy arrays or plain data;
+                ``None`` removes the field.
+
+        Returns:
+            the number of samples matched.
+
+        Raises:
+            SampleNotFoundError: an id is not in the dataset (the values of the
+                ids that are were written).
+        """
+        check_field_name(field)
+        if not isinstance(values, Mapping):
+            ids = self.ids()
+            if len(ids) != len(values):
+                raise DatasetError(
+                    f"set_values({field!r}): got {len(values)} values for {len(ids)} samples; "
+                    "pass a sequence aligned with ids() or a {sample_id: value} dict"
+                )
+            values = dict(zip(ids, values))
+        return self._dataset._bulk_set({_to_object_id(k, self.name): {field: v} for k, v in values.items()})
+
+    def apply_model(self, model: Any, label_field: Any = "predictions", **kwargs: Any) -> Any:
+        """Runs ``model`` on these samples and stores its labels; see :func:`modelzoo.apply_model`."""
+        from .apply import apply_model
+
+        return apply_model(self, model, label_field=label_field, **kwargs)
+
+    def compute_embeddings(self, model: Any, embeddings_field: Optional[str] = None, **kwargs: Any) -> Any:
+        """Embeds these samples; see :func:`modelzoo.compute_embeddings`."""
+        from .apply import compute_embeddings
+
+        return compute_embeddings(self, model, embeddings_field=embeddings_field, **kwargs)
+
+
+class DatasetView(SampleCollection):
+    """A subset of a dataset's samples, defined by a MongoDB query. Cheap to
+    make, picklable, re-evaluated on each read."""
+
+    def __init__(self, dataset: "Dataset", query: Dict[str, Any]):
+        self._dataset = dataset
+        self._query = query
+
+    def _filter(self) -> Dict[str, Any]:
+        return self._query
+
+    def __repr__(self) -> str:
+        return f"<DatasetView of {self.name!r}: {self._query}>"
+
+
+def _collection_name(name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_]+", "_", name)[:40]
+    return f"samples.{slug}.{uuid.uuid4().hex[:8]}"
+
+
+class Dataset(SampleCollection):
+    """A named, persistent set of samples.
+
+    Args:
+        name: the dataset's name; a unique one is generated when omitted.
+        overwrite: replace an existing dataset of that name.
+
+    Raises:
+        DatasetExistsError: the name is taken and ``overwrite`` is False.
+
+    Example::
+
+        dataset = Dataset.from_images_dir("photos/", name="photos")
+        dataset.apply_model(model, label_field="imagenet")
+        print(dataset.count("imagenet"))
+    """
+
+    def __init__(self, name: Optional[str] = None, overwrite: bool = False, _doc: Optional[_DatasetDocument] = None):
+        _db.connect()
+        self._dataset = self
+        if _doc is None:
+            if name is None:
+                name = "dataset-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+            name = str(name)
+            existing = _DatasetDocument.objects(name=name).first()
+            if existing is not None:
+                if not overwrite:
+                    raise DatasetExistsError(name)
+                Dataset(_doc=existing).delete()
+            _doc = _DatasetDocument(
+                name=name, sample_collection=_collection_name(name), created_at=_dt.datetime.now(_dt.timezone.utc)
+            )
+            _doc.save()
+            _db.get_db()[_doc.sample_collection].create_index("filepath")
+        self._doc = _doc
+        self._name = _doc.name
+        self._sample_cls = _sample_class(_doc.name, _doc.sample_collection)
+
+    # pickling: by name, so workers (or Ray tasks) reopen the same dataset
+    def __reduce__(self):
+        return (load_dataset, (self._name,))
+
+    def _filter(self) -> Dict[str, Any]:
+        return {}
+
+    def _get_collection(self):
+        return _db.get_db()[self._doc.sample_collection]
+
+    def __repr__(self) -> str:
+        return f"<Dataset {self._name!r}: {len(self)} samples>"
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, Dataset) and other._name == self._name
+
+    def __hash__(self) -> int:
+        return hash(self._name)
+
+    @property
+    def info(self) -> Dict[str, Any]:
+        """Free-form dataset-level information (persisted by :meth:`save_info`)."""
+        return self._doc.info
+
+    def save_info(self) -> None:
+        self._doc.save()
+
+    # -- samples -------------------------------------------------------------------
+    def __getitem__(self, sample_id: Any) -> Sample:
+        oid = _to_object_id(sample_id, self._name)
+        son = self._collection.find_one({"_id": oid})
+        if son is None:
+            raise SampleNotFoundError(sample_id, self._name)
+        return self._sample_cls._from_son(son)
+
+    def _sample_doc(self, sample: Union[Sample, str, os.PathLike]) -> Dict[str, Any]:
+        if isinstance(sample, (str, os.PathLike)):
+            sample = Sample(filepath=os.fspath(sample))
+        if not isinstance(sample, Sample):
+            raise DatasetError(f"Expected a Sample or a filepath, got {type(sample).__name__}")
+        son = {k: to_mongo_value(v) for k, v in sample._data.items() if v is not None and k != "id"}
+        if "metadata" in son and hasattr(sample.metadata, "to_mongo"):
+            son["metadata"] = sample.metadata.to_mongo().to_dict()
+        if not son.get("filepath"):
+            raise DatasetError("A sample needs a filepath")
+        son["filepath"] = os.path.abspath(os.path.expanduser(son["filepath"]))
+        son.setdefault("media_type", "image")
+        son.setdefault("created_at", _dt.datetime.now(_dt.timezone.utc))
+        return son
+
+    def add_sample(self, sample: Union[Sample, str, os.PathLike]) -> str:
+        """Adds one sample (or a filepath) and returns its id."""
+        return self.add_samples([sample])[0]
+
+    def add_samples(self, samples: Iterable[Union[Sample, str, os.PathLike]]) -> List[str]:
+        """Adds samples (or filepaths) in bulk and returns their ids, in order."""
+        ids: List[str] = []
+        batch: List[Dict[str, Any]] = []
+        coll = self._collection
+        for sample in samples:
+            batch.append(self._sample_doc(sample))
+            if len(batch) >= _INSERT_BATCH:
+                ids.extend(str(i) for i in coll.insert_many(batch, ordered=True).inserted_ids)
+                batch = []
+        if batch:
+            ids.extend(str(i) for i in coll.insert_many(batch, ordered=True).inserted_ids)
+        return ids
+
+    # -- ingest --------------------------------------------------------------------
+    def add_images(self, paths: Iterable[Union[str, os.PathLike]], _skipped: Sequence[str] = ()) -> IngestReport:
+        """Adds image files, reading each header for its metadata.
+
+        An image PIL cannot open is still added, with ``ingest_error`` set and
+        no metadata; it is listed in the report's ``unreadable``.
+        """
+        paths = [os.path.abspath(os.fspath(p)) for p in paths]
+        report = IngestReport(skipped=list(_skipped))
+
+        def _one(path: str) -> Sample:
+            try:
+                info = read_image_metadata(path)
+            except Exception as e:  # a per-file data error: record it, never crash the ingest
+                reason = f"{type(e).__name__}: {e}"
+                report.unreadable[path] = reason
+                return Sample(filepath=path, ingest_error=reason)
+            from .sample import ImageMetadata
+
+            meta = ImageMetadata(
+                width=info.width, height=info.height, channels=info.channels,
+                size_bytes=info.size_bytes, mime_type=info.mime_type, mode=info.mode,
+            )
+            return Sample(filepath=path, metadata=meta)
+
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+            report.sample_ids = self.add_samples(pool.map(_one, paths))
+        report.added = len(report.sample_ids)
+        logger.info("Dataset %r: %s", self._name, report)
+        return report
+
+    def add_images_dir(self, path: Union[str, os.PathLike], recursive: bool = True) -> IngestReport:
+        """Adds every image file under ``path``; other files are skipped and counted."""
+        path = os.fspath(path)
+        if not os.path.isdir(path):
+            raise DatasetError(
+                f"Images directory {path!r} does not exist or is not a directory"
+                if not os.path.exists(path)
+                else f"{path!r} is not a directory; use Dataset.from_images([...]) for files"
+            )
+        try:
+            images, skipped = list_image_files(path, recursive=recursive)
+        except PermissionError as e:
+            raise DatasetError(f"Cannot read images directory {path!r}: {e}") from None
+        return self.add_images(images, _skipped=skipped)
+
+    @classmethod
+    def from_images_dir(
+        cls, path: Union[str, os.PathLike], name: Optional[str] = None, recursive: bool = True, overwrite: bool = False
+    ) -> "Dataset":
+        """A new dataset of the images under ``path``; see :meth:`add_images_dir`.
+        The ingest report is kept as ``dataset.ingest_report``."""
+        if not os.path.isdir(os.fspath(path)):  # fail before creating anything
+            raise DatasetError(f"Images directory {os.fspath(path)!r} does not exist or is not a directory")
+        dataset = cls(name, overwrite=overwrite)
+        dataset.ingest_report = dataset.add_images_dir(path, recursive=recursive)
+        return dataset
+
+    @classmethod
+    def from_images(
+        cls, paths: Iterable[Union[str, os.PathLike]], name: Optional[str] = None, overwrite: bool = False
+    ) -> "Dataset":
+        """A new dataset of the given image files; see :meth:`add_images`."""
+        dataset = cls(name, overwrite=overwrite)
+        dataset.ingest_report = dataset.add_images(paths)
+        return dataset
+
+    # -- writing -------------------------------------------------------------------
+    def _bulk_set(self, updates: Mapping[ObjectId, Mapping[str, Any]]) -> int:
+        """One unordered bulk write: ``{oid: {path: value}}``; ``None`` unsets."""
+        ops = []
+        for oid, fields in updates.items():
+            sets: Dict[str, Any] = {}
+            unsets: Dict[str, Any] = {}
+            for path, value in fields.items():
+                if value is None:
+                    unsets[path] = ""
+                else:
+                    sets[path] = to_mongo_value(value)
+            update: Dict[str, Any] = {}
+            if sets:
+                update["$set"] = sets
+            if unsets:
+                update["$unset"] = unsets
+            if update:
+                ops.append(UpdateOne({"_id": oid}, update))
+        if not ops:
+            return 0
+        result = self._collection.bulk_write(ops, ordered=False)
+        if result.matched_count != len(ops):
+            found = {d["_id"] for d in self._collection.find({"_id": {"$in": list(updates)}}, {"_id": 1})}
+            missing = [str(o) for o in updates if o not in found]
+            raise SampleNotFoundError(missing[0] if len(missing) == 1 else missing, self._name)
+        return result.matched_count
+
+    # -- lifecycle -----------------------------------------------------------------
+    def delete(self) -> None:
+        """Deletes the dataset and all its samples."""
+        _db.get_db().drop_collection(self._doc.sample_collection)
+        _SAMPLE_CLASSES.pop(self._doc.sample_collection, None)
+        self._doc.delete()
+
+
+def _find_doc(name: str) -> Optional[_DatasetDocument]:
+    _db.connect()
+    return _DatasetDocument.objects(name=name).first()
+
+
+def list_datasets() -> List[str]:
+    """The names of all datasets, sorted."""
+    _db.connect()
+    return sorted(d.name for d in _DatasetDocument.objects.only("name"))
+
+
+def dataset_exists(name: str) -> bool:
+    return _find_doc(name) is not None
+
+
+def load_dataset(name: str) -> Dataset:
+    """Opens an existing dataset.
+
+    Raises:
+        DatasetNotFoundError: no dataset has that name (close matches are suggested).
+    """
+    doc = _find_doc(name)
+    if doc is None:
+        raise DatasetNotFoundError(name, list_datasets())
+    return Dataset(_doc=doc)
+
+
+def delete_dataset(name: str) -> None:
+    """Deletes the named dataset and its samples."""
+    load_dataset(name).delete()

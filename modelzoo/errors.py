@@ -1,0 +1,155 @@
+"""The one exception root of modelzoo, and its structured subclasses.
+
+Every error modelzoo raises on purpose derives from :class:`ModelzooError`, so
+``except modelzoo.ModelzooError`` catches them all. Subclasses also derive from
+the builtin that fits (``KeyError``, ``ValueError``...) so that callers who
+catch builtins keep working. Messages name the input, what was expected, and
+how to fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Iterable, Optional, Sequence
+
+__all__ = [
+    "ModelzooError",
+    "DatabaseError",
+    "DatasetError",
+    "DatasetExistsError",
+    "DatasetNotFoundError",
+    "SampleNotFoundError",
+    "LabelError",
+    "ConfigError",
+    "ModelError",
+    "PredictionError",
+    "SampleError",
+    "ZooError",
+    "ModelNotFoundError",
+    "DownloadError",
+    "ChecksumError",
+    "RequirementsError",
+    "did_you_mean",
+]
+
+
+def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
+    """Returns ``" Did you mean 'x'?"`` for the close matches of ``name``, or ``""``."""
+    matches = difflib.get_close_matches(str(name), list(choices), n=n, cutoff=0.5)
+    if not matches:
+        return ""
+    if len(matches) == 1:
+        return f" Did you mean {matches[0]!r}?"
+    return " Did you mean one of " + ", ".join(repr(m) for m in matches) + "?"
+
+
+class ModelzooError(Exception):
+    """Root of every error modelzoo raises on purpose."""
+
+
+class DatabaseError(ModelzooError, RuntimeError):
+    """The database cannot be started, reached or used."""
+
+
+class DatasetError(ModelzooError):
+    """A dataset operation cannot be carried out."""
+
+
+class DatasetExistsError(DatasetError, ValueError):
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(
+            f"Dataset {name!r} already exists. Pass overwrite=True to replace it, "
+            f"or load it with modelzoo.load_dataset({name!r})."
+        )
+
+
+class DatasetNotFoundError(DatasetError, KeyError):
+    def __init__(self, name: str, available: Sequence[str] = ()):
+        self.name = name
+        msg = f"Dataset {name!r} not found." + did_you_mean(name, available)
+        msg += " modelzoo.list_datasets() lists the datasets that exist."
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class SampleNotFoundError(DatasetError, KeyError):
+    def __init__(self, sample_id: Any, dataset: str):
+        self.sample_id = sample_id
+        self.dataset = dataset
+        super().__init__(f"Sample {str(sample_id)!r} is not in dataset {dataset!r}.")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class LabelError(ModelzooError, ValueError):
+    """A label holds a value it cannot hold (e.g. a box outside [0, 1])."""
+
+
+class ConfigError(ModelzooError, ValueError):
+    """A model or zoo configuration is invalid. Raised at load time."""
+
+
+class ModelError(ModelzooError):
+    """A model misbehaved in a way that is not tied to one sample."""
+
+
+class SampleError(ModelzooError):
+    """One sample could not be processed.
+
+    Attributes:
+        sample_id: the id of the sample, as a string.
+        filepath: the sample's media path.
+        reason: what went wrong.
+    """
+
+    def __init__(self, sample_id: Any, filepath: Optional[str], reason: str):
+        self.sample_id = str(sample_id) if sample_id is not None else None
+        self.filepath = filepath
+        self.reason = reason
+        super().__init__(f"Sample {self.sample_id} ({filepath}): {reason}")
+
+
+class PredictionError(SampleError):
+    """A prediction failed for one sample (``skip_failures=False`` raises it)."""
+
+
+class ZooError(ModelzooError):
+    """A zoo operation failed."""
+
+
+class ModelNotFoundError(ZooError, KeyError):
+    def __init__(self, name: str, available: Sequence[str] = ()):
+        self.name = name
+        msg = f"Unknown zoo model {name!r}." + did_you_mean(name, available)
+        if not available:
+            msg += " The zoo has no models registered."
+        msg += " modelzoo.list_zoo_models() lists them."
+        super().__init__(msg)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class DownloadError(ZooError, OSError):
+    """Weights could not be downloaded."""
+
+
+class ChecksumError(ZooError, ValueError):
+    """A file's sha256 does not match the expected one."""
+
+    def __init__(self, path: str, expected: str, actual: str, hint: str = ""):
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"Checksum mismatch for {path}: expected sha256 {expected}, got {actual}. "
+            "The file was not loaded." + (" " + hint if hint else "")
+        )
+
+
+class RequirementsError(ZooError, ImportError):
+    """A model needs packages (or hardware) that are not available."""

@@ -1,0 +1,411 @@
+"""Labels: what models produce and samples store.
+
+Labels are mongoengine embedded documents, so they can be assigned to any
+sample field and saved; each also has a fast hand-written :meth:`Label.to_dict`
+(the exact document stored in MongoDB) and :meth:`Label.from_dict`, which is
+what the batched writer uses. Geometry is relative: a bounding box is
+``[x, y, width, height]`` in ``[0, 1]`` of the image, masks are numpy arrays,
+keypoints are ``[x, y]`` pairs in ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Type
+
+import numpy as np
+from mongoengine import EmbeddedDocument
+from mongoengine.fields import (
+    DictField,
+    EmbeddedDocumentListField,
+    FloatField,
+    ListField,
+    StringField,
+)
+
+from .encoding import NumpyArrayField, decode_array, encode_array
+from .errors import LabelError
+
+__all__ = [
+    "Label",
+    "Classification",
+    "Classifications",
+    "Detection",
+    "Detections",
+    "Keypoint",
+    "Keypoints",
+    "Segmentation",
+    "label_from_dict",
+    "filter_confidence",
+    "LABEL_TYPES",
+]
+
+_EPS = 1e-6
+
+
+def _num(value: Any) -> Optional[float]:
+    return None if value is None else float(value)
+
+
+def _arr(value: Any) -> Any:
+    return None if value is None else encode_array(value)
+
+
+def _unarr(value: Any) -> Any:
+    return None if value is None else decode_array(value)
+
+
+def _prune(d: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+class Label(EmbeddedDocument):
+    """Base of every label. Subclasses implement ``to_dict``/``_from_dict``."""
+
+    meta = {"abstract": True, "allow_inheritance": False}
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The BSON-ready document stored in MongoDB (arrays as binary)."""
+        raise NotImplementedError
+
+    @classmethod
+    def _from_dict(cls, d: Dict[str, Any]) -> "Label":
+        raise NotImplementedError
+
+    @staticmethod
+    def from_dict(d: Dict[str, Any]) -> "Label":
+        """Builds the label that :meth:`to_dict` wrote (dispatches on ``_cls``)."""
+        return label_from_dict(d)
+
+    def __repr__(self) -> str:
+        parts = []
+        for k, v in self._data.items():
+            if isinstance(v, np.ndarray):
+                parts.append(f"{k}=<array {v.shape} {v.dtype}>")
+            elif v is not None and not (isinstance(v, (list, dict)) and not v) and k != "id":
+                parts.append(f"{k}={v!r}")
+        return f"<{type(self).__name__}: {', '.join(parts)}>"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: Any) -> bool:
+        if type(self) is not type(other):
+            return False
+        return _deep_equal(self.to_dict(), other.to_dict())
+
+    __hash__ = None  # mutable
+
+
+def _deep_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_deep_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_deep_equal(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+class Classification(Label):
+    """A single class label.
+
+    Args:
+        label: the class name.
+        confidence: the score in ``[0, 1]``, if any.
+        logits: the raw scores over all classes, shape ``(num_classes,)``.
+    """
+
+    label = StringField()
+    confidence = FloatField()
+    logits = NumpyArrayField()
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = self._data
+        return _prune({
+            "_cls": "Classification",
+            "label": data.get("label"),
+            "confidence": _num(data.get("confidence")),
+            "logits": _arr(data.get("logits")),
+        })
+
+    @classmethod
+    def _from_dict(cls, d: Dict[str, Any]) -> "Classification":
+        return cls(label=d.get("label"), confidence=d.get("confidence"), logits=_unarr(d.get("logits")))
+
+
+class Classifications(Label):
+    """Several class labels for one image (multilabel)."""
+
+    classifications = EmbeddedDocumentListField(Classification)
+    logits = NumpyArrayField()
+
+    def to_dict(self) -> Dict[str, Any]:
+        return _prune({
+            "_cls": "Classifications",
+            "classifications": [c.to_dict() for c in self._data.get("classifications") or ()],
+            "logits": _arr(self._data.get("logits")),
+        })
+
+    @classmethod
+    def _from_dict(cls, d: Dict[str, Any]) -> "Classifications":
+        return cls(
+            classifications=[Classification._from_dict(c) for c in d.get("classifications", [])],
+            logits=_unarr(d.get("logits")),
+        )
+
+
+def _check_box(box: Any, owner: str = "Detection.bounding_box") -> List[float]:
+    try:
+        values = [float(v) for v in box]
+    except (TypeError, ValueError):
+        raise LabelError(f"{owner} = {box!r}: expected four numbers [x, y, width, height]") from None
+    if len(values) != 4:
+        raise LabelError(f"{owner} = {box!r}: expected four numbers [x, y, width, height], got {len(values)}")
+    x, y, w, h = values
+    if not all(math.isfinite(v) for v in values):
+        raise LabelError(f"{owner} = {values}: coordinates must be finite")
+    if w < 0 or h < 0:
+        raise LabelError(f"{owner} = {values}: width and height must be >= 0")
+    if x < -_EPS or y < -_EPS or x + w > 1 + _EPS or y + h > 1 + _EPS:
+        raise LabelError(
+            f"{owner} = {values}: expected relative coordinates with the box inside [0, 1] "
+            "(x, y >= 0 and x + width, y + height <= 1). Divide pixel coordinates by the "
+            "image width and height, or use Detection.from_abs_xyxy(box, width, height)."
+        )
+    return values
+
+
+class _BoxField(ListField):
+    """``[x, y, w, h]`` relative, validated on every assignment."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(FloatField(), **kwargs)
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        if value is not None and len(value) == 0:
+            value = None  # mongoengine's default for list fields: no box
+        if value is not None:
+            value = _check_box(value, f"{type(instance).__name__}.{self.name}")
+        super().__set__(instance, value)
+
+
+class Detection(Label):
+    """An object: a box, optionally an instance mask inside the box.
+
+    Args:
+        label: the class name.
+        bounding_box: ``[x, y, width, height]``, relative to the image size, in ``[0, 1]``.
+        confidence: the score.
+        mask: a boolean ``(h, w)`` array covering the box only (instance segmentation).
+        attributes: free-form extra values (must be BSON-serialisable).
+    """
+
+    label = StringField()
+    bounding_box = _BoxField()
+    confidence = FloatField()
+    mask = NumpyArrayField()
+    attributes = DictField()
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = self._data
+        return _prune({
+            "_cls": "Detection",
+            "label": data.get("label"),
+            "bounding_box": data.get("bounding_box"),
+            "confidence": _num(data.get("confidence")),
+            "mask": _arr(data.get("mask")),
+            "attributes": data.get("attributes") or None,
+        })
+
+    @classmethod
+    def _from_dict(cls, d: Dict[str, Any]) -> "Detection":
+        return cls(
+            label=d.get("label"),
+            bounding_box=d.get("bounding_box"),
+            confidence=d.get("confidence"),
+            mask=_unarr(d.get("mask")),
+            attributes=d.get("attributes") or {},
+        )
+
+    @classmethod
+    def from_abs_xyxy(cls, box: Sequence[float], width: int, height: int, **kwargs: Any) -> "Detection":
+        """Builds a detection from absolute ``x1, y1, x2, y2`` pixel coordinates."""
+        x1, y1, x2, y2 = (float(v) for v in box)
+        x1, x2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
+        y1, y2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
+        rel = [x1 / width, y1 / height, max(x2 - x1, 0.0) / width, max(y2 - y1, 0.0) / height]
+        return cls(bounding_box=rel, **kwargs)
+
+    def to_nucleus(self, width: int, height: int) -> Dict[str, Any]:
+        """This box in the Nucleus format (pixels) for an image of ``width x height``."""
+        x, y, w, h = self.bounding_box
+        out: Dict[str, Any] = {
+            "geometry": {"x": x * width, "y": y * height, "width": w * width, "height": h * height},
+            "type": "box",
+            "label": self.label,
+        }
+        if self.confidence is not None:
+            out["confidence"] = self.confidence
+        return out
+
+    @classmethod
+    def from_nucleus(cls, d: Dict[str, Any], width: int, height: int) -> "Detection":
+        """Parses a Nucleus box annotation ``{"geometry": {x, y, width, height}, ...}`` (pixels)."""
+        if not isinstance(d, dict) or "geometry" not in d:
+            raise LabelError(f"Expected a Nucleus box annotation with a 'geometry' key, got {d!r}")
+        if d.get("type", "box") != "box":
+            raise LabelError(f"Only Nucleus 'box' annotations convert to Detection, got type {d.get('type')!r}")
+        g = d["geometry"]
+        try:
+            box = [g["x"] / width, g["y"] / height, g["width"] / width, g["height"] / height]
+        except KeyError as e:
+            raise LabelError(f"Nucleus annotation geometry {g!r} lacks key {e.args[0]!r}") from None
+        label = d.get("label")
+        return cls(
+            label=None if label is None else str(label),
+            bounding_box=box,
+            confidence=d.get("confidence"),
+        )
+
+
+class Detections(Label):
+    """All the objects found in one image."""
+
+    detections = EmbeddedDocumentListField(Detection)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"_cls": "Detections", "detections": [det.to_dict() for det in self._data.get("detections") or ()]}
+
+    @classmethod
+    def _from_dict(cls, d: Dict[str, Any]) -> "Detections":
+        return cls(detections=[Detection._from_dict(x) for x in d.get("detections", [])])
+
+    def to_nucleus(self, width: int, height: int) -> List[Dict[str, Any]]:
+        return [det.to_nucleus(width, height) for det in self.detections]
+
+    @classmethod
+    def from_nucleus(cls, items: Iterable[Dict[str, Any]], width: int, height: int) -> "Detections":
+        return cls(detections=[Detection.from_nucleus(x, width, height) for x in items])
+
+
+class Keypoint(Label):
+    """A set of points for one object (e.g. a person's joints).
+
+    Args:
+        label: the class name.
+        points: ``[[x, y], ...]`` relative in ``[0, 1]``; NaN marks a missing point.
+        confidence: one score per point.
+        bounding_box: optionally the object's box ``[x, y, w, h]``, relative.
+        attributes: free-form extra values.
+    """
+
+    label = StringField()
+    points = ListField(ListField(FloatField()))
+    confidence = ListField(FloatField())
+    bounding_box = _BoxField()
+    attributes = DictField()
+
+    def validate(self, clean: bool = True) -> None:
+        super().validate(clean)
+        if self.confidence and len(self.confidence) != len(self.points):
+            raise LabelError(
+                f"Keypoint.confidence has {len(self.confidence)} values for {len(self.points)} points; "
+                "give one confidence per point"
+            )
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = self._data
+        return _prune({
+            "_cls": "Keypoint",
+            "label": data.get("label"),
+            "points": data.get("points"),
+            "confidence": data.get("confidence") or None,
+            "bounding_box": data.get("bounding_box"),
+            "attributes": data.get("attributes") or None,
+        })
+
+    @classmethod
+    def _from_dict(cls, d: Dict[str, Any]) -> "Keypoint":
+        return cls(
+            label=d.get("label"),
+            points=d.get("points") or [],
+            confidence=d.get("confidence") or [],
+            bounding_box=d.get("bounding_box"),
+            attributes=d.get("attributes") or {},
+        )
+
+
+class Keypoints(Label):
+    """All the keypoint sets of one image."""
+
+    keypoints = EmbeddedDocumentListField(Keypoint)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"_cls": "Keypoints", "keypoints": [k.to_dict() for k in self._data.get("keypoints") or ()]}
+
+    @classmethod
+    def _from_dict(cls, d: Dict[str, Any]) -> "Keypoints":
+        return cls(keypoints=[Keypoint._from_dict(x) for x in d.get("keypoints", [])])
+
+
+class Segmentation(Label):
+    """A semantic segmentation: an ``(H, W)`` integer mask of class indices
+    at the image's size; ``mask_targets`` maps indices to class names."""
+
+    mask = NumpyArrayField()
+    mask_targets = DictField()
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = self._data
+        return _prune({
+            "_cls": "Segmentation",
+            "mask": _arr(data.get("mask")),
+            "mask_targets": data.get("mask_targets") or None,
+        })
+
+    @classmethod
+    def _from_dict(cls, d: Dict[str, Any]) -> "Segmentation":
+        return cls(mask=_unarr(d.get("mask")), mask_targets=d.get("mask_targets") or {})
+
+
+LABEL_TYPES: Dict[str, Type[Label]] = {
+    c.__name__: c
+    for c in (Classification, Classifications, Detection, Detections, Keypoint, Keypoints, Segmentation)
+}
+
+
+def label_from_dict(d: Dict[str, Any]) -> Label:
+    """Builds a label from its stored document, dispatching on ``_cls``."""
+    cls_name = d.get("_cls") if isinstance(d, dict) else None
+    if cls_name not in LABEL_TYPES:
+        raise LabelError(
+            f"Cannot build a label from {d!r:.200}: '_cls' must be one of {sorted(LABEL_TYPES)}"
+        )
+    return LABEL_TYPES[cls_name]._from_dict(d)
+
+
+def filter_confidence(label: Any, thresh: Optional[float]) -> Any:
+    """Drops the parts of ``label`` whose confidence is below ``thresh``.
+
+    A lone Classification/Detection below the threshold becomes ``None``; list
+    labels keep the items at or above it. Items without a confidence are kept.
+    """
+    if thresh is None or label is None:
+        return label
+    if isinstance(label, (Classification, Detection)):
+        c = label.confidence
+        return label if c is None or c >= thresh else None
+    if isinstance(label, Detections):
+        label.detections = [d for d in label.detections if d.confidence is None or d.confidence >= thresh]
+    elif isinstance(label, Classifications):
+        label.classifications = [
+            c for c in label.classifications if c.confidence is None or c.confidence >= thresh
+        ]
+    elif isinstance(label, Keypoints):
+        kept = []
+        for kp in label.keypoints:
+            if kp.confidence:
+                mean = float(np.nanmean(kp.confidence))
+                if not math.isnan(mean) and mean < thresh:
+                    continue
+            kept.append(kp)
+        label.keypoints = kept
+    return label
