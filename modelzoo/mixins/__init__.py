@@ -1,0 +1,8 @@
+"""Capabilities a model declares by inheriting them."""
+
+from .embeddings import EmbeddingsMixin
+from .logits import LogitsMixin
+from .samples import SamplesMixin
+from .torch import TorchModelMixin
+
+__all__ = ["EmbeddingsMixin", "LogitsMixin", "SamplesMixin", "TorchModelMixin"]

@@ -1,0 +1,108 @@
+"""The Model interface every model implements to run under ``apply_model``.
+
+Inside ``apply_model`` a model is used as::
+
+    with model:
+        labels = model.predict_all(batch)      # or model.predict(x)
+
+``predict`` takes one image (a uint8 HWC numpy array or a PIL image) and
+returns a Label, a dict of Labels, or frame-number-keyed dicts for video
+models (see :func:`modelzoo.fields.label_updates` for where each goes).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, Callable, List, Optional, Sequence
+
+from .config import Config
+
+__all__ = ["Model", "ModelConfig"]
+
+
+@dataclasses.dataclass(init=False)
+class ModelConfig(Config):
+    """Settings every model understands. Subclasses add their own.
+
+    Attributes:
+        confidence_thresh: drop predictions below this confidence.
+    """
+
+    confidence_thresh: Optional[float] = None
+
+    def validate(self) -> None:
+        if self.confidence_thresh is not None and not 0 <= float(self.confidence_thresh) <= 1:
+            from .errors import ConfigError
+
+            raise ConfigError(f"confidence_thresh must be in [0, 1], got {self.confidence_thresh!r}")
+
+
+class Model(abc.ABC):
+    """Abstract model. Implement :meth:`predict` (and :meth:`predict_all` for
+    efficient batching).
+
+    Args:
+        config: the model's settings.
+    """
+
+    #: the config class this model takes; used when a dict is passed
+    config_cls: type = ModelConfig
+
+    def __init__(self, config: Any = None):
+        if config is None or isinstance(config, dict):
+            config = self.config_cls(config or {})
+        self.config = config
+        self._preprocess = True
+
+    # -- context manager: set up, and restore any global state changed ------------
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    # -- capabilities --------------------------------------------------------------
+    @property
+    def media_type(self) -> str:
+        """``"image"`` or ``"video"``."""
+        return "image"
+
+    @property
+    def ragged_batches(self) -> bool:
+        """True when inputs of one batch may have different shapes, so they
+        must be passed as a list rather than stacked."""
+        return True
+
+    @property
+    def transforms(self) -> Optional[Callable[[Any], Any]]:
+        """The preprocessing applied to each input (picklable, so DataLoader
+        workers can run it), or None."""
+        return None
+
+    @property
+    def preprocess(self) -> bool:
+        """Whether :meth:`predict` applies :attr:`transforms` itself. The engine
+        sets it to False while it feeds already-transformed inputs."""
+        return self._preprocess
+
+    @preprocess.setter
+    def preprocess(self, value: bool) -> None:
+        self._preprocess = bool(value)
+
+    @property
+    def has_logits(self) -> bool:
+        return False
+
+    @property
+    def has_embeddings(self) -> bool:
+        return False
+
+    # -- inference -----------------------------------------------------------------
+    @abc.abstractmethod
+    def predict(self, arg: Any) -> Any:
+        """Predicts on one input (a uint8 HWC numpy array or a PIL image)."""
+
+    def predict_all(self, args: Sequence[Any]) -> List[Any]:
+        """Predicts on a batch; one output per input, in order."""
+        return [self.predict(arg) for arg in args]
