@@ -24,12 +24,6 @@ class ImageMetadata(EmbeddedDocument):
     mode = StringField()
 
 
-def _decode_arrays(value: Any) -> Any:
-    if isinstance(value, Binary) and value.subtype == ARRAY_SUBTYPE:
-        return decode_array(value)
-    return value
-
-
 class Sample(DynamicDocument):
     """A media file and its fields.
 
@@ -53,10 +47,10 @@ class Sample(DynamicDocument):
     @classmethod
     def _from_son(cls, son: Dict[str, Any], *args: Any, **kwargs: Any) -> "Sample":
         doc = super()._from_son(son, *args, **kwargs)
-        data = doc._data
-        for key, value in data.items():
-            if isinstance(value, Binary):
-                data[key] = _decode_arrays(value)
+        for key, value in list(doc._data.items()):
+            if isinstance(value, Binary) and value.subtype == ARRAY_SUBTYPE:
+                setattr(doc, key, decode_array(value))
+        doc._clear_changed_fields()
         return doc
 
     @property
