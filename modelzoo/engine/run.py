@@ -20,6 +20,7 @@ from ..image_io import DecodeImage
 from .loaders import LoadedBatch, safe_load, threaded_batches, torch_batches
 from .report import ApplyReport, Failure
 from .source import Record, SampleSource
+from .tuning import default_threads as _default_threads, default_workers as _default_workers, uses_cuda as _uses_cuda
 from .writer import BackgroundWriter
 
 __all__ = ["apply_model", "compute_embeddings"]
@@ -27,30 +28,6 @@ __all__ = ["apply_model", "compute_embeddings"]
 logger = logging.getLogger("modelzoo.engine")
 
 _APPLY_EXTRAS = {"error_field", "num_threads"}
-
-
-# -- choices the engine makes when the user does not ---------------------------------
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def _uses_cuda(model: Any) -> bool:
-    device = getattr(model, "device", None)
-    return str(device).startswith("cuda")
-
-
-def _default_workers(model: Any) -> int:
-    cores = _cpu_count()
-    if _uses_cuda(model):
-        return min(8, cores)
-    return max(1, cores // 2)
-
-
-def _default_threads(model: Any, num_workers: int) -> int:
-    return max(1, _cpu_count())
 
 
 @contextlib.contextmanager
