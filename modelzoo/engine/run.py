@@ -165,7 +165,7 @@ class _Run:
     def _fail(self, record: Record, message: str, stage: str, errors: Dict[Any, Dict[str, Any]]) -> None:
         if not self.skip_failures:
             raise PredictionError(record.sample_id, record.filepath, message)
-        logger.warning("Sample %s (%s) failed to %s: %s", record.sample_id, record.filepath, stage, message)
+        logger.debug("Sample %s (%s) failed to %s: %s", record.sample_id, record.filepath, stage, message)
         self.report.failed += 1
         self.report.failures.append(Failure(str(record.sample_id), record.filepath, message, stage))
         if self.error_field:
@@ -247,6 +247,11 @@ class _Run:
                 f"Lost the database while storing the last batches of {self.samples.name!r}: {e}. "
                 "Rerun with skip_existing=True once it is back."
             ) from e
+        if self.report.failed:
+            logger.warning(
+                "%d of %d samples failed (the returned report lists each one); first: %s",
+                self.report.failed, total, self.report.failures[0],
+            )
         logger.info("%s", self.report)
         return self.report
 
