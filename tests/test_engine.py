@@ -307,3 +307,53 @@ def test_losing_the_database_mid_run_fails_clearly_and_fast(image_dirs, tmp_path
     finally:
         mongod.kill()
         mongod.wait()
+
+
+def test_samples_mixin_reads_other_fields(image_dirs):
+    from tests.toy_models import PromptedSize
+
+    good, _, _ = image_dirs
+    ds = mz.Dataset.from_images(good[:3], name="prompted", overwrite=True)
+    try:
+        ids = ds.ids()
+        ds.set_values("caption", {ids[0]: "cat", ids[1]: "dog"})
+        ds.apply_model(PromptedSize(), label_field="out", progress=False)
+        assert ds.values("out.label") == ["cat:64", "dog:64", "None:64"]
+    finally:
+        ds.delete()
+
+
+def test_frame_keyed_outputs_become_frame_labels(image_dirs):
+    from tests.toy_models import FrameCounter
+
+    good, _, _ = image_dirs
+    ds = mz.Dataset.from_images(good[:2], name="frames", overwrite=True)
+    try:
+        ds.apply_model(FrameCounter(), label_field="det", progress=False)
+        assert ds.values("frames.1.det.label") == ["first", "first"]
+        assert ds.values("frames.2.det_a.label") == ["second", "second"]
+    finally:
+        ds.delete()
+
+
+def test_model_config_is_strict():
+    with pytest.raises(mz.ConfigError, match="Did you mean 'confidence_thresh'"):
+        mz.ModelConfig({"confidence_tresh": 0.5})
+    with pytest.raises(mz.ConfigError, match="confidence_thresh"):
+        mz.ModelConfig(confidence_thresh=2)
+    assert mz.ModelConfig({"confidence_thresh": 0.3}).confidence_thresh == 0.3
+
+
+def test_bad_arguments_fail_before_anything_runs(image_dirs):
+    good, _, _ = image_dirs
+    ds = mz.Dataset.from_images(good[:2], name="bad-args", overwrite=True)
+    try:
+        with pytest.raises(mz.ConfigError, match="batch_size"):
+            ds.apply_model(MeanColor(), batch_size=0)
+        with pytest.raises(mz.ConfigError, match="modelzoo.Model"):
+            ds.apply_model(object())
+        with pytest.raises(mz.ConfigError, match="Dataset or DatasetView"):
+            mz.apply_model([1, 2], MeanColor())
+        assert ds.count("predictions") == 0
+    finally:
+        ds.delete()

@@ -117,3 +117,22 @@ class TwoHeads(mz.Model):
                 mz.Detection(label="low", bounding_box=[0.0, 0.0, 0.1, 0.1], confidence=0.1),
             ]),
         }
+
+
+class PromptedSize(mz.SamplesMixin, mz.Model):
+    """Reads the sample's ``caption`` field: the label is the caption plus the image width."""
+
+    def __init__(self):
+        super().__init__()
+        self.needs_fields = {"prompt": "caption"}
+
+    def predict(self, arg: Any, sample: Any = None) -> mz.Classification:
+        prompt = (sample or {}).get("prompt")
+        return mz.Classification(label=f"{prompt}:{np.asarray(arg).shape[1]}")
+
+
+class FrameCounter(mz.Model):
+    """Returns frame-number-keyed labels (the storage of video models)."""
+
+    def predict(self, arg: Any):
+        return {1: mz.Classification(label="first"), 2: {"a": mz.Classification(label="second")}}

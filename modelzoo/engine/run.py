@@ -100,6 +100,25 @@ def _check_count(model: Any, outputs: Any, n: int) -> None:
         )
 
 
+def _validate(samples: Any, model: Any, batch_size: Optional[int], num_workers: Optional[int]) -> None:
+    from ..dataset import SampleCollection
+
+    if not isinstance(samples, SampleCollection):
+        raise ConfigError(
+            f"samples must be a Dataset or DatasetView, got {type(samples).__name__}. "
+            "Build one with Dataset.from_images_dir(...) or Dataset.from_images([...])."
+        )
+    if not isinstance(model, Model):
+        raise ConfigError(
+            f"model must implement modelzoo.Model, got {type(model).__name__}. Wrap it in a Model "
+            "subclass, a TorchImageModel, or one of the bundle adapters."
+        )
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 0):
+        raise ConfigError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+
+
 class _Run:
     """The state of one engine run."""
 
@@ -117,22 +136,7 @@ class _Run:
         query: Optional[Dict[str, Any]] = None,
         error_field: Optional[str] = None,
     ):
-        from ..dataset import SampleCollection
-
-        if not isinstance(samples, SampleCollection):
-            raise ConfigError(
-                f"samples must be a Dataset or DatasetView, got {type(samples).__name__}. "
-                "Build one with Dataset.from_images_dir(...) or Dataset.from_images([...])."
-            )
-        if not isinstance(model, Model):
-            raise ConfigError(
-                f"model must implement modelzoo.Model, got {type(model).__name__}. Wrap it in a Model "
-                "subclass, a TorchImageModel, or one of the bundle adapters."
-            )
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 0):
-            raise ConfigError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+        _validate(samples, model, batch_size, num_workers)
         self.samples = samples
         self.model = model
         self.mode = mode
@@ -318,6 +322,7 @@ def apply_model(
         )
     if confidence_thresh is not None and not 0 <= confidence_thresh <= 1:
         raise ConfigError(f"confidence_thresh must be in [0, 1], got {confidence_thresh!r}")
+    _validate(samples, model, batch_size, num_workers)
     _resolve_model_opts(model, "predict", store_logits)
 
     query = None
@@ -375,6 +380,7 @@ def compute_embeddings(
     unknown = set(kwargs) - _APPLY_EXTRAS
     if unknown:
         raise ConfigError(f"compute_embeddings() got unexpected arguments {sorted(unknown)}; it takes {sorted(_APPLY_EXTRAS)}")
+    _validate(samples, model, batch_size, num_workers)
     _resolve_model_opts(model, "embed", False)
     dataset = samples.dataset if hasattr(samples, "dataset") else None
     rows: Dict[int, np.ndarray] = {}
