@@ -1,0 +1,321 @@
+"""Helpers behind :mod:`modelzoo.torch_image`: imports by dotted path, weight
+files and their checksums, moving outputs around, and the ``optimize`` step
+(channels_last + a frozen or compiled graph, verified against eager)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import time
+import warnings
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+from .errors import ChecksumError, ConfigError, did_you_mean
+
+__all__ = [
+    "import_object",
+    "sha256_file",
+    "load_state_dict",
+    "to_cpu_float",
+    "outputs_close",
+    "optimize_module",
+    "OptimizeResult",
+]
+
+logger = logging.getLogger("modelzoo.torch_image")
+
+
+def import_object(path: str, what: str = "object") -> Any:
+    """Imports ``package.module.attr`` (the attribute may be nested: ``mod.Class.method``).
+
+    Raises:
+        ConfigError: naming ``path`` and the module that was tried.
+    """
+    if not isinstance(path, str) or not path.strip():
+        raise ConfigError(f"{what} must be a dotted path such as 'package.module.name', got {path!r}")
+    parts = path.strip().split(".")
+    if len(parts) < 2:
+        raise ConfigError(
+            f"Cannot import {what} {path!r}: expected a dotted path 'package.module.name'"
+        )
+    last_error: Optional[BaseException] = None
+    # try the longest importable module prefix first
+    for i in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:i])
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            # a missing *dependency* inside an existing module is a real error
+            if e.name is not None and not module_name.startswith(e.name) and e.name != module_name:
+                raise ConfigError(
+                    f"Cannot import {what} {path!r}: importing module {module_name!r} failed: {e}"
+                ) from e
+            last_error = e
+            continue
+        except Exception as e:  # the module exists but is broken
+            raise ConfigError(
+                f"Cannot import {what} {path!r}: importing module {module_name!r} raised "
+                f"{type(e).__name__}: {e}"
+            ) from e
+        obj: Any = module
+        for j, attr in enumerate(parts[i:]):
+            if not hasattr(obj, attr):
+                owner = ".".join(parts[: i + j])
+                names = [n for n in dir(obj) if not n.startswith("_")]
+                raise ConfigError(
+                    f"Cannot import {what} {path!r}: module {module_name!r} was imported but "
+                    f"{owner!r} has no attribute {attr!r}." + did_you_mean(attr, names)
+                )
+            obj = getattr(obj, attr)
+        return obj
+    raise ConfigError(
+        f"Cannot import {what} {path!r}: no module named {parts[0]!r} "
+        f"(tried module {'.'.join(parts[:-1])!r}). Is the package installed? ({last_error})"
+    )
+
+
+def sha256_file(path: str, chunk_size: int = 1 << 20) -> str:
+    """The hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(chunk_size), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_state_dict(path: str, sha256: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    """Loads a checkpoint's state dict with ``weights_only=True`` after checking its sha256.
+
+    Accepts a bare state dict or one wrapped under ``"state_dict"`` / ``"model"``.
+
+    Raises:
+        ChecksumError: the file's sha256 is not ``sha256`` (the file is not loaded).
+        ConfigError: the file is missing or holds no state dict.
+    """
+    try:
+        if sha256 is not None:
+            actual = sha256_file(path)
+            if actual.lower() != sha256.lower():
+                raise ChecksumError(path, sha256.lower(), actual, hint="Check weights_path and weights_sha256.")
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError(f"weights_path {path!r} does not exist") from None
+    except ChecksumError:
+        raise
+    except Exception as e:
+        raise ConfigError(
+            f"Cannot load weights {path!r} with torch.load(weights_only=True): {type(e).__name__}: {e}"
+        ) from e
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model"):
+            inner = obj.get(key)
+            if isinstance(inner, Mapping) and not isinstance(obj.get(key), torch.Tensor):
+                obj = inner
+                break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ConfigError(f"weights_path {path!r} does not hold a state dict (a dict of tensors)")
+    return dict(obj)
+
+
+# -- outputs ---------------------------------------------------------------------------
+
+
+def to_cpu_float(obj: Any) -> Any:
+    """Moves every tensor in a nested output to the CPU; floating ones become float32."""
+    if isinstance(obj, torch.Tensor):
+        obj = obj.detach()
+        if obj.is_floating_point() and obj.dtype != torch.float32:
+            obj = obj.float()
+        return obj.cpu()
+    if isinstance(obj, Mapping):
+        return {k: to_cpu_float(v) for k, v in obj.items()}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
+        return type(obj)(*(to_cpu_float(v) for v in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu_float(v) for v in obj)
+    return obj
+
+
+def outputs_close(a: Any, b: Any, rtol: float = 1e-4) -> Tuple[bool, str]:
+    """Compares two nested outputs. Tensors match when
+    ``max|a - b| <= rtol * max|b|`` (relative to the reference's scale) and
+    integer tensors are equal. Returns ``(ok, why_not)``."""
+    if isinstance(b, torch.Tensor):
+        if not isinstance(a, torch.Tensor):
+            return False, f"expected a tensor, got {type(a).__name__}"
+        if a.shape != b.shape:
+            return False, f"shape {tuple(a.shape)} != {tuple(b.shape)}"
+        if not b.is_floating_point():
+            return (bool(torch.equal(a.cpu(), b.cpu())), "integer outputs differ")
+        if b.numel() == 0:
+            return True, ""
+        a32, b32 = a.detach().float().cpu(), b.detach().float().cpu()
+        if not torch.isfinite(a32).all() or not torch.isfinite(b32).all():
+            return False, "non-finite values"
+        diff = (a32 - b32).abs().max().item()
+        scale = b32.abs().max().item()
+        if diff > rtol * max(scale, 1e-30):
+            return False, f"max abs difference {diff:.3g} > {rtol:g} x max |reference| {scale:.3g}"
+        return True, ""
+    if isinstance(b, Mapping):
+        if not isinstance(a, Mapping) or set(a) != set(b):
+            return False, "output dict keys differ"
+        for k in b:
+            ok, why = outputs_close(a[k], b[k], rtol)
+            if not ok:
+                return False, f"[{k!r}]: {why}"
+        return True, ""
+    if isinstance(b, (list, tuple)):
+        if not isinstance(a, (list, tuple)) or len(a) != len(b):
+            return False, "output sequence lengths differ"
+        for i, (x, y) in enumerate(zip(a, b)):
+            ok, why = outputs_close(x, y, rtol)
+            if not ok:
+                return False, f"[{i}]: {why}"
+        return True, ""
+    return (a == b, f"{a!r} != {b!r}")
+
+
+# -- optimize ----------------------------------------------------------------------------
+
+
+class OptimizeResult:
+    """What :func:`optimize_module` chose.
+
+    Attributes:
+        module: the callable to run (the eager module when nothing passed).
+        kind: ``"frozen"``, ``"compiled"``, ``"channels_last"`` or ``"eager"``.
+        notes: why each rejected candidate was rejected.
+        channels_last: whether inputs must be made channels_last.
+        references: the eager outputs on the examples (CPU, float32).
+    """
+
+    def __init__(
+        self,
+        module: Callable[..., Any],
+        kind: str,
+        notes: List[str],
+        channels_last: bool,
+        references: Optional[List[Any]] = None,
+    ):
+        self.module = module
+        self.references = references or []
+        self.kind = kind
+        self.notes = notes
+        self.channels_last = channels_last
+
+    def __repr__(self) -> str:
+        return f"OptimizeResult(kind={self.kind!r}, notes={self.notes!r})"
+
+
+def to_channels_last(x: Any) -> Any:
+    """Puts a batch (NCHW tensor or list of CHW tensors) in channels_last order."""
+    if isinstance(x, list):
+        return [to_channels_last(t) for t in x]
+    if isinstance(x, torch.Tensor) and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    if isinstance(x, torch.Tensor) and x.dim() == 3:
+        return x.unsqueeze(0).contiguous(memory_format=torch.channels_last)[0]
+    return x
+
+
+def optimize_module(
+    module: torch.nn.Module,
+    examples: Sequence[Any],
+    mode: str = "auto",
+    rtol: float = 1e-4,
+    graph: bool = True,
+) -> OptimizeResult:
+    """Makes a faster equivalent of ``module`` and checks it on ``examples``.
+
+    Candidates, in order: a channels_last module traced and frozen with
+    :func:`torch.jit.optimize_for_inference` (``mode="auto"``/``"trace"``) or
+    :func:`torch.compile` (``mode="compile"``); then the channels_last eager
+    module. The first whose outputs match eager on every example (within
+    ``rtol`` relative, see :func:`outputs_close`) wins; otherwise the eager
+    module is kept. Each rejection is logged with its reason.
+
+    Args:
+        module: an eval-mode module; it is left as it is (the candidates
+            run on a channels_last copy).
+        examples: inputs as the module takes them (already on its device).
+        mode: ``"auto"``, ``"trace"`` or ``"compile"``.
+        graph: False skips the graph candidate (models whose outputs cannot
+            be traced, e.g. torchvision detectors).
+    """
+    notes: List[str] = []
+    with torch.inference_mode():
+        references = [to_cpu_float(module(x)) for x in examples]
+    cl_module = _channels_last_copy(module)
+    if cl_module is None:
+        return OptimizeResult(module, "eager", ["channels_last copy failed"], False, references)
+    cl_examples = [to_channels_last(x) for x in examples]
+
+    def verify(fn: Callable[..., Any], name: str) -> bool:
+        try:
+            with torch.inference_mode():
+                for x, ref in zip(cl_examples, references):
+                    ok, why = outputs_close(to_cpu_float(fn(x)), ref, rtol)
+                    if not ok:
+                        notes.append(f"{name}: outputs differ from eager ({why})")
+                        return False
+        except Exception as e:
+            notes.append(f"{name}: failed on the verification batch ({type(e).__name__}: {e})")
+            return False
+        return True
+
+    graph_kind = "compiled" if mode == "compile" else "frozen"
+    t0 = time.perf_counter()
+    fn = _build_graph(cl_module, cl_examples[0], mode, notes) if graph else None
+    if not graph:
+        notes.append(f"{graph_kind}: skipped (the model's outputs cannot be traced)")
+    if fn is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if verify(fn, graph_kind):
+                logger.info(
+                    "optimize: using a %s channels_last graph (built and verified in %.1fs)",
+                    graph_kind, time.perf_counter() - t0,
+                )
+                return OptimizeResult(fn, graph_kind, notes, True, references)
+    if verify(cl_module, "channels_last"):
+        logger.info("optimize: using the channels_last eager module (%s)", "; ".join(notes))
+        return OptimizeResult(cl_module, "channels_last", notes, True, references)
+    logger.warning("optimize: falling back to the eager module: %s", "; ".join(notes))
+    return OptimizeResult(module, "eager", notes, False, references)
+
+
+def _build_graph(
+    module: torch.nn.Module, example: Any, mode: str, notes: List[str]
+) -> Optional[Callable[..., Any]]:
+    kind = "compiled" if mode == "compile" else "frozen"
+    try:
+        with warnings.catch_warnings():
+            # torch.jit is deprecated in favour of torch.compile, but on CPU a
+            # frozen graph is still the fastest option that needs no compiler
+            warnings.simplefilter("ignore")
+            if mode == "compile":
+                return torch.compile(module, dynamic=True)
+            with torch.no_grad():
+                traced = torch.jit.trace(module, example, check_trace=False, strict=False)
+                frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+                # the first calls of a scripted graph run its profiling passes
+                frozen(example)
+                frozen(example)
+            return frozen
+    except Exception as e:
+        first_line = (str(e).strip().splitlines() or [""])[0][:200]
+        notes.append(f"{kind}: cannot build the graph ({type(e).__name__}: {first_line})")
+        return None
+
+
+def _channels_last_copy(module: torch.nn.Module) -> Optional[torch.nn.Module]:
+    import copy
+
+    try:
+        return copy.deepcopy(module).to(memory_format=torch.channels_last)
+    except Exception:
+        return None

@@ -1,0 +1,838 @@
+"""Run any torch image model: :class:`TorchImageModelConfig` and :class:`TorchImageModel`.
+
+The three steps are kept apart, as the engine runs them in different places:
+
+1. **preprocess** (DataLoader workers): :class:`ImageFileLoader` decodes a
+   file, :class:`ImageTransform` resizes it as a uint8 tensor and normalizes
+   it into an :class:`ImageInput` that remembers the original size;
+   :class:`ImageCollate` stacks same-size inputs into an :class:`ImageBatch`.
+2. **forward** (main process, the only step on the device): same-size
+   inputs run as one NCHW batch (ragged batches are split into same-size
+   groups), under :func:`torch.inference_mode`, through the optimized graph.
+3. **postprocess**: an :class:`~modelzoo.processors.OutputProcessor` turns
+   CPU outputs plus the original image sizes into Labels.
+
+Example::
+
+    model = TorchImageModel({
+        "entrypoint_fcn": "torchvision.models.mobilenet_v2",
+        "weights_path": "mobilenet_v2-b0353104.pth",
+        "output_processor_cls": "ClassifierOutputProcessor",
+        "labels_path": "imagenet-labels-no-background.txt",
+        "image_min_dim": 224, "image_max_dim": 2048,
+        "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
+        "embeddings_layer": "<classifier.1",
+    })
+    label = model.predict(image)          # uint8 HWC array or PIL image
+    vectors = model.embed_all(images)     # (N, 1280) float32
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ._torch_utils import (
+    import_object,
+    load_state_dict,
+    optimize_module,
+    to_channels_last,
+    to_cpu_float,
+)
+from .errors import ConfigError, ModelError, did_you_mean
+from .image_io import open_image, to_rgb
+from .mixins import EmbeddingsMixin, LogitsMixin, TorchModelMixin
+from .models import Model, ModelConfig
+from .processors import OutputProcessor, get_output_processor_cls
+from .processors.keypoints import check_skeleton
+
+__all__ = [
+    "TorchImageModelConfig",
+    "TorchImageModel",
+    "ImageInput",
+    "ImageBatch",
+    "ImageTransform",
+    "ImageFileLoader",
+    "ImageCollate",
+    "load_classes",
+]
+
+logger = logging.getLogger("modelzoo.torch_image")
+
+#: ``(width, height)`` in pixels
+Size = Tuple[int, int]
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(init=False)
+class TorchImageModelConfig(ModelConfig):
+    """How to build, feed and read a torch image model. Unknown keys are errors.
+
+    Attributes:
+        entrypoint_fcn: a dotted path (``"torchvision.models.mobilenet_v2"``) or
+            a callable returning the ``torch.nn.Module``.
+        entrypoint_args: keyword arguments for ``entrypoint_fcn``.
+        weights_path: a state dict to load (``torch.load(weights_only=True)``).
+        weights_sha256: the expected sha256 of ``weights_path``; a mismatch refuses to load.
+        output_processor_cls: a built-in processor's name, a dotted path or an
+            :class:`~modelzoo.processors.OutputProcessor` subclass; None
+            returns the raw outputs as numpy arrays.
+        output_processor_args: keyword arguments for the processor.
+        classes: the class names, by index. Or give one of:
+        labels_string: comma-separated class names.
+        labels_path: a file with one class per line, ``"name"`` or ``"index:name"``
+            (ETA's files in ``eta/resources/``).
+        mask_targets: ``{index: name}`` for semantic segmentation (default: the classes).
+        skeleton: ``{"labels": [...], "edges": [[i, j], ...]}`` for keypoints.
+        image_min_dim: upscale so that the smaller side is at least this.
+        image_max_dim: downscale so that the larger side is at most this.
+        image_size: resize to exactly this: an int (square) or ``(width, height)``.
+        image_mean, image_std: per-channel normalization of ``[0, 1]`` RGB.
+        embeddings_layer: the module (``named_modules`` name) whose output is
+            the embedding; a leading ``<`` takes that module's input instead.
+        use_half_precision: run the model in float16.
+        cudnn_benchmark: set ``torch.backends.cudnn.benchmark`` inside ``with model``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available.
+        raw_inputs: pass each batch to the model as a list of ``(3, H, W)``
+            tensors instead of a stacked NCHW tensor (torchvision detectors).
+        optimize: ``True``/``"trace"``: channels_last plus a traced, frozen
+            graph; ``"compile"``: :func:`torch.compile`; ``False``: eager.
+            The optimized model is checked against eager at load and
+            falls back to eager (logging why) when outputs differ.
+        fast_decode: decode JPEGs at reduced scale when the target size is at
+            least 2x smaller than the image (faster; slightly different pixels).
+    """
+
+    entrypoint_fcn: Union[str, Callable[..., Any], None] = None
+    entrypoint_args: Optional[Dict[str, Any]] = None
+    weights_path: Optional[str] = None
+    weights_sha256: Optional[str] = None
+    output_processor_cls: Union[str, type, None] = None
+    output_processor_args: Optional[Dict[str, Any]] = None
+    classes: Optional[List[str]] = None
+    labels_string: Optional[str] = None
+    labels_path: Optional[str] = None
+    mask_targets: Optional[Dict[Any, str]] = None
+    skeleton: Optional[Dict[str, Any]] = None
+    image_min_dim: Optional[int] = None
+    image_max_dim: Optional[int] = None
+    image_size: Union[int, Tuple[int, int], None] = None
+    image_mean: Optional[Tuple[float, float, float]] = None
+    image_std: Optional[Tuple[float, float, float]] = None
+    embeddings_layer: Optional[str] = None
+    use_half_precision: bool = False
+    cudnn_benchmark: Optional[bool] = None
+    device: Optional[str] = None
+    raw_inputs: bool = False
+    optimize: Union[bool, str] = True
+    fast_decode: bool = False
+
+    def validate(self) -> None:
+        super().validate()
+        name = type(self).__name__
+        if self.entrypoint_fcn is None:
+            raise ConfigError(f"{name} requires entrypoint_fcn (a dotted path or a callable returning the model)")
+        if not isinstance(self.entrypoint_fcn, str) and not callable(self.entrypoint_fcn):
+            raise ConfigError(f"entrypoint_fcn must be a dotted path or a callable, got {self.entrypoint_fcn!r}")
+        for key in ("entrypoint_args", "output_processor_args", "mask_targets", "skeleton"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, Mapping):
+                raise ConfigError(f"{key} must be a dict, got {type(value).__name__}")
+        if self.weights_sha256 is not None:
+            if self.weights_path is None:
+                raise ConfigError("weights_sha256 is set but weights_path is not")
+            sha = str(self.weights_sha256).lower()
+            if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+                raise ConfigError(f"weights_sha256 must be 64 hex digits, got {self.weights_sha256!r}")
+        given = [k for k in ("classes", "labels_string", "labels_path") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ConfigError(f"Give the classes once: {' and '.join(given)} are all set")
+        if self.classes is not None and (isinstance(self.classes, str) or not isinstance(self.classes, Sequence)):
+            raise ConfigError(f"classes must be a list of names, got {self.classes!r:.100}")
+        for key in ("image_min_dim", "image_max_dim"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+                raise ConfigError(f"{key} must be a positive int, got {value!r}")
+        if self.image_min_dim and self.image_max_dim and self.image_min_dim > self.image_max_dim:
+            raise ConfigError(
+                f"image_min_dim ({self.image_min_dim}) is larger than image_max_dim ({self.image_max_dim})"
+            )
+        _size_wh(self.image_size)  # raises on a bad value
+        if self.image_size is not None and (self.image_min_dim or self.image_max_dim):
+            raise ConfigError("image_size resizes exactly; do not combine it with image_min_dim / image_max_dim")
+        if (self.image_mean is None) != (self.image_std is None):
+            raise ConfigError("Give both image_mean and image_std, or neither")
+        for key in ("image_mean", "image_std"):
+            value = getattr(self, key)
+            if value is not None:
+                try:
+                    values = [float(v) for v in value]
+                except (TypeError, ValueError):
+                    values = []
+                if len(values) != 3 or (key == "image_std" and min(values) <= 0):
+                    raise ConfigError(f"{key} must be three numbers (R, G, B){' > 0' if key == 'image_std' else ''}, got {value!r}")
+        if self.embeddings_layer is not None and (not isinstance(self.embeddings_layer, str) or not self.embeddings_layer.lstrip("<")):
+            raise ConfigError(f"embeddings_layer must be a module name such as 'fc' or '<classifier.1', got {self.embeddings_layer!r}")
+        if self.optimize not in (True, False, "trace", "compile"):
+            raise ConfigError(f"optimize must be True, False, 'trace' or 'compile', got {self.optimize!r}")
+        for key in ("use_half_precision", "raw_inputs", "fast_decode"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{key} must be True or False, got {getattr(self, key)!r}")
+        if self.device is not None:
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError) as e:
+                raise ConfigError(f"device {self.device!r} is not a torch device ({e})") from None
+        check_skeleton(self.skeleton)
+
+
+def _size_wh(size: Any) -> Optional[Size]:
+    if size is None:
+        return None
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        return (size, size)
+    if isinstance(size, Sequence) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
+        return (int(size[0]), int(size[1]))
+    raise ConfigError(f"image_size must be a positive int or (width, height), got {size!r}")
+
+
+def load_classes(
+    classes: Optional[Sequence[str]] = None,
+    labels_string: Optional[str] = None,
+    labels_path: Optional[str] = None,
+) -> Optional[List[str]]:
+    """The class names from whichever source is given.
+
+    ``labels_path`` holds one class per line, either ``name`` or
+    ``index:name`` (ETA's format; missing indices get their number as name).
+    """
+    if classes is not None:
+        return [str(c) for c in classes]
+    if labels_string is not None:
+        return [c.strip() for c in labels_string.split(",")]
+    if labels_path is None:
+        return None
+    try:
+        with open(labels_path, encoding="utf-8") as f:
+            lines = [line.rstrip("\r\n") for line in f if line.strip()]
+    except OSError as e:
+        raise ConfigError(f"Cannot read labels_path {labels_path!r}: {e}") from None
+    indexed: Dict[int, str] = {}
+    for line in lines:
+        head, sep, tail = line.partition(":")
+        if sep and head.strip().isdigit():
+            indexed[int(head)] = tail.strip()
+        elif indexed:
+            raise ConfigError(f"labels_path {labels_path!r}: line {line!r} mixes 'index:name' and plain names")
+    if not indexed:
+        return [line.strip() for line in lines]
+    return [indexed.get(i, str(i)) for i in range(max(indexed) + 1)]
+
+
+# -- preprocessing (picklable; runs in DataLoader workers) ----------------------------------
+
+
+@dataclasses.dataclass
+class ImageInput:
+    """One preprocessed image.
+
+    Attributes:
+        tensor: ``FloatTensor[3, H, W]``, resized and normalized.
+        image_size: the original ``(width, height)``, before any resize.
+    """
+
+    tensor: torch.Tensor
+    image_size: Size
+
+    @property
+    def input_size(self) -> Size:
+        return (int(self.tensor.shape[-1]), int(self.tensor.shape[-2]))
+
+
+@dataclasses.dataclass
+class ImageBatch:
+    """A collated batch: what ``predict_all`` takes with ``preprocess`` off.
+
+    Attributes:
+        tensors: ``FloatTensor[N, 3, H, W]`` when the inputs share a size, else
+            a list of ``N`` ``FloatTensor[3, H_i, W_i]``.
+        image_sizes: the original ``(width, height)`` of each image.
+    """
+
+    tensors: Union[torch.Tensor, List[torch.Tensor]]
+    image_sizes: List[Size]
+
+    def __len__(self) -> int:
+        return len(self.image_sizes)
+
+    def pin_memory(self) -> "ImageBatch":  # used by DataLoader(pin_memory=True)
+        if isinstance(self.tensors, torch.Tensor):
+            return ImageBatch(self.tensors.pin_memory(), self.image_sizes)
+        return ImageBatch([t.pin_memory() for t in self.tensors], self.image_sizes)
+
+
+class ImageTransform:
+    """uint8 RGB image -> :class:`ImageInput`: resize, scale to ``[0, 1]``, normalize.
+
+    The resize runs on the uint8 tensor (torchvision's antialiased bilinear
+    kernel, faster than PIL and than resizing floats), then converts to float.
+    Picklable. Accepts uint8 ``(H, W, 3)`` arrays (the fast path), other
+    arrays (grayscale, RGBA, 16-bit: converted) and PIL images of any mode.
+
+    Args:
+        image_size: exact output ``(width, height)``.
+        min_dim: upscale so that the smaller side is at least this.
+        max_dim: downscale so that the larger side is at most this.
+        mean, std: per-channel normalization.
+    """
+
+    def __init__(
+        self,
+        image_size: Optional[Size] = None,
+        min_dim: Optional[int] = None,
+        max_dim: Optional[int] = None,
+        mean: Optional[Sequence[float]] = None,
+        std: Optional[Sequence[float]] = None,
+    ):
+        self.image_size = image_size
+        self.min_dim = min_dim
+        self.max_dim = max_dim
+        self.mean = None if mean is None else [float(v) for v in mean]
+        self.std = None if std is None else [float(v) for v in std]
+
+    def target_size(self, width: int, height: int) -> Size:
+        """The ``(width, height)`` an image of this size is resized to.
+
+        Sizes follow torchvision's ``Resize(int)``: the constrained side gets
+        the exact value, the other is scaled and truncated.
+        """
+        if self.image_size is not None:
+            return self.image_size
+        w, h = width, height
+        if self.min_dim and min(w, h) < self.min_dim:
+            w, h = _scale_side(w, h, self.min_dim, short=True)
+        if self.max_dim and max(w, h) > self.max_dim:
+            w, h = _scale_side(w, h, self.max_dim, short=False)
+        return (w, h)
+
+    def __call__(self, image: Any) -> ImageInput:
+        array = _to_rgb_array(image)
+        return self.apply(array, (array.shape[1], array.shape[0]))
+
+    def apply(self, array: np.ndarray, image_size: Size) -> ImageInput:
+        """Transforms a uint8 ``(H, W, 3)`` array whose original size was ``image_size``
+        (differs from the array's when the JPEG was decoded at reduced scale)."""
+        import torchvision.transforms.v2.functional as TF
+
+        if not array.flags.writeable:  # np.asarray(PIL image) is read-only
+            array = array.copy()
+        t = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)  # uint8 CHW view
+        w, h = self.target_size(*image_size)
+        if (t.shape[2], t.shape[1]) != (w, h):
+            t = TF.resize(t, [h, w], antialias=True)
+        x = t.to(torch.float32).div_(255.0).contiguous()
+        if self.mean is not None:
+            x = TF.normalize(x, self.mean, self.std, inplace=True)
+        return ImageInput(x, (int(image_size[0]), int(image_size[1])))
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageTransform(image_size={self.image_size}, min_dim={self.min_dim}, max_dim={self.max_dim}, "
+            f"mean={self.mean}, std={self.std})"
+        )
+
+
+def _scale_side(w: int, h: int, target: int, short: bool) -> Size:
+    if (w <= h) == short:  # width is the side to set
+        return target, max(int(target * h / w), 1)
+    return max(int(target * w / h), 1), target
+
+
+def _to_rgb_array(image: Any) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        return np.asarray(to_rgb(image))
+    if isinstance(image, torch.Tensor):  # (3, H, W) uint8, as torchvision.io decodes
+        if image.dtype == torch.uint8 and image.dim() == 3 and image.shape[0] == 3:
+            return image.permute(1, 2, 0).numpy()
+        raise ModelError(f"Expected a uint8 (3, H, W) image tensor, got {image.dtype} {tuple(image.shape)}")
+    array = np.asarray(image)
+    if array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] == 3:
+        return array
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ModelError(f"Expected an (H, W, 3) RGB image array, got shape {array.shape}")
+    if array.dtype == np.uint16:
+        if array.ndim == 2:  # 16-bit grayscale: let to_rgb scale it
+            return np.asarray(to_rgb(Image.fromarray(array)))
+        array = np.round(array / 257.0).astype(np.uint8)  # 65535 -> 255
+    if array.dtype != np.uint8:
+        raise ModelError(f"Expected a uint8 or uint16 image array, got {array.dtype}")
+    return np.asarray(to_rgb(Image.fromarray(array)))  # grayscale, RGBA
+
+
+class ImageFileLoader:
+    """filepath -> :class:`ImageInput`, for DataLoader workers. Picklable.
+
+    Any mode is converted to RGB (see :func:`modelzoo.image_io.to_rgb`). With
+    ``fast_decode``, a JPEG whose target size is at least 2x smaller on both
+    sides is decoded at reduced scale by libjpeg (PIL ``draft``); the output
+    tensor has the same size either way. Raises ``OSError`` naming the file
+    when it cannot be read.
+    """
+
+    def __init__(self, transform: ImageTransform, fast_decode: bool = False):
+        self.transform = transform
+        self.fast_decode = fast_decode
+
+    def __call__(self, path: str) -> ImageInput:
+        with open_image(path) as img:
+            size = img.size
+            if self.fast_decode and img.format == "JPEG":
+                tw, th = self.transform.target_size(*size)
+                if 2 * tw <= size[0] and 2 * th <= size[1]:
+                    img.draft("RGB", (tw, th))
+            try:
+                img.load()
+            except Exception as e:
+                raise OSError(f"Cannot decode image {path}: {type(e).__name__}: {e}") from None
+            array = np.asarray(to_rgb(img))
+        return self.transform.apply(array, size)
+
+
+class ImageCollate:
+    """Collates :class:`ImageInput` items into an :class:`ImageBatch`. Picklable.
+
+    Same-size tensors are stacked into one NCHW tensor; otherwise (or with
+    ``stack=False``) they stay a list.
+    """
+
+    def __init__(self, stack: bool = True):
+        self.stack = stack
+
+    def __call__(self, items: Sequence[ImageInput]) -> ImageBatch:
+        tensors = [item.tensor for item in items]
+        sizes = [item.image_size for item in items]
+        if self.stack and tensors and all(t.shape == tensors[0].shape for t in tensors):
+            return ImageBatch(torch.stack(tensors), sizes)
+        return ImageBatch(tensors, sizes)
+
+
+# -- the model ------------------------------------------------------------------------------
+
+
+class _EmbeddingTap(torch.nn.Module):
+    """Wraps a model so that its forward returns ``(output, embeddings)``:
+    the output (or the input, ``use_input``) of one of its modules, captured
+    during this very forward pass. Traceable."""
+
+    def __init__(self, model: torch.nn.Module, layer: str, use_input: bool):
+        super().__init__()
+        self.model = model
+        self.layer = layer
+        self.use_input = use_input
+
+    def forward(self, x: Any) -> Tuple[Any, torch.Tensor]:
+        captured: List[torch.Tensor] = []
+
+        def hook(module: torch.nn.Module, inputs: Tuple[Any, ...], output: Any) -> None:
+            value = inputs[0] if self.use_input else output
+            captured.append(value[0] if isinstance(value, (tuple, list)) else value)
+
+        handle = self.model.get_submodule(self.layer).register_forward_hook(hook)
+        try:
+            out = self.model(x)
+        finally:
+            handle.remove()
+        if not captured:
+            raise ModelError(f"embeddings_layer {self.layer!r} did not run in the forward pass")
+        return out, captured[-1]
+
+
+def _resolve_device(device: Optional[str]) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} was requested but CUDA is not available")
+    return dev
+
+
+def _example_image(width: int, height: int, seed: int) -> np.ndarray:
+    """A deterministic photo-like uint8 image (smooth shapes, edges, noise)
+    for checking an optimized model against eager at load time."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    img = np.stack(
+        [
+            128 + 100 * np.sin(xx / (7 + seed) + yy / 23),
+            128 + 100 * np.cos(yy / (11 + seed) - xx / 31),
+            255 * ((xx - width / 2) ** 2 + (yy - height / 2) ** 2 < (min(width, height) / 3) ** 2),
+        ],
+        axis=-1,
+    )
+    img += rng.normal(0, 12, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
+    """A torch image model built from a :class:`TorchImageModelConfig`.
+
+    The model is built, its weights loaded and checked, and (with
+    ``optimize``) its optimized form verified when it is constructed, so
+    configuration errors surface here. Usable with or without ``with``.
+
+    Args:
+        config: a :class:`TorchImageModelConfig` or a dict of its settings.
+
+    Raises:
+        ConfigError: a bad setting (unimportable entrypoint, unknown
+            processor, unknown embeddings layer, weights that do not fit...).
+        ChecksumError: ``weights_path`` does not have ``weights_sha256``.
+    """
+
+    config_cls = TorchImageModelConfig
+    config: TorchImageModelConfig
+
+    def __init__(self, config: Union[TorchImageModelConfig, Mapping[str, Any], None] = None):
+        super().__init__(config)
+        cfg = self.config
+        self._device = _resolve_device(cfg.device)
+        self._dtype = torch.float16 if cfg.use_half_precision else torch.float32
+        self._classes = load_classes(cfg.classes, cfg.labels_string, cfg.labels_path)
+        self._module = self._build_module()
+        self._net: torch.nn.Module = self._module
+        if cfg.embeddings_layer is not None:
+            self._net = self._make_tap(cfg.embeddings_layer)
+        self._processor = self._build_processor()
+        self._transform = ImageTransform(
+            _size_wh(cfg.image_size), cfg.image_min_dim, cfg.image_max_dim, cfg.image_mean, cfg.image_std
+        )
+        self._runner: Callable[..., Any] = self._net
+        self._channels_last = False
+        self.optimization = "eager"
+        self.optimization_notes: List[str] = []
+        if cfg.optimize:
+            self._optimize("compile" if cfg.optimize == "compile" else "trace")
+        self._saved_cudnn: List[bool] = []
+        self._last_embeddings: Optional[np.ndarray] = None
+
+    # -- building ---------------------------------------------------------------------------
+    def _build_module(self) -> torch.nn.Module:
+        cfg = self.config
+        fn = cfg.entrypoint_fcn
+        if isinstance(fn, str):
+            fn = import_object(fn, "entrypoint_fcn")
+        if not callable(fn):
+            raise ConfigError(f"entrypoint_fcn {cfg.entrypoint_fcn!r} is not callable")
+        try:
+            module = fn(**(cfg.entrypoint_args or {}))
+        except TypeError as e:
+            raise ConfigError(f"entrypoint_fcn {cfg.entrypoint_fcn!r} rejected entrypoint_args {cfg.entrypoint_args!r}: {e}") from e
+        if not isinstance(module, torch.nn.Module):
+            raise ConfigError(f"entrypoint_fcn {cfg.entrypoint_fcn!r} returned {type(module).__name__}, not a torch.nn.Module")
+        if cfg.weights_path is not None:
+            state = load_state_dict(os.fspath(cfg.weights_path), cfg.weights_sha256)
+            result = module.load_state_dict(state, strict=False)
+            if result.missing_keys or result.unexpected_keys:
+                raise ConfigError(
+                    f"weights_path {cfg.weights_path!r} does not fit the model built by {cfg.entrypoint_fcn!r}: "
+                    f"missing keys {result.missing_keys[:5]}{'...' if len(result.missing_keys) > 5 else ''}, "
+                    f"unexpected keys {result.unexpected_keys[:5]}{'...' if len(result.unexpected_keys) > 5 else ''}"
+                )
+        return module.eval().to(device=self._device, dtype=self._dtype)
+
+    def _make_tap(self, layer: str) -> torch.nn.Module:
+        use_input = layer.startswith("<")
+        name = layer.lstrip("<")
+        names = [n for n, _ in self._module.named_modules() if n]
+        if name not in names:
+            raise ConfigError(
+                f"embeddings_layer {layer!r}: the model has no module {name!r}." + did_you_mean(name, names)
+                + " Module names are those of model.named_modules()."
+            )
+        return _EmbeddingTap(self._module, name, use_input)
+
+    def _build_processor(self) -> Optional[OutputProcessor]:
+        cfg = self.config
+        if cfg.output_processor_cls is None:
+            return None
+        cls = get_output_processor_cls(cfg.output_processor_cls)
+        kwargs = dict(cfg.output_processor_args or {})
+        kwargs.setdefault("classes", self._classes)
+        import inspect
+
+        params = inspect.signature(cls.__init__).parameters
+        if cfg.mask_targets is not None:
+            kwargs.setdefault("mask_targets", cfg.mask_targets)
+        if cfg.skeleton is not None:
+            kwargs.setdefault("skeleton", cfg.skeleton)
+        accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        for key in ("mask_targets", "skeleton"):
+            if key in kwargs and key not in params and not accepts_any:
+                raise ConfigError(f"{key} is set but {cls.__name__} does not take it")
+        try:
+            return cls(**kwargs)
+        except TypeError as e:
+            raise ConfigError(f"Cannot build {cls.__name__} with output_processor_args {cfg.output_processor_args!r}: {e}") from e
+
+    def _examples(self) -> List[ImageBatch]:
+        """Two batches of different sizes, as the model will be fed them."""
+        batches = []
+        for n, (w, h), seed in ((2, (320, 240), 0), (1, (256, 300), 1)):
+            items = [self._transform(_example_image(w, h, seed + i)) for i in range(n)]
+            batches.append(ImageCollate(stack=not self.config.raw_inputs)(items))
+        return batches
+
+    def _optimize(self, mode: str) -> None:
+        graph = not self.config.raw_inputs and (self._processor is None or self._processor.traceable)
+        examples = self._examples()
+        result = optimize_module(self._net, [self._to_device(b.tensors) for b in examples], mode=mode, graph=graph)
+        if self._processor is not None and result.references:
+            # run the processor on the eager output once, so that a contract
+            # error (e.g. classes of the wrong length) surfaces at load time
+            out = result.references[0]
+            if self.config.embeddings_layer is not None:
+                out = out[0]
+            batch = examples[0]
+            self._processor(out, batch.image_sizes, _input_sizes(batch.tensors, len(batch)))
+        self._runner = result.module
+        self._channels_last = result.channels_last
+        self.optimization = result.kind
+        self.optimization_notes = result.notes
+
+    # -- properties -------------------------------------------------------------------------
+    @property
+    def torch_model(self) -> torch.nn.Module:
+        """The eager ``torch.nn.Module`` (on :attr:`device`)."""
+        return self._module
+
+    @property
+    def output_processor(self) -> Optional[OutputProcessor]:
+        return self._processor
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def classes(self) -> Optional[List[str]]:
+        return None if self._classes is None else list(self._classes)
+
+    @property
+    def mask_targets(self) -> Optional[Dict[str, str]]:
+        return getattr(self._processor, "mask_targets", None)
+
+    @property
+    def skeleton(self) -> Optional[Dict[str, Any]]:
+        return getattr(self._processor, "skeleton", None) or check_skeleton(self.config.skeleton)
+
+    @property
+    def ragged_batches(self) -> bool:
+        return self.config.raw_inputs or self.config.image_size is None
+
+    @property
+    def transforms(self) -> ImageTransform:
+        return self._transform
+
+    @property
+    def collate_fn(self) -> ImageCollate:
+        return ImageCollate(stack=not self.config.raw_inputs)
+
+    def build_input_loader(self) -> ImageFileLoader:
+        """A picklable ``filepath -> ImageInput`` for DataLoader workers."""
+        return ImageFileLoader(self._transform, self.config.fast_decode)
+
+    @property
+    def has_logits(self) -> bool:
+        return self._processor is not None and self._processor.has_logits
+
+    @property
+    def store_logits(self) -> bool:
+        return self._store_logits
+
+    @store_logits.setter
+    def store_logits(self, value: bool) -> None:
+        LogitsMixin.store_logits.fset(self, value)  # type: ignore[attr-defined]
+        if self._processor is not None:
+            self._processor.store_logits = bool(value)
+
+    @property
+    def has_embeddings(self) -> bool:
+        return self.config.embeddings_layer is not None or self._processor is None
+
+    # -- context ----------------------------------------------------------------------------
+    def __enter__(self) -> "TorchImageModel":
+        self._saved_cudnn.append(torch.backends.cudnn.benchmark)
+        if self.config.cudnn_benchmark is not None:
+            torch.backends.cudnn.benchmark = bool(self.config.cudnn_benchmark)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._saved_cudnn:
+            torch.backends.cudnn.benchmark = self._saved_cudnn.pop()
+
+    # -- inference --------------------------------------------------------------------------
+    def predict(self, arg: Any) -> Any:
+        """Predicts on one image (uint8 HWC array or PIL image; an
+        :class:`ImageInput` when :attr:`preprocess` is off)."""
+        return self.predict_all([arg])[0]
+
+    def predict_all(self, args: Any) -> List[Any]:
+        """Predicts on a batch: a list of images, or an :class:`ImageBatch`
+        from :attr:`collate_fn`. One label (or dict of labels) per image."""
+        labels, embeddings = self._run(self._as_batch(args), postprocess=True)
+        self._last_embeddings = embeddings
+        return labels
+
+    def embed(self, arg: Any) -> np.ndarray:
+        return self.embed_all([arg])[0]
+
+    def embed_all(self, args: Any) -> np.ndarray:
+        """The embeddings of a batch, float32 ``(N, D)``."""
+        if not self.has_embeddings:
+            raise ModelError(
+                "This model has no embeddings: set embeddings_layer in its config "
+                "(e.g. '<fc' for the input of the final layer)."
+            )
+        outputs, embeddings = self._run(self._as_batch(args), postprocess=False)
+        if embeddings is None:  # no processor: the outputs are the embeddings
+            embeddings = np.stack([np.asarray(o, dtype=np.float32).reshape(-1) for o in outputs])
+        self._last_embeddings = embeddings
+        return embeddings
+
+    def _as_batch(self, args: Any) -> ImageBatch:
+        if isinstance(args, ImageBatch):
+            return args
+        if isinstance(args, torch.Tensor) and args.dim() == 4:
+            return ImageBatch(args, [(int(args.shape[3]), int(args.shape[2]))] * int(args.shape[0]))
+        items = []
+        for arg in args:
+            if isinstance(arg, ImageInput):
+                items.append(arg)
+            elif isinstance(arg, torch.Tensor) and arg.is_floating_point() and arg.dim() == 3:
+                items.append(ImageInput(arg, (int(arg.shape[2]), int(arg.shape[1]))))
+            elif self.preprocess:
+                items.append(self._transform(arg))
+            else:
+                raise ModelError(
+                    f"With preprocess off, predict_all takes ImageInput items or an ImageBatch, got {type(arg).__name__}"
+                )
+        return self.collate_fn(items)
+
+    def _to_device(self, x: Any) -> Any:
+        if isinstance(x, list):
+            return [self._to_device(t) for t in x]
+        return x.to(device=self._device, dtype=self._dtype, non_blocking=True)
+
+    def _groups(self, batch: ImageBatch) -> List[Tuple[List[int], Any]]:
+        """``(indices, model input)`` pairs: one per same-size group.
+
+        Ragged inputs run one size at a time even with ``raw_inputs``:
+        torchvision's detectors pad a list to its largest image, so running
+        different sizes together would make an image's result depend on its
+        batch-mates.
+        """
+        tensors = batch.tensors
+        if isinstance(tensors, torch.Tensor):
+            groups = [(list(range(len(batch))), tensors)]
+        else:
+            by_shape: Dict[Tuple[int, ...], List[int]] = {}
+            for i, t in enumerate(tensors):
+                by_shape.setdefault(tuple(t.shape), []).append(i)
+            groups = [(idx, torch.stack([tensors[i] for i in idx])) for idx in by_shape.values()]
+        if self.config.raw_inputs:
+            return [(idx, list(x.unbind(0))) for idx, x in groups]
+        return groups
+
+    def _forward(self, x: Any) -> Any:
+        x = self._to_device(x)
+        if self._channels_last:
+            x = to_channels_last(x)
+        if self._runner is self._net:
+            return self._net(x)
+        try:
+            return self._runner(x)
+        except Exception as e:
+            logger.warning(
+                "optimize: the %s model failed on an input of shape %s (%s: %s); using the eager model from now on",
+                self.optimization, _shape_of(x), type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "",
+            )
+            self._runner, self._channels_last, self.optimization = self._net, False, "eager"
+            return self._net(x)
+
+    def _run(self, batch: ImageBatch, postprocess: bool) -> Tuple[List[Any], Optional[np.ndarray]]:
+        n = len(batch)
+        results: List[Any] = [None] * n
+        embeddings: Optional[np.ndarray] = None
+        tapped = self.config.embeddings_layer is not None
+        for indices, x in self._groups(batch):
+            with torch.inference_mode():
+                out = self._forward(x)
+            out = to_cpu_float(out)
+            if tapped:
+                out, emb = out
+                emb = emb.reshape(emb.shape[0], -1).numpy().astype(np.float32, copy=False)
+                if emb.shape[0] != len(indices):
+                    raise ModelError(
+                        f"embeddings_layer {self.config.embeddings_layer!r} gave {emb.shape[0]} rows for {len(indices)} images"
+                    )
+                if embeddings is None:
+                    embeddings = np.empty((n, emb.shape[1]), dtype=np.float32)
+                embeddings[indices] = emb
+            sizes = [batch.image_sizes[i] for i in indices]
+            if postprocess and self._processor is not None:
+                input_sizes = _input_sizes(x, len(indices))
+                labels = self._processor(out, sizes, input_sizes, self.config.confidence_thresh)
+            else:
+                labels = _split_outputs(out, len(indices))
+            for i, label in zip(indices, labels):
+                results[i] = label
+        return results, embeddings
+
+    def __repr__(self) -> str:
+        entry = self.config.entrypoint_fcn
+        entry = entry if isinstance(entry, str) else getattr(entry, "__qualname__", repr(entry))
+        return f"TorchImageModel({entry}, processor={self._processor!r}, device={self._device}, optimization={self.optimization!r})"
+
+
+def _shape_of(x: Any) -> Any:
+    if isinstance(x, list):
+        return [tuple(t.shape) for t in x]
+    return tuple(x.shape)
+
+
+def _input_sizes(x: Any, n: int) -> List[Size]:
+    if isinstance(x, list):
+        return [(int(t.shape[-1]), int(t.shape[-2])) for t in x]
+    return [(int(x.shape[-1]), int(x.shape[-2]))] * n
+
+
+def _split_outputs(out: Any, n: int) -> List[Any]:
+    """Raw outputs for ``n`` images, one per image, as numpy where they are tensors."""
+    if isinstance(out, torch.Tensor):
+        return [out[i].numpy() for i in range(n)]
+    if isinstance(out, Mapping):
+        per_key = {k: _split_outputs(v, n) for k, v in out.items()}
+        return [{k: v[i] for k, v in per_key.items()} for i in range(n)]
+    if isinstance(out, (list, tuple)) and len(out) == n:
+        return [_to_numpy(o) for o in out]
+    raise ModelError(f"Cannot split the model's raw output ({type(out).__name__}) into {n} per-image outputs")
+
+
+def _to_numpy(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.numpy()
+    if isinstance(obj, Mapping):
+        return {k: _to_numpy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_numpy(v) for v in obj)
+    return obj
