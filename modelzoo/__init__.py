@@ -98,3 +98,28 @@ __all__ = [
     "ChecksumError",
     "RequirementsError",
 ]
+
+# -- the zoo -------------------------------------------------------------------------------
+from .zoo import (  # noqa: E402
+    ZooModelInfo,
+    delete_zoo_model,
+    download_zoo_model,
+    get_zoo_model_info,
+    is_zoo_model_downloaded,
+    list_zoo_models,
+    load_zoo_model,
+    register_zoo_model,
+    unregister_zoo_model,
+)
+
+__all__ += [
+    "ZooModelInfo",
+    "list_zoo_models",
+    "get_zoo_model_info",
+    "load_zoo_model",
+    "download_zoo_model",
+    "is_zoo_model_downloaded",
+    "delete_zoo_model",
+    "register_zoo_model",
+    "unregister_zoo_model",
+]

@@ -1,0 +1,454 @@
+"""Zoo manifests: JSON files -> typed, strictly validated :class:`ZooModelInfo` records.
+
+A manifest file is ``{"manifest_version": 1, "models": [entry, ...]}``; each entry::
+
+    {
+      "name": "mobilenet-v2-imagenet-torch",       # [a-z0-9][a-z0-9._-]*, no "@"
+      "version": "1.0",                            # dotted integers; newest wins by default
+      "description": "...", "source": "https://...", "license": "BSD-3-Clause",
+      "size_bytes": 14212972,                      # of the weights file
+      "tags": ["classification", "imagenet", "torch"],
+      "requirements": {"packages": ["torch", "torchvision"], "cpu": true, "gpu": true},
+      "weights": {"url": "https://...", "sha256": "<64 hex>", "filename": "x.pth",
+                  "local_sources": ["package:some_pkg", "/a/dir"]},   # or null
+      "model": {"type": "modelzoo.torch_image.TorchImageModel", "config": {...}},
+      "date_added": "2024-05-01",
+      "training_data": "ImageNet-1k (ILSVRC2012) train split"
+    }
+
+Every key is required (``weights`` may be null, ``local_sources`` may be
+omitted); an unknown key, a wrong type or a malformed value raises
+:class:`ManifestError` naming the file, the entry and the key. Nothing is
+skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+import re
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from ..errors import ConfigError, ZooError, did_you_mean
+
+__all__ = [
+    "ManifestError",
+    "Requirements",
+    "WeightsSpec",
+    "ModelSpec",
+    "ZooModelInfo",
+    "parse_manifest",
+    "load_manifest_file",
+    "parse_version",
+    "NAME_RE",
+]
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_VERSION_RE = re.compile(r"^\d+(\.\d+){0,3}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_URL_SCHEMES = ("http://", "https://", "file://")
+
+_ENTRY_KEYS = (
+    "name", "version", "description", "source", "license", "size_bytes", "tags",
+    "requirements", "weights", "model", "date_added", "training_data",
+)
+_REQUIREMENTS_KEYS = ("packages", "cpu", "gpu")
+_WEIGHTS_KEYS = ("url", "sha256", "filename")
+_WEIGHTS_OPTIONAL = ("local_sources",)
+_MODEL_KEYS = ("type", "config")
+#: config keys the zoo fills in itself from ``weights``
+_ZOO_FILLED = ("weights_path", "weights_sha256")
+
+
+class ManifestError(ConfigError, ZooError):
+    """A manifest (or a registered entry) is invalid.
+
+    Attributes:
+        path: the manifest file (or another description of the origin).
+        entry: the entry's name (or index) in the file, when known.
+        key: the offending key as a dotted path (``"weights.sha256"``), when known.
+    """
+
+    def __init__(self, path: str, message: str, entry: Optional[str] = None, key: Optional[str] = None):
+        self.path = path
+        self.entry = entry
+        self.key = key
+        where = f"Invalid zoo manifest {path}"
+        if entry is not None:
+            where += f", entry {entry}"
+        if key is not None:
+            where += f", key {key!r}"
+        super().__init__(f"{where}: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Requirements:
+    """What a model needs to run.
+
+    Attributes:
+        packages: pip requirement strings (``"torchvision>=0.15"``).
+        cpu: whether the model runs without a GPU.
+        gpu: whether the model runs on a GPU.
+    """
+
+    packages: Tuple[str, ...] = ()
+    cpu: bool = True
+    gpu: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsSpec:
+    """Where a model's weights come from.
+
+    Attributes:
+        url: ``http(s)://`` or ``file://`` URL, or None when the weights only
+            come from ``local_sources``.
+        sha256: the full hex sha256 of the file, checked before first use.
+        filename: the file's name in the cache.
+        local_sources: searched by checksum before any download:
+            ``"package:NAME"`` (the files of an installed package) or a directory.
+    """
+
+    url: Optional[str]
+    sha256: str
+    filename: str
+    local_sources: Tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """How to build the model.
+
+    Attributes:
+        type: for manifests, the dotted path of a :class:`~modelzoo.Model`
+            subclass; for registered models, the class, a factory function
+            or a loader object (anything with ``load_model(**overrides)``).
+        config: the model's settings (for a class), or None.
+        kind: ``"class"``, ``"factory"`` or ``"loader"``.
+    """
+
+    type: Any
+    config: Optional[Mapping[str, Any]] = None
+    kind: str = "class"
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooModelInfo:
+    """One zoo entry (one version of one model).
+
+    Attributes:
+        origin: where the entry came from (a manifest path, ``"plugin ..."``,
+            ``"registered"``); shown in errors.
+    """
+
+    name: str
+    version: str
+    description: str = ""
+    source: str = ""
+    license: str = ""
+    size_bytes: Optional[int] = None
+    tags: Tuple[str, ...] = ()
+    requirements: Requirements = Requirements()
+    weights: Optional[WeightsSpec] = None
+    model: ModelSpec = ModelSpec(None)
+    date_added: Optional[str] = None
+    training_data: str = ""
+    origin: str = "registered"
+
+    @property
+    def key(self) -> str:
+        """``"name@version"``."""
+        return f"{self.name}@{self.version}"
+
+    @property
+    def manifest_dir(self) -> Optional[str]:
+        """The directory of the manifest file the entry came from, if any."""
+        return os.path.dirname(self.origin) if self.origin.endswith(".json") else None
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The entry as manifest JSON (registered callables appear by their name)."""
+        model_type = self.model.type
+        if not isinstance(model_type, str):
+            model_type = f"{getattr(model_type, '__module__', '?')}.{getattr(model_type, '__qualname__', repr(model_type))}"
+        return {
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "source": self.source,
+            "license": self.license,
+            "size_bytes": self.size_bytes,
+            "tags": list(self.tags),
+            "requirements": {
+                "packages": list(self.requirements.packages),
+                "cpu": self.requirements.cpu,
+                "gpu": self.requirements.gpu,
+            },
+            "weights": None if self.weights is None else {
+                "url": self.weights.url,
+                "sha256": self.weights.sha256,
+                "filename": self.weights.filename,
+                **({"local_sources": list(self.weights.local_sources)} if self.weights.local_sources else {}),
+            },
+            "model": {"type": model_type, "config": None if self.model.config is None else dict(self.model.config)},
+            "date_added": self.date_added,
+            "training_data": self.training_data,
+        }
+
+
+def parse_version(version: str) -> Tuple[int, ...]:
+    """``"1.10.2"`` -> ``(1, 10, 2)`` (for ordering)."""
+    return tuple(int(p) for p in str(version).split("."))
+
+
+# -- validation ---------------------------------------------------------------------------
+
+
+class _Checker:
+    """Checks one entry; every error names the file, the entry and the key."""
+
+    def __init__(self, path: str, entry: str):
+        self.path = path
+        self.entry = entry
+
+    def fail(self, key: Optional[str], message: str) -> ManifestError:
+        return ManifestError(self.path, message, entry=self.entry, key=key)
+
+    def keys(self, obj: Any, key: str, required: Sequence[str], optional: Sequence[str] = ()) -> Mapping[str, Any]:
+        if not isinstance(obj, Mapping):
+            raise self.fail(key or None, f"expected an object, got {type(obj).__name__}")
+        allowed = list(required) + list(optional)
+        for k in obj:
+            if k not in allowed:
+                prefix = f"{key}." if key else ""
+                raise self.fail(
+                    f"{prefix}{k}", "unknown key." + did_you_mean(str(k), allowed) + f" Valid keys: {', '.join(allowed)}."
+                )
+        for k in required:
+            if k not in obj:
+                prefix = f"{key}." if key else ""
+                raise self.fail(f"{prefix}{k}", "missing required key")
+        return obj
+
+    def string(self, value: Any, key: str, allow_empty: bool = False) -> str:
+        if not isinstance(value, str) or (not allow_empty and not value.strip()):
+            raise self.fail(key, f"expected a non-empty string, got {value!r:.80}")
+        return value
+
+    def boolean(self, value: Any, key: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(key, f"expected true or false, got {value!r:.80}")
+        return value
+
+    def strings(self, value: Any, key: str) -> Tuple[str, ...]:
+        if not isinstance(value, list):
+            raise self.fail(key, f"expected a list of strings, got {type(value).__name__}")
+        for i, v in enumerate(value):
+            self.string(v, f"{key}[{i}]")
+        return tuple(value)
+
+
+def _check_package_requirement(ck: _Checker, spec: str, key: str) -> None:
+    try:
+        from packaging.requirements import InvalidRequirement, Requirement
+    except ImportError:  # packaging is optional here: accept a plain name
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*", spec):
+            raise ck.fail(key, f"{spec!r} is not a pip requirement such as 'torchvision>=0.15'") from None
+        return
+    try:
+        Requirement(spec)
+    except InvalidRequirement as e:
+        raise ck.fail(key, f"{spec!r} is not a pip requirement such as 'torchvision>=0.15' ({e})") from None
+
+
+def check_local_source(ck: _Checker, source: str, key: str) -> str:
+    if source.startswith("package:"):
+        name = source[len("package:"):]
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", name):
+            raise ck.fail(key, f"{source!r}: 'package:' must be followed by an importable package name")
+        return source
+    expanded = os.path.expanduser(source)
+    if not os.path.isabs(expanded):
+        raise ck.fail(key, f"{source!r} must be 'package:NAME' or an absolute directory path")
+    return source
+
+
+def parse_weights(ck: _Checker, obj: Any, key: str = "weights") -> Optional[WeightsSpec]:
+    if obj is None:
+        return None
+    ck.keys(obj, key, _WEIGHTS_KEYS, _WEIGHTS_OPTIONAL)
+    url = obj["url"]
+    local = tuple(
+        check_local_source(ck, s, f"{key}.local_sources[{i}]")
+        for i, s in enumerate(ck.strings(obj.get("local_sources", []), f"{key}.local_sources"))
+    )
+    if url is None:
+        if not local:
+            raise ck.fail(f"{key}.url", "url is null, so local_sources must name where the weights are")
+    else:
+        ck.string(url, f"{key}.url")
+        if not url.startswith(_URL_SCHEMES):
+            raise ck.fail(f"{key}.url", f"{url!r} must start with http://, https:// or file://")
+    sha = obj["sha256"]
+    if not isinstance(sha, str) or not _SHA256_RE.match(sha):
+        raise ck.fail(
+            f"{key}.sha256",
+            f"expected the full sha256 (64 lowercase hex digits), got {sha!r:.80}",
+        )
+    filename = ck.string(obj["filename"], f"{key}.filename")
+    if os.path.basename(filename) != filename or filename in (".", ".."):
+        raise ck.fail(f"{key}.filename", f"{filename!r} must be a bare file name, without directories")
+    return WeightsSpec(url=url, sha256=sha, filename=filename, local_sources=local)
+
+
+def parse_requirements(ck: _Checker, obj: Any, key: str = "requirements") -> Requirements:
+    ck.keys(obj, key, _REQUIREMENTS_KEYS)
+    packages = ck.strings(obj["packages"], f"{key}.packages")
+    for i, p in enumerate(packages):
+        _check_package_requirement(ck, p, f"{key}.packages[{i}]")
+    cpu = ck.boolean(obj["cpu"], f"{key}.cpu")
+    gpu = ck.boolean(obj["gpu"], f"{key}.gpu")
+    if not cpu and not gpu:
+        raise ck.fail(f"{key}.cpu", "a model must run on the CPU, the GPU or both")
+    return Requirements(packages=packages, cpu=cpu, gpu=gpu)
+
+
+def parse_entry(obj: Any, path: str, index: int) -> ZooModelInfo:
+    """Validates one manifest entry.
+
+    Raises:
+        ManifestError: naming ``path``, the entry and the key.
+    """
+    label = f"#{index}"
+    if isinstance(obj, Mapping) and isinstance(obj.get("name"), str):
+        label = f"#{index} ({obj['name']!r})"
+    ck = _Checker(path, label)
+    ck.keys(obj, "", _ENTRY_KEYS)
+    name = ck.string(obj["name"], "name")
+    if not NAME_RE.match(name):
+        raise ck.fail("name", f"{name!r} must be lowercase letters, digits, '.', '_' or '-' (no '@'), starting with a letter or digit")
+    version = obj["version"]
+    if not isinstance(version, str) or not _VERSION_RE.match(version):
+        raise ck.fail("version", f"expected a version string such as '1.0', got {version!r:.80}")
+    for k in ("description", "source", "license", "training_data"):
+        ck.string(obj[k], k)
+    size = obj["size_bytes"]
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ck.fail("size_bytes", f"expected a non-negative integer, got {size!r:.80}")
+    tags = ck.strings(obj["tags"], "tags")
+    date = ck.string(obj["date_added"], "date_added")
+    try:
+        _dt.date.fromisoformat(date)
+    except ValueError:
+        raise ck.fail("date_added", f"expected an ISO date 'YYYY-MM-DD', got {date!r}") from None
+    requirements = parse_requirements(ck, obj["requirements"])
+    weights = parse_weights(ck, obj["weights"])
+    model = ck.keys(obj["model"], "model", _MODEL_KEYS)
+    model_type = ck.string(model["type"], "model.type")
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$", model_type):
+        raise ck.fail("model.type", f"expected the dotted path of a Model subclass, got {model_type!r}")
+    config = model["config"]
+    if not isinstance(config, Mapping):
+        raise ck.fail("model.config", f"expected an object of settings, got {type(config).__name__}")
+    for k in _ZOO_FILLED:
+        if k in config:
+            raise ck.fail(f"model.config.{k}", "is filled in by the zoo from 'weights'; remove it")
+    return ZooModelInfo(
+        name=name,
+        version=version,
+        description=obj["description"],
+        source=obj["source"],
+        license=obj["license"],
+        size_bytes=size,
+        tags=tags,
+        requirements=requirements,
+        weights=weights,
+        model=ModelSpec(type=model_type, config=dict(config), kind="class"),
+        date_added=date,
+        training_data=obj["training_data"],
+        origin=path,
+    )
+
+
+def parse_manifest(data: Any, path: str) -> List[ZooModelInfo]:
+    """Validates a manifest's parsed JSON and returns its entries.
+
+    Raises:
+        ManifestError: the first problem found, naming ``path``, the entry and the key.
+    """
+    ck = _Checker(path, None)  # type: ignore[arg-type]
+    if not isinstance(data, Mapping):
+        raise ManifestError(path, f"expected an object with a 'models' list, got {type(data).__name__}")
+    ck.keys(data, "", ("models",), ("manifest_version",))
+    mv = data.get("manifest_version", 1)
+    if mv != 1:
+        raise ManifestError(path, f"manifest_version {mv!r} is not supported (this modelzoo reads version 1)", key="manifest_version")
+    models = data["models"]
+    if not isinstance(models, list):
+        raise ManifestError(path, f"expected a list, got {type(models).__name__}", key="models")
+    entries = [parse_entry(obj, path, i) for i, obj in enumerate(models)]
+    seen: Dict[str, int] = {}
+    for i, e in enumerate(entries):
+        if e.key in seen:
+            raise ManifestError(path, f"{e.key} is defined twice (entries #{seen[e.key]} and #{i})", entry=f"#{i} ({e.name!r})", key="version")
+        seen[e.key] = i
+    return entries
+
+
+def load_manifest_file(path: Union[str, "os.PathLike[str]"]) -> List[ZooModelInfo]:
+    """Reads and validates one manifest file.
+
+    Raises:
+        ManifestError: unreadable file, invalid JSON (with line and column) or invalid entry.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ManifestError(path, f"cannot read the file: {e}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ManifestError(path, f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    return parse_manifest(data, path)
+
+
+# -- model configs ------------------------------------------------------------------------
+
+
+def validate_model_config(info: ZooModelInfo, import_object: Callable[[str, str], Any]) -> None:
+    """Checks an entry's ``model.type`` and ``model.config`` against the model's
+    config class (unknown keys, bad values).
+
+    Raises:
+        ManifestError: naming the entry's origin, the entry and the key.
+    """
+    from ..models import Model
+
+    if info.model.kind != "class" or info.model.config is None:
+        return
+    ck = _Checker(info.origin, repr(info.key))
+    cls = info.model.type
+    if isinstance(cls, str):
+        try:
+            cls = import_object(cls, "model.type")
+        except ConfigError as e:
+            raise ck.fail("model.type", str(e)) from None
+    if not (isinstance(cls, type) and issubclass(cls, Model)):
+        raise ck.fail("model.type", f"{info.model.type!r} is not a modelzoo.Model subclass")
+    config_cls = getattr(cls, "config_cls", None)
+    if config_cls is None or not dataclasses.is_dataclass(config_cls):
+        return
+    fields = [f.name for f in dataclasses.fields(config_cls)]
+    for k in info.model.config:
+        if k not in fields:
+            raise ck.fail(
+                f"model.config.{k}",
+                f"{config_cls.__name__} has no setting {k!r}." + did_you_mean(str(k), fields),
+            )
+    try:
+        config_cls(dict(info.model.config))
+    except ConfigError as e:
+        raise ck.fail("model.config", str(e)) from None

@@ -1,0 +1,263 @@
+"""The registry: every zoo entry by name and version, and building models from entries.
+
+Entries come from the built-in manifests, ``MODELZOO_MANIFEST_PATHS``, plugins
+(see :mod:`modelzoo.zoo.plugins`) and :func:`modelzoo.register_zoo_model`.
+Manifests are read once, on first use; :meth:`ZooRegistry.reload` reads them
+again. Two manifests defining the same ``name@version`` is an error naming
+both files; a registration under a taken name raises unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import threading
+from typing import Any, Dict, List, Mapping, Optional, Set
+
+from ..errors import ConfigError, ModelNotFoundError, ZooError, did_you_mean
+from .manifest import ManifestError, ZooModelInfo, parse_version, validate_model_config
+
+__all__ = ["ZooRegistry", "registry", "build_model", "expand_placeholders"]
+
+
+def _import_object(path: str, what: str) -> Any:
+    from .._torch_utils import import_object
+
+    return import_object(path, what)
+
+
+def _close_names(name: str, names: List[str]) -> List[str]:
+    """Close matches by spelling, plus names that contain the query once
+    punctuation is ignored (``resnet-50`` -> ``resnet50-imagenet-torch``)."""
+
+    def norm(s: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", s.lower())
+
+    import difflib
+
+    out = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    q = norm(name.split("@")[0])
+    if q:
+        out += [n for n in names if q in norm(n) and n not in out]
+    return out[:5]
+
+
+def _not_found(name: str, names: List[str]) -> ModelNotFoundError:
+    err = ModelNotFoundError(name, names)
+    close = _close_names(name, names)
+    if close and "Did you mean" not in str(err):
+        hint = f" Did you mean {close[0]!r}?" if len(close) == 1 else " Did you mean one of " + ", ".join(map(repr, close)) + "?"
+        msg = f"Unknown zoo model {name!r}." + hint + " modelzoo.list_zoo_models() lists them."
+        err.args = (msg,)
+    return err
+
+
+class ZooRegistry:
+    """All zoo entries, by name then version. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._manifest: Optional[Dict[str, Dict[str, ZooModelInfo]]] = None
+        self._registered: Dict[str, Dict[str, ZooModelInfo]] = {}
+        self._hidden: Set[str] = set()
+
+    # -- loading --------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Forgets the manifests read so far; they are read again on next use
+        (registrations are kept)."""
+        with self._lock:
+            self._manifest = None
+
+    def _load(self) -> Dict[str, Dict[str, ZooModelInfo]]:
+        with self._lock:
+            if self._manifest is None:
+                from .plugins import builtin_entries, env_entries, plugin_entries
+
+                table: Dict[str, Dict[str, ZooModelInfo]] = {}
+                for info in [*builtin_entries(), *env_entries(), *plugin_entries()]:
+                    other = table.get(info.name, {}).get(info.version)
+                    if other is not None:
+                        raise ManifestError(
+                            info.origin,
+                            f"{info.key} is already defined in {other.origin}; rename one of them or bump its version",
+                            entry=repr(info.name), key="name",
+                        )
+                    table.setdefault(info.name, {})[info.version] = info
+                for versions in table.values():
+                    for info in versions.values():
+                        _validate_config(info)
+                self._manifest = table
+            return self._manifest
+
+    def _table(self) -> Dict[str, Dict[str, ZooModelInfo]]:
+        manifest = self._load()
+        table = {k: v for k, v in manifest.items() if k not in self._hidden}
+        table.update(self._registered)
+        return table
+
+    # -- queries --------------------------------------------------------------------------
+    def all(self) -> List[ZooModelInfo]:
+        """Every entry, every version, sorted by name then version."""
+        with self._lock:
+            table = self._table()
+        return [table[n][v] for n in sorted(table) for v in sorted(table[n], key=parse_version)]
+
+    def names(self) -> List[str]:
+        with self._lock:
+            return sorted(self._table())
+
+    def get(self, name: str) -> ZooModelInfo:
+        """The entry for ``"name"`` (newest version) or ``"name@version"``.
+
+        Raises:
+            ModelNotFoundError: with the close matches.
+        """
+        if not isinstance(name, str):
+            raise ZooError(f"A zoo model name must be a string, got {type(name).__name__}")
+        base, _, version = name.partition("@")
+        with self._lock:
+            table = self._table()
+        versions = table.get(base)
+        if not versions:
+            raise _not_found(name, sorted(table))
+        if not version:
+            return versions[max(versions, key=parse_version)]
+        if version not in versions:
+            keys = [f"{base}@{v}" for v in sorted(versions, key=parse_version)]
+            raise ModelNotFoundError(name, keys)
+        return versions[version]
+
+    # -- registration ---------------------------------------------------------------------
+    def register(self, info: ZooModelInfo, overwrite: bool = False) -> None:
+        with self._lock:
+            table = self._table()
+            if info.name in table and not overwrite:
+                origins = sorted({i.origin for i in table[info.name].values()})
+                raise ZooError(
+                    f"Zoo model {info.name!r} is already registered (from {', '.join(origins)}). "
+                    "Pass overwrite=True to replace it, or choose another name."
+                )
+            self._registered[info.name] = {info.version: info}
+            self._hidden.discard(info.name)
+
+    def unregister(self, name: str) -> None:
+        """Removes a registered model, or hides a manifest model (until a model
+        is registered under its name again).
+
+        Raises:
+            ModelNotFoundError: no model has that name.
+        """
+        with self._lock:
+            if name in self._registered:
+                del self._registered[name]
+                return
+            table = self._table()
+            if name not in table:
+                raise _not_found(name, sorted(table))
+            self._hidden.add(name)
+
+
+registry = ZooRegistry()
+
+
+def _validate_config(info: ZooModelInfo) -> None:
+    """Validates an entry's model config now, unless its packages are missing
+    (then :func:`~modelzoo.zoo.requirements.check_requirements` reports that at load)."""
+    from .requirements import missing_packages
+
+    if info.model.kind != "class" or missing_packages(info.requirements.packages):
+        return
+    expanded = info if info.model.config is None else _with_config(info, expand_placeholders(info.model.config, info))
+    validate_model_config(expanded, _import_object)
+
+
+def _with_config(info: ZooModelInfo, config: Mapping[str, Any]) -> ZooModelInfo:
+    import dataclasses
+
+    return dataclasses.replace(info, model=dataclasses.replace(info.model, config=dict(config)))
+
+
+# -- placeholders ---------------------------------------------------------------------------
+
+
+def _package_dir(name: str) -> str:
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        raise ConfigError(f"Cannot resolve '{{package:{name}}}': package {name!r} is not installed")
+    if spec.submodule_search_locations:
+        return list(spec.submodule_search_locations)[0]
+    return os.path.dirname(spec.origin or "")
+
+
+_PLACEHOLDER = re.compile(r"\{(eta_resources|manifest_dir|package:[A-Za-z0-9_.]+)\}")
+
+
+def expand_placeholders(value: Any, info: ZooModelInfo) -> Any:
+    """Expands, in every string of a config: ``{eta_resources}`` (ETA's label
+    files), ``{manifest_dir}`` (the directory of the entry's manifest) and
+    ``{package:NAME}`` (an installed package's directory)."""
+    if isinstance(value, str):
+        def sub(m: "re.Match[str]") -> str:
+            key = m.group(1)
+            if key == "eta_resources":
+                return os.path.join(_package_dir("eta"), "resources")
+            if key == "manifest_dir":
+                if info.manifest_dir is None:
+                    raise ConfigError(f"Zoo model {info.key}: '{{manifest_dir}}' is only valid in a manifest file")
+                return info.manifest_dir
+            return _package_dir(key[len("package:"):])
+
+        return _PLACEHOLDER.sub(sub, value)
+    if isinstance(value, Mapping):
+        return {k: expand_placeholders(v, info) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_placeholders(v, info) for v in value]
+    return value
+
+
+# -- building -------------------------------------------------------------------------------
+
+
+def _check_model(obj: Any, info: ZooModelInfo) -> Any:
+    from ..models import Model
+
+    if not isinstance(obj, Model):
+        raise ZooError(f"Zoo model {info.key}: {info.model.type!r} returned {type(obj).__name__}, not a modelzoo.Model")
+    return obj
+
+
+def build_model(info: ZooModelInfo, weights_path: Optional[str] = None, **overrides: Any) -> Any:
+    """Builds the entry's model. ``overrides`` replace config settings (unknown
+    ones are errors with suggestions); ``weights_path`` is set in the config
+    when given and not overridden.
+
+    Raises:
+        ConfigError: a bad setting.
+    """
+    spec = info.model
+    if spec.kind == "factory":
+        return _check_model(spec.type(**overrides), info)
+    if spec.kind == "loader":
+        return _check_model(spec.type.load_model(**overrides), info)
+    cls = spec.type
+    if isinstance(cls, str):
+        cls = _import_object(cls, "model.type")
+    config: Dict[str, Any] = dict(expand_placeholders(dict(spec.config or {}), info))
+    if weights_path is not None:
+        config["weights_path"] = weights_path
+    config.update(overrides)
+    config_cls = getattr(cls, "config_cls", None)
+    if config_cls is not None:
+        import dataclasses
+
+        if dataclasses.is_dataclass(config_cls):
+            fields = [f.name for f in dataclasses.fields(config_cls)]
+            for k in overrides:
+                if k not in fields:
+                    raise ConfigError(
+                        f"load_zoo_model({info.key!r}): {cls.__name__} has no setting {k!r}."
+                        + did_you_mean(k, fields) + f" Valid settings: {', '.join(fields)}."
+                    )
+        return _check_model(cls(config_cls(config)), info)
+    return _check_model(cls(config), info)
