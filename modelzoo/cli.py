@@ -6,6 +6,10 @@ an ``_add_<group>_commands(subparsers)`` function and call it from
 :func:`build_parser`.
 
 Example:
+    $ modelzoo list --tags classification
+    $ modelzoo info mobilenet-v2-imagenet-torch
+    $ modelzoo apply mobilenet-v2-imagenet-torch photos/ --label-field imagenet
+    $ modelzoo datasets
     $ modelzoo db status
     $ modelzoo db stop
 """
@@ -92,6 +96,232 @@ def _add_db_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentPa
     p.set_defaults(handler=_cmd_db_stop)
 
 
+# --------------------------------------------------------------------------- zoo
+
+
+def _human_size(n: Optional[int]) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from modelzoo import zoo
+
+    keys = zoo.list_zoo_models(tags=args.tags or None, pattern=args.pattern, versions=True)
+    infos = [zoo.get_zoo_model_info(k) for k in keys]
+    if args.json:
+        print(json.dumps([i.to_dict() for i in infos], indent=2))
+        return 0
+    if not infos:
+        print("No zoo models match.")
+        return 0
+    rows = [
+        (i.key, "yes" if zoo.is_zoo_model_downloaded(i.key) else "no", _human_size(i.size_bytes), ",".join(i.tags))
+        for i in infos
+    ]
+    _print_table(("NAME@VERSION", "LOCAL", "SIZE", "TAGS"), rows)
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from modelzoo import zoo
+
+    info = zoo.get_zoo_model_info(args.name)
+    d = info.to_dict()
+    if args.json:
+        print(json.dumps(d, indent=2))
+        return 0
+    d["origin"] = info.origin
+    d["downloaded"] = zoo.is_zoo_model_downloaded(info.key)
+    if info.weights is not None:
+        from modelzoo.zoo import weights
+
+        d["cache_path"] = weights.cache_path(info)
+    width = max(len(k) for k in d)
+    for key, value in d.items():
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value)
+            if len(value) > 300:
+                value = value[:297] + "..."
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from modelzoo import zoo
+
+    path = zoo.download_zoo_model(args.name, overwrite=args.force, progress=None if not args.quiet else False)
+    info = zoo.get_zoo_model_info(args.name)
+    print(f"{info.key}: " + (f"weights at {path}" if path else "no weights to download"))
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    from modelzoo import zoo
+
+    info = zoo.get_zoo_model_info(args.name)
+    deleted = zoo.delete_zoo_model(info.key)
+    print(f"{info.key}: " + ("deleted the cached weights" if deleted else "nothing cached"))
+    return 0
+
+
+def _resolve_target(target: str, dataset_name: Optional[str]):
+    """A dataset by name, or a directory of images ingested into a new dataset."""
+    import os
+
+    import modelzoo as mz
+    from modelzoo.errors import DatasetExistsError
+
+    if dataset_name is None and mz.dataset_exists(target):
+        return mz.load_dataset(target)
+    if os.path.isdir(target):
+        name = dataset_name or os.path.basename(os.path.normpath(os.path.abspath(target)))
+        if mz.dataset_exists(name):
+            raise DatasetExistsError(name)
+        dataset = mz.Dataset.from_images_dir(target, name=name)
+        print(f"Created dataset {name!r} from {target}: {dataset.ingest_report}")
+        return dataset
+    if dataset_name is not None:
+        raise mz.DatasetError(f"--dataset-name is for a directory of images, and {target!r} is not a directory")
+    raise mz.DatasetNotFoundError(target, mz.list_datasets())
+
+
+def _model_overrides(args: argparse.Namespace) -> dict:
+    overrides = {}
+    if args.device:
+        overrides["device"] = args.device
+    if args.optimize:
+        overrides["optimize"] = True
+    return overrides
+
+
+def _describe(label: object) -> str:
+    from modelzoo.labels import Classification, Classifications, Detections
+
+    if label is None:
+        return "-"
+    if isinstance(label, Classification):
+        conf = "" if label.confidence is None else f" ({label.confidence:.2f})"
+        return f"{label.label}{conf}"
+    if isinstance(label, Classifications):
+        return ", ".join(_describe(c) for c in label.classifications[:3]) or "(none)"
+    if isinstance(label, Detections):
+        names = sorted({d.label for d in label.detections})
+        return f"{len(label.detections)} detections" + (f": {', '.join(names[:5])}" if names else "")
+    return type(label).__name__
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    import os
+
+    from modelzoo import zoo
+
+    model = zoo.load_zoo_model(args.name, install_requirements=args.install_requirements, **_model_overrides(args))
+    dataset = _resolve_target(args.target, args.dataset_name)
+    report = dataset.apply_model(
+        model, label_field=args.label_field, batch_size=args.batch_size, num_workers=args.num_workers,
+        confidence_thresh=args.confidence_thresh, progress=None,
+    )
+    print(f"Applied {args.name} to dataset {dataset.name!r}, field {args.label_field!r}: {report}")
+    if args.show:
+        view = dataset.limit(args.show)
+        rows = [
+            (os.path.basename(path), _describe(label))
+            for path, label in zip(view.values("filepath"), view.values(args.label_field))
+        ]
+        _print_table(("FILE", args.label_field.upper()), rows)
+    return 0 if report.failed == 0 else 1
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from modelzoo import zoo
+
+    model = zoo.load_zoo_model(args.name, install_requirements=args.install_requirements, **_model_overrides(args))
+    dataset = _resolve_target(args.target, args.dataset_name)
+    report = dataset.compute_embeddings(
+        model, embeddings_field=args.embeddings_field, batch_size=args.batch_size,
+        num_workers=args.num_workers, progress=None,
+    )
+    print(f"Embedded dataset {dataset.name!r} with {args.name} into field {args.embeddings_field!r}: {report}")
+    return 0 if report.failed == 0 else 1
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    import modelzoo as mz
+
+    names = mz.list_datasets()
+    if args.json:
+        print(json.dumps([{"name": n, "samples": len(mz.load_dataset(n))} for n in names], indent=2))
+        return 0
+    if not names:
+        print("No datasets.")
+        return 0
+    _print_table(("NAME", "SAMPLES"), [(n, str(len(mz.load_dataset(n)))) for n in names])
+    return 0
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", metavar="NAME", help="zoo model, NAME or NAME@VERSION")
+    p.add_argument("target", metavar="DATASET_OR_DIR", help="a dataset name, or a directory of images to ingest")
+    p.add_argument("--dataset-name", help="name of the dataset created from a directory (default: the directory's name)")
+    p.add_argument("--batch-size", type=int, help="images per batch (default: the model's)")
+    p.add_argument("--num-workers", type=int, help="DataLoader workers (default: automatic)")
+    p.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: CUDA when available)")
+    p.add_argument("--optimize", action="store_true", help="trace and freeze the model before running (slower start)")
+    p.add_argument("--install-requirements", action="store_true", help="pip-install missing packages")
+
+
+def _add_zoo_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = subparsers.add_parser("list", help="list the zoo's models", description="List the zoo's models and whether their weights are on this machine.")
+    p.add_argument("--tags", nargs="+", metavar="TAG", help="only models with all these tags")
+    p.add_argument("--pattern", help="only names matching this glob (or containing this text)")
+    p.add_argument("--json", action="store_true", help="print the full entries as JSON")
+    p.set_defaults(handler=_cmd_list)
+
+    p = subparsers.add_parser("info", help="show a zoo model's entry", description="Show a zoo model's manifest entry, origin and cache path.")
+    p.add_argument("name", metavar="NAME", help="NAME or NAME@VERSION")
+    p.add_argument("--json", action="store_true", help="print the entry as JSON")
+    p.set_defaults(handler=_cmd_info)
+
+    p = subparsers.add_parser("download", help="download a zoo model's weights", description="Fetch and verify a zoo model's weights (a local copy found by checksum is used when there is one).")
+    p.add_argument("name", metavar="NAME", help="NAME or NAME@VERSION")
+    p.add_argument("--force", action="store_true", help="download again even if the weights are here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_download)
+
+    p = subparsers.add_parser("delete", help="delete a zoo model's cached weights", description="Delete a zoo model's cached weights (local sources are never touched).")
+    p.add_argument("name", metavar="NAME", help="NAME or NAME@VERSION")
+    p.set_defaults(handler=_cmd_delete)
+
+    p = subparsers.add_parser("apply", help="run a zoo model over a dataset or a directory", description="Run a zoo model over a dataset (or a directory of images, ingested first) and store its labels.")
+    _add_run_arguments(p)
+    p.add_argument("--label-field", required=True, help="the sample field that receives the labels")
+    p.add_argument("--confidence-thresh", type=float, help="drop predictions below this confidence")
+    p.add_argument("--show", type=int, default=10, metavar="N", help="print the labels of the first N samples (default: 10; 0: none)")
+    p.set_defaults(handler=_cmd_apply)
+
+    p = subparsers.add_parser("embed", help="compute embeddings with a zoo model", description="Compute a zoo model's embeddings for a dataset (or a directory of images) and store them.")
+    _add_run_arguments(p)
+    p.add_argument("--embeddings-field", default="embeddings", help="the sample field that receives the vectors (default: embeddings)")
+    p.set_defaults(handler=_cmd_embed)
+
+    p = subparsers.add_parser("datasets", help="list datasets", description="List the datasets in the database and their sizes.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_cmd_datasets)
+
+
 # --------------------------------------------------------------------------- wiring
 
 
@@ -113,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.set_defaults(handler=_group_help(parser))
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_zoo_commands(subparsers)
     _add_db_commands(subparsers)
     return parser
 
