@@ -1,0 +1,84 @@
+"""TorchImageModel under the engine: the shared model contract for every task,
+and apply_model/compute_embeddings through DataLoader workers compared with
+predict() on the same decoded images (an independent path: no DataLoader,
+no collate, no engine)."""
+
+import numpy as np
+import pytest
+
+import modelzoo as mz
+from modelzoo.fields import label_updates
+from modelzoo.image_io import read_image
+from modelzoo.testing import TASKS, tiny_model
+from tests.contract import ModelContract, _assert_same
+from tests.images import write_bad_images, write_good_images, write_odd_images
+from tests.test_engine import _small_photos
+
+
+def _contract_for(task, optimize):
+    class Contract(ModelContract):
+        atol = 1e-4
+
+        def make_model(self):
+            return tiny_model(task, optimize=optimize)
+
+        def inputs(self):
+            return _small_photos(4 if "detect" in task or "segment" in task or "keypoint" in task else 7)
+
+    Contract.__name__ = f"Test{task.title().replace('_', '')}Contract{'Optimized' if optimize else ''}"
+    return Contract
+
+
+for _task in TASKS:
+    for _opt in (False, True):
+        _cls = _contract_for(_task, _opt)
+        globals()[_cls.__name__] = _cls
+
+
+@pytest.fixture(scope="module")
+def mixed_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("torch-engine")
+    good = write_good_images(str(root / "good"), n=6, size=(96, 72))
+    odd = write_odd_images(str(root / "odd"))
+    bad = write_bad_images(str(root / "bad"))
+    ds = mz.Dataset("torch-engine-mixed", overwrite=True)
+    ds.add_images(good + list(odd.values()) + list(bad.values()))
+    yield ds, good + list(odd.values()), list(bad.values())
+    ds.delete()
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_apply_model_with_workers_matches_predict(mixed_dataset, task):
+    ds, readable, bad = mixed_dataset
+    model = tiny_model(task)
+    field = "p_" + task
+    report = ds.apply_model(model, label_field=field, batch_size=4, num_workers=2, progress=False)
+    assert report.processed == len(readable) and report.failed == len(bad)
+    assert {f.filepath for f in report.failures} == set(bad)
+    reference = tiny_model(task)
+    by_path = {s.filepath: s for s in ds}
+    with reference:
+        for path in readable:
+            expected = reference.predict(read_image(path))
+            for name, value in label_updates(expected, field).items():  # dict outputs: field_key
+                _assert_same(by_path[path][name], value, atol=1e-4)
+
+
+def test_compute_embeddings_with_workers_matches_embed(mixed_dataset):
+    ds, readable, bad = mixed_dataset
+    model = tiny_model("classification")
+    emb = ds.compute_embeddings(model, batch_size=3, num_workers=2, progress=False)
+    paths = ds.values("filepath")
+    reference = tiny_model("classification")
+    for path, row in zip(paths, emb):
+        if path in bad:
+            assert np.isnan(row).all()
+        else:
+            np.testing.assert_allclose(row, reference.embed(read_image(path)), atol=1e-4, rtol=1e-4)
+
+
+def test_store_logits_through_the_engine(mixed_dataset):
+    ds, readable, _ = mixed_dataset
+    ds.apply_model(tiny_model("classification"), label_field="with_logits", store_logits=True, progress=False)
+    logits = [c.logits for c in ds.exists("with_logits").values("with_logits")]
+    assert len(logits) == len(readable) and all(l is not None and l.ndim == 1 for l in logits)
