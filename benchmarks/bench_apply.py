@@ -1,0 +1,586 @@
+#!/usr/bin/env python
+"""The engine's overhead over the fastest plain loop, on real photographs.
+
+For each model (torchvision ``mobilenet_v3_small`` and ``resnet18``, random
+init, eval mode, batch 32) over ``--images`` 640x480 JPEGs made from
+scikit-image's photographs:
+
+(a) the eager floor: a plain DataLoader loop that decodes and transforms in
+    worker processes and runs the eager forward under
+    ``torch.inference_mode``, writing nothing; swept over worker/thread
+    counts, the fastest setting is the floor;
+(b) ``apply_model`` writing a Classification per image, with the same eager
+    model wrapped as a minimal TorchModelMixin + EmbeddingsMixin
+    :class:`EagerClassifier` (same decode and transforms), at the engine's
+    default workers/threads (``num_workers=None``) and at the best hand-set
+    choice;
+(c) ``compute_embeddings`` with the same model (the pooled features before
+    the classifier), returned as an array.
+
+Runs repeat ``--runs`` times, interleaved, and the script prints the medians
+and the ratios b/a, c/a (target <= 1.02) and default/best (target <= 1.05).
+
+Then the peak RSS of ``apply_model`` with a tiny model over 1,000 and 20,000
+samples (the files reused), each in its own subprocess (target <= 1.2x).
+
+``--torch-image`` also times :class:`modelzoo.torch_image.TorchImageModel`
+(default options) against the floor (targets <= 0.5x mobilenet_v3_small,
+<= 0.7x resnet18) and checks that its top-1 matches the eager model's on
+every image.
+
+The embedded mongod runs in a temporary directory and is stopped at the end.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_apply.py              # full (under ~10 min on 2 cores)
+    .venv/bin/python benchmarks/bench_apply.py --quick      # smoke run
+    .venv/bin/python benchmarks/bench_apply.py --torch-image
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # the repository, for a run without an install
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+# -- the images ----------------------------------------------------------------------------
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "cat")
+SIZE = (640, 480)  # (width, height)
+
+
+def _cache_root() -> str:
+    return os.environ.get("MODELZOO_BENCH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "modelzoo-bench")
+
+
+def photo_dir(n: int, size: Tuple[int, int] = SIZE) -> str:
+    """A directory of ``n`` distinct ``size`` JPEGs cut from scikit-image's
+    photographs (random scale, crop and flips, seeded); made once, cached."""
+    root = os.path.join(_cache_root(), f"photos-{size[0]}x{size[1]}-n{n}")
+    if os.path.isdir(root) and len(os.listdir(root)) == n:
+        return root
+    import skimage.data
+
+    os.makedirs(_cache_root(), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="photos-", dir=_cache_root())
+    sources = [Image.fromarray(getattr(skimage.data, name)()).convert("RGB") for name in PHOTOS]
+    W, H = size
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        img = sources[i % len(sources)]
+        scale = max(W / img.width, H / img.height) * rng.uniform(1.0, 1.6)
+        img = img.resize((max(W, round(img.width * scale)), max(H, round(img.height * scale))), Image.BILINEAR)
+        x, y = int(rng.integers(0, img.width - W + 1)), int(rng.integers(0, img.height - H + 1))
+        img = img.crop((x, y, x + W, y + H))
+        if rng.random() < 0.5:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        if rng.random() < 0.2:
+            img = img.transpose(Image.FLIP_TOP_BOTTOM)
+        img.save(os.path.join(tmp, f"photo_{i:05d}.jpg"), quality=90)
+    if os.path.isdir(root):  # a partial cache from an interrupted run
+        import shutil
+
+        shutil.rmtree(root)
+    os.replace(tmp, root)
+    return root
+
+
+def list_photos(root: str) -> List[str]:
+    return sorted(os.path.join(root, f) for f in os.listdir(root) if f.endswith(".jpg"))
+
+
+# -- the transforms and models (module level: picklable) -----------------------------------
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CLASSES = [f"class_{i}" for i in range(1000)]
+
+
+class Preprocess:
+    """uint8 HWC RGB array -> normalized float (3, 224, 224): resize the
+    shorter side to 224 (antialiased, on the uint8 tensor), center crop 224."""
+
+    def __init__(self, size: int = 224):
+        self.size = size
+
+    def __call__(self, image: Any):
+        import torch
+        import torchvision.transforms.v2.functional as TF
+
+        t = torch.from_numpy(np.array(image, copy=False)).permute(2, 0, 1)
+        t = TF.resize(t, [self.size], antialias=True)
+        t = TF.center_crop(t, [self.size, self.size])
+        x = t.to(torch.float32).div_(255.0)
+        return TF.normalize(x, list(MEAN), list(STD), inplace=True)
+
+
+def build_net(arch: str):
+    """The torchvision model, random init (seeded), eval mode.
+
+    BatchNorm running statistics are set from one forward pass in train mode on
+    a seeded noise batch: left at their init (mean 0, var 1), a random
+    mobilenet_v3_small's activations vanish to ~1e-9 (denormal-slow, and every
+    image gets the same near-tied logits), which is no model anyone runs.
+    """
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    net = getattr(torchvision.models, arch)(weights=None)
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = None  # cumulative average: the calibration batch's statistics
+    net.train()
+    with torch.no_grad():
+        net(torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(1)))
+    return net.eval()
+
+
+def _split(net):
+    """(body, head): body gives the pooled features the classifier takes."""
+    import torch
+
+    if hasattr(net, "fc"):  # resnet
+        body = torch.nn.Sequential(*list(net.children())[:-1], torch.nn.Flatten(1))
+        return body, net.fc
+    return torch.nn.Sequential(net.features, net.avgpool, torch.nn.Flatten(1)), net.classifier
+
+
+import modelzoo as mz  # noqa: E402
+
+
+class EagerClassifier(mz.TorchModelMixin, mz.EmbeddingsMixin, mz.Model):
+    """The eager torchvision model as a minimal modelzoo model: top-1
+    Classification per image; embeddings = pooled features before the classifier."""
+
+    def __init__(self, arch: str):
+        super().__init__()
+        self.arch = arch
+        self.net = build_net(arch)
+        self.body, self.head = _split(self.net)
+        self._transforms = Preprocess()
+
+    @property
+    def ragged_batches(self) -> bool:
+        return False  # default_collate stacks the (3, 224, 224) tensors
+
+    @property
+    def transforms(self) -> Preprocess:
+        return self._transforms
+
+    def _batch(self, args: Any):
+        import torch
+
+        if isinstance(args, torch.Tensor):
+            return args
+        return torch.stack([self._transforms(np.asarray(a)) for a in args])
+
+    def predict_all(self, args: Any) -> List[mz.Classification]:
+        import torch
+
+        with torch.inference_mode():
+            logits = self.net(self._batch(args))
+            idx = logits.argmax(1)
+            conf = logits.softmax(1).gather(1, idx[:, None])[:, 0]
+        return [mz.Classification(label=CLASSES[i], confidence=c) for i, c in zip(idx.tolist(), conf.tolist())]
+
+    def predict(self, arg: Any) -> mz.Classification:
+        return self.predict_all([arg])[0]
+
+    def embed_all(self, args: Any) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.body(self._batch(args)).numpy()
+
+
+class _TinyLoader:
+    """filepath -> (3, 32, 32) float tensor; JPEGs decoded at 1/8 scale. Picklable."""
+
+    def __call__(self, path: str):
+        import torch
+        import torch.nn.functional as F
+
+        from modelzoo.image_io import read_image
+
+        arr = read_image(path, draft_size=(80, 60))
+        t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float().div_(255)
+        return F.interpolate(t[None], size=(32, 32), mode="bilinear", align_corners=False)[0]
+
+
+class TinyModel(mz.TorchModelMixin, mz.Model):
+    """A tiny conv classifier, for the memory benchmark."""
+
+    def __init__(self):
+        super().__init__()
+        import torch
+
+        g = torch.Generator().manual_seed(0)
+        self.conv = torch.randn(8, 3, 3, 3, generator=g)
+        self.fc = torch.randn(4, 8, generator=g)
+
+    @property
+    def ragged_batches(self) -> bool:
+        return False
+
+    def build_input_loader(self) -> _TinyLoader:
+        return _TinyLoader()
+
+    def predict_all(self, args: Any) -> List[mz.Classification]:
+        import torch
+        import torch.nn.functional as F
+
+        with torch.inference_mode():
+            probs = (F.conv2d(args, self.conv, padding=1).relu().mean((2, 3)) @ self.fc.T).softmax(1)
+            conf, idx = probs.max(1)
+        return [mz.Classification(label="abcd"[i], confidence=c) for i, c in zip(idx.tolist(), conf.tolist())]
+
+    def predict(self, arg: Any) -> mz.Classification:
+        return self.predict_all(_TinyLoader()(arg) if isinstance(arg, str) else arg[None])[0]
+
+
+# -- (a) the eager floor -------------------------------------------------------------------
+
+
+class _FileDataset:
+    def __init__(self, paths: Sequence[str], load):
+        self.paths = list(paths)
+        self.load = load
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        return self.load(self.paths[i])
+
+
+class _DecodeTransform:
+    """The same decode as the library's DecodeImage (PIL -> uint8 RGB array), then ``transform``."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def __call__(self, path: str):
+        from modelzoo.image_io import read_image
+
+        return self.transform(read_image(path))
+
+
+def eager_loop(net, paths: Sequence[str], load, workers: int, threads: int, batch: int = 32, collect: bool = False):
+    """The fastest plain loop: DataLoader workers decode + transform, eager forward. Returns (seconds, top1)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    top1: List[int] = []
+    try:
+        t = time.perf_counter()
+        loader = DataLoader(_FileDataset(paths, load), batch_size=batch, num_workers=workers,
+                            collate_fn=_collate_for(load), prefetch_factor=2 if workers else None)
+        with torch.inference_mode():
+            for x in loader:
+                out = net(x)
+                if collect:
+                    top1.extend(out.argmax(1).tolist())
+        return time.perf_counter() - t, top1
+    finally:
+        torch.set_num_threads(before)
+
+
+def _collate_for(load):
+    from torch.utils.data import default_collate
+
+    if isinstance(load, _DecodeTransform):
+        return default_collate
+    return _StackTensors()
+
+
+class _StackTensors:
+    """Collates TorchImageModel's ImageInput items into one NCHW tensor."""
+
+    def __call__(self, items):
+        import torch
+
+        return torch.stack([it.tensor for it in items])
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def med(xs: Sequence[float]) -> float:
+    return statistics.median(xs)
+
+
+def fmt(xs: Sequence[float]) -> str:
+    return f"{med(xs):7.2f} s [min {min(xs):.2f}, max {max(xs):.2f}]"
+
+
+def candidate_settings(cores: int) -> List[Tuple[int, int]]:
+    """(num_workers, torch threads) pairs to sweep."""
+    levels = sorted({1, max(1, cores // 2), cores})
+    return [(w, t) for w in levels for t in levels]
+
+
+def _tuning_defaults(model) -> Tuple[int, int]:
+    from modelzoo.engine.tuning import default_threads, default_workers
+
+    w = default_workers(model)
+    return w, default_threads(model, w)
+
+
+# -- the benchmark of one model --------------------------------------------------------------
+
+
+def bench_model(
+    arch: str, dataset, paths: Sequence[str], runs: int, batch: int, sweep_runs: int, only: bool = False,
+    sweep_images: int = 0,
+) -> Dict[str, Any]:
+    import torch
+
+    model = EagerClassifier(arch)
+    net = model.net
+    load = _DecodeTransform(Preprocess())
+    cores = len(os.sched_getaffinity(0))
+    dflt = _tuning_defaults(model)
+    print(f"\n## {arch}: {sum(p.numel() for p in net.parameters()) / 1e6:.1f} M params, {len(paths)} images, "
+          f"batch {batch}; engine defaults: num_workers={dflt[0]}, threads={dflt[1]}")
+
+    eager_loop(net, paths[:batch], load, 0, 1)  # warm-up (allocator, kernels)
+
+    # sweep the floor's settings on a subset to find the best hand-set choice
+    settings = candidate_settings(cores) if sweep_runs else [dflt]
+    sweep_runs = max(1, sweep_runs)
+    if dflt not in settings:
+        settings.append(dflt)
+    sweep: Dict[Tuple[int, int], List[float]] = {s: [] for s in settings}
+    sweep_paths = paths[:sweep_images] if sweep_images else paths
+    for r in range(sweep_runs):
+        for s in (settings if r % 2 == 0 else settings[::-1]):
+            sweep[s].append(eager_loop(net, sweep_paths, load, *s)[0])
+    sweep_times = {s: med(v) for s, v in sweep.items()}
+    best = min(sweep_times, key=sweep_times.get)
+    print(f"  floor sweep on {len(sweep_paths)} images (workers, threads) -> median s of {sweep_runs}: " + ", ".join(
+        f"{k}: {v:.2f}" for k, v in sorted(sweep_times.items(), key=lambda kv: kv[1])))
+
+    if only:
+        return {"arch": arch, "default": dflt, "best": best, "sweep": sweep}
+    field = f"pred_{arch}"
+    passes: Dict[str, Any] = {
+        "floor(best)": lambda: eager_loop(net, paths, load, *best)[0],
+        "apply(default)": lambda: _timed(lambda: mz.apply_model(dataset, model, field, batch_size=batch, progress=False)),
+        "embed(default)": lambda: _timed(lambda: mz.compute_embeddings(dataset, model, batch_size=batch, progress=False)),
+    }
+    if best != dflt:
+        passes["floor(default)"] = lambda: eager_loop(net, paths, load, *dflt)[0]
+        passes["apply(best)"] = lambda: _timed(lambda: mz.apply_model(
+            dataset, model, field, batch_size=batch, progress=False, num_workers=best[0], num_threads=best[1]))
+    times: Dict[str, List[float]] = {k: [] for k in passes}
+    names = list(passes)
+    for r in range(runs):
+        order = names if r % 2 == 0 else names[::-1]
+        for name in order:
+            times[name].append(passes[name]())
+
+    # the stored labels are the eager model's top-1
+    _, top1 = eager_loop(net, paths, load, *best, collect=True)
+    stored = dict(zip(dataset.values("filepath"), dataset.values(field)))
+    mismatches = sum(stored[p].label != CLASSES[i] for p, i in zip(paths, top1))
+
+    floor = times["floor(best)"]
+    for name in names:
+        extra = f" {len(paths) / med(times[name]):6.1f} img/s"
+        print(f"  {name:15s} {fmt(times[name])}{extra}")
+    res = {"arch": arch, "default": dflt, "best": best, "times": times, "mismatches": mismatches}
+    floor_med = min(med(floor), med(times.get("floor(default)", floor)))
+    res["b/a"] = med(times["apply(default)"]) / floor_med
+    res["c/a"] = med(times["embed(default)"]) / floor_med
+    best_apply = min(med(times["apply(default)"]), med(times.get("apply(best)", times["apply(default)"])))
+    res["default/best"] = med(times["apply(default)"]) / best_apply
+    # pairwise ratios (same run index) as a check against drift
+    res["b/a pairs"] = [b / a for a, b in zip(floor, times["apply(default)"])]
+    res["c/a pairs"] = [c / a for a, c in zip(floor, times["embed(default)"])]
+    print(f"  b/a apply/floor   = {res['b/a']:.3f} (pairwise {', '.join(f'{x:.3f}' for x in res['b/a pairs'])}) target <= 1.02")
+    print(f"  c/a embed/floor   = {res['c/a']:.3f} (pairwise {', '.join(f'{x:.3f}' for x in res['c/a pairs'])}) target <= 1.02")
+    print(f"  default/best apply = {res['default/best']:.3f} (default {dflt}, best hand-set {best}) target <= 1.05")
+    print(f"  stored labels == eager top-1 on {len(paths) - mismatches}/{len(paths)} images")
+    return res
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    report = fn()
+    dt = time.perf_counter() - t
+    if isinstance(report, mz.ApplyReport) and not report.ok:
+        raise RuntimeError(f"run failed: {report}")
+    return dt
+
+
+# -- TorchImageModel (optional) --------------------------------------------------------------
+
+
+def torch_image_config(arch: str) -> Dict[str, Any]:
+    """TorchImageModel's settings for ``arch``: default options otherwise."""
+    return {
+        "entrypoint_fcn": functools.partial(build_net, arch),  # same seeded weights as the eager model
+        "output_processor_cls": "ClassifierOutputProcessor",
+        "classes": CLASSES,
+        "image_size": 224,
+        "image_mean": list(MEAN),
+        "image_std": list(STD),
+        "device": "cpu",
+    }
+
+
+def bench_torch_image(arch: str, dataset, paths: Sequence[str], runs: int, batch: int, floor: Dict[str, Any]) -> None:
+    from modelzoo.torch_image import TorchImageModel
+
+    t = time.perf_counter()
+    model = TorchImageModel(torch_image_config(arch))
+    print(f"\n## TorchImageModel {arch}: built in {time.perf_counter() - t:.1f} s, "
+          f"optimization={getattr(model, 'optimization', '?')} {getattr(model, 'optimization_notes', '')}")
+    field = f"ti_{arch}"
+    times = [_timed(lambda: mz.apply_model(dataset, model, field, batch_size=batch, progress=False)) for _ in range(runs)]
+    floor_med = min(med(floor["times"]["floor(best)"]), med(floor["times"].get("floor(default)", [1e9])))
+    print(f"  apply(TorchImageModel) {fmt(times)} {len(paths) / med(times):6.1f} img/s")
+    target = {"mobilenet_v3_small": 0.5, "resnet18": 0.7}.get(arch)
+    print(f"  TorchImageModel/floor = {med(times) / floor_med:.3f} (target <= {target})")
+    # top-1 against the eager model fed TorchImageModel's own preprocessing
+    net = build_net(arch)
+    _, top1 = eager_loop(net, paths, model.build_input_loader(), *floor["best"], collect=True)
+    stored = dict(zip(dataset.values("filepath"), dataset.values(field)))
+    same = sum(stored[p].label == CLASSES[i] for p, i in zip(paths, top1))
+    print(f"  top-1 identical to eager on {same}/{len(paths)} images")
+
+
+# -- peak RSS ---------------------------------------------------------------------------------
+
+
+def _peak_rss_kib() -> int:
+    """This process's peak RSS in KiB: ``VmHWM`` where /proc has it, else
+    ``ru_maxrss``. (On Linux ``ru_maxrss`` survives exec, so a child spawned by
+    a big parent reports at least the parent's size at the fork.)"""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def rss_child(dataset_name: str) -> None:
+    """Runs in a subprocess: apply_model with TinyModel, prints peak RSS (KiB) as JSON."""
+    import torch  # noqa: F401  (so that "after imports" counts it)
+
+    ds = mz.load_dataset(dataset_name)
+    base = _peak_rss_kib()
+    t = time.perf_counter()
+    report = mz.apply_model(ds, TinyModel(), "tiny", batch_size=32, progress=False)
+    dt = time.perf_counter() - t
+    print(json.dumps({
+        "samples": report.processed, "seconds": dt, "rss_before_kib": base,
+        "maxrss_kib": _peak_rss_kib(),
+        "children_maxrss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    }))
+
+
+def bench_rss(paths: Sequence[str], sizes: Sequence[int]) -> None:
+    print("\n## peak RSS of apply_model (TinyModel, batch 32, default workers), each in a fresh process")
+    results = {}
+    for n in sizes:
+        reps = -(-n // len(paths))
+        ds = mz.Dataset(f"bench-rss-{n}-{os.getpid()}")
+        ds.add_samples((list(paths) * reps)[:n])
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--rss-child", ds.name],
+                             check=True, capture_output=True, text=True, env=os.environ.copy())
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        results[n] = r
+        print(f"  {n:6d} samples: peak RSS main {r['maxrss_kib'] / 1024:7.1f} MiB (after imports "
+              f"{r['rss_before_kib'] / 1024:.1f}), workers {r['children_maxrss_kib'] / 1024:.1f} MiB, "
+              f"{r['samples'] / r['seconds']:.0f} samples/s")
+        ds.delete()
+    lo, hi = min(sizes), max(sizes)
+    print(f"  peak RSS {hi} / {lo} samples = {results[hi]['maxrss_kib'] / results[lo]['maxrss_kib']:.3f} (target <= 1.2)")
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=1000)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--models", nargs="+", default=["mobilenet_v3_small", "resnet18"])
+    p.add_argument("--sweep-runs", type=int, default=2,
+                   help="passes per (workers, threads) setting in the floor sweep; 0: no sweep, the defaults only")
+    p.add_argument("--sweep-images", type=int, default=256,
+                   help="images per sweep pass (the first N; 0: all); the best setting is then timed on all")
+    p.add_argument("--sweep-only", action="store_true", help="only the floor sweep (for tuning work)")
+    p.add_argument("--rss-sizes", type=int, nargs="*", default=[1000, 20000], help="empty: skip the RSS check")
+    p.add_argument("--torch-image", action="store_true", help="also time modelzoo.torch_image.TorchImageModel")
+    p.add_argument("--quick", action="store_true", help="smoke run: 128 images, 2 runs, RSS 500 vs 2,000")
+    p.add_argument("--rss-child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.rss_child:
+        return rss_child(args.rss_child)
+    if args.quick:
+        args.images, args.runs, args.sweep_runs = 128, 2, min(args.sweep_runs, 1)
+        args.rss_sizes = [500, 2000] if args.rss_sizes else []
+
+    tmp = tempfile.mkdtemp(prefix="modelzoo-bench-apply-")
+    os.environ["MODELZOO_DATABASE_DIR"] = tmp
+    os.environ.pop("MODELZOO_DATABASE_URI", None)
+    from modelzoo import db
+
+    db.reset()
+    db.connect()
+    try:
+        import torch
+
+        root = photo_dir(args.images)
+        paths = list_photos(root)
+        dataset = mz.Dataset.from_images_dir(root, name=f"bench-apply-{os.getpid()}")
+        print(f"# bench_apply: {len(paths)} JPEGs {SIZE[0]}x{SIZE[1]} in {root}; "
+              f"cpus={len(os.sched_getaffinity(0))}, torch {torch.__version__}, runs={args.runs}")
+        results = {}
+        for arch in args.models:
+            results[arch] = bench_model(arch, dataset, paths, args.runs, args.batch, args.sweep_runs, args.sweep_only,
+                                        args.sweep_images)
+        if args.sweep_only:
+            return
+        if args.torch_image:
+            import importlib.util
+
+            if importlib.util.find_spec("modelzoo.torch_image") is None:
+                print("\n## --torch-image: modelzoo.torch_image is not importable; skipped")
+            else:
+                for arch in args.models:
+                    bench_torch_image(arch, dataset, paths, args.runs, args.batch, results[arch])
+        if args.rss_sizes:
+            bench_rss(paths, args.rss_sizes)
+        print("\n# summary")
+        for arch, r in results.items():
+            print(f"  {arch:20s} b/a {r['b/a']:.3f}  c/a {r['c/a']:.3f}  default/best {r['default/best']:.3f} "
+                  f"(default {r['default']}, best {r['best']}), label mismatches {r['mismatches']}")
+    finally:
+        db.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+#!/usr/bin/env python
+"""Write throughput of the library against raw pymongo, and the ingest rate.
+
+Writes a Detections label (10 boxes) on each of ``--samples`` samples
+
+* A: through the library, ``dataset.set_values(field, {sample_id: Detections})``
+  in batches of ``--batch`` samples, as the engine's writer does (one unordered
+  bulk write per batch). The Label -> dict conversion (``to_dict``) is inside
+  the timed region;
+* B: with raw pymongo, ``collection.bulk_write([UpdateOne({"_id": oid},
+  {"$set": {field: doc}}), ...], ordered=False)`` with the same batches and the
+  same documents, already converted to dicts before timing.
+
+The Label objects (for A) and dicts (for B) are built before timing. A and B
+alternate (A B, B A, A B, ...) against the same server and the same
+collection; the field is unset (untimed) after each pass so every pass starts
+from the same documents. Prints the medians and the ratio A/B.
+
+Then times ``Dataset.from_images_dir`` on ``--images`` real photographs
+(640x480 JPEGs cached by ``bench_apply.photo_dir``).
+
+The embedded mongod runs in a temporary directory and is stopped at the end.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_db.py            # full: 20,000 samples, 5 pairs
+    .venv/bin/python benchmarks/bench_db.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Sequence, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # the repository, for a run without an install
+sys.path.insert(0, HERE)
+
+
+def _detections(rng: random.Random, n_boxes: int):
+    import modelzoo as mz
+
+    dets = []
+    for _ in range(n_boxes):
+        w, h = rng.uniform(0.05, 0.5), rng.uniform(0.05, 0.5)
+        x, y = rng.uniform(0, 1 - w), rng.uniform(0, 1 - h)
+        dets.append(mz.Detection(label=f"class_{rng.randrange(80)}", bounding_box=[x, y, w, h],
+                                 confidence=rng.random()))
+    return mz.Detections(detections=dets)
+
+
+def _batches(items: Sequence[Any], size: int) -> List[Sequence[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def bench_writes(n: int, batch: int, pairs: int, boxes: int = 10) -> Dict[str, Any]:
+    from pymongo import UpdateOne
+
+    import modelzoo as mz
+
+    dataset = mz.Dataset(f"bench-db-{os.getpid()}")
+    dataset.add_samples([f"/nonexistent/img_{i:06d}.jpg" for i in range(n)])
+    coll = dataset._collection
+    oids = [d["_id"] for d in coll.find({}, {"_id": 1}).sort("_id", 1)]
+
+    rng = random.Random(0)
+    t = time.perf_counter()
+    labels = [_detections(rng, boxes) for _ in range(n)]
+    build_s = time.perf_counter() - t
+    docs = [label.to_dict() for label in labels]  # what B stores; identical to what A stores
+    lib_batches = [dict(zip(b_ids, b_labels)) for b_ids, b_labels in zip(_batches(oids, batch), _batches(labels, batch))]
+    raw_batches = [list(zip(b_ids, b_docs)) for b_ids, b_docs in zip(_batches(oids, batch), _batches(docs, batch))]
+    field = "pred"
+
+    def library() -> None:
+        for values in lib_batches:
+            dataset.set_values(field, values)
+
+    def raw() -> None:
+        for pairs_ in raw_batches:
+            coll.bulk_write([UpdateOne({"_id": oid}, {"$set": {field: doc}}) for oid, doc in pairs_], ordered=False)
+
+    def reset() -> None:
+        coll.update_many({}, {"$unset": {field: ""}})
+
+    # warm-up (server caches, code paths), not counted
+    library(); reset(); raw(); reset()
+    times: Dict[str, List[float]] = {"library": [], "pymongo": []}
+    for i in range(pairs):
+        order = [("library", library), ("pymongo", raw)]
+        if i % 2:
+            order.reverse()
+        for name, fn in order:
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+            reset()
+    # the stored documents are the same
+    library()
+    stored = coll.find_one({"_id": oids[0]}, {field: 1})[field]
+    assert stored == docs[0], "library and pymongo documents differ"
+    dataset.delete()
+    ratios = [a / b for a, b in zip(times["library"], times["pymongo"])]
+    return {"times": times, "ratios": ratios, "build_s": build_s}
+
+
+def bench_ingest(n_images: int, runs: int) -> List[float]:
+    import modelzoo as mz
+    from bench_apply import photo_dir
+
+    root = photo_dir(n_images)
+    times = []
+    mz.Dataset.from_images_dir(root).delete()  # warm-up: page cache, code paths
+    for _ in range(runs):
+        t = time.perf_counter()
+        ds = mz.Dataset.from_images_dir(root)
+        times.append(time.perf_counter() - t)
+        assert len(ds) == n_images, len(ds)
+        ds.delete()
+    return times
+
+
+def main(argv: Sequence[str] = ()) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--samples", type=int, default=20000)
+    p.add_argument("--batch", type=int, nargs="+", default=[32, 256],
+                   help="samples per set_values / bulk_write call (the engine writes one call per batch)")
+    p.add_argument("--pairs", type=int, default=5, help="A/B pairs per batch size")
+    p.add_argument("--images", type=int, default=1000)
+    p.add_argument("--ingest-runs", type=int, default=3)
+    p.add_argument("--quick", action="store_true", help="2,000 samples, 3 pairs, 200 images")
+    args = p.parse_args(argv or None)
+    if args.quick:
+        args.samples, args.pairs, args.images, args.ingest_runs = 2000, 3, 200, 3
+
+    tmp = tempfile.mkdtemp(prefix="modelzoo-bench-db-")
+    os.environ["MODELZOO_DATABASE_DIR"] = tmp
+    os.environ.pop("MODELZOO_DATABASE_URI", None)
+    from modelzoo import db
+
+    db.reset()
+    db.connect()
+    try:
+        print(f"# bench_db: {args.samples} samples x Detections(10 boxes), cpus={os.cpu_count()}")
+        for batch in args.batch:
+            r = bench_writes(args.samples, batch, args.pairs)
+            lib, raw = statistics.median(r["times"]["library"]), statistics.median(r["times"]["pymongo"])
+            print(
+                f"write batch={batch:4d}: library set_values {lib:.3f} s ({args.samples / lib:,.0f} samples/s), "
+                f"raw pymongo {raw:.3f} s ({args.samples / raw:,.0f}/s); "
+                f"ratio library/pymongo median {statistics.median(r['ratios']):.2f} "
+                f"[min {min(r['ratios']):.2f}, max {max(r['ratios']):.2f}] over {args.pairs} pairs (target <= 1.5)"
+            )
+            print(f"  (building the {args.samples} Detections objects, untimed, took {r['build_s']:.1f} s)")
+        ingest = bench_ingest(args.images, args.ingest_runs)
+        med = statistics.median(ingest)
+        print(
+            f"ingest Dataset.from_images_dir({args.images} JPEGs 640x480): median {med:.3f} s = "
+            f"{args.images / med:,.0f} images/s [min {min(ingest):.3f}, max {max(ingest):.3f} s, {len(ingest)} runs]"
+        )
+    finally:
+        db.stop()
+
+
+if __name__ == "__main__":
+    main()
