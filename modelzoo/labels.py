@@ -119,12 +119,17 @@ class Classification(Label):
 
     def to_dict(self) -> Dict[str, Any]:
         data = self._data
-        return _prune({
-            "_cls": "Classification",
-            "label": data.get("label"),
-            "confidence": _num(data.get("confidence")),
-            "logits": _arr(data.get("logits")),
-        })
+        out: Dict[str, Any] = {"_cls": "Classification"}
+        v = data.get("label")
+        if v is not None:
+            out["label"] = v
+        v = data.get("confidence")
+        if v is not None:
+            out["confidence"] = float(v)
+        v = data.get("logits")
+        if v is not None:
+            out["logits"] = encode_array(v)
+        return out
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Classification":
@@ -205,15 +210,25 @@ class Detection(Label):
     attributes = DictField()
 
     def to_dict(self) -> Dict[str, Any]:
+        # Built key by key (no intermediate dict): this runs once per box in the writer.
         data = self._data
-        return _prune({
-            "_cls": "Detection",
-            "label": data.get("label"),
-            "bounding_box": data.get("bounding_box"),
-            "confidence": _num(data.get("confidence")),
-            "mask": _arr(data.get("mask")),
-            "attributes": data.get("attributes") or None,
-        })
+        out: Dict[str, Any] = {"_cls": "Detection"}
+        v = data.get("label")
+        if v is not None:
+            out["label"] = v
+        v = data.get("bounding_box")
+        if v is not None:
+            out["bounding_box"] = v
+        v = data.get("confidence")
+        if v is not None:
+            out["confidence"] = float(v)
+        v = data.get("mask")
+        if v is not None:
+            out["mask"] = encode_array(v)
+        v = data.get("attributes")
+        if v:
+            out["attributes"] = v
+        return out
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Detection":
