@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
+import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -17,9 +17,10 @@ from ..labels import filter_confidence
 from ..mixins import EmbeddingsMixin, LogitsMixin, SamplesMixin, TorchModelMixin
 from ..models import Model
 from ..image_io import DecodeImage
-from .loaders import LoadedBatch, safe_load, threaded_batches, torch_batches
+from .loaders import _Collate, LoadedBatch, safe_load, threaded_batches, torch_batches
 from .report import ApplyReport, Failure
 from .source import Record, SampleSource
+from .tuning import choose_from_costs, cpu_count
 from .tuning import default_threads as _default_threads, default_workers as _default_workers, uses_cuda as _uses_cuda
 from .writer import BackgroundWriter
 
@@ -143,10 +144,19 @@ class _Run:
         self.write = write
         self.torch_fed = isinstance(model, TorchModelMixin)
         self.batch_size = batch_size or int(getattr(model, "default_batch_size", None) or 16)
+        # On the CPU, with neither count given, the first batch is loaded and
+        # predicted in-process on one thread to measure what each costs, and
+        # the counts for the rest follow from that (tuning.choose_from_costs).
+        self.calibrate = (
+            self.torch_fed and num_workers is None and num_threads is None and not _uses_cuda(model)
+        )
         self.num_workers = _default_workers(model) if num_workers is None else num_workers
         self.num_threads = num_threads
-        if self.num_threads is None and self.torch_fed and not _uses_cuda(model):
+        if self.calibrate:
+            self.num_threads = 1
+        elif self.num_threads is None and self.torch_fed and not _uses_cuda(model):
             self.num_threads = _default_threads(model, self.num_workers)
+        self._first_model_s: Optional[float] = None
         self.skip_failures = skip_failures
         self.progress = progress
         self.error_field = check_field_name(error_field) if error_field else None
@@ -159,12 +169,37 @@ class _Run:
         self.load_fn = _input_loader(model)
 
     def _batches(self) -> Iterator[LoadedBatch]:
-        record_batches = self.source.batches(self.batch_size)
-        if self.torch_fed:
-            return torch_batches(
-                record_batches, self.load_fn, self.model.collate_fn, self.num_workers, pin_memory=_uses_cuda(self.model)
-            )
-        return threaded_batches(record_batches, self.load_fn, max(1, self.num_workers or 1))
+        record_batches = iter(self.source.batches(self.batch_size))
+        if not self.torch_fed:
+            return threaded_batches(record_batches, self.load_fn, max(1, self.num_workers or 1))
+        if self.calibrate:
+            return self._calibrated_batches(record_batches)
+        return torch_batches(
+            record_batches, self.load_fn, self.model.collate_fn, self.num_workers, pin_memory=_uses_cuda(self.model)
+        )
+
+    def _calibrated_batches(self, record_batches: Iterator[List[Record]]) -> Iterator[LoadedBatch]:
+        first = next(record_batches, None)
+        if first is None:
+            return
+        t0 = time.perf_counter()
+        items = [safe_load(self.load_fn, r) for r in first]
+        load_s = (time.perf_counter() - t0) / len(first)
+        yield _Collate(self.model.collate_fn)(items)  # the loop times its inference
+        if self._first_model_s is not None:
+            self.num_workers, self.num_threads = choose_from_costs(load_s, self._first_model_s, cpu_count())
+        else:  # nothing in the first batch could be predicted: fall back to the static rule
+            self.num_threads = _default_threads(self.model, self.num_workers)
+        import torch
+
+        torch.set_num_threads(self.num_threads)  # restored by _torch_threads when the run ends
+        logger.info(
+            "Measured %.1f ms/sample to load and %s ms/sample to predict on one thread: "
+            "using %d loader workers and %d torch threads",
+            load_s * 1e3, "?" if self._first_model_s is None else f"{self._first_model_s * 1e3:.1f}",
+            self.num_workers, self.num_threads,
+        )
+        yield from torch_batches(record_batches, self.load_fn, self.model.collate_fn, self.num_workers)
 
     def _fail(self, record: Record, message: str, stage: str, errors: Dict[Any, Dict[str, Any]]) -> None:
         if not self.skip_failures:
@@ -214,7 +249,10 @@ class _Run:
                     done: List[Tuple[Record, Any]] = []
                     if batch.records:
                         try:
+                            t0 = time.perf_counter()
                             outputs = _infer(self.model, self.mode, batch.inputs, batch.records)
+                            if self._first_model_s is None:
+                                self._first_model_s = (time.perf_counter() - t0) / len(batch.records)
                             _check_count(self.model, outputs, len(batch.records))
                             done = list(zip(batch.records, outputs))
                         except ModelError:

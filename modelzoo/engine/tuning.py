@@ -37,11 +37,12 @@ process (the GIL is released while PIL decodes).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from typing import Any, Iterator
 
-__all__ = ["cpu_count", "uses_cuda", "default_workers", "default_threads", "parameter_count"]
+__all__ = ["cpu_count", "uses_cuda", "default_workers", "default_threads", "parameter_count", "choose_from_costs"]
 
 #: models with fewer parameters than this count as light (decoding-bound on the CPU)
 LIGHT_MODEL_PARAMS = 5_000_000
@@ -120,3 +121,28 @@ def default_threads(model: Any, num_workers: int) -> int:
     if free < 2 and workers < cores and not _is_light(model):
         return min(cores, 2)
     return free
+
+
+def choose_from_costs(load_s: float, model_s: float, cores: int) -> "tuple[int, int]":
+    """Workers and threads from measured per-sample costs (both on one core).
+
+    The first batch of a run is loaded and predicted in the main process on
+    one thread, which measures ``load_s`` (decode + transforms) and
+    ``model_s`` (forward + output processing) per sample at no extra cost.
+    Decoding then needs ``d = cores * load / (load + model)`` cores to keep
+    pace with the forward: ``ceil(d)`` workers, and the forward gets the cores
+    they do not keep busy, ``cores - round(d)`` threads (a mostly idle lone
+    worker does not take a core from the forward).
+
+    Measured with benchmarks/bench_apply.py on 2 cores: eager
+    mobilenet_v3_small (d ~ 1.2) -> (2, 1); TorchImageModel's frozen
+    mobilenet_v3_small (d ~ 0.8) -> (1, 1); resnet18 (d ~ 0.1) -> (1, 2),
+    each the best hand-set choice.
+    """
+    cores = max(1, int(cores))
+    load_s = max(float(load_s), 1e-9)
+    model_s = max(float(model_s), 1e-9)
+    demand = cores * load_s / (load_s + model_s)
+    workers = min(cores, max(1, math.ceil(demand - 1e-9)))
+    threads = max(1, cores - int(round(demand)))
+    return workers, threads
