@@ -1,5 +1,12 @@
 """Choices the engine makes when the user does not: loader workers and torch threads.
 
+On the CPU, when neither ``num_workers`` nor ``num_threads`` is given, the
+engine measures instead of guessing: it loads and predicts the first batch in
+the main process on one thread and picks the counts for the rest of the run
+with :func:`choose_from_costs`. The static rules below (:func:`default_workers`,
+:func:`default_threads`) serve CUDA runs, models not fed by a DataLoader, and
+the case where nothing in the first batch could be predicted.
+
 On the CPU the forward pass (``T`` torch intra-op threads in the main
 process) and the decoding (``W`` DataLoader worker processes, one core each
 while busy) share the machine's ``C`` cores. The rules, measured with
