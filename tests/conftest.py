@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
 
 import pymongo.database
@@ -30,3 +31,21 @@ def _database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 def db() -> pymongo.database.Database:
     """The session's modelzoo database."""
     return mzdb.get_db()
+
+
+@pytest.fixture
+def zoo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A private weights cache, no user manifests, no real torch hub cache;
+    zoo registrations made by the test are undone."""
+    from modelzoo import zoo
+    from modelzoo.zoo.registry import registry
+
+    monkeypatch.setenv(zoo.ENV_HOME, str(tmp_path / "zoo-home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    for var in (zoo.ENV_MANIFEST_PATHS, zoo.ENV_OFFLINE, zoo.ENV_WEIGHTS_PATH):
+        monkeypatch.delenv(var, raising=False)
+    saved = (dict(registry._registered), set(registry._hidden))
+    zoo.reload_zoo()
+    yield
+    registry._registered, registry._hidden = saved
+    zoo.reload_zoo()

@@ -32,18 +32,7 @@ REQUIRED = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def zoo_env(tmp_path, monkeypatch):
-    """A private cache, no user manifests, no real torch hub cache; registrations undone."""
-    monkeypatch.setenv(zoo.ENV_HOME, str(tmp_path / "zoo-home"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    for var in (zoo.ENV_MANIFEST_PATHS, zoo.ENV_OFFLINE, zoo.ENV_WEIGHTS_PATH):
-        monkeypatch.delenv(var, raising=False)
-    saved = (dict(registry._registered), set(registry._hidden))
-    zoo.reload_zoo()
-    yield
-    registry._registered, registry._hidden = saved
-    zoo.reload_zoo()
+pytestmark = pytest.mark.usefixtures("zoo_env")
 
 
 def _entry(name: str = "user-model", **changes: Any) -> Dict[str, Any]:

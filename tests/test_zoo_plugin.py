@@ -43,17 +43,7 @@ def installed_plugin(tmp_path_factory):
         zoo.reload_zoo()
 
 
-@pytest.fixture(autouse=True)
-def zoo_env(tmp_path, monkeypatch):
-    monkeypatch.setenv(zoo.ENV_HOME, str(tmp_path / "zoo-home"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    for var in (zoo.ENV_MANIFEST_PATHS, zoo.ENV_OFFLINE, zoo.ENV_WEIGHTS_PATH):
-        monkeypatch.delenv(var, raising=False)
-    saved = (dict(registry._registered), set(registry._hidden))
-    zoo.reload_zoo()
-    yield
-    registry._registered, registry._hidden = saved
-    zoo.reload_zoo()
+pytestmark = pytest.mark.usefixtures("zoo_env")
 
 
 def test_plugin_metadata_declares_the_entry_point(installed_plugin):
