@@ -453,7 +453,7 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
 
     @property
     def collate_fn(self) -> ImageCollate:
-        return ImageCollate(stack=not self.config.raw_inputs)
+        return ImageCollate(stack=not self.config.raw_inputs, channels_last=self._channels_last)
 
     def build_input_loader(self) -> ImageFileLoader:
         """A picklable ``filepath -> ImageInput`` for DataLoader workers."""

@@ -216,15 +216,21 @@ class ImageCollate:
     """Collates :class:`ImageInput` items into an :class:`ImageBatch`. Picklable.
 
     Same-size tensors are stacked into one NCHW tensor; otherwise (or with
-    ``stack=False``) they stay a list.
+    ``stack=False``) they stay a list. With ``channels_last`` a stacked batch
+    is laid out channels-last here, in the DataLoader worker, so the forward
+    pass (which wants that layout) does not copy it again in the main process.
     """
 
-    def __init__(self, stack: bool = True):
+    def __init__(self, stack: bool = True, channels_last: bool = False):
         self.stack = stack
+        self.channels_last = channels_last
 
     def __call__(self, items: Sequence[ImageInput]) -> ImageBatch:
         tensors = [item.tensor for item in items]
         sizes = [item.image_size for item in items]
         if self.stack and tensors and all(t.shape == tensors[0].shape for t in tensors):
-            return ImageBatch(torch.stack(tensors), sizes)
+            batch = torch.stack(tensors)
+            if self.channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            return ImageBatch(batch, sizes)
         return ImageBatch(tensors, sizes)
