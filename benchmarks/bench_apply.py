@@ -349,7 +349,6 @@ def bench_model(
     arch: str, dataset, paths: Sequence[str], runs: int, batch: int, sweep_runs: int, only: bool = False,
     sweep_images: int = 0,
 ) -> Dict[str, Any]:
-    import torch
 
     model = EagerClassifier(arch)
     net = model.net

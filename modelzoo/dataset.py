@@ -21,7 +21,7 @@ from bson import ObjectId
 from bson.errors import InvalidId
 from mongoengine import Document
 from mongoengine.fields import DateTimeField, DictField, StringField
-from pymongo import InsertOne, UpdateOne
+from pymongo import UpdateOne
 
 from . import db as _db
 from .errors import DatasetError, DatasetExistsError, DatasetNotFoundError, SampleNotFoundError

@@ -8,7 +8,7 @@ returned to field paths (the contract in the model interface docs); both
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Union
 
 import numpy as np
 from bson.binary import Binary

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Type
+from typing import Any, Dict, Optional
 
 from bson.binary import Binary
 from mongoengine import DynamicDocument, EmbeddedDocument

@@ -7,7 +7,6 @@ model with itself under different batching, so it holds for any model.
 
 from __future__ import annotations
 
-import os
 from typing import Any, List
 
 import numpy as np

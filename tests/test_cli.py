@@ -13,7 +13,6 @@ import pytest
 import modelzoo as mz
 from modelzoo import zoo
 from modelzoo.cli import build_parser, main
-from modelzoo.zoo.registry import registry
 
 
 pytestmark = pytest.mark.usefixtures("zoo_env")

@@ -5,7 +5,6 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import modelzoo as mz
 from tests.images import write_bad_images, write_good_images, write_odd_images

@@ -13,7 +13,7 @@ import torchvision
 import torchvision.transforms.v2.functional as TF
 
 from modelzoo.errors import ConfigError, ModelError
-from modelzoo.labels import Classification, Classifications, Detections, Segmentation
+from modelzoo.labels import Classification, Classifications, Segmentation
 from modelzoo.processors import (
     BUILTIN_PROCESSORS,
     ClassifierOutputProcessor,

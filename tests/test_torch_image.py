@@ -23,8 +23,6 @@ from modelzoo.labels import Classification, Detections
 from modelzoo.testing import TASKS, tiny_classifier, tiny_model
 from modelzoo.torch_image import (
     ImageBatch,
-    ImageCollate,
-    ImageFileLoader,
     ImageInput,
     TorchImageModel,
     TorchImageModelConfig,

@@ -19,7 +19,6 @@ from modelzoo import zoo
 from modelzoo.errors import ChecksumError, DownloadError
 from modelzoo.zoo import weights
 from modelzoo.zoo.nets import digits_cnn
-from modelzoo.zoo.registry import registry
 
 
 class _Server:

@@ -15,7 +15,6 @@ import pytest
 
 from modelzoo import zoo
 from modelzoo.errors import ZooError
-from modelzoo.zoo.registry import registry
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

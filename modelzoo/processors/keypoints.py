@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, ModelError
-from ..labels import Detection, Detections, Keypoint, Keypoints
+from ..labels import Keypoint, Keypoints
 from .base import ImageSize
 from .detector import DetectorOutputProcessor, relative_boxes
 

@@ -18,8 +18,7 @@ Entries come from ``manifests/*.json`` (see :mod:`modelzoo.zoo.manifest`),
 from __future__ import annotations
 
 import fnmatch
-import os
-from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
 
 from ..config import Config
 from ..errors import ConfigError, ZooError

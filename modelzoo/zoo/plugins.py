@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 from pathlib import Path
-from typing import Any, Callable, List, Mapping, Optional
+from typing import Any, List, Mapping
 
 from ..errors import ZooError
 from .manifest import ManifestError, ZooModelInfo, load_manifest_file, parse_entry, parse_manifest

@@ -1,5 +1,4 @@
 import numpy as np
-import torch
 from torch import nn
 
 from modelzoo import Classification, Model
