@@ -28,6 +28,15 @@ samples (the files reused), each in its own subprocess (target <= 1.2x).
 <= 0.7x resnet18) and checks that its top-1 matches the eager model's on
 every image.
 
+``--dense`` (or ``--dense-only``) times dense models on the same JPEGs, batch
+8: torchvision ``fasterrcnn_mobilenet_v3_large_320_fpn`` (96 images, no
+resize) and ``lraspp_mobilenet_v3_large`` (200 images, 320x320, ImageNet
+mean/std), random init (seeded), each as (a) a plain DataLoader + eager loop
+at its best of (workers, threads) (1,1), (2,1), (1,2), writing nothing, and
+(b) the model's build plus ``apply_model`` with a TorchImageModel of the same
+net (DetectorOutputProcessor / SemanticSegmenterOutputProcessor, default
+options, engine default counts); prints b/a (target <= 1.0).
+
 The embedded mongod runs in a temporary directory and is stopped at the end.
 
 Usage::
@@ -35,6 +44,7 @@ Usage::
     .venv/bin/python benchmarks/bench_apply.py              # full (under ~10 min on 2 cores)
     .venv/bin/python benchmarks/bench_apply.py --quick      # smoke run
     .venv/bin/python benchmarks/bench_apply.py --torch-image
+    .venv/bin/python benchmarks/bench_apply.py --dense-only   # ~2 min
 """
 
 from __future__ import annotations
@@ -523,7 +533,204 @@ def bench_rss(paths: Sequence[str], sizes: Sequence[int]) -> None:
     print(f"  peak RSS {hi} / {lo} samples = {results[hi]['maxrss_kib'] / results[lo]['maxrss_kib']:.3f} (target <= 1.2)")
 
 
+# -- dense models (--dense) -------------------------------------------------------------------
+
+DENSE_SEG_SIZE = 320
+DETECTOR_CLASSES = ["__background__"] + [f"class_{i}" for i in range(1, 91)]
+SEG_CLASSES = [f"class_{i}" for i in range(21)]
+
+
+def build_dense_net(arch: str):
+    """A torchvision detector/segmenter, random init (seeded), eval mode.
+
+    As for the classifiers, BatchNorm running statistics come from one forward
+    pass in train mode on a seeded noise batch (the backbone only for the
+    detector, whose train mode needs targets), so that activations do not
+    vanish into denormals.
+    """
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    if arch == "fasterrcnn_mobilenet_v3_large_320_fpn":
+        net = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None)
+        calib = net.backbone
+    else:
+        net = getattr(torchvision.models.segmentation, arch)(weights=None, weights_backbone=None)
+        calib = net
+    for m in calib.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = None
+    calib.train()
+    with torch.no_grad():
+        calib(torch.randn(4, 3, DENSE_SEG_SIZE, DENSE_SEG_SIZE, generator=torch.Generator().manual_seed(1)))
+    return net.eval()
+
+
+class _DetectorLoad:
+    """filepath -> float (3, H, W) in [0, 1], no resize (the detector resizes internally)."""
+
+    def __call__(self, path: str):
+        import torch
+
+        from modelzoo.image_io import read_image
+
+        arr = read_image(path)
+        if not arr.flags.writeable:
+            arr = arr.copy()
+        return torch.from_numpy(arr).permute(2, 0, 1).contiguous().to(torch.float32).div_(255.0)
+
+
+class _SegmenterLoad:
+    """filepath -> normalized float (3, 320, 320): antialiased resize on the uint8 tensor, ImageNet mean/std."""
+
+    def __init__(self, size: int = DENSE_SEG_SIZE):
+        self.size = size
+
+    def __call__(self, path: str):
+        import torch
+        import torchvision.transforms.v2.functional as TF
+
+        from modelzoo.image_io import read_image
+
+        arr = read_image(path)
+        if not arr.flags.writeable:
+            arr = arr.copy()
+        t = torch.from_numpy(arr).permute(2, 0, 1)
+        t = TF.resize(t, [self.size, self.size], antialias=True)
+        x = t.to(torch.float32).div_(255.0).contiguous()
+        return TF.normalize(x, list(MEAN), list(STD), inplace=True)
+
+
+def _as_list(items):
+    return list(items)
+
+
+def _seg_forward(net, x):
+    return net(x)["out"].argmax(1)
+
+
+def dense_eager_loop(net, paths: Sequence[str], kind: str, workers: int, threads: int, batch: int) -> float:
+    """The plain loop for a dense model: DataLoader workers decode (+ transform), eager forward, nothing written."""
+    import torch
+    from torch.utils.data import DataLoader, default_collate
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        t = time.perf_counter()
+        if kind == "detection":
+            load, collate = _DetectorLoad(), _as_list
+        else:
+            load, collate = _SegmenterLoad(), default_collate
+        loader = DataLoader(_FileDataset(paths, load), batch_size=batch, num_workers=workers,
+                            collate_fn=collate, prefetch_factor=2 if workers else None)
+        with torch.inference_mode():
+            for x in loader:
+                if kind == "detection":
+                    net(x)  # list of (3, H, W) tensors
+                else:
+                    _seg_forward(net, x)
+        return time.perf_counter() - t
+    finally:
+        torch.set_num_threads(before)
+
+
+def dense_config(kind: str) -> Dict[str, Any]:
+    """TorchImageModel's settings for the dense benchmark: default options otherwise."""
+    if kind == "detection":
+        return {
+            "entrypoint_fcn": functools.partial(build_dense_net, "fasterrcnn_mobilenet_v3_large_320_fpn"),
+            "output_processor_cls": "DetectorOutputProcessor",
+            "classes": DETECTOR_CLASSES,
+            "device": "cpu",
+        }
+    return {
+        "entrypoint_fcn": functools.partial(build_dense_net, "lraspp_mobilenet_v3_large"),
+        "output_processor_cls": "SemanticSegmenterOutputProcessor",
+        "classes": SEG_CLASSES,
+        "image_size": (DENSE_SEG_SIZE, DENSE_SEG_SIZE),
+        "image_mean": list(MEAN),
+        "image_std": list(STD),
+        "device": "cpu",
+    }
+
+
+DENSE_CASES = (
+    # (kind, arch, images)
+    ("detection", "fasterrcnn_mobilenet_v3_large_320_fpn", 96),
+    ("segmentation", "lraspp_mobilenet_v3_large", 200),
+)
+
+
+def bench_dense(runs: int, batch: int, kinds: Sequence[str] = ("detection", "segmentation"),
+                images: Optional[Dict[str, int]] = None) -> Dict[str, float]:
+    """(a) the eager loop at its best of (1,1), (2,1), (1,2) vs (b) build + apply_model(TorchImageModel)."""
+    from modelzoo.torch_image import TorchImageModel
+
+    n_max = max(n for k, _, n in DENSE_CASES if k in kinds)
+    n_max = max([n_max] + list((images or {}).values()))
+    root = photo_dir(n_max)
+    all_paths = list_photos(root)
+    ratios: Dict[str, float] = {}
+    for kind, arch, n in DENSE_CASES:
+        if kind not in kinds:
+            continue
+        n = (images or {}).get(kind, n)
+        paths = all_paths[:n]
+        ds = mz.Dataset(f"bench-dense-{kind}-{os.getpid()}")
+        ds.add_samples(paths)
+        net = build_dense_net(arch)
+        t = time.perf_counter()
+        probe = TorchImageModel(dense_config(kind))
+        build_s = time.perf_counter() - t
+        dflt = _tuning_defaults(probe)
+        print(f"\n## dense {kind}: {arch}, {sum(p.numel() for p in net.parameters()) / 1e6:.1f} M params, "
+              f"{len(paths)} images, batch {batch}; TorchImageModel built in {build_s:.1f} s, "
+              f"optimization={probe.optimization} {probe.optimization_notes}; static rules {dflt}")
+        del probe
+
+        dense_eager_loop(net, paths[:batch], kind, 0, 1, batch)  # warm-up
+        sweep_paths = paths[: max(batch, len(paths) // 3)]
+        sweep = {s: dense_eager_loop(net, sweep_paths, kind, *s, batch) for s in ((1, 1), (2, 1), (1, 2))}
+        best = min(sweep, key=sweep.get)
+        print(f"  floor sweep on {len(sweep_paths)} images (workers, threads) -> s, one pass: " + ", ".join(
+            f"{k}: {v:.2f}" for k, v in sorted(sweep.items(), key=lambda kv: kv[1])))
+
+        field = f"dense_{kind}"
+
+        def build_and_apply() -> None:  # the build (and its optimize verification) counts
+            m = TorchImageModel(dense_config(kind))
+            return mz.apply_model(ds, m, field, batch_size=batch, progress=False)
+
+        passes = {
+            f"floor{best}": lambda: dense_eager_loop(net, paths, kind, *best, batch),
+            "build+apply(default)": lambda: _timed(build_and_apply),
+        }
+        times: Dict[str, List[float]] = {k: [] for k in passes}
+        names = list(passes)
+        for r in range(runs):
+            for name in (names if r % 2 == 0 else names[::-1]):
+                times[name].append(passes[name]())
+        for name in names:
+            print(f"  {name:22s} {fmt(times[name])} {len(paths) / med(times[name]):6.1f} img/s")
+        a, b = times[names[0]], times[names[1]]
+        ratios[kind] = med(b) / med(a)
+        pairs = ", ".join(f"{y / x:.3f}" for x, y in zip(a, b))
+        print(f"  {kind} b/a TorchImageModel/eager = {ratios[kind]:.3f} (pairwise {pairs}) target <= 1.0")
+        stored = [v for v in ds.values(field) if v is not None]
+        print(f"  labels stored on {len(stored)}/{len(paths)} samples ({type(stored[0]).__name__ if stored else '-'})")
+        ds.delete()
+    return ratios
+
+
 # -- main -------------------------------------------------------------------------------------
+
+
+def _print_dense(ratios: Dict[str, float]) -> None:
+    print("\n# dense summary (TorchImageModel build+apply / best eager loop, target <= 1.0)")
+    for kind, r in ratios.items():
+        print(f"  {kind:14s} b/a {r:.3f}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -531,7 +738,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--images", type=int, default=1000)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--models", nargs="+", default=["mobilenet_v3_small", "resnet18"])
+    p.add_argument("--models", nargs="*", default=["mobilenet_v3_small", "resnet18"],
+                   help="classifiers to time (none: skip the classifier benchmark)")
     p.add_argument("--sweep-runs", type=int, default=2,
                    help="passes per (workers, threads) setting in the floor sweep; 0: no sweep, the defaults only")
     p.add_argument("--sweep-images", type=int, default=256,
@@ -539,6 +747,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--sweep-only", action="store_true", help="only the floor sweep (for tuning work)")
     p.add_argument("--rss-sizes", type=int, nargs="*", default=[1000, 20000], help="empty: skip the RSS check")
     p.add_argument("--torch-image", action="store_true", help="also time modelzoo.torch_image.TorchImageModel")
+    p.add_argument("--dense", action="store_true",
+                   help="also time a torchvision detector and segmenter: eager loop vs TorchImageModel")
+    p.add_argument("--dense-only", action="store_true", help="only the --dense benchmark")
+    p.add_argument("--dense-batch", type=int, default=8, help="batch size for --dense (default 8)")
+    p.add_argument("--dense-images", type=int, nargs=2, metavar=("DET", "SEG"), default=[96, 200],
+                   help="images for the detector and the segmenter (default 96 200)")
     p.add_argument("--quick", action="store_true", help="smoke run: 128 images, 2 runs, RSS 500 vs 2,000")
     p.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -558,6 +772,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         import torch
 
+        if args.dense_only:
+            print(f"# bench_apply --dense-only: cpus={len(os.sched_getaffinity(0))}, torch {torch.__version__}, "
+                  f"runs={args.runs}, batch {args.dense_batch}")
+            _print_dense(bench_dense(args.runs, args.dense_batch,
+                                     images=dict(zip(("detection", "segmentation"), args.dense_images))))
+            return
         root = photo_dir(args.images)
         paths = list_photos(root)
         dataset = mz.Dataset.from_images_dir(root, name=f"bench-apply-{os.getpid()}")
@@ -577,12 +797,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             else:
                 for arch in args.models:
                     bench_torch_image(arch, dataset, paths, args.runs, args.batch, results[arch])
+        dense: Dict[str, float] = {}
+        if args.dense:
+            dense = bench_dense(args.runs, args.dense_batch,
+                                images=dict(zip(("detection", "segmentation"), args.dense_images)))
         if args.rss_sizes:
             bench_rss(paths, args.rss_sizes)
         print("\n# summary")
         for arch, r in results.items():
             print(f"  {arch:20s} b/a {r['b/a']:.3f}  c/a {r['c/a']:.3f}  default/best {r['default/best']:.3f} "
                   f"(calibrated default vs best hand-set {r['best']}), label mismatches {r['mismatches']}")
+        if dense:
+            _print_dense(dense)
     finally:
         db.stop()
 
