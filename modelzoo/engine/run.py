@@ -258,13 +258,11 @@ class _Run:
                         except ModelError:
                             raise
                         except Exception as e:
-                            if not self.skip_failures:
-                                if len(batch.records) == 1:
-                                    r = batch.records[0]
-                                    raise PredictionError(r.sample_id, r.filepath, f"{type(e).__name__}: {e}") from e
-                                done = self._one_by_one(batch, errors)  # names the failing sample
-                            else:
-                                done = self._one_by_one(batch, errors)
+                            if not self.skip_failures and len(batch.records) == 1:
+                                r = batch.records[0]
+                                raise PredictionError(r.sample_id, r.filepath, f"{type(e).__name__}: {e}") from e
+                            # isolate the failing sample(s); without skip_failures this raises naming it
+                            done = self._one_by_one(batch, errors)
                     self.report.processed += len(done)
                     writer.submit((done, errors))
                     bar.update(len(batch.records) + len(batch.failures))
