@@ -300,7 +300,11 @@ def _build_graph(
             if mode == "compile":
                 return torch.compile(module, dynamic=True)
             with torch.no_grad():
-                traced = torch.jit.trace(module, example, check_trace=False, strict=False)
+                # tracing through _Opaque records the weights as constants of
+                # one flat graph instead of rebuilding the module tree as
+                # ScriptModules (~1 ms per submodule: 0.1 s of the 0.15 s trace
+                # of mobilenet_v3_small); freezing would inline them anyway
+                traced = torch.jit.trace(_Opaque(module), example, check_trace=False, strict=False)
                 frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
                 # the first calls of a scripted graph run its profiling passes
                 frozen(example)
@@ -312,10 +316,23 @@ def _build_graph(
         return None
 
 
+class _Opaque(torch.nn.Module):
+    """Calls a module without registering it as a submodule (see _build_graph)."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        object.__setattr__(self, "_inner", (module,))
+
+    def forward(self, *args: Any) -> Any:
+        return self._inner[0](*args)
+
+
 def _channels_last_copy(module: torch.nn.Module) -> Optional[torch.nn.Module]:
+    """A channels_last copy for the candidates; its parameters do not require
+    grad (a traced graph may only hold such tensors as constants)."""
     import copy
 
     try:
-        return copy.deepcopy(module).to(memory_format=torch.channels_last)
+        return copy.deepcopy(module).to(memory_format=torch.channels_last).requires_grad_(False)
     except Exception:
         return None

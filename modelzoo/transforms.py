@@ -3,13 +3,21 @@
 These pieces run in DataLoader workers, so every one of them is picklable
 (module-level classes holding plain data):
 
-- :class:`ImageFileLoader` decodes a file (optionally at reduced JPEG scale)
-  and hands the pixels to
+- :class:`ImageFileLoader` decodes a file (JPEGs with torchvision's libjpeg
+  decoder straight to a tensor, optionally at reduced scale with PIL's
+  ``draft``; anything else with PIL) and hands the pixels to
 - :class:`ImageTransform`, which resizes a uint8 tensor, scales it to
   ``[0, 1]`` and normalizes it into an :class:`ImageInput` that remembers the
   original image size;
-- :class:`ImageCollate` stacks same-size inputs into an :class:`ImageBatch`
-  (ragged inputs stay a list).
+- :class:`ImageCollate` copies same-size inputs into one :class:`ImageBatch`
+  tensor in the layout the model wants, allocated in shared memory when it
+  runs in a DataLoader worker (so handing it to the main process copies
+  nothing); ragged inputs stay a list.
+
+Pixels are laid out height, width, channel from the decoder to the batch
+(a ``(3, H, W)`` tensor with channels-last strides): that is the layout of
+torchvision's fast uint8 resize and of a channels_last model's input, so no
+step transposes them.
 
 Example::
 
@@ -22,6 +30,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -49,7 +58,8 @@ class ImageInput:
     """One preprocessed image.
 
     Attributes:
-        tensor: ``FloatTensor[3, H, W]``, resized and normalized.
+        tensor: ``FloatTensor[3, H, W]``, resized and normalized (its strides
+            may be channels-last; :class:`ImageCollate` sets the batch layout).
         image_size: the original ``(width, height)``, before any resize.
     """
 
@@ -134,15 +144,20 @@ class ImageTransform:
     def apply(self, array: np.ndarray, image_size: Size) -> ImageInput:
         """Transforms a uint8 ``(H, W, 3)`` array whose original size was ``image_size``
         (differs from the array's when the JPEG was decoded at reduced scale)."""
-        import torchvision.transforms.v2.functional as TF
-
         if not array.flags.writeable:  # np.asarray(PIL image) is read-only
             array = array.copy()
-        t = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)  # uint8 CHW view
+        pixels = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)  # uint8 CHW view of HWC
+        return self.apply_tensor(pixels, image_size)
+
+    def apply_tensor(self, pixels: torch.Tensor, image_size: Size) -> ImageInput:
+        """Transforms a uint8 ``(3, H, W)`` tensor (any strides; channels-last
+        strides, as decoders produce, are the fast case)."""
+        import torchvision.transforms.v2.functional as TF
+
         w, h = self.target_size(*image_size)
-        if (t.shape[2], t.shape[1]) != (w, h):
-            t = TF.resize(t, [h, w], antialias=True)
-        x = t.to(torch.float32).div_(255.0).contiguous()
+        if (pixels.shape[2], pixels.shape[1]) != (w, h):
+            pixels = TF.resize(pixels, [h, w], antialias=True)
+        x = pixels.to(torch.float32).div_(255.0)  # keeps the layout
         if self.mean is not None:
             x = TF.normalize(x, self.mean, self.std, inplace=True)
         return ImageInput(x, (int(image_size[0]), int(image_size[1])))
@@ -186,24 +201,42 @@ def _to_rgb_array(image: Any) -> np.ndarray:
 class ImageFileLoader:
     """filepath -> :class:`ImageInput`, for DataLoader workers. Picklable.
 
-    Any mode is converted to RGB (see :func:`modelzoo.image_io.to_rgb`). With
-    ``fast_decode``, a JPEG whose target size is at least 2x smaller on both
-    sides is decoded at reduced scale by libjpeg (PIL ``draft``); the output
-    tensor has the same size either way. Raises ``OSError`` naming the file
-    when it cannot be read.
+    Baseline and progressive JPEGs in RGB or grayscale are decoded by
+    torchvision's :func:`~torchvision.io.decode_jpeg` into a uint8 tensor
+    (about 30% cheaper than PIL plus a numpy round trip; both use libjpeg
+    with the same settings, and ``tests/test_torch_image.py`` checks that
+    their pixels are identical). Other files, CMYK JPEGs and anything the
+    torchvision decoder rejects go through PIL, and any mode is converted to
+    RGB (see :func:`modelzoo.image_io.to_rgb`), so errors read the same
+    either way. With ``fast_decode``, a JPEG whose target size is at least 2x
+    smaller on both sides is decoded at reduced scale by libjpeg (PIL
+    ``draft``); the output tensor has the same size either way. Raises
+    ``OSError`` naming the file when it cannot be read.
+
+    Args:
+        transform: what turns the decoded pixels into model input.
+        fast_decode: decode large JPEGs at reduced scale (changes pixels slightly).
+        jpeg_decoder: ``"torchvision"`` (default) or ``"pil"``.
     """
 
-    def __init__(self, transform: ImageTransform, fast_decode: bool = False):
+    def __init__(self, transform: ImageTransform, fast_decode: bool = False, jpeg_decoder: str = "torchvision"):
+        if jpeg_decoder not in ("torchvision", "pil"):
+            raise ValueError(f"jpeg_decoder must be 'torchvision' or 'pil', got {jpeg_decoder!r}")
         self.transform = transform
         self.fast_decode = fast_decode
+        self.jpeg_decoder = jpeg_decoder
 
     def __call__(self, path: str) -> ImageInput:
-        with open_image(path) as img:
+        with open_image(path) as img:  # the header only: format, mode, size
             size = img.size
-            if self.fast_decode and img.format == "JPEG":
+            if img.format == "JPEG":
                 tw, th = self.transform.target_size(*size)
-                if 2 * tw <= size[0] and 2 * th <= size[1]:
+                if self.fast_decode and 2 * tw <= size[0] and 2 * th <= size[1]:
                     img.draft("RGB", (tw, th))
+                elif self.jpeg_decoder == "torchvision" and img.mode in ("RGB", "L"):
+                    pixels = _decode_jpeg(path)
+                    if pixels is not None and (pixels.shape[2], pixels.shape[1]) == size:
+                        return self.transform.apply_tensor(pixels, size)
             try:
                 img.load()
             except Exception as e:
@@ -212,13 +245,57 @@ class ImageFileLoader:
         return self.transform.apply(array, size)
 
 
+def _decode_jpeg(path: str) -> Optional[torch.Tensor]:
+    """uint8 ``(3, H, W)`` RGB (channels-last strides) from torchvision's
+    libjpeg decoder, or None when it cannot (PIL then decodes the file and
+    reports what is wrong with it)."""
+    decode = _jpeg_decoder()
+    if decode is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = bytearray(f.read())
+        return decode(torch.frombuffer(data, dtype=torch.uint8))
+    except Exception:
+        return None
+
+
+_JPEG_DECODER: Any = None
+
+
+def _jpeg_decoder() -> Any:
+    """torchvision's libjpeg decoding op (RGB output), or None without it.
+
+    The op is called directly: its Python wrapper warns on every call that
+    torchvision's image I/O is deprecated in favour of TorchCodec. When it
+    is gone, PIL decodes everything (same pixels, ~30% slower)."""
+    global _JPEG_DECODER
+    if _JPEG_DECODER is None:
+        _JPEG_DECODER = False
+        try:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                from torchvision.io.image import ImageReadMode  # loads the image ops
+
+            op = torch.ops.image.decode_jpeg
+            rgb = ImageReadMode.RGB.value
+            _JPEG_DECODER = lambda data: op(data, rgb, False)  # noqa: E731 (no EXIF rotation, as PIL)
+        except Exception:
+            pass
+    return _JPEG_DECODER or None
+
+
 class ImageCollate:
     """Collates :class:`ImageInput` items into an :class:`ImageBatch`. Picklable.
 
-    Same-size tensors are stacked into one NCHW tensor; otherwise (or with
-    ``stack=False``) they stay a list. With ``channels_last`` a stacked batch
-    is laid out channels-last here, in the DataLoader worker, so the forward
-    pass (which wants that layout) does not copy it again in the main process.
+    Same-size tensors are copied into one NCHW tensor, laid out channels-last
+    with ``channels_last`` (the layout an optimized model wants, made here in
+    the DataLoader worker rather than in the main process) and contiguous
+    otherwise. In a worker the batch is allocated in shared memory, as
+    torch's default collate does, so sending it to the main process copies
+    nothing. Otherwise (or with ``stack=False``) the tensors stay a list.
     """
 
     def __init__(self, stack: bool = True, channels_last: bool = False):
@@ -229,8 +306,25 @@ class ImageCollate:
         tensors = [item.tensor for item in items]
         sizes = [item.image_size for item in items]
         if self.stack and tensors and all(t.shape == tensors[0].shape for t in tensors):
-            batch = torch.stack(tensors)
-            if self.channels_last:
-                batch = batch.contiguous(memory_format=torch.channels_last)
+            shape = (len(tensors),) + tuple(tensors[0].shape)
+            batch = _empty_batch(shape, tensors[0].dtype, self.channels_last)
+            for out, t in zip(batch, tensors):
+                out.copy_(t)
             return ImageBatch(batch, sizes)
+        if not self.channels_last:
+            tensors = [t.contiguous() for t in tensors]
         return ImageBatch(tensors, sizes)
+
+
+def _empty_batch(shape: Tuple[int, ...], dtype: torch.dtype, channels_last: bool) -> torch.Tensor:
+    """An uninitialized NCHW tensor (channels-last strides on request), in
+    shared memory when called in a DataLoader worker."""
+    n, c, h, w = shape
+    strides = (c * h * w, 1, w * c, c) if channels_last else (c * h * w, h * w, w, 1)
+    from torch.utils.data import get_worker_info
+
+    if get_worker_info() is None:
+        return torch.empty_strided(shape, strides, dtype=dtype)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * itemsize)
+    return torch.empty(0, dtype=dtype).set_(storage, 0, shape, strides)
