@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ from .image_io import open_image, to_rgb
 
 __all__ = [
     "Size",
+    "Normalize",
     "ImageInput",
     "ImageBatch",
     "ImageTransform",
@@ -53,22 +54,107 @@ __all__ = [
 Size = Tuple[int, int]
 
 
+class Normalize:
+    """uint8 pixels -> float: scale to ``[0, 1]``, then ``(x - mean) / std``
+    per channel. Picklable.
+
+    The same operations, in the same order, as
+    ``torchvision.transforms.v2.functional.normalize(x.float() / 255, mean, std)``,
+    so the result is bitwise the same; it runs on the tensor's device and
+    keeps its memory layout. A CPU batch is converted one image at a time
+    (each stays in cache across the three passes).
+
+    Args:
+        mean, std: per-channel values (None: only scale to ``[0, 1]``).
+    """
+
+    def __init__(self, mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None):
+        if (mean is None) != (std is None):
+            raise ValueError("Normalize takes both mean and std, or neither")
+        if std is not None and not all(float(v) != 0.0 for v in std):
+            raise ValueError(f"std must not contain zeros, got {list(std)}")
+        self.mean = None if mean is None else [float(v) for v in mean]
+        self.std = None if std is None else [float(v) for v in std]
+
+    def __call__(self, pixels: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """``uint8 [3, H, W]`` or ``[N, 3, H, W]`` -> ``dtype`` (computed in float32, then cast)."""
+        out = torch.empty_like(pixels, dtype=torch.float32)  # keeps channels_last
+        if pixels.dim() == 4 and pixels.device.type == "cpu":
+            for p, o in zip(pixels, out):
+                self._into(p, o)
+        elif pixels.dim() == 4:  # one launch per op on an accelerator
+            self._into(pixels, out, channel_dim=1)
+        else:
+            self._into(pixels, out)
+        return out if dtype == torch.float32 else out.to(dtype)
+
+    def _into(self, pixels: torch.Tensor, out: torch.Tensor, channel_dim: int = 0) -> None:
+        if self.mean is None:
+            torch.div(pixels, 255.0, out=out)
+            return
+        if channel_dim == 0 and pixels.dim() == 3 and not pixels.is_contiguous() and pixels.permute(1, 2, 0).is_contiguous():
+            # channels-last (H, W, 3) memory: per-channel constants broadcast
+            # over a (3,) innermost dim vectorize badly (4x slower), so treat
+            # each row as W*3 values against a repeated (m0, m1, m2, m0, ...) row
+            c, h, w = pixels.shape
+            pixels, out = pixels.permute(1, 2, 0).view(h, w * c), out.permute(1, 2, 0).view(h, w * c)
+            mean, std = self._rows(w, out.device)
+        else:
+            shape = [1] * pixels.dim()
+            shape[channel_dim] = -1
+            mean = torch.as_tensor(self.mean, dtype=torch.float32, device=out.device).view(shape)
+            std = torch.as_tensor(self.std, dtype=torch.float32, device=out.device).view(shape)
+        torch.div(pixels, 255.0, out=out)
+        out.sub_(mean).div_(std)
+
+    def _rows(self, width: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+        cache = self.__dict__.setdefault("_row_cache", {})
+        key = (width, str(device))
+        if key not in cache:
+            cache.clear()  # one image width at a time in practice
+            cache[key] = (
+                torch.tensor(self.mean, dtype=torch.float32, device=device).repeat(width),
+                torch.tensor(self.std, dtype=torch.float32, device=device).repeat(width),
+            )
+        return cache[key]
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {"mean": self.mean, "std": self.std}
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, Normalize) and (self.mean, self.std) == (other.mean, other.std)
+
+    def __repr__(self) -> str:
+        return f"Normalize(mean={self.mean}, std={self.std})"
+
+
 @dataclasses.dataclass
 class ImageInput:
     """One preprocessed image.
 
     Attributes:
-        tensor: ``FloatTensor[3, H, W]``, resized and normalized (its strides
-            may be channels-last; :class:`ImageCollate` sets the batch layout).
+        tensor: ``FloatTensor[3, H, W]``, resized and normalized; or, when
+            ``normalize`` is set, the resized ``uint8`` pixels still to be
+            normalized (its strides may be channels-last;
+            :class:`ImageCollate` sets the batch layout).
         image_size: the original ``(width, height)``, before any resize.
+        normalize: set when ``tensor`` holds uint8 pixels: the model applies
+            it on its device. The engine's loaders do this: a uint8 batch is
+            4x smaller to hand from a worker to the main process and to
+            copy to a GPU.
     """
 
     tensor: torch.Tensor
     image_size: Size
+    normalize: Optional[Normalize] = None
 
     @property
     def input_size(self) -> Size:
         return (int(self.tensor.shape[-1]), int(self.tensor.shape[-2]))
+
+    def normalized(self) -> torch.Tensor:
+        """The float model input (``tensor`` itself unless normalization was deferred)."""
+        return self.tensor if self.normalize is None else self.normalize(self.tensor)
 
 
 @dataclasses.dataclass
@@ -77,20 +163,23 @@ class ImageBatch:
 
     Attributes:
         tensors: ``FloatTensor[N, 3, H, W]`` when the inputs share a size, else
-            a list of ``N`` ``FloatTensor[3, H_i, W_i]``.
+            a list of ``N`` ``FloatTensor[3, H_i, W_i]``; ``uint8`` pixels
+            when ``normalize`` is set.
         image_sizes: the original ``(width, height)`` of each image.
+        normalize: set when ``tensors`` hold uint8 pixels (see :class:`ImageInput`).
     """
 
     tensors: Union[torch.Tensor, List[torch.Tensor]]
     image_sizes: List[Size]
+    normalize: Optional[Normalize] = None
 
     def __len__(self) -> int:
         return len(self.image_sizes)
 
     def pin_memory(self) -> "ImageBatch":  # used by DataLoader(pin_memory=True)
         if isinstance(self.tensors, torch.Tensor):
-            return ImageBatch(self.tensors.pin_memory(), self.image_sizes)
-        return ImageBatch([t.pin_memory() for t in self.tensors], self.image_sizes)
+            return ImageBatch(self.tensors.pin_memory(), self.image_sizes, self.normalize)
+        return ImageBatch([t.pin_memory() for t in self.tensors], self.image_sizes, self.normalize)
 
 
 class ImageTransform:
@@ -121,6 +210,7 @@ class ImageTransform:
         self.max_dim = max_dim
         self.mean = None if mean is None else [float(v) for v in mean]
         self.std = None if std is None else [float(v) for v in std]
+        self.normalize = Normalize(self.mean, self.std)
 
     def target_size(self, width: int, height: int) -> Size:
         """The ``(width, height)`` an image of this size is resized to.
@@ -141,26 +231,28 @@ class ImageTransform:
         array = _to_rgb_array(image)
         return self.apply(array, (array.shape[1], array.shape[0]))
 
-    def apply(self, array: np.ndarray, image_size: Size) -> ImageInput:
+    def apply(self, array: np.ndarray, image_size: Size, defer_normalize: bool = False) -> ImageInput:
         """Transforms a uint8 ``(H, W, 3)`` array whose original size was ``image_size``
         (differs from the array's when the JPEG was decoded at reduced scale)."""
         if not array.flags.writeable:  # np.asarray(PIL image) is read-only
             array = array.copy()
         pixels = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)  # uint8 CHW view of HWC
-        return self.apply_tensor(pixels, image_size)
+        return self.apply_tensor(pixels, image_size, defer_normalize)
 
-    def apply_tensor(self, pixels: torch.Tensor, image_size: Size) -> ImageInput:
+    def apply_tensor(self, pixels: torch.Tensor, image_size: Size, defer_normalize: bool = False) -> ImageInput:
         """Transforms a uint8 ``(3, H, W)`` tensor (any strides; channels-last
-        strides, as decoders produce, are the fast case)."""
+        strides, as decoders produce, are the fast case). With
+        ``defer_normalize`` the result holds the resized uint8 pixels and
+        this transform's :class:`Normalize` (see :class:`ImageInput`)."""
         import torchvision.transforms.v2.functional as TF
 
         w, h = self.target_size(*image_size)
         if (pixels.shape[2], pixels.shape[1]) != (w, h):
             pixels = TF.resize(pixels, [h, w], antialias=True)
-        x = pixels.to(torch.float32).div_(255.0)  # keeps the layout
-        if self.mean is not None:
-            x = TF.normalize(x, self.mean, self.std, inplace=True)
-        return ImageInput(x, (int(image_size[0]), int(image_size[1])))
+        size = (int(image_size[0]), int(image_size[1]))
+        if defer_normalize:
+            return ImageInput(pixels, size, self.normalize)
+        return ImageInput(self.normalize(pixels), size)
 
     def __repr__(self) -> str:
         return (
@@ -217,14 +309,23 @@ class ImageFileLoader:
         transform: what turns the decoded pixels into model input.
         fast_decode: decode large JPEGs at reduced scale (changes pixels slightly).
         jpeg_decoder: ``"torchvision"`` (default) or ``"pil"``.
+        defer_normalize: return the resized uint8 pixels and leave the
+            normalization to the model (see :class:`ImageInput`).
     """
 
-    def __init__(self, transform: ImageTransform, fast_decode: bool = False, jpeg_decoder: str = "torchvision"):
+    def __init__(
+        self,
+        transform: ImageTransform,
+        fast_decode: bool = False,
+        jpeg_decoder: str = "torchvision",
+        defer_normalize: bool = False,
+    ):
         if jpeg_decoder not in ("torchvision", "pil"):
             raise ValueError(f"jpeg_decoder must be 'torchvision' or 'pil', got {jpeg_decoder!r}")
         self.transform = transform
         self.fast_decode = fast_decode
         self.jpeg_decoder = jpeg_decoder
+        self.defer_normalize = defer_normalize
 
     def __call__(self, path: str) -> ImageInput:
         with open_image(path) as img:  # the header only: format, mode, size
@@ -236,13 +337,13 @@ class ImageFileLoader:
                 elif self.jpeg_decoder == "torchvision" and img.mode in ("RGB", "L"):
                     pixels = _decode_jpeg(path)
                     if pixels is not None and (pixels.shape[2], pixels.shape[1]) == size:
-                        return self.transform.apply_tensor(pixels, size)
+                        return self.transform.apply_tensor(pixels, size, self.defer_normalize)
             try:
                 img.load()
             except Exception as e:
                 raise OSError(f"Cannot decode image {path}: {type(e).__name__}: {e}") from None
             array = np.asarray(to_rgb(img))
-        return self.transform.apply(array, size)
+        return self.transform.apply(array, size, self.defer_normalize)
 
 
 def _decode_jpeg(path: str) -> Optional[torch.Tensor]:
@@ -296,6 +397,8 @@ class ImageCollate:
     otherwise. In a worker the batch is allocated in shared memory, as
     torch's default collate does, so sending it to the main process copies
     nothing. Otherwise (or with ``stack=False``) the tensors stay a list.
+    Items whose normalization was deferred stay uint8 (the batch carries
+    their :class:`Normalize`) unless they are mixed with normalized ones.
     """
 
     def __init__(self, stack: bool = True, channels_last: bool = False):
@@ -303,17 +406,22 @@ class ImageCollate:
         self.channels_last = channels_last
 
     def __call__(self, items: Sequence[ImageInput]) -> ImageBatch:
-        tensors = [item.tensor for item in items]
         sizes = [item.image_size for item in items]
+        normalize = items[0].normalize if items else None
+        if normalize is not None and all(item.normalize == normalize for item in items):
+            tensors = [item.tensor for item in items]
+        else:
+            normalize = None
+            tensors = [item.normalized() for item in items]
         if self.stack and tensors and all(t.shape == tensors[0].shape for t in tensors):
             shape = (len(tensors),) + tuple(tensors[0].shape)
             batch = _empty_batch(shape, tensors[0].dtype, self.channels_last)
             for out, t in zip(batch, tensors):
                 out.copy_(t)
-            return ImageBatch(batch, sizes)
+            return ImageBatch(batch, sizes, normalize)
         if not self.channels_last:
             tensors = [t.contiguous() for t in tensors]
-        return ImageBatch(tensors, sizes)
+        return ImageBatch(tensors, sizes, normalize)
 
 
 def _empty_batch(shape: Tuple[int, ...], dtype: torch.dtype, channels_last: bool) -> torch.Tensor:
