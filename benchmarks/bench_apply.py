@@ -325,7 +325,7 @@ class _StackTensors:
     def __call__(self, items):
         import torch
 
-        return torch.stack([it.tensor for it in items])
+        return torch.stack([it.normalized() for it in items])
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -357,3 +357,21 @@ def test_bad_arguments_fail_before_anything_runs(image_dirs):
         assert ds.count("predictions") == 0
     finally:
         ds.delete()
+
+
+@pytest.mark.parametrize(
+    "load_ms, model_ms, cores, expected",
+    [
+        (1.1, 1.2, 2, (1, 1)),  # TorchImageModel mobilenet_v3_small, steady: d ~ 1.0
+        (1.1, 4.3, 2, (1, 1)),  # the same, first batch inflated by graph warm-up: d ~ 0.4
+        (2.1, 1.4, 2, (2, 1)),  # eager mobilenet_v3_small: decoding-bound
+        (1.1, 16.0, 2, (1, 2)),  # resnet18: the lone worker is mostly idle
+        (1.0, 30.0, 16, (1, 15)),  # d ~ 0.5: its worker keeps a core
+        (1.0, 3.0, 16, (4, 12)),  # d = 4: four workers, four busy cores
+        (5.0, 0.1, 4, (4, 1)),  # all decoding: never zero threads
+    ],
+)
+def test_choose_from_costs(load_ms, model_ms, cores, expected):
+    from modelzoo.engine.tuning import choose_from_costs
+
+    assert choose_from_costs(load_ms / 1e3, model_ms / 1e3, cores) == expected

@@ -167,7 +167,7 @@ def test_mobilenet_v2_real_weights_classify_photos(mobilenet, mobilenet_optimize
         assert cat.label in CATS
         assert coffee.label in {"cup", "espresso", "coffee mug"}
         assert rocket.label in {"space shuttle", "missile", "projectile, missile", "projectile"}
-    assert mobilenet_optimized.optimization == "frozen", mobilenet_optimized.optimization_notes
+    assert mobilenet_optimized.optimization == "frozen+onednn", mobilenet_optimized.optimization_notes
 
 
 def test_mobilenet_parity_with_torchvision(mobilenet, mobilenet_optimized):
@@ -429,8 +429,25 @@ def test_optimize_verifies_and_falls_back(caplog):
     with caplog.at_level(logging.INFO, logger="modelzoo.torch_image"):
         model = tiny_model("classification", entrypoint_fcn=_BatchSizeDependent, entrypoint_args=None, embeddings_layer=None)
     assert model.optimization == "channels_last"
+    assert any(n.startswith("frozen+onednn: ") for n in model.optimization_notes)  # fails or differs
     assert any("frozen: outputs differ from eager" in n for n in model.optimization_notes)
     assert "frozen: outputs differ" in caplog.text
     reference = tiny_model("classification", optimize=False)
     assert all(_same(a, b) for a, b in zip(model.predict_all(PHOTOS), reference.predict_all(PHOTOS)))
-    assert tiny_model("classification").optimization == "frozen"
+    assert tiny_model("classification").optimization == "frozen+onednn"
+
+
+def test_optimize_without_onednn_fusion_uses_optimize_for_inference(monkeypatch):
+    import modelzoo._torch_utils as torch_utils
+
+    reference = tiny_model("classification", optimize=False).predict_all(PHOTOS)
+    fused = tiny_model("classification")
+    assert fused.optimization == "frozen+onednn"
+    fused_labels = fused.predict_all(PHOTOS)
+    assert not torch.jit.onednn_fusion_enabled()  # switched on only around the graph's calls
+    monkeypatch.setattr(torch_utils, "onednn_fusion_available", lambda example: False)
+    frozen = tiny_model("classification")
+    assert frozen.optimization == "frozen"
+    for labels in (fused_labels, frozen.predict_all(PHOTOS)):
+        assert [c.label for c in labels] == [c.label for c in reference]
+        np.testing.assert_allclose([c.confidence for c in labels], [c.confidence for c in reference], rtol=1e-4)

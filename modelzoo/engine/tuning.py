@@ -137,19 +137,28 @@ def choose_from_costs(load_s: float, model_s: float, cores: int) -> "tuple[int, 
     one thread, which measures ``load_s`` (decode + transforms) and
     ``model_s`` (forward + output processing) per sample at no extra cost.
     Decoding then needs ``d = cores * load / (load + model)`` cores to keep
-    pace with the forward: ``ceil(d)`` workers, and the forward gets the cores
-    they do not keep busy, ``cores - round(d)`` threads (a mostly idle lone
-    worker does not take a core from the forward).
+    pace with the forward: ``ceil(d)`` workers. The forward gets the cores
+    the workers leave free, where a worker busy more than a quarter of the
+    time counts as taking its core: ``cores - ceil(d - 1/4)`` threads. Two
+    reasons for erring that way:
+
+    * an OpenMP team stalls at every barrier while one of its cores decodes
+      (see the module docstring), which costs more than the thread gains;
+    * the first batch overstates a compiled model's cost: a frozen graph
+      profiles and compiles itself on its first calls with a new shape.
+      TorchImageModel's fused mobilenet_v3_small measures 4-6 ms/sample on
+      its first batch and ~1.1 steady, so ``d`` reads ~0.4 for a true ~1.0.
 
     Measured with benchmarks/bench_apply.py on 2 cores: eager
-    mobilenet_v3_small (d ~ 1.2) -> (2, 1); TorchImageModel's frozen
-    mobilenet_v3_small (d ~ 0.8) -> (1, 1); resnet18 (d ~ 0.1) -> (1, 2),
-    each the best hand-set choice.
+    mobilenet_v3_small (d ~ 1.2) -> (2, 1); TorchImageModel's fused
+    mobilenet_v3_small (d ~ 0.4 measured) -> (1, 1), 1.85 s where (1, 2)
+    takes 2.8 s; resnet18 (d ~ 0.1) -> (1, 2), each the best hand-set
+    choice.
     """
     cores = max(1, int(cores))
     load_s = max(float(load_s), 1e-9)
     model_s = max(float(model_s), 1e-9)
     demand = cores * load_s / (load_s + model_s)
     workers = min(cores, max(1, math.ceil(demand - 1e-9)))
-    threads = max(1, cores - int(round(demand)))
+    threads = max(1, cores - max(0, math.ceil(demand - 0.25)))
     return workers, threads
