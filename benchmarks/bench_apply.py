@@ -44,6 +44,7 @@ Usage::
     .venv/bin/python benchmarks/bench_apply.py              # full (under ~10 min on 2 cores)
     .venv/bin/python benchmarks/bench_apply.py --quick      # smoke run
     .venv/bin/python benchmarks/bench_apply.py --torch-image
+    .venv/bin/python benchmarks/bench_apply.py --torch-image-only   # sweep + TorchImageModel vs floor
     .venv/bin/python benchmarks/bench_apply.py --dense-only   # ~2 min
 """
 
@@ -457,6 +458,9 @@ def torch_image_config(arch: str) -> Dict[str, Any]:
 
 
 def bench_torch_image(arch: str, dataset, paths: Sequence[str], runs: int, batch: int, floor: Dict[str, Any]) -> None:
+    """TorchImageModel (build included) against the eager floor at its best
+    setting, interleaved in this run (A B, B A, ...): the host's speed drifts
+    between the classifier passes above and these."""
     from modelzoo.torch_image import TorchImageModel
 
     t = time.perf_counter()
@@ -464,18 +468,31 @@ def bench_torch_image(arch: str, dataset, paths: Sequence[str], runs: int, batch
     print(f"\n## TorchImageModel {arch}: built in {time.perf_counter() - t:.1f} s, "
           f"optimization={getattr(model, 'optimization', '?')} {getattr(model, 'optimization_notes', '')}")
     field = f"ti_{arch}"
+    net = build_net(arch)
+    load = _DecodeTransform(Preprocess())
+    best = floor["best"]
+
     def build_and_apply() -> None:  # the optimize warm-up (trace, freeze, verify) counts
         m = TorchImageModel(torch_image_config(arch))
-        mz.apply_model(dataset, m, field, batch_size=batch, progress=False)
+        return mz.apply_model(dataset, m, field, batch_size=batch, progress=False)
 
-    times = [_timed(build_and_apply) for _ in range(runs)]
-    floor_med = min(med(floor["times"]["floor(best)"]), med(floor["times"].get("floor(default)", [1e9])))
-    print(f"  build+apply(TorchImageModel) {fmt(times)} {len(paths) / med(times):6.1f} img/s")
+    passes = {
+        f"floor{best}": lambda: eager_loop(net, paths, load, *best)[0],
+        "build+apply(TorchImageModel)": lambda: _timed(build_and_apply),
+    }
+    times: Dict[str, List[float]] = {k: [] for k in passes}
+    names = list(passes)
+    for r in range(runs):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            times[name].append(passes[name]())
+    for name in names:
+        print(f"  {name:30s} {fmt(times[name])} {len(paths) / med(times[name]):6.1f} img/s")
+    a, b = times[names[0]], times[names[1]]
     target = {"mobilenet_v3_small": 0.5, "resnet18": 0.7}.get(arch)
-    print(f"  TorchImageModel/floor = {med(times) / floor_med:.3f} (target <= {target})")
+    pairs = ", ".join(f"{y / x:.3f}" for x, y in zip(a, b))
+    print(f"  TorchImageModel/floor = {med(b) / med(a):.3f} (pairwise {pairs}) target <= {target}")
     # top-1 against the eager model fed TorchImageModel's own preprocessing
-    net = build_net(arch)
-    _, top1 = eager_loop(net, paths, model.build_input_loader(), *floor["best"], collect=True)
+    _, top1 = eager_loop(net, paths, model.build_input_loader(), *best, collect=True)
     stored = dict(zip(dataset.values("filepath"), dataset.values(field)))
     same = sum(stored[p].label == CLASSES[i] for p, i in zip(paths, top1))
     print(f"  top-1 identical to eager on {same}/{len(paths)} images")
@@ -747,6 +764,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--sweep-only", action="store_true", help="only the floor sweep (for tuning work)")
     p.add_argument("--rss-sizes", type=int, nargs="*", default=[1000, 20000], help="empty: skip the RSS check")
     p.add_argument("--torch-image", action="store_true", help="also time modelzoo.torch_image.TorchImageModel")
+    p.add_argument("--torch-image-only", action="store_true",
+                   help="only the floor sweep and TorchImageModel against the floor (~3 min per model)")
     p.add_argument("--dense", action="store_true",
                    help="also time a torchvision detector and segmenter: eager loop vs TorchImageModel")
     p.add_argument("--dense-only", action="store_true", help="only the --dense benchmark")
@@ -785,9 +804,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
               f"cpus={len(os.sched_getaffinity(0))}, torch {torch.__version__}, runs={args.runs}")
         results = {}
         for arch in args.models:
-            results[arch] = bench_model(arch, dataset, paths, args.runs, args.batch, args.sweep_runs, args.sweep_only,
-                                        args.sweep_images)
-        if args.sweep_only:
+            results[arch] = bench_model(arch, dataset, paths, args.runs, args.batch, args.sweep_runs,
+                                        args.sweep_only or args.torch_image_only, args.sweep_images)
+            if args.torch_image_only:
+                bench_torch_image(arch, dataset, paths, args.runs, args.batch, results[arch])
+        if args.sweep_only or args.torch_image_only:
             return
         if args.torch_image:
             import importlib.util
