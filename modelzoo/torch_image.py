@@ -403,7 +403,16 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
     def _optimize(self, mode: str) -> None:
         graph = not self.config.raw_inputs and (self._processor is None or self._processor.traceable)
         examples = self._examples()
-        result = optimize_module(self._net, [self._to_device(b.tensors) for b in examples], mode=mode, graph=graph)
+        # models that cannot be traced whole (detectors) get a graph of their backbone
+        backbones = [n for n, _ in self._net.named_modules() if n.rpartition(".")[2] == "backbone"]
+        result = optimize_module(
+            self._net,
+            [self._to_device(b.tensors) for b in examples],
+            mode=mode,
+            graph=graph,
+            fuse=not self.ragged_batches,  # a fused graph compiles itself per input shape
+            submodule=min(backbones, key=lambda n: n.count("."), default=None),
+        )
         if self._processor is not None and result.references:
             # run the processor on the eager output once, so that a contract
             # error (e.g. classes of the wrong length) surfaces at load time
