@@ -230,7 +230,6 @@ def optimize_module(
     rtol: float = 1e-4,
     graph: bool = True,
     fuse: bool = True,
-    submodule: Optional[str] = None,
 ) -> OptimizeResult:
     """Makes a faster equivalent of ``module`` and checks it on ``examples``.
 
@@ -243,11 +242,7 @@ def optimize_module(
        traced, frozen and :func:`torch.jit.optimize_for_inference`
        (``"frozen"``). ``mode="compile"``: :func:`torch.compile`
        (``"compiled"``).
-    2. when the whole model cannot be a graph (``graph=False``) and
-       ``submodule`` names one of its modules (a detector's ``"backbone"``):
-       that module as a graph inside the channels_last model, kinds as in
-       (1) with the module's name: ``"frozen:backbone"``.
-    3. the channels_last eager module (``"channels_last"``).
+    2. the channels_last eager module (``"channels_last"``).
 
     The first whose outputs match eager on every example (within ``rtol``
     relative, see :func:`outputs_close`) wins; otherwise the eager module is
@@ -258,29 +253,15 @@ def optimize_module(
             run on a channels_last copy).
         examples: inputs as the module takes them (already on its device).
         mode: ``"auto"``, ``"trace"`` or ``"compile"``.
-        graph: False skips the whole-model graph candidates (models whose
-            outputs cannot be traced, e.g. torchvision detectors).
+        graph: False skips the graph candidates (models whose outputs cannot
+            be traced, e.g. torchvision detectors).
         fuse: allow the oneDNN candidate. It compiles itself for every new
             input shape, so it pays off only when the shapes are few (fixed
             image size); pass False for inputs of any size.
-        submodule: with ``graph=False``, a module to make a graph of instead.
     """
     notes: List[str] = []
-    sub_inputs: List[Any] = []
-    hook = None
-    if not graph and submodule:
-        try:
-            hook = module.get_submodule(submodule).register_forward_pre_hook(
-                lambda m, args: sub_inputs.append(args) if not sub_inputs else None
-            )
-        except AttributeError:
-            notes.append(f"graph: the model has no module {submodule!r}")
-    try:
-        with torch.inference_mode():
-            references = [to_cpu_float(module(x)) for x in examples]
-    finally:
-        if hook is not None:
-            hook.remove()
+    with torch.inference_mode():
+        references = [to_cpu_float(module(x)) for x in examples]
     cl_module = _channels_last_copy(module)
     if cl_module is None:
         return OptimizeResult(module, "eager", ["channels_last copy failed"], False, references)
@@ -302,14 +283,6 @@ def optimize_module(
     t0 = time.perf_counter()
     if not graph:
         notes.append("graph: skipped (the model's outputs cannot be traced)")
-        if sub_inputs:
-            found = _submodule_graph(cl_module, submodule or "", sub_inputs[0], mode, fuse, notes, verify)
-            if found is not None:
-                logger.info(
-                    "optimize: using %s inside the channels_last model (built and verified in %.1fs)",
-                    found, time.perf_counter() - t0,
-                )
-                return OptimizeResult(cl_module, found, notes, True, references)
     else:
         for kind, fn in _graph_candidates(cl_module, cl_examples[0], mode, notes, fuse):
             with warnings.catch_warnings():
@@ -356,45 +329,6 @@ class OneDNNFused:
             return self.frozen(*args)
         finally:
             torch.jit.enable_onednn_fusion(before)
-
-
-class _GraphCall(torch.nn.Module):
-    """Stands in for a submodule: runs its graph on channels_last input."""
-
-    def __init__(self, runner: Callable[..., Any]):
-        super().__init__()
-        object.__setattr__(self, "_runner", (runner,))
-
-    def forward(self, x: Any) -> Any:
-        return self._runner[0](to_channels_last(x))
-
-
-def _submodule_graph(
-    cl_module: torch.nn.Module,
-    name: str,
-    args: Tuple[Any, ...],
-    mode: str,
-    fuse: bool,
-    notes: List[str],
-    verify: Callable[[Callable[..., Any], str], bool],
-) -> Optional[str]:
-    """Swaps the graph candidates of ``cl_module.<name>`` in, one at a time,
-    and keeps the first with which the whole model verifies. Returns its kind."""
-    if len(args) != 1 or not isinstance(args[0], torch.Tensor):
-        notes.append(f"graph: module {name!r} takes other than one tensor; left eager")
-        return None
-    parent_name, _, leaf = name.rpartition(".")
-    parent = cl_module.get_submodule(parent_name) if parent_name else cl_module
-    original = getattr(parent, leaf)
-    example = to_channels_last(args[0].detach().clone())
-    for kind, fn in _graph_candidates(original, example, mode, notes, fuse):
-        setattr(parent, leaf, _GraphCall(fn))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if verify(cl_module, f"{kind}:{name}"):
-                return f"{kind}:{name}"
-        setattr(parent, leaf, original)
-    return None
 
 
 def _graph_candidates(

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Sequence, Tuple
 from ..image_io import DecodeImage
 from .source import Record
 
-__all__ = ["LoadedBatch", "DecodeImage", "safe_load", "torch_batches", "threaded_batches"]
+__all__ = ["LoadedBatch", "DecodeImage", "Gate", "safe_load", "torch_batches", "threaded_batches"]
 
 
 @dataclass
@@ -64,6 +64,28 @@ class _Collate:
         failures = [(r, x) for r, ok, x in items if not ok]
         inputs = self.collate_fn([x for _, ok, x in items if ok]) if records else None
         return LoadedBatch(records, inputs, failures)
+
+
+class Gate:
+    """Passes batches through from ``batches`` until :meth:`close`; the
+    rest stay in ``batches`` for whoever reads it next. Lets a provisional
+    DataLoader start on a run's first batches and hand the remainder over
+    to another one (whose batch sampler sees the same iterator)."""
+
+    def __init__(self, batches: Iterator[List[Record]]):
+        self.batches = batches
+        self.closed = False
+
+    def __iter__(self) -> "Gate":
+        return self
+
+    def __next__(self) -> List[Record]:
+        if self.closed:
+            raise StopIteration
+        return next(self.batches)
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def torch_batches(

@@ -17,7 +17,7 @@ from ..labels import filter_confidence
 from ..mixins import EmbeddingsMixin, LogitsMixin, SamplesMixin, TorchModelMixin
 from ..models import Model
 from ..image_io import DecodeImage
-from .loaders import _Collate, LoadedBatch, safe_load, threaded_batches, torch_batches
+from .loaders import Gate, _Collate, LoadedBatch, safe_load, threaded_batches, torch_batches
 from .report import ApplyReport, Failure
 from .source import Record, SampleSource
 from .tuning import choose_from_costs, cpu_count
@@ -185,6 +185,13 @@ class _Run:
         t0 = time.perf_counter()
         items = [safe_load(self.load_fn, r) for r in first]
         load_s = (time.perf_counter() - t0) / len(first)
+        # One worker (the least any choice has) starts on the next batches
+        # while the model runs the first, instead of the cores idling until
+        # the counts are known. It carries on if one worker is the choice;
+        # otherwise it finishes what it started and a loader with the chosen
+        # count takes over the remaining batches.
+        gate = Gate(record_batches)
+        early = torch_batches(gate, self.load_fn, self.model.collate_fn, 1)
         yield _Collate(self.model.collate_fn)(items)  # the loop times its inference
         if self._first_model_s is not None:
             self.num_workers, self.num_threads = choose_from_costs(load_s, self._first_model_s, cpu_count())
@@ -199,7 +206,11 @@ class _Run:
             load_s * 1e3, "?" if self._first_model_s is None else f"{self._first_model_s * 1e3:.1f}",
             self.num_workers, self.num_threads,
         )
-        yield from torch_batches(record_batches, self.load_fn, self.model.collate_fn, self.num_workers)
+        if self.num_workers != 1:
+            gate.close()
+        yield from early
+        if self.num_workers != 1:
+            yield from torch_batches(record_batches, self.load_fn, self.model.collate_fn, self.num_workers)
 
     def _fail(self, record: Record, message: str, stage: str, errors: Dict[Any, Dict[str, Any]]) -> None:
         if not self.skip_failures:
