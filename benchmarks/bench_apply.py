@@ -708,22 +708,18 @@ def bench_dense(runs: int, batch: int, kinds: Sequence[str] = ("detection", "seg
         del probe
 
         dense_eager_loop(net, paths[:batch], kind, 0, 1, batch)  # warm-up
-        sweep_paths = paths[: max(batch, len(paths) // 3)]
-        sweep = {s: dense_eager_loop(net, sweep_paths, kind, *s, batch) for s in ((1, 1), (2, 1), (1, 2))}
-        best = min(sweep, key=sweep.get)
-        print(f"  floor sweep on {len(sweep_paths)} images (workers, threads) -> s, one pass: " + ", ".join(
-            f"{k}: {v:.2f}" for k, v in sorted(sweep.items(), key=lambda kv: kv[1])))
-
         field = f"dense_{kind}"
 
         def build_and_apply() -> None:  # the build (and its optimize verification) counts
             m = TorchImageModel(dense_config(kind))
             return mz.apply_model(ds, m, field, batch_size=batch, progress=False)
 
-        passes = {
-            f"floor{best}": lambda: dense_eager_loop(net, paths, kind, *best, batch),
-            "build+apply(default)": lambda: _timed(build_and_apply),
-        }
+        # every floor setting runs in every round (a one-pass sweep on a few
+        # images picked the wrong one on this noisy host); the floor is the
+        # setting with the best median
+        settings = ((1, 1), (2, 1), (1, 2))
+        passes = {f"floor{s}": functools.partial(dense_eager_loop, net, paths, kind, *s, batch) for s in settings}
+        passes["build+apply(default)"] = lambda: _timed(build_and_apply)
         times: Dict[str, List[float]] = {k: [] for k in passes}
         names = list(passes)
         for r in range(runs):
@@ -731,10 +727,11 @@ def bench_dense(runs: int, batch: int, kinds: Sequence[str] = ("detection", "seg
                 times[name].append(passes[name]())
         for name in names:
             print(f"  {name:22s} {fmt(times[name])} {len(paths) / med(times[name]):6.1f} img/s")
-        a, b = times[names[0]], times[names[1]]
+        best_floor = min(names[:-1], key=lambda n: med(times[n]))
+        a, b = times[best_floor], times[names[-1]]
         ratios[kind] = med(b) / med(a)
         pairs = ", ".join(f"{y / x:.3f}" for x, y in zip(a, b))
-        print(f"  {kind} b/a TorchImageModel/eager = {ratios[kind]:.3f} (pairwise {pairs}) target <= 1.0")
+        print(f"  {kind} b/a TorchImageModel/{best_floor} = {ratios[kind]:.3f} (pairwise {pairs}) target <= 1.0")
         stored = [v for v in ds.values(field) if v is not None]
         print(f"  labels stored on {len(stored)}/{len(paths)} samples ({type(stored[0]).__name__ if stored else '-'})")
         ds.delete()

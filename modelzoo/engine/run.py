@@ -20,7 +20,7 @@ from ..image_io import DecodeImage
 from .loaders import Gate, _Collate, LoadedBatch, safe_load, threaded_batches, torch_batches
 from .report import ApplyReport, Failure
 from .source import Record, SampleSource
-from .tuning import choose_from_costs, cpu_count
+from .tuning import _is_light, choose_from_costs, cpu_count
 from .tuning import default_threads as _default_threads, default_workers as _default_workers, uses_cuda as _uses_cuda
 from .writer import BackgroundWriter
 
@@ -145,15 +145,21 @@ class _Run:
         self.torch_fed = isinstance(model, TorchModelMixin)
         self.batch_size = batch_size or int(getattr(model, "default_batch_size", None) or 16)
         # On the CPU, with neither count given, the first batch is loaded and
-        # predicted in-process on one thread to measure what each costs, and
-        # the counts for the rest follow from that (tuning.choose_from_costs).
+        # predicted in-process to measure what each costs, and the counts for
+        # the rest follow from that (tuning.choose_from_costs). A light model
+        # is predicted on one thread, beside a worker already loading the next
+        # batches; a heavy one (detectors, resnets: compute-bound, they end
+        # up with most cores anyway) on every core, its cost per core taken
+        # as the measured time times the cores (perfect scaling, which
+        # overstates it and so leans further towards threads).
         self.calibrate = (
             self.torch_fed and num_workers is None and num_threads is None and not _uses_cuda(model)
         )
         self.num_workers = _default_workers(model) if num_workers is None else num_workers
         self.num_threads = num_threads
+        self._calibration_threads = 1 if _is_light(model) else cpu_count()
         if self.calibrate:
-            self.num_threads = 1
+            self.num_threads = self._calibration_threads
         elif self.num_threads is None and self.torch_fed and not _uses_cuda(model):
             self.num_threads = _default_threads(model, self.num_workers)
         self._first_model_s: Optional[float] = None
@@ -185,32 +191,35 @@ class _Run:
         t0 = time.perf_counter()
         items = [safe_load(self.load_fn, r) for r in first]
         load_s = (time.perf_counter() - t0) / len(first)
-        # One worker (the least any choice has) starts on the next batches
-        # while the model runs the first, instead of the cores idling until
-        # the counts are known. It carries on if one worker is the choice;
-        # otherwise it finishes what it started and a loader with the chosen
-        # count takes over the remaining batches.
+        # For a light model, one worker (the least any choice has) starts on
+        # the next batches while the model runs the first on one thread,
+        # instead of a core idling until the counts are known. It carries on
+        # if one worker is the choice; otherwise it finishes what it started
+        # and a loader with the chosen count takes over the remaining batches.
+        # (A heavy model's first batch runs on every core: nothing is spare.)
         gate = Gate(record_batches)
-        early = torch_batches(gate, self.load_fn, self.model.collate_fn, 1)
+        early = torch_batches(gate, self.load_fn, self.model.collate_fn, 1) if self._calibration_threads == 1 else iter(())
         yield _Collate(self.model.collate_fn)(items)  # the loop times its inference
         if self._first_model_s is not None:
-            self.num_workers, self.num_threads = choose_from_costs(load_s, self._first_model_s, cpu_count())
+            model_s = self._first_model_s * self._calibration_threads  # per core
+            self.num_workers, self.num_threads = choose_from_costs(load_s, model_s, cpu_count())
         else:  # nothing in the first batch could be predicted: fall back to the static rule
             self.num_threads = _default_threads(self.model, self.num_workers)
         import torch
 
         torch.set_num_threads(self.num_threads)  # restored by _torch_threads when the run ends
         logger.info(
-            "Measured %.1f ms/sample to load and %s ms/sample to predict on one thread: "
+            "Measured %.1f ms/sample to load and %s ms/sample to predict on %d thread(s): "
             "using %d loader workers and %d torch threads",
             load_s * 1e3, "?" if self._first_model_s is None else f"{self._first_model_s * 1e3:.1f}",
-            self.num_workers, self.num_threads,
+            self._calibration_threads, self.num_workers, self.num_threads,
         )
-        if self.num_workers != 1:
+        if self.num_workers != 1 or self._calibration_threads != 1:
             gate.close()
         yield from early
-        if self.num_workers != 1:
-            yield from torch_batches(record_batches, self.load_fn, self.model.collate_fn, self.num_workers)
+        if not gate.closed:
+            return
+        yield from torch_batches(record_batches, self.load_fn, self.model.collate_fn, self.num_workers)
 
     def _fail(self, record: Record, message: str, stage: str, errors: Dict[Any, Dict[str, Any]]) -> None:
         if not self.skip_failures:
