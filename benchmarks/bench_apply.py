@@ -32,10 +32,11 @@ every image.
 8: torchvision ``fasterrcnn_mobilenet_v3_large_320_fpn`` (96 images, no
 resize) and ``lraspp_mobilenet_v3_large`` (200 images, 320x320, ImageNet
 mean/std), random init (seeded), each as (a) a plain DataLoader + eager loop
-at its best of (workers, threads) (1,1), (2,1), (1,2), writing nothing, and
-(b) the model's build plus ``apply_model`` with a TorchImageModel of the same
-net (DetectorOutputProcessor / SemanticSegmenterOutputProcessor, default
-options, engine default counts); prints b/a (target <= 1.0).
+at each of (workers, threads) (1,1), (2,1), (1,2) every round (the floor is
+the best median), writing nothing, and (b) TorchImageModel's load work after
+its entrypoint returns the same prebuilt net (processor check, optimize) plus
+``apply_model`` (DetectorOutputProcessor / SemanticSegmenterOutputProcessor,
+default options, engine default counts); prints b/a (target <= 1.0).
 
 The embedded mongod runs in a temporary directory and is stopped at the end.
 
@@ -45,7 +46,7 @@ Usage::
     .venv/bin/python benchmarks/bench_apply.py --quick      # smoke run
     .venv/bin/python benchmarks/bench_apply.py --torch-image
     .venv/bin/python benchmarks/bench_apply.py --torch-image-only   # sweep + TorchImageModel vs floor
-    .venv/bin/python benchmarks/bench_apply.py --dense-only   # ~2 min
+    .venv/bin/python benchmarks/bench_apply.py --dense-only   # ~5 min
 """
 
 from __future__ import annotations

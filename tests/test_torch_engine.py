@@ -82,3 +82,26 @@ def test_store_logits_through_the_engine(mixed_dataset):
     ds.apply_model(tiny_model("classification"), label_field="with_logits", store_logits=True, progress=False)
     logits = [c.logits for c in ds.exists("with_logits").values("with_logits")]
     assert len(logits) == len(readable) and all(l is not None and l.ndim == 1 for l in logits)
+
+
+@pytest.mark.parametrize("chosen", [(1, 1), (2, 1)])
+def test_calibration_hands_over_every_batch_once(mixed_dataset, monkeypatch, chosen):
+    # With no counts given, the first batch is predicted in-process while a
+    # provisional one-worker loader starts on the next ones; a choice of more
+    # workers hands the rest to a second loader. Nothing may be lost or repeated.
+    import modelzoo.engine.run as run
+
+    ds, readable, bad = mixed_dataset
+    monkeypatch.setattr(run, "choose_from_costs", lambda load_s, model_s, cores: chosen)
+    calls = []
+    model = tiny_model("classification")
+    predict_all = model.predict_all
+    monkeypatch.setattr(model, "predict_all", lambda batch: calls.append(len(batch)) or predict_all(batch))
+    field = f"calibrated_{chosen[0]}"
+    report = ds.apply_model(model, label_field=field, batch_size=2, progress=False)
+    assert report.processed == len(readable) and report.failed == len(bad)
+    assert sum(calls) == len(readable)  # each readable sample predicted exactly once
+    reference = tiny_model("classification")
+    for sample in ds:
+        if sample.filepath in readable:
+            _assert_same(sample[field], reference.predict(read_image(sample.filepath)), atol=1e-4)

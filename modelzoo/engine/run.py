@@ -20,7 +20,7 @@ from ..image_io import DecodeImage
 from .loaders import Gate, _Collate, LoadedBatch, safe_load, threaded_batches, torch_batches
 from .report import ApplyReport, Failure
 from .source import Record, SampleSource
-from .tuning import _is_light, choose_from_costs, cpu_count
+from .tuning import choose_from_costs, cpu_count, is_light
 from .tuning import default_threads as _default_threads, default_workers as _default_workers, uses_cuda as _uses_cuda
 from .writer import BackgroundWriter
 
@@ -157,7 +157,7 @@ class _Run:
         )
         self.num_workers = _default_workers(model) if num_workers is None else num_workers
         self.num_threads = num_threads
-        self._calibration_threads = 1 if _is_light(model) else cpu_count()
+        self._calibration_threads = 1 if is_light(model) else cpu_count()
         if self.calibrate:
             self.num_threads = self._calibration_threads
         elif self.num_threads is None and self.torch_fed and not _uses_cuda(model):
@@ -198,7 +198,9 @@ class _Run:
         # and a loader with the chosen count takes over the remaining batches.
         # (A heavy model's first batch runs on every core: nothing is spare.)
         gate = Gate(record_batches)
-        early = torch_batches(gate, self.load_fn, self.model.collate_fn, 1) if self._calibration_threads == 1 else iter(())
+        early: Iterator[LoadedBatch] = iter(())
+        if self._calibration_threads == 1:
+            early = torch_batches(gate, self.load_fn, self.model.collate_fn, 1)
         yield _Collate(self.model.collate_fn)(items)  # the loop times its inference
         if self._first_model_s is not None:
             model_s = self._first_model_s * self._calibration_threads  # per core

@@ -49,7 +49,7 @@ import os
 import sys
 from typing import Any, Iterator
 
-__all__ = ["cpu_count", "uses_cuda", "default_workers", "default_threads", "parameter_count", "choose_from_costs"]
+__all__ = ["cpu_count", "uses_cuda", "is_light", "default_workers", "default_threads", "parameter_count", "choose_from_costs"]
 
 #: models with fewer parameters than this count as light (decoding-bound on the CPU)
 LIGHT_MODEL_PARAMS = 5_000_000
@@ -97,7 +97,9 @@ def parameter_count(model: Any) -> int:
     return total
 
 
-def _is_light(model: Any) -> bool:
+def is_light(model: Any) -> bool:
+    """Whether a model counts as light (decoding-bound on the CPU): fewer than
+    :data:`LIGHT_MODEL_PARAMS` parameters, a proxy for compute per image."""
     n = parameter_count(model)
     return n == 0 or n < LIGHT_MODEL_PARAMS
 
@@ -111,7 +113,7 @@ def default_workers(model: Any) -> int:
 
     if not isinstance(model, TorchModelMixin):
         return max(1, cores // 2)  # decoding threads beside the model's own predict
-    light = _is_light(model)
+    light = is_light(model)
     if cores <= 2:
         return cores if light else 1
     return min(cores - 1, max(1, round(cores / (2 if light else 4))))
@@ -125,7 +127,7 @@ def default_threads(model: Any, num_workers: int) -> int:
     cores = cpu_count()
     workers = max(0, int(num_workers))
     free = max(1, cores - workers)
-    if free < 2 and workers < cores and not _is_light(model):
+    if free < 2 and workers < cores and not is_light(model):
         return min(cores, 2)
     return free
 
