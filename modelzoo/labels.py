@@ -14,6 +14,7 @@ import math
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Type
 
 import numpy as np
+from bson.son import SON
 from mongoengine import EmbeddedDocument
 from mongoengine.fields import (
     DictField,
@@ -59,6 +60,12 @@ def _prune(d: Dict[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
+#: per label class: the state of a default-constructed instance, for Label._trusted
+_TRUSTED_STATE: Dict[type, Any] = {}
+#: instance slots that are the same for every new embedded document
+_COPIED_SLOTS = ("_initialised", "_created", "_db_field_map", "_instance")
+
+
 class Label(EmbeddedDocument):
     """Base of every label. Subclasses implement ``to_dict``/``_from_dict``."""
 
@@ -76,6 +83,32 @@ class Label(EmbeddedDocument):
     def from_dict(d: Dict[str, Any]) -> "Label":
         """Builds the label that :meth:`to_dict` wrote (dispatches on ``_cls``)."""
         return label_from_dict(d)
+
+    @classmethod
+    def _trusted(cls, **values: Any) -> "Label":
+        """Builds a label from values already checked and in their stored
+        types (str, float, list of floats, validated boxes), without
+        mongoengine's per-field conversion: ~3 us instead of ~15 us, for the
+        output processors, which make one per box. The result is the same
+        document as ``cls(**values)`` (``tests/test_labels.py`` compares
+        them); later assignments are converted and validated as usual."""
+        state = _TRUSTED_STATE.get(cls)
+        if state is None:
+            proto = cls()
+            slots = {name: object.__getattribute__(proto, name) for name in _COPIED_SLOTS}
+            state = (slots, dict(proto._data), dict(vars(proto)))
+            _TRUSTED_STATE[cls] = state
+        slots, defaults, attrs = state
+        obj = cls.__new__(cls)
+        for name, value in slots.items():
+            object.__setattr__(obj, name, value)
+        object.__setattr__(obj, "_changed_fields", [])
+        object.__setattr__(obj, "_dynamic_fields", SON())
+        data = {k: (v.copy() if isinstance(v, (dict, list)) else v) for k, v in defaults.items()}
+        data.update(values)
+        object.__setattr__(obj, "_data", data)
+        vars(obj).update(attrs)
+        return obj
 
     def __repr__(self) -> str:
         parts = []

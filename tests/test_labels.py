@@ -3,7 +3,8 @@ import pytest
 
 import modelzoo as mz
 from modelzoo.encoding import decode_array, encode_array
-from modelzoo.labels import filter_confidence, label_from_dict
+from modelzoo.errors import LabelError
+from modelzoo.labels import Detections, Label, filter_confidence, label_from_dict
 
 
 def _all_labels():
@@ -113,3 +114,29 @@ def test_every_label_round_trips_through_the_database(label, tmp_path):
         assert ds[sid]["other"] == label
     finally:
         ds.delete()
+
+
+def test_trusted_construction_is_the_same_document():
+    import pickle
+
+    from modelzoo.labels import Classification, Detection
+
+    for cls, values in (
+        (Detection, {"label": "cat", "bounding_box": [0.1, 0.2, 0.3, 0.4], "confidence": 0.9}),
+        (Detection, {"label": "dog"}),
+        (Classification, {"label": "cat", "confidence": 0.5}),
+    ):
+        fast, slow = cls._trusted(**values), cls(**values)
+        assert fast == slow and fast.to_dict() == slow.to_dict() and repr(fast) == repr(slow)
+        assert pickle.loads(pickle.dumps(fast)) == slow
+        assert Label.from_dict(fast.to_dict()) == slow
+    a = Detection._trusted(label="a", bounding_box=[0.0, 0.0, 0.5, 0.5], confidence=0.1)
+    b = Detection._trusted(label="b", bounding_box=[0.5, 0.5, 0.5, 0.5], confidence=0.2)
+    a.attributes["k"] = 1  # defaults are not shared between instances
+    assert b.attributes == {} and a.to_dict()["attributes"] == {"k": 1}
+    a.label = "renamed"
+    assert a.to_dict()["label"] == "renamed"
+    with pytest.raises(LabelError, match="inside"):  # later assignments are still validated
+        a.bounding_box = [0.9, 0.9, 0.5, 0.5]
+    dets = Detections(detections=[a, b])
+    assert Label.from_dict(dets.to_dict()) == dets

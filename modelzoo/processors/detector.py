@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ModelError
-from ..labels import Detection, Detections
+from ..labels import Detection, Detections, _check_box
 from .base import ImageSize, OutputProcessor, check_tensor
 
 __all__ = ["DetectorOutputProcessor", "InstanceSegmenterOutputProcessor", "relative_boxes"]
@@ -80,8 +80,12 @@ class DetectorOutputProcessor(OutputProcessor):
             classes = out["labels"].tolist()
             scores = out["scores"].tolist()
             dets = []
-            for j in range(len(scores)):
-                det = Detection(label=self.class_name(int(classes[j])), bounding_box=boxes[j].tolist(), confidence=scores[j])
+            for j, box in enumerate(boxes.tolist()):
+                det = Detection._trusted(
+                    label=self.class_name(int(classes[j])),
+                    bounding_box=_check_box(box, f"{self.name}: box {j}"),
+                    confidence=float(scores[j]),
+                )
                 self._extra(det, out, j, image_size, input_size)
                 dets.append(det)
             labels.append(Detections(detections=dets))
