@@ -237,10 +237,10 @@ def optimize_module(
 
     1. ``mode="auto"``/``"trace"``: the module traced and frozen, run with
        oneDNN Graph fusion on the CPU (``"frozen+onednn"``: convolutions
-       fused with their activations and residual adds; 1.8-2.4x faster than
-       (2) for mobilenet_v3_small, 1.15x for resnet18 on a 2-core CPU); then
-       traced, frozen and :func:`torch.jit.optimize_for_inference`
-       (``"frozen"``). ``mode="compile"``: :func:`torch.compile`
+       fused with their activations and residual adds; on a 2-core CPU
+       1.8-2.4x faster than the next for mobilenet_v3_small, 1.15x for
+       resnet18); then traced, frozen and
+       :func:`torch.jit.optimize_for_inference` (``"frozen"``). ``mode="compile"``: :func:`torch.compile`
        (``"compiled"``).
     2. the channels_last eager module (``"channels_last"``).
 
