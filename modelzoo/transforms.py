@@ -89,22 +89,22 @@ class Normalize:
         return out if dtype == torch.float32 else out.to(dtype)
 
     def _into(self, pixels: torch.Tensor, out: torch.Tensor, channel_dim: int = 0) -> None:
+        torch.div(pixels, 255.0, out=out)
         if self.mean is None:
-            torch.div(pixels, 255.0, out=out)
             return
-        if channel_dim == 0 and pixels.dim() == 3 and not pixels.is_contiguous() and pixels.permute(1, 2, 0).is_contiguous():
+        hwc = channel_dim == 0 and pixels.dim() == 3 and out.permute(1, 2, 0).is_contiguous()
+        if hwc and not out.is_contiguous():
             # channels-last (H, W, 3) memory: per-channel constants broadcast
             # over a (3,) innermost dim vectorize badly (4x slower), so treat
             # each row as W*3 values against a repeated (m0, m1, m2, m0, ...) row
-            c, h, w = pixels.shape
-            pixels, out = pixels.permute(1, 2, 0).view(h, w * c), out.permute(1, 2, 0).view(h, w * c)
+            c, h, w = out.shape
+            out = out.permute(1, 2, 0).view(h, w * c)
             mean, std = self._rows(w, out.device)
         else:
-            shape = [1] * pixels.dim()
+            shape = [1] * out.dim()
             shape[channel_dim] = -1
             mean = torch.as_tensor(self.mean, dtype=torch.float32, device=out.device).view(shape)
             std = torch.as_tensor(self.std, dtype=torch.float32, device=out.device).view(shape)
-        torch.div(pixels, 255.0, out=out)
         out.sub_(mean).div_(std)
 
     def _rows(self, width: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
