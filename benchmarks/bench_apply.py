@@ -401,12 +401,7 @@ def bench_model(
     # always timed: apply(default) calibrates its own counts, so it need not equal dflt
     passes["apply(best)"] = lambda: _timed(lambda: mz.apply_model(
         dataset, model, field, batch_size=batch, progress=False, num_workers=best[0], num_threads=best[1]))
-    times: Dict[str, List[float]] = {k: [] for k in passes}
-    names = list(passes)
-    for r in range(runs):
-        order = names if r % 2 == 0 else names[::-1]
-        for name in order:
-            times[name].append(passes[name]())
+    times = interleaved(passes, runs, len(paths), width=15)
 
     # the stored labels are the eager model's top-1
     _, top1 = eager_loop(net, paths, load, *best, collect=True)
@@ -414,9 +409,6 @@ def bench_model(
     mismatches = sum(stored[p].label != CLASSES[i] for p, i in zip(paths, top1))
 
     floor = times["floor(best)"]
-    for name in names:
-        extra = f" {len(paths) / med(times[name]):6.1f} img/s"
-        print(f"  {name:15s} {fmt(times[name])}{extra}")
     res = {"arch": arch, "default": dflt, "best": best, "times": times, "mismatches": mismatches}
     floor_med = min(med(floor), med(times.get("floor(default)", floor)))
     res["b/a"] = med(times["apply(default)"]) / floor_med
@@ -440,6 +432,19 @@ def _timed(fn) -> float:
     if isinstance(report, mz.ApplyReport) and not report.ok:
         raise RuntimeError(f"run failed: {report}")
     return dt
+
+
+def interleaved(passes: Dict[str, Any], runs: int, n_images: int, width: int = 22) -> Dict[str, List[float]]:
+    """Runs every pass once per round, in order then reversed (A B, B A, ...),
+    so host drift hits each alike; prints each one's times. Returns them."""
+    times: Dict[str, List[float]] = {k: [] for k in passes}
+    names = list(passes)
+    for r in range(runs):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            times[name].append(passes[name]())
+    for name in names:
+        print(f"  {name:{width}s} {fmt(times[name])} {n_images / med(times[name]):6.1f} img/s")
+    return times
 
 
 # -- TorchImageModel (optional) --------------------------------------------------------------
@@ -495,14 +500,8 @@ def bench_torch_image(arch: str, dataset, paths: Sequence[str], runs: int, batch
         f"floor{best}": lambda: eager_loop(net, paths, load, *best)[0],
         "build+apply(TorchImageModel)": lambda: _timed(build_and_apply),
     }
-    times: Dict[str, List[float]] = {k: [] for k in passes}
-    names = list(passes)
-    for r in range(runs):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            times[name].append(passes[name]())
-    for name in names:
-        print(f"  {name:30s} {fmt(times[name])} {len(paths) / med(times[name]):6.1f} img/s")
-    a, b = times[names[0]], times[names[1]]
+    times = interleaved(passes, runs, len(paths), width=30)
+    a, b = times[f"floor{best}"], times["build+apply(TorchImageModel)"]
     target = {"mobilenet_v3_small": 0.5, "resnet18": 0.7}.get(arch)
     pairs = ", ".join(f"{y / x:.3f}" for x, y in zip(a, b))
     print(f"  TorchImageModel/floor = {med(b) / med(a):.3f} (pairwise {pairs}) target <= {target}")
@@ -736,13 +735,8 @@ def bench_dense(runs: int, batch: int, kinds: Sequence[str] = ("detection", "seg
         settings = ((1, 1), (2, 1), (1, 2))
         passes = {f"floor{s}": functools.partial(dense_eager_loop, net, paths, kind, *s, batch) for s in settings}
         passes["build+apply(default)"] = lambda: _timed(build_and_apply)
-        times: Dict[str, List[float]] = {k: [] for k in passes}
+        times = interleaved(passes, runs, len(paths))
         names = list(passes)
-        for r in range(runs):
-            for name in (names if r % 2 == 0 else names[::-1]):
-                times[name].append(passes[name]())
-        for name in names:
-            print(f"  {name:22s} {fmt(times[name])} {len(paths) / med(times[name]):6.1f} img/s")
         best_floor = min(names[:-1], key=lambda n: med(times[n]))
         a, b = times[best_floor], times[names[-1]]
         ratios[kind] = med(b) / med(a)
