@@ -21,13 +21,14 @@ from bson import ObjectId
 from bson.errors import InvalidId
 from mongoengine import Document
 from mongoengine.fields import DateTimeField, DictField, StringField
-from pymongo import UpdateOne
 
 from . import db as _db
 from .errors import DatasetError, DatasetExistsError, DatasetNotFoundError, SampleNotFoundError
 from .fields import check_field_name, from_mongo_value, get_path, to_mongo_value
+from .engine import ApplyReport, apply_model, compute_embeddings
 from .media import list_image_files, read_image_metadata
 from .sample import Sample
+from .storage import bulk_set
 
 __all__ = [
     "Dataset",
@@ -110,7 +111,9 @@ class SampleCollection:
     _dataset: "Dataset"
 
     # -- implemented by subclasses -------------------------------------------------
-    def _filter(self) -> Dict[str, Any]:
+    @property
+    def query(self) -> Dict[str, Any]:
+        """The MongoDB filter that selects these samples in :attr:`collection_name`."""
         raise NotImplementedError
 
     # -- basics --------------------------------------------------------------------
@@ -123,15 +126,20 @@ class SampleCollection:
         return self._dataset
 
     @property
-    def _collection(self):
+    def collection_name(self) -> str:
+        """The MongoDB collection holding the dataset's samples."""
+        return self._dataset._doc.sample_collection
+
+    @property
+    def _collection(self) -> Any:
         return self._dataset._get_collection()
 
     def __len__(self) -> int:
-        return self._collection.count_documents(self._filter())
+        return self._collection.count_documents(self.query)
 
     def __iter__(self) -> Iterator[Sample]:
         cls = self._dataset._sample_cls
-        for son in self._collection.find(self._filter()).sort("_id", 1):
+        for son in self._collection.find(self.query).sort("_id", 1):
             yield cls._from_son(son)
 
     def first(self) -> Sample:
@@ -141,26 +149,26 @@ class SampleCollection:
 
     def ids(self) -> List[str]:
         """The sample ids, as strings, in sample order."""
-        return [str(d["_id"]) for d in self._collection.find(self._filter(), {"_id": 1}).sort("_id", 1)]
+        return [str(d["_id"]) for d in self._collection.find(self.query, {"_id": 1}).sort("_id", 1)]
 
     def values(self, field: str) -> List[Any]:
         """The value of ``field`` (a dotted path is followed) on each sample, in
         order; ``None`` where missing. Labels come back as Label objects."""
         if field == "id":
             return self.ids()
-        cursor = self._collection.find(self._filter(), {field: 1}).sort("_id", 1)
+        cursor = self._collection.find(self.query, {field: 1}).sort("_id", 1)
         return [from_mongo_value(get_path(d, field)) for d in cursor]
 
     def count(self, field: Optional[str] = None) -> int:
         """The number of samples, or of samples with a non-null ``field``."""
         if field is None:
             return len(self)
-        return self._collection.count_documents({"$and": [self._filter(), {field: {"$ne": None}}]})
+        return self._collection.count_documents({"$and": [self.query, {field: {"$ne": None}}]})
 
     # -- selecting -----------------------------------------------------------------
     def match(self, query: Mapping[str, Any]) -> "DatasetView":
         """The samples that match a MongoDB query on the stored documents."""
-        return DatasetView(self._dataset, {"$and": [self._filter(), dict(query)]})
+        return DatasetView(self._dataset, {"$and": [self.query, dict(query)]})
 
     def exists(self, field: str, value: bool = True) -> "DatasetView":
         """The samples that have a non-null ``field`` (or, with ``value=False``, lack it)."""
@@ -173,7 +181,7 @@ class SampleCollection:
 
     def limit(self, n: int) -> "DatasetView":
         """The first ``n`` samples (in sample order)."""
-        oids = [d["_id"] for d in self._collection.find(self._filter(), {"_id": 1}).sort("_id", 1).limit(int(n))]
+        oids = [d["_id"] for d in self._collection.find(self.query, {"_id": 1}).sort("_id", 1).limit(int(n))]
         return self.match({"_id": {"$in": oids}})
 
     # -- writing -------------------------------------------------------------------
@@ -202,18 +210,15 @@ class SampleCollection:
                     "pass a sequence aligned with ids() or a {sample_id: value} dict"
                 )
             values = dict(zip(ids, values))
-        return self._dataset._bulk_set({_to_object_id(k, self.name): {field: v} for k, v in values.items()})
+        updates = {_to_object_id(k, self.name): {field: v} for k, v in values.items()}
+        return bulk_set(self.collection_name, updates, self.name)
 
-    def apply_model(self, model: Any, label_field: Any = "predictions", **kwargs: Any) -> Any:
+    def apply_model(self, model: Any, label_field: Any = "predictions", **kwargs: Any) -> ApplyReport:
         """Runs ``model`` on these samples and stores its labels; see :func:`modelzoo.apply_model`."""
-        from .apply import apply_model
-
         return apply_model(self, model, label_field=label_field, **kwargs)
 
     def compute_embeddings(self, model: Any, embeddings_field: Optional[str] = None, **kwargs: Any) -> Any:
         """Embeds these samples; see :func:`modelzoo.compute_embeddings`."""
-        from .apply import compute_embeddings
-
         return compute_embeddings(self, model, embeddings_field=embeddings_field, **kwargs)
 
 
@@ -225,7 +230,8 @@ class DatasetView(SampleCollection):
         self._dataset = dataset
         self._query = query
 
-    def _filter(self) -> Dict[str, Any]:
+    @property
+    def query(self) -> Dict[str, Any]:
         return self._query
 
     def __repr__(self) -> str:
@@ -279,7 +285,8 @@ class Dataset(SampleCollection):
     def __reduce__(self):
         return (load_dataset, (self._name,))
 
-    def _filter(self) -> Dict[str, Any]:
+    @property
+    def query(self) -> Dict[str, Any]:
         return {}
 
     def _get_collection(self):
@@ -409,34 +416,6 @@ class Dataset(SampleCollection):
         dataset = cls(name, overwrite=overwrite)
         dataset.ingest_report = dataset.add_images(paths)
         return dataset
-
-    # -- writing -------------------------------------------------------------------
-    def _bulk_set(self, updates: Mapping[ObjectId, Mapping[str, Any]]) -> int:
-        """One unordered bulk write: ``{oid: {path: value}}``; ``None`` unsets."""
-        ops = []
-        for oid, fields in updates.items():
-            sets: Dict[str, Any] = {}
-            unsets: Dict[str, Any] = {}
-            for path, value in fields.items():
-                if value is None:
-                    unsets[path] = ""
-                else:
-                    sets[path] = to_mongo_value(value)
-            update: Dict[str, Any] = {}
-            if sets:
-                update["$set"] = sets
-            if unsets:
-                update["$unset"] = unsets
-            if update:
-                ops.append(UpdateOne({"_id": oid}, update))
-        if not ops:
-            return 0
-        result = self._collection.bulk_write(ops, ordered=False)
-        if result.matched_count != len(ops):
-            found = {d["_id"] for d in self._collection.find({"_id": {"$in": list(updates)}}, {"_id": 1})}
-            missing = [str(o) for o in updates if o not in found]
-            raise SampleNotFoundError(missing[0] if len(missing) == 1 else missing, self._name)
-        return result.matched_count
 
     # -- lifecycle -----------------------------------------------------------------
     def delete(self) -> None:

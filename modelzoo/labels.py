@@ -38,6 +38,7 @@ __all__ = [
     "Segmentation",
     "label_from_dict",
     "filter_confidence",
+    "filter_output",
     "LABEL_TYPES",
 ]
 
@@ -457,3 +458,29 @@ def filter_confidence(label: Any, thresh: Optional[float]) -> Any:
             kept.append(kp)
         label.keypoints = kept
     return label
+
+
+def filter_output(output: Any, thresh: Optional[float]) -> Any:
+    """Drops the predictions of one model output below ``thresh``; the one
+    place ``confidence_thresh`` is applied.
+
+    ``output`` is a Label, None, or a dict of them. In a dict holding both
+    ``detections`` (Detections) and ``keypoints`` (Keypoints) of the same
+    length, ``detections[i]`` and ``keypoints[i]`` are one object (as
+    keypoint detectors return them): they are kept or dropped together, by
+    the box's confidence. Other labels are filtered by
+    :func:`filter_confidence`.
+    """
+    if thresh is None or output is None:
+        return output
+    if not isinstance(output, dict):
+        return filter_confidence(output, thresh)
+    dets, kps = output.get("detections"), output.get("keypoints")
+    paired = isinstance(dets, Detections) and isinstance(kps, Keypoints) and len(dets.detections) == len(kps.keypoints)
+    out = {k: filter_confidence(v, thresh) for k, v in output.items() if not (paired and k in ("detections", "keypoints"))}
+    if paired:
+        keep = [j for j, d in enumerate(dets.detections) if d.confidence is None or d.confidence >= thresh]
+        dets.detections = [dets.detections[j] for j in keep]
+        kps.keypoints = [kps.keypoints[j] for j in keep]
+        out["detections"], out["keypoints"] = dets, kps
+    return out

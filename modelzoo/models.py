@@ -17,6 +17,7 @@ import dataclasses
 from typing import Any, Callable, List, Optional, Sequence
 
 from .config import Config
+from .loaders import ImageLoader, Loader
 
 __all__ = ["Model", "ModelConfig"]
 
@@ -73,6 +74,19 @@ class Model(abc.ABC):
         """True when inputs of one batch may have different shapes, so they
         must be passed as a list rather than stacked."""
         return True
+
+    def build_loader(self) -> Loader:
+        """What turns each sample into this model's input, in the engine's
+        loader workers (a picklable :class:`~modelzoo.loaders.Loader`).
+
+        The default decodes the image to a uint8 ``(H, W, 3)`` RGB array and
+        :meth:`predict` applies :attr:`transforms` itself. Override to receive
+        the file's bytes (:class:`~modelzoo.loaders.BytesLoader`), its path
+        (:class:`~modelzoo.loaders.PathLoader`), a PIL image
+        (:class:`~modelzoo.loaders.PILLoader`) or anything a loader of your
+        own builds.
+        """
+        return ImageLoader()
 
     @property
     def transforms(self) -> Optional[Callable[[Any], Any]]:

@@ -331,7 +331,6 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
         if cfg.optimize:
             self._optimize("compile" if cfg.optimize == "compile" else "trace")
         self._saved_cudnn: List[bool] = []
-        self._last_embeddings: Optional[np.ndarray] = None
 
     # -- building ---------------------------------------------------------------------------
     def _build_module(self) -> torch.nn.Module:
@@ -520,9 +519,19 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
     def predict_all(self, args: Any) -> List[Any]:
         """Predicts on a batch: a list of images, or an :class:`ImageBatch`
         from :attr:`collate_fn`. One label (or dict of labels) per image."""
-        labels, embeddings = self._run(self._as_batch(args), postprocess=True)
-        self._last_embeddings = embeddings
+        labels, _ = self._run(self._as_batch(args), postprocess=True)
         return labels
+
+    def predict_and_embed(self, args: Any) -> Tuple[List[Any], np.ndarray]:
+        """The labels and the embeddings ``(N, D)`` of a batch, from one forward pass."""
+        if not self.has_embeddings or self._processor is None or self.config.embeddings_layer is None:
+            raise ModelError(
+                "predict_and_embed needs an output processor and an embeddings_layer in the config "
+                "(e.g. '<fc' for the input of the final layer)."
+            )
+        labels, embeddings = self._run(self._as_batch(args), postprocess=True)
+        assert embeddings is not None
+        return labels, embeddings
 
     def embed(self, arg: Any) -> np.ndarray:
         return self.embed_all([arg])[0]
@@ -537,7 +546,6 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
         outputs, embeddings = self._run(self._as_batch(args), postprocess=False)
         if embeddings is None:  # no processor: the outputs are the embeddings
             embeddings = np.stack([np.asarray(o, dtype=np.float32).reshape(-1) for o in outputs])
-        self._last_embeddings = embeddings
         return embeddings
 
     def _as_batch(self, args: Any) -> ImageBatch:

@@ -89,10 +89,10 @@ def test_calibration_hands_over_every_batch_once(mixed_dataset, monkeypatch, cho
     # With no counts given, the first batch is predicted in-process while a
     # provisional one-worker loader starts on the next ones; a choice of more
     # workers hands the rest to a second loader. Nothing may be lost or repeated.
-    import modelzoo.engine.run as run
+    from modelzoo.engine import tuning
 
     ds, readable, bad = mixed_dataset
-    monkeypatch.setattr(run, "choose_from_costs", lambda load_s, model_s, cores: chosen)
+    monkeypatch.setattr(tuning, "choose_from_costs", lambda load_s, model_s, cores: chosen)
     calls = []
     model = tiny_model("classification")
     predict_all = model.predict_all

@@ -209,8 +209,9 @@ def test_embeddings_layer_input_matches_a_forward_hook(mobilenet, mobilenet_opti
         assert emb.shape == (2, 1280) and emb.dtype == np.float32
         np.testing.assert_allclose(emb, expected, atol=tol * np.abs(expected).max())
         np.testing.assert_allclose(model.embed(images[1]), emb[1], atol=1e-5)
-        model.predict_all(images)  # the same forward pass also yields the embeddings
-        np.testing.assert_allclose(model.get_embeddings(), emb, atol=1e-5)
+        labels, both = model.predict_and_embed(images)  # one forward pass yields both
+        np.testing.assert_allclose(both, emb, atol=1e-5)
+        assert [x.label for x in labels] == [x.label for x in model.predict_all(images)]
 
 
 def test_engine_hooks_are_picklable(mobilenet):

@@ -1,12 +1,37 @@
-"""The one inference engine: a sample source, a loader, the model, a writer.
+"""The one inference engine: a source, a loader, the model, a sink.
 
-Each piece is a small picklable object so that the same loop can later be
-spread over processes or a Ray cluster: a source yields batches of sample
-records, a loader turns records into model inputs, :func:`run` calls
-``predict_all``/``embed_all``, and a sink stores what came out.
+* :class:`Source`: the work items of a run (a dataset or view, a query, the
+  fields a model reads), splittable into disjoint shards;
+* a :class:`~modelzoo.loaders.Loader`: what turns an item into a model input,
+  in loader worker processes, declared by the model
+  (:meth:`~modelzoo.Model.build_loader`);
+* the :class:`~modelzoo.Model`;
+* a :class:`Sink`: where the outputs go (:class:`LabelSink`,
+  :class:`EmbeddingSink`, or your own).
+
+:func:`run_model` composes them; :func:`apply_model` and :func:`compute_embeddings`
+are ``run_model`` with a label and an embedding sink. Every part is picklable, so
+the same parts run in other processes or on other machines, each on its own
+shard, and their :class:`ApplyReport` objects merge.
 """
 
+from ..loaders import WorkItem
 from .report import ApplyReport, Failure
-from .run import apply_model, compute_embeddings
+from .run import RunOptions, apply_model, compute_embeddings, run_model
+from .sinks import EmbeddingSink, LabelSink, Sink, SinkBatch
+from .source import Source
 
-__all__ = ["ApplyReport", "Failure", "apply_model", "compute_embeddings"]
+__all__ = [
+    "ApplyReport",
+    "EmbeddingSink",
+    "Failure",
+    "LabelSink",
+    "RunOptions",
+    "Sink",
+    "SinkBatch",
+    "Source",
+    "WorkItem",
+    "apply_model",
+    "compute_embeddings",
+    "run_model",
+]

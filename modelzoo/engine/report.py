@@ -40,6 +40,19 @@ class ApplyReport:
     def ok(self) -> bool:
         return self.failed == 0
 
+    def merge(self, *others: "ApplyReport") -> "ApplyReport":
+        """The report of this run and ``others`` together (the shards of one
+        run, in any order): counts added, failures in sample-id order."""
+        reports = (self,) + others
+        failures = sorted((f for r in reports for f in r.failures), key=lambda f: f.sample_id)
+        return ApplyReport(
+            processed=sum(r.processed for r in reports),
+            failed=sum(r.failed for r in reports),
+            skipped=sum(r.skipped for r in reports),
+            failures=failures,
+        )
+
+
     def __str__(self) -> str:
         s = f"{self.processed} processed, {self.failed} failed, {self.skipped} skipped"
         if self.failures:

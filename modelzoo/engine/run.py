@@ -1,4 +1,12 @@
-"""``apply_model`` and ``compute_embeddings``: one loop, two sinks."""
+"""The one engine loop, and ``apply_model`` / ``compute_embeddings`` on top of it.
+
+:func:`run_model` composes four parts: a :class:`~modelzoo.engine.Source` of work
+items, the model's :class:`~modelzoo.loaders.Loader` (in loader worker
+processes), the :class:`~modelzoo.Model`, and a :class:`~modelzoo.engine.Sink`
+(written from a background thread). ``apply_model`` is ``run_model`` with a
+:class:`~modelzoo.engine.LabelSink`, ``compute_embeddings`` with an
+:class:`~modelzoo.engine.EmbeddingSink`.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +14,70 @@ import contextlib
 import logging
 import sys
 import time
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import pymongo.errors
 
-from ..errors import ConfigError, DatabaseError, ModelError, PredictionError
-from ..fields import check_field_name, label_updates
-from ..labels import filter_confidence
+from ..errors import ConfigError, DatabaseError, ModelError, PredictionError, did_you_mean
+from ..fields import check_field_name
+from ..loaders import Loader, WorkItem
 from ..mixins import EmbeddingsMixin, LogitsMixin, SamplesMixin, TorchModelMixin
 from ..models import Model
-from ..image_io import DecodeImage
-from .loaders import Gate, _Collate, LoadedBatch, safe_load, threaded_batches, torch_batches
+from .batching import BatchStream, LoadedBatch, safe_load
 from .report import ApplyReport, Failure
-from .source import Record, SampleSource
-from .tuning import choose_from_costs, cpu_count, is_light
-from .tuning import default_threads as _default_threads, default_workers as _default_workers, uses_cuda as _uses_cuda
+from .sinks import EmbeddingSink, LabelSink, Sink, SinkBatch
+from .source import Source
+from .tuning import Calibration, default_threads, default_workers, uses_cuda
 from .writer import BackgroundWriter
 
-__all__ = ["apply_model", "compute_embeddings"]
+__all__ = ["RunOptions", "run_model", "apply_model", "compute_embeddings"]
 
 logger = logging.getLogger("modelzoo.engine")
 
-_APPLY_EXTRAS = {"error_field", "num_threads"}
+_EXTRAS = ("error_field", "num_threads")
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How :func:`run_model` runs; checked when made.
+
+    Attributes:
+        mode: ``"predict"`` (``predict_all``) or ``"embed"`` (``embed_all``).
+        batch_size: inputs per call (default: the model's
+            ``default_batch_size``, else 16).
+        num_workers: loader worker processes (0: load in the main process).
+        num_threads: torch threads for the forward pass.
+        skip_failures: a sample that cannot be loaded or predicted costs that
+            sample only; False raises :class:`~modelzoo.PredictionError`.
+        progress: show a progress bar (default: when stderr is a terminal).
+
+    With neither ``num_workers`` nor ``num_threads``, a CPU run of a
+    :class:`~modelzoo.TorchModelMixin` model measures its first batches and
+    picks both (:class:`~modelzoo.engine.tuning.Calibration`).
+    """
+
+    mode: str = "predict"
+    batch_size: Optional[int] = None
+    num_workers: Optional[int] = None
+    num_threads: Optional[int] = None
+    skip_failures: bool = True
+    progress: Optional[bool] = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("predict", "embed"):
+            raise ConfigError(f"mode must be 'predict' or 'embed', got {self.mode!r}")
+        for name in ("batch_size", "num_threads"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        w = self.num_workers
+        if w is not None and (not isinstance(w, int) or isinstance(w, bool) or w < 0):
+            raise ConfigError(f"num_workers must be an integer >= 0, got {w!r}")
+
+
+# -- pieces of the loop ---------------------------------------------------------------------
 @contextlib.contextmanager
 def _torch_threads(n: Optional[int]) -> Iterator[None]:
     if n is None:
@@ -47,42 +94,31 @@ def _torch_threads(n: Optional[int]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _model_state(model: Any, store_logits: bool) -> Iterator[None]:
-    """Sets what the run needs on the model and restores it afterwards."""
-    torch_fed = isinstance(model, TorchModelMixin)
-    old_pre = model.preprocess
-    old_logits = model.store_logits if isinstance(model, LogitsMixin) else None
-    if torch_fed:
-        model.preprocess = False
-    if store_logits:
-        model.store_logits = True
+def _fed_by_loader(model: Any) -> Iterator[None]:
+    """A TorchModelMixin model's loader applies its transforms: predict must not."""
+    if not isinstance(model, TorchModelMixin):
+        yield
+        return
+    before = model.preprocess
+    model.preprocess = False
     try:
         yield
     finally:
-        model.preprocess = old_pre
-        if old_logits is not None:
-            model.store_logits = old_logits
+        model.preprocess = before
 
 
-def _progress_bar(progress: Optional[bool], total: int, desc: str):
+def _progress_bar(progress: Optional[bool], total: int, desc: str) -> Any:
     show = progress if progress is not None else sys.stderr.isatty()
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="samples", desc=desc, disable=not show, dynamic_ncols=True, smoothing=0.1)
 
 
-# -- the loop ---------------------------------------------------------------------------
-def _input_loader(model: Any) -> Callable[[str], Any]:
-    if isinstance(model, TorchModelMixin):
-        return model.build_input_loader()
-    return DecodeImage(None)  # the model applies its own transforms in predict
-
-
-def _infer(model: Any, mode: str, inputs: Any, records: List[Record]) -> Any:
+def _infer(model: Any, mode: str, inputs: Any, items: List[WorkItem]) -> Any:
     if mode == "embed":
         return model.embed_all(inputs)
     if isinstance(model, SamplesMixin):
-        return model.predict_all(inputs, samples=[r.fields or {} for r in records])
+        return model.predict_all(inputs, samples=[item.fields or {} for item in items])
     return model.predict_all(inputs)
 
 
@@ -101,202 +137,158 @@ def _check_count(model: Any, outputs: Any, n: int) -> None:
         )
 
 
-def _validate(samples: Any, model: Any, batch_size: Optional[int], num_workers: Optional[int]) -> None:
-    from ..dataset import SampleCollection
-
-    if not isinstance(samples, SampleCollection):
-        raise ConfigError(
-            f"samples must be a Dataset or DatasetView, got {type(samples).__name__}. "
-            "Build one with Dataset.from_images_dir(...) or Dataset.from_images([...])."
-        )
+def _check_model(model: Any, source: Source, mode: str) -> None:
     if not isinstance(model, Model):
         raise ConfigError(
             f"model must implement modelzoo.Model, got {type(model).__name__}. Wrap it in a Model "
-            "subclass, a TorchImageModel, or one of the bundle adapters."
+            "subclass or a TorchImageModel, or load one with modelzoo.load_zoo_model(name)."
         )
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 0):
-        raise ConfigError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+    if mode == "embed" and not (isinstance(model, EmbeddingsMixin) and model.has_embeddings):
+        raise ModelError(
+            f"{type(model).__name__} cannot compute embeddings (it does not implement EmbeddingsMixin "
+            "or has_embeddings is False); for a TorchImageModel set embeddings_layer in its config."
+        )
+    media = model.media_type
+    other = source.first_mismatch("media_type", media)
+    if other is not None and other.get("media_type") is not None:
+        raise ConfigError(
+            f"{type(model).__name__} is a{'n' if media[0] in 'aeiou' else ''} {media} model, but sample "
+            f"{other['_id']} ({other.get('filepath')}) of {source.dataset_name!r} is a {other['media_type']}. "
+            f"Run it on the {media} samples only: samples.match({{'media_type': {media!r}}})."
+        )
 
 
-class _Run:
-    """The state of one engine run."""
+class _Loop:
+    """One run's state: the parts, the counts and the report."""
 
-    def __init__(
-        self,
-        samples: Any,
-        model: Model,
-        mode: str,
-        write: Callable[[List[Tuple[Record, Any]]], Dict],
-        batch_size: Optional[int],
-        num_workers: Optional[int],
-        num_threads: Optional[int],
-        skip_failures: bool,
-        progress: Optional[bool],
-        query: Optional[Dict[str, Any]] = None,
-        error_field: Optional[str] = None,
-    ):
-        _validate(samples, model, batch_size, num_workers)
-        self.samples = samples
-        self.model = model
-        self.mode = mode
-        self.write = write
-        self.torch_fed = isinstance(model, TorchModelMixin)
-        self.batch_size = batch_size or int(getattr(model, "default_batch_size", None) or 16)
-        # On the CPU, with neither count given, the first batch is loaded and
-        # predicted in-process to measure what each costs, and the counts for
-        # the rest follow from that (tuning.choose_from_costs). A light model
-        # is predicted on one thread, beside a worker already loading the next
-        # batches; a heavy one (detectors, resnets: compute-bound, they end
-        # up with most cores anyway) on every core, its cost per core taken
-        # as the measured time times the cores (perfect scaling, which
-        # overstates it and so leans further towards threads).
-        self.calibrate = (
-            self.torch_fed and num_workers is None and num_threads is None and not _uses_cuda(model)
-        )
-        self.num_workers = _default_workers(model) if num_workers is None else num_workers
-        self.num_threads = num_threads
-        self._calibration_threads = 1 if is_light(model) else cpu_count()
-        if self.calibrate:
-            self.num_threads = self._calibration_threads
-        elif self.num_threads is None and self.torch_fed and not _uses_cuda(model):
-            self.num_threads = _default_threads(model, self.num_workers)
-        self._first_model_s: Optional[float] = None
-        self.skip_failures = skip_failures
-        self.progress = progress
-        self.error_field = check_field_name(error_field) if error_field else None
-        needs = tuple(model.needs_fields.items()) if isinstance(model, SamplesMixin) else ()
-        base = samples._filter()
-        self.source = SampleSource(
-            samples.name, {"$and": [base, query]} if query else base, needs, page_size=max(256, self.batch_size * 4)
-        )
+    def __init__(self, source: Source, model: Any, sink: Sink, options: RunOptions):
+        self.source, self.model, self.sink, self.options = source, model, sink, options
+        self.mode = options.mode
+        self.loader: Loader = model.build_loader()
+        self.batch_size = options.batch_size or int(getattr(model, "default_batch_size", None) or 16)
         self.report = ApplyReport()
-        self.load_fn = _input_loader(model)
+        cuda = uses_cuda(model)
+        torch_fed = isinstance(model, TorchModelMixin)
+        self.calibration: Optional[Calibration] = None
+        if torch_fed and not cuda and options.num_workers is None and options.num_threads is None:
+            self.calibration = Calibration(model)
+            self.num_workers, self.num_threads = self.calibration.provisional
+        else:
+            self.num_workers = default_workers(model) if options.num_workers is None else options.num_workers
+            self.num_threads = options.num_threads
+            if self.num_threads is None and torch_fed and not cuda:
+                self.num_threads = default_threads(model, self.num_workers)
+        self.stream = BatchStream(self.source.batches(self.batch_size), self.loader, self.num_workers, pin_memory=cuda)
 
-    def _batches(self) -> Iterator[LoadedBatch]:
-        record_batches = iter(self.source.batches(self.batch_size))
-        if not self.torch_fed:
-            return threaded_batches(record_batches, self.load_fn, max(1, self.num_workers or 1))
-        if self.calibrate:
-            return self._calibrated_batches(record_batches)
-        return torch_batches(
-            record_batches, self.load_fn, self.model.collate_fn, self.num_workers, pin_memory=_uses_cuda(self.model)
-        )
-
-    def _calibrated_batches(self, record_batches: Iterator[List[Record]]) -> Iterator[LoadedBatch]:
-        first = next(record_batches, None)
-        if first is None:
-            return
-        t0 = time.perf_counter()
-        items = [safe_load(self.load_fn, r) for r in first]
-        load_s = (time.perf_counter() - t0) / len(first)
-        # For a light model, one worker (the least any choice has) starts on
-        # the next batches while the model runs the first on one thread,
-        # instead of a core idling until the counts are known. It carries on
-        # if one worker is the choice; otherwise it finishes what it started
-        # and a loader with the chosen count takes over the remaining batches.
-        # (A heavy model's first batch runs on every core: nothing is spare.)
-        gate = Gate(record_batches)
-        early: Iterator[LoadedBatch] = iter(())
-        if self._calibration_threads == 1:
-            early = torch_batches(gate, self.load_fn, self.model.collate_fn, 1)
-        yield _Collate(self.model.collate_fn)(items)  # the loop times its inference
-        if self._first_model_s is not None:
-            model_s = self._first_model_s * self._calibration_threads  # per core
-            self.num_workers, self.num_threads = choose_from_costs(load_s, model_s, cpu_count())
-        else:  # nothing in the first batch could be predicted: fall back to the static rule
-            self.num_threads = _default_threads(self.model, self.num_workers)
-        import torch
-
-        torch.set_num_threads(self.num_threads)  # restored by _torch_threads when the run ends
-        logger.info(
-            "Measured %.1f ms/sample to load and %s ms/sample to predict on %d thread(s): "
-            "using %d loader workers and %d torch threads",
-            load_s * 1e3, "?" if self._first_model_s is None else f"{self._first_model_s * 1e3:.1f}",
-            self._calibration_threads, self.num_workers, self.num_threads,
-        )
-        if self.num_workers != 1 or self._calibration_threads != 1:
-            gate.close()
-        yield from early
-        if not gate.closed:
-            return
-        yield from torch_batches(record_batches, self.load_fn, self.model.collate_fn, self.num_workers)
-
-    def _fail(self, record: Record, message: str, stage: str, errors: Dict[Any, Dict[str, Any]]) -> None:
-        if not self.skip_failures:
-            raise PredictionError(record.sample_id, record.filepath, message)
-        logger.debug("Sample %s (%s) failed to %s: %s", record.sample_id, record.filepath, stage, message)
+    # -- failures ------------------------------------------------------------------------
+    def _fail(self, item: WorkItem, message: str, stage: str, out: SinkBatch) -> None:
+        if not self.options.skip_failures:
+            raise PredictionError(item.sample_id, item.filepath, message)
+        logger.debug("Sample %s (%s) failed to %s: %s", item.sample_id, item.filepath, stage, message)
         self.report.failed += 1
-        self.report.failures.append(Failure(str(record.sample_id), record.filepath, message, stage))
-        if self.error_field:
-            errors[record.sample_id] = {self.error_field: message}
+        self.report.failures.append(Failure(str(item.sample_id), item.filepath, message, stage))
+        out.failures.append((item, message))
 
-    def _one_by_one(self, batch: LoadedBatch, errors: Dict) -> List[Tuple[Record, Any]]:
-        """After a batch failed: predict each sample alone, so one bad input costs one sample."""
-        done = []
-        for record in batch.records:
+    def _one_by_one(self, batch: LoadedBatch, out: SinkBatch) -> None:
+        """After a batch failed: each sample alone, so one bad input costs one sample."""
+        for item in batch.items:
             try:
-                if self.torch_fed:
-                    rec, ok, item = safe_load(self.load_fn, record)
-                    if not ok:
-                        self._fail(record, item, "load", errors)
-                        continue
-                    inputs = self.model.collate_fn([item])
-                else:
-                    inputs = [self.load_fn(record.filepath)]
-                out = _infer(self.model, self.mode, inputs, [record])
-                _check_count(self.model, out, 1)
-                done.append((record, out[0]))
-            except ModelError:
+                _, ok, loaded = safe_load(self.loader, item)
+                if not ok:
+                    self._fail(item, loaded, "load", out)
+                    continue
+                outputs = _infer(self.model, self.mode, self.loader.collate([loaded]), [item])
+                _check_count(self.model, outputs, 1)
+                out.outputs.append((item, outputs[0]))
+            except (ModelError, PredictionError):
                 raise
             except Exception as e:
-                self._fail(record, f"{type(e).__name__}: {e}", "predict", errors)
-        return done
+                self._fail(item, f"{type(e).__name__}: {e}", "predict", out)
 
+    def _predict(self, batch: LoadedBatch) -> SinkBatch:
+        out = SinkBatch()
+        for item, message in batch.failures:
+            self._fail(item, message, "load", out)
+        if not batch.items:
+            return out
+        try:
+            t0 = time.perf_counter()
+            outputs = _infer(self.model, self.mode, batch.inputs, batch.items)
+            self._observe((time.perf_counter() - t0) / len(batch.items))
+            _check_count(self.model, outputs, len(batch.items))
+            out.outputs.extend(zip(batch.items, outputs))
+        except ModelError:
+            raise
+        except Exception as e:
+            if not self.options.skip_failures and len(batch.items) == 1:
+                item = batch.items[0]
+                raise PredictionError(item.sample_id, item.filepath, f"{type(e).__name__}: {e}") from e
+            self._one_by_one(batch, out)  # without skip_failures this raises naming the sample
+        return out
+
+    # -- calibration ---------------------------------------------------------------------
+    def _observe(self, seconds_per_sample: float) -> None:
+        if self.calibration is None:
+            return
+        counts = self.calibration.observe(seconds_per_sample)
+        if counts is None:
+            return
+        self._apply_counts(counts, f"{seconds_per_sample * 1e3:.2f}")
+
+    def _apply_counts(self, counts: Tuple[int, int], last: str) -> None:
+        assert self.calibration is not None
+        import torch
+
+        self.num_workers, self.num_threads = counts
+        torch.set_num_threads(self.num_threads)  # restored by _torch_threads when the run ends
+        self.stream.resize(self.num_workers)
+        logger.info(
+            "Measured %.2f ms/sample to load and %s ms/sample to predict (%d batches on %d thread(s)): "
+            "using %d loader workers and %d torch threads",
+            (self.calibration.load_s or 0) * 1e3, last, len(self.calibration.times),
+            self.calibration.provisional[1], self.num_workers, self.num_threads,
+        )
+        self.calibration = None
+
+    def _batches(self) -> Iterator[LoadedBatch]:
+        if self.calibration is not None:
+            t0 = time.perf_counter()
+            first = self.stream.load_here()
+            if first is None:
+                return
+            n = len(first.items) + len(first.failures)
+            self.calibration.observe_load((time.perf_counter() - t0) / n)
+            self.stream.start()  # the provisional workers load ahead while the first batch is predicted
+            yield first
+        yield from self.stream
+
+    # -- the loop ------------------------------------------------------------------------
     def run(self) -> ApplyReport:
         total = self.source.count()
-        writer = BackgroundWriter(self.write)
-        bar = _progress_bar(self.progress, total, "embed" if self.mode == "embed" else "apply")
+        writer = BackgroundWriter(self.sink.write)
+        bar = _progress_bar(self.options.progress, total, "embed" if self.mode == "embed" else "apply")
         logger.info(
-            "Running %s on %d samples of %r (batch %d, %d workers, %s torch threads)",
-            type(self.model).__name__, total, self.samples.name, self.batch_size, self.num_workers, self.num_threads,
+            "Running %s on %d samples of %r (batch %d, %d workers, %s torch threads%s)",
+            type(self.model).__name__, total, self.source.dataset_name, self.batch_size, self.num_workers,
+            self.num_threads, ", calibrating" if self.calibration else "",
         )
         try:
-            with _torch_threads(self.num_threads), self.model:
+            with _torch_threads(self.num_threads), _fed_by_loader(self.model), self.model:
                 for batch in self._batches():
-                    errors: Dict[Any, Dict[str, Any]] = {}
-                    for record, message in batch.failures:
-                        self._fail(record, message, "load", errors)
-                    done: List[Tuple[Record, Any]] = []
-                    if batch.records:
-                        try:
-                            t0 = time.perf_counter()
-                            outputs = _infer(self.model, self.mode, batch.inputs, batch.records)
-                            if self._first_model_s is None:
-                                self._first_model_s = (time.perf_counter() - t0) / len(batch.records)
-                            _check_count(self.model, outputs, len(batch.records))
-                            done = list(zip(batch.records, outputs))
-                        except ModelError:
-                            raise
-                        except Exception as e:
-                            if not self.skip_failures and len(batch.records) == 1:
-                                r = batch.records[0]
-                                raise PredictionError(r.sample_id, r.filepath, f"{type(e).__name__}: {e}") from e
-                            # isolate the failing sample(s); without skip_failures this raises naming it
-                            done = self._one_by_one(batch, errors)
-                    self.report.processed += len(done)
-                    writer.submit((done, errors))
-                    bar.update(len(batch.records) + len(batch.failures))
+                    out = self._predict(batch)
+                    self.report.processed += len(out.outputs)
+                    writer.submit(out)
+                    bar.update(len(batch.items) + len(batch.failures))
         except BaseException as e:
             bar.close()
             try:
                 writer.close(timeout=60)  # keep every finished batch (Ctrl-C included)
+                self.sink.close()
             except Exception as write_error:
                 logger.error("Could not store the last batches: %s", write_error)
             if isinstance(e, pymongo.errors.PyMongoError):
                 raise DatabaseError(
-                    f"Lost the database while running {type(self.model).__name__} on {self.samples.name!r} "
+                    f"Lost the database while running {type(self.model).__name__} on {self.source.dataset_name!r} "
                     f"({self.report.processed} samples done): {type(e).__name__}: {e}. Every batch written "
                     "before is kept; once the database is back, rerun with skip_existing=True to finish."
                 ) from e
@@ -304,11 +296,13 @@ class _Run:
         bar.close()
         try:
             writer.close()
+            self.sink.close()
         except pymongo.errors.PyMongoError as e:
             raise DatabaseError(
-                f"Lost the database while storing the last batches of {self.samples.name!r}: {e}. "
+                f"Lost the database while storing the last batches of {self.source.dataset_name!r}: {e}. "
                 "Rerun with skip_existing=True once it is back."
             ) from e
+        self.report.failures.sort(key=lambda f: f.sample_id)
         if self.report.failed:
             logger.warning(
                 "%d of %d samples failed (the returned report lists each one); first: %s",
@@ -318,17 +312,62 @@ class _Run:
         return self.report
 
 
-def _resolve_model_opts(model: Model, mode: str, store_logits: bool) -> None:
-    if mode == "embed" and not (isinstance(model, EmbeddingsMixin) and model.has_embeddings):
-        raise ModelError(
-            f"{type(model).__name__} cannot compute embeddings (it does not implement EmbeddingsMixin "
-            "or has_embeddings is False); for a TorchImageModel set embeddings_layer in its config."
+def run_model(source: Source, model: Model, sink: Sink, options: Optional[RunOptions] = None) -> ApplyReport:
+    """Runs ``model`` over the items of ``source`` and hands its outputs to ``sink``.
+
+    Items are loaded by ``model.build_loader()`` in loader worker processes,
+    batched, predicted (or embedded) in this process, and written by
+    ``sink`` from a background thread, one call per batch; ``sink.close()``
+    is called at the end.
+
+    Args:
+        source: the work items (a dataset's, a view's, or a shard of them).
+        model: any :class:`~modelzoo.Model`.
+        sink: where outputs go.
+        options: batch size, counts, failure handling.
+
+    Returns:
+        an :class:`ApplyReport` (mergeable with the reports of other shards).
+
+    Raises:
+        ConfigError: bad options, or samples whose media type the model does not take.
+        ModelError: the model broke its contract (wrong number of outputs...).
+        PredictionError: a sample failed and ``skip_failures`` is False.
+        DatabaseError: the database went away (finished batches are kept).
+    """
+    options = options or RunOptions()
+    _check_model(model, source, options.mode)
+    return _Loop(source, model, sink, options).run()
+
+
+# -- apply_model / compute_embeddings ----------------------------------------------------------
+def _check_extras(fn: str, kwargs: Mapping[str, Any]) -> None:
+    unknown = sorted(set(kwargs) - set(_EXTRAS))
+    if unknown:
+        name = unknown[0]
+        raise ConfigError(
+            f"{fn}() got an unexpected argument {name!r}." + did_you_mean(name, _EXTRAS)
+            + f" Extra arguments it takes: {list(_EXTRAS)}."
         )
-    if store_logits and not (isinstance(model, LogitsMixin) and model.has_logits):
-        raise ModelError(
-            f"{type(model).__name__} does not produce logits, so store_logits=True cannot be honoured. "
-            "Call apply_model without store_logits."
-        )
+
+
+def _missing_query(label_field: Union[str, Mapping[str, str]]) -> Optional[Dict[str, Any]]:
+    """The samples that lack what ``apply_model`` writes to ``label_field``."""
+    if isinstance(label_field, Mapping):
+        return {"$or": [{f: None} for f in label_field.values()]} if label_field else None
+    if "." in label_field:
+        return {label_field: None}
+    # A model returning a dict of labels writes label_field + "_" + key: a
+    # sample with any such field was done too.
+    prefix = label_field + "_"
+    prefixed = {
+        "$filter": {"input": {"$objectToArray": "$$ROOT"}, "cond": {"$eq": [{"$indexOfCP": ["$$this.k", prefix]}, 0]}}
+    }
+    return {"$and": [{label_field: None}, {"$expr": {"$eq": [{"$size": prefixed}, 0]}}]}
+
+
+def _needs(model: Any) -> Tuple[Tuple[str, str], ...]:
+    return tuple(model.needs_fields.items()) if isinstance(model, SamplesMixin) else ()
 
 
 def apply_model(
@@ -351,17 +390,18 @@ def apply_model(
         model: any :class:`~modelzoo.Model`.
         label_field: where a Label goes; for a dict of Labels, the prefix
             (``label_field + "_" + key``) or a ``{key: field}`` mapping.
-        confidence_thresh: drop predictions below this confidence.
+        confidence_thresh: drop predictions below this confidence (a keypoint
+            model's paired boxes and points together).
         store_logits: keep logits on the labels (the model must have them).
         batch_size: inputs per ``predict_all`` call (default: the model's
             ``default_batch_size``, else 16).
-        num_workers: loader processes (TorchModelMixin models) or decoding
-            threads (others); chosen from the machine when None.
+        num_workers: loader processes; chosen from the machine when None.
         skip_failures: a sample that cannot be read or predicted costs that
             sample only and is listed in the report; False raises
             :class:`~modelzoo.PredictionError` naming it.
-        skip_existing: only process samples that lack ``label_field``
-            (resume an interrupted run).
+        skip_existing: only process samples that lack ``label_field`` (for a
+            model returning a dict of labels: every ``label_field_<key>``);
+            resumes an interrupted run.
         progress: show a progress bar (default: when stderr is a terminal).
         **kwargs: ``error_field`` (record each failure's message on its sample
             in this field) and ``num_threads`` (torch threads for the forward).
@@ -369,52 +409,35 @@ def apply_model(
     Returns:
         an :class:`ApplyReport`.
     """
-    unknown = set(kwargs) - _APPLY_EXTRAS
-    if unknown:
-        from ..errors import did_you_mean
-
-        name = sorted(unknown)[0]
-        raise ConfigError(
-            f"apply_model() got an unexpected argument {name!r}." + did_you_mean(name, _APPLY_EXTRAS)
-            + f" Extra arguments it takes: {sorted(_APPLY_EXTRAS)}."
-        )
+    _check_extras("apply_model", kwargs)
     if confidence_thresh is not None and not 0 <= confidence_thresh <= 1:
         raise ConfigError(f"confidence_thresh must be in [0, 1], got {confidence_thresh!r}")
-    _validate(samples, model, batch_size, num_workers)
-    _resolve_model_opts(model, "predict", store_logits)
-
-    query = None
-    if skip_existing:
-        if isinstance(label_field, str):
-            query = {label_field: None}
-        elif isinstance(label_field, Mapping) and label_field:
-            query = {"$or": [{f: None} for f in label_field.values()]}
-
-    dataset = samples.dataset if hasattr(samples, "dataset") else None
-
-    def write(item: Tuple[List[Tuple[Record, Any]], Dict]) -> None:
-        done, errors = item
-        updates: Dict[Any, Dict[str, Any]] = dict(errors)
-        for record, output in done:
-            if confidence_thresh is not None:
-                output = (
-                    {k: filter_confidence(v, confidence_thresh) for k, v in output.items()}
-                    if isinstance(output, Mapping)
-                    else filter_confidence(output, confidence_thresh)
-                )
-            fields = label_updates(output, label_field)
-            updates[record.sample_id] = fields
-        if updates:
-            dataset._bulk_set(updates)
-
-    with _model_state(model, store_logits):
-        run = _Run(
-            samples, model, "predict", write, batch_size, num_workers, kwargs.get("num_threads"),
-            skip_failures, progress, query=query, error_field=kwargs.get("error_field"),
+    if isinstance(label_field, str):
+        check_field_name(label_field)
+    options = RunOptions("predict", batch_size, num_workers, kwargs.get("num_threads"), skip_failures, progress)
+    if store_logits and not (isinstance(model, LogitsMixin) and model.has_logits):
+        raise ModelError(
+            f"{type(model).__name__} does not produce logits, so store_logits=True cannot be honoured. "
+            "Call apply_model without store_logits."
         )
-        if skip_existing:
-            run.report.skipped = len(samples) - run.source.count()
-        return run.run()
+    source = Source.from_samples(samples, _needs(model))
+    if skip_existing:
+        query = _missing_query(label_field)
+        todo = source.where(query) if query else source
+        skipped = source.count() - todo.count()
+        source = todo
+    sink = LabelSink(source.collection, source.dataset_name, label_field, confidence_thresh, kwargs.get("error_field"))
+    logits_before = model.store_logits if isinstance(model, LogitsMixin) else None
+    if store_logits:
+        model.store_logits = True  # type: ignore[attr-defined]
+    try:
+        report = run_model(source, model, sink, options)
+    finally:
+        if logits_before is not None:
+            model.store_logits = logits_before  # type: ignore[attr-defined]
+    if skip_existing:
+        report.skipped = skipped
+    return report
 
 
 def compute_embeddings(
@@ -435,42 +458,11 @@ def compute_embeddings(
         embeddings are stored on each sample and an :class:`ApplyReport` is
         returned.
     """
-    unknown = set(kwargs) - _APPLY_EXTRAS
-    if unknown:
-        raise ConfigError(f"compute_embeddings() got unexpected arguments {sorted(unknown)}; it takes {sorted(_APPLY_EXTRAS)}")
-    _validate(samples, model, batch_size, num_workers)
-    _resolve_model_opts(model, "embed", False)
-    dataset = samples.dataset if hasattr(samples, "dataset") else None
-    rows: Dict[int, np.ndarray] = {}
-
-    def write(item: Tuple[List[Tuple[Record, Any]], Dict]) -> None:
-        done, errors = item
-        if embeddings_field is None:
-            for record, vector in done:
-                rows[record.index] = np.asarray(vector, dtype=np.float32)
-            return
-        updates: Dict[Any, Dict[str, Any]] = dict(errors)
-        for record, vector in done:
-            updates[record.sample_id] = {embeddings_field: np.asarray(vector, dtype=np.float32)}
-        if updates:
-            dataset._bulk_set(updates)
-
-    if embeddings_field is not None:
-        check_field_name(embeddings_field)
-    with _model_state(model, False):
-        run = _Run(
-            samples, model, "embed", write, batch_size, num_workers, kwargs.get("num_threads"),
-            skip_failures, progress, error_field=kwargs.get("error_field"),
-        )
-        report = run.run()
+    _check_extras("compute_embeddings", kwargs)
+    options = RunOptions("embed", batch_size, num_workers, kwargs.get("num_threads"), skip_failures, progress)
+    source = Source.from_samples(samples, _needs(model))
+    sink = EmbeddingSink(source.collection, source.dataset_name, embeddings_field, kwargs.get("error_field"))
+    report = run_model(source, model, sink, options)
     if embeddings_field is not None:
         return report
-    n = report.processed + report.failed
-    dims = {v.shape for v in rows.values()}
-    if len(dims) > 1:
-        raise ModelError(f"{type(model).__name__} returned embeddings of different shapes: {sorted(dims)}")
-    shape = dims.pop() if dims else (0,)
-    out = np.full((n,) + shape, np.nan, dtype=np.float32)
-    for index, vector in rows.items():
-        out[index] = vector
-    return out
+    return sink.array()

@@ -1,55 +1,143 @@
-"""Sample sources: stream the records a run needs, page by page."""
+"""Sources: the work items of a run, streamed page by page, splittable into shards."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-__all__ = ["Record", "SampleSource"]
+from ..errors import ConfigError
+from ..fields import from_mongo_value, get_path
+from ..loaders import WorkItem
+from ..storage import collection
 
-
-class Record(NamedTuple):
-    """What the engine knows of one sample: small, so it travels to workers cheaply."""
-
-    index: int  # position in the run's sample order
-    sample_id: Any  # bson ObjectId
-    filepath: Optional[str]
-    fields: Optional[Dict[str, Any]]  # model inputs read from the sample (SamplesMixin)
+__all__ = ["Source", "WorkItem"]
 
 
-@dataclass
-class SampleSource:
-    """The samples of a run: a dataset name, a query, and the fields to read.
+@dataclass(frozen=True)
+class Source:
+    """The samples of a run: a collection, a query, and the fields a model reads.
 
     Pages through the collection by ``_id`` (one projected query per page, no
     long-lived cursor that could time out behind a slow model), so memory is
-    bounded by the page size, not the dataset size. Picklable.
+    bounded by the page size, not the dataset size. Holds names only, so it
+    pickles to worker processes and other machines.
+
+    Build one from a dataset or view with :meth:`from_samples`; split it for
+    several processes with :meth:`split` (or :meth:`shard`): the parts are
+    disjoint id ranges that together cover every item exactly once.
+
+    Attributes:
+        collection: the samples' MongoDB collection.
+        query: the MongoDB filter selecting the samples.
+        dataset_name: the dataset's name (for messages).
+        needs_fields: ``(input name, field path)`` pairs read into
+            :attr:`WorkItem.fields`.
+        id_range: ``(low, high)``: only ids with ``low <= _id < high``
+            (either bound may be None).
+        page_size: documents per query.
     """
 
-    dataset_name: str
+    collection: str
     query: Dict[str, Any]
-    needs_fields: Tuple[Tuple[str, str], ...] = ()  # (input name, field path)
+    dataset_name: str = ""
+    needs_fields: Tuple[Tuple[str, str], ...] = ()
+    id_range: Tuple[Any, Any] = (None, None)
     page_size: int = 512
 
-    def _collection(self):
-        from ..dataset import load_dataset
+    @classmethod
+    def from_samples(cls, samples: Any, needs_fields: Any = (), query: Optional[Dict[str, Any]] = None) -> "Source":
+        """The source of a :class:`~modelzoo.Dataset` or :class:`~modelzoo.DatasetView`.
 
-        return load_dataset(self.dataset_name)._collection
+        Args:
+            samples: a dataset or view (anything with ``collection_name``,
+                ``query`` and ``name``).
+            needs_fields: ``{input name: field path}`` or pairs.
+            query: an extra filter, AND-ed with the view's.
+        """
+        try:
+            coll, base, name = samples.collection_name, samples.query, samples.name
+        except AttributeError:
+            raise ConfigError(
+                f"samples must be a Dataset or DatasetView, got {type(samples).__name__}. "
+                "Build one with Dataset.from_images_dir(...) or Dataset.from_images([...])."
+            ) from None
+        pairs = tuple(needs_fields.items()) if isinstance(needs_fields, dict) else tuple(needs_fields)
+        source = cls(coll, base, name, pairs)
+        return source.where(query) if query else source
 
+    # -- narrowing ------------------------------------------------------------------
+    def where(self, query: Dict[str, Any]) -> "Source":
+        """This source restricted to the samples that also match ``query``."""
+        combined = {"$and": [self.query, query]} if self.query else dict(query)
+        return dataclasses.replace(self, query=combined)
+
+    def _filter(self) -> Dict[str, Any]:
+        low, high = self.id_range
+        bounds: Dict[str, Any] = {}
+        if low is not None:
+            bounds["$gte"] = low
+        if high is not None:
+            bounds["$lt"] = high
+        if not bounds:
+            return self.query
+        return {"$and": [self.query, {"_id": bounds}]} if self.query else {"_id": bounds}
+
+    @property
+    def filter(self) -> Dict[str, Any]:
+        """The full MongoDB filter: the query and the id range."""
+        return self._filter()
+
+    # -- splitting ------------------------------------------------------------------
+    def split(self, n: int) -> List["Source"]:
+        """``n`` sources over disjoint id ranges that together hold every item
+        of this one, each with about ``len / n`` items.
+
+        The boundaries are read from the data once, here: compute the split
+        in one process and hand each part to its worker (they stay disjoint
+        and complete even while other parts write, and under
+        ``skip_existing`` queries that change as they do).
+        """
+        if not isinstance(n, int) or n < 1:
+            raise ConfigError(f"split(n): n must be a positive integer, got {n!r}")
+        coll = collection(self.collection)
+        flt = self._filter()
+        total = coll.count_documents(flt)
+        bounds: List[Any] = [self.id_range[0]]
+        for k in range(1, n):
+            pos = (total * k) // n
+            doc = next(iter(coll.find(flt, {"_id": 1}).sort("_id", 1).skip(pos).limit(1)), None)
+            bounds.append(doc["_id"] if doc is not None else self.id_range[1])
+        bounds.append(self.id_range[1])
+        return [dataclasses.replace(self, id_range=(bounds[i], bounds[i + 1])) for i in range(n)]
+
+    def shard(self, index: int, count: int) -> "Source":
+        """Part ``index`` of ``count`` (see :meth:`split`)."""
+        if not isinstance(index, int) or not 0 <= index < count:
+            raise ConfigError(f"shard(index, count): index must be in [0, {count}), got {index!r}")
+        return self.split(count)[index]
+
+    # -- reading --------------------------------------------------------------------
     def count(self) -> int:
-        return self._collection().count_documents(self.query)
+        return collection(self.collection).count_documents(self._filter())
 
-    def records(self) -> Iterator[Record]:
-        from ..fields import from_mongo_value, get_path
+    def first_mismatch(self, field: str, value: Any) -> Optional[Dict[str, Any]]:
+        """One sample (``_id``, ``filepath`` and ``field``) whose ``field`` is
+        not ``value``, or None (checks that a run's samples suit its model)."""
+        return collection(self.collection).find_one(
+            {"$and": [self._filter(), {field: {"$exists": True, "$ne": value}}]}, {"filepath": 1, field: 1}
+        )
 
-        coll = self._collection()
-        projection = {"filepath": 1}
+    def items(self) -> Iterator[WorkItem]:
+        """Every item, in ``_id`` order."""
+        coll = collection(self.collection)
+        projection: Dict[str, Any] = {"filepath": 1}
         for _, path in self.needs_fields:
             projection[path] = 1
+        flt = self._filter()
         last = None
-        index = 0
         while True:
-            query = self.query if last is None else {"$and": [self.query, {"_id": {"$gt": last}}]}
+            query = flt if last is None else {"$and": [flt, {"_id": {"$gt": last}}]}
             page = list(coll.find(query, projection).sort("_id", 1).limit(self.page_size))
             if not page:
                 return
@@ -59,16 +147,16 @@ class SampleSource:
                     if self.needs_fields
                     else None
                 )
-                yield Record(index, doc["_id"], doc.get("filepath"), fields)
-                index += 1
+                yield WorkItem(doc["_id"], doc.get("filepath"), fields)
             last = page[-1]["_id"]
             if len(page) < self.page_size:
                 return
 
-    def batches(self, batch_size: int) -> Iterator[List[Record]]:
-        batch: List[Record] = []
-        for record in self.records():
-            batch.append(record)
+    def batches(self, batch_size: int) -> Iterator[List[WorkItem]]:
+        """The items in lists of ``batch_size`` (the last may be shorter)."""
+        batch: List[WorkItem] = []
+        for item in self.items():
+            batch.append(item)
             if len(batch) == batch_size:
                 yield batch
                 batch = []

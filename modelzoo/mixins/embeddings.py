@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -26,9 +26,3 @@ class EmbeddingsMixin:
         if type(self).embed is EmbeddingsMixin.embed:
             raise NotImplementedError(f"{type(self).__name__} must implement embed() or embed_all()")
         return np.stack([np.asarray(self.embed(a), dtype=np.float32).reshape(-1) for a in args])
-
-    def get_embeddings(self) -> Optional[np.ndarray]:
-        """The embeddings computed by the last ``predict``/``predict_all``
-        call, when the model computes them alongside its predictions
-        (``(N, D)`` float32), else None."""
-        return getattr(self, "_last_embeddings", None)

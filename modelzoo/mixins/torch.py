@@ -1,17 +1,14 @@
 from __future__ import annotations
 
-from typing import Any, Callable, List, Sequence
+from typing import Any, Callable, Sequence
+
+from ..loaders import FileLoader, Loader, list_collate
 
 __all__ = ["TorchModelMixin", "list_collate"]
 
 
-def list_collate(batch: Sequence[Any]) -> List[Any]:
-    """Collates a batch as a plain list (for ragged inputs). Picklable."""
-    return list(batch)
-
-
 class TorchModelMixin:
-    """A model fed by a torch DataLoader.
+    """A model fed by a torch DataLoader with its own transforms and collation.
 
     The engine decodes images in DataLoader workers, applies the model's
     (picklable) :attr:`transforms` there, collates with :attr:`collate_fn`,
@@ -26,9 +23,9 @@ class TorchModelMixin:
 
         return DecodeImage(getattr(self, "transforms", None))
 
-    @property
-    def has_collate_fn(self) -> bool:
-        return True
+    def build_loader(self) -> Loader:
+        """:meth:`build_input_loader` for each file, collated with :attr:`collate_fn`."""
+        return FileLoader(self.build_input_loader(), self.collate_fn)
 
     @property
     def collate_fn(self) -> Callable[[Sequence[Any]], Any]:

@@ -22,7 +22,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import torch
 
 from ..errors import ConfigError, ModelError
-from ..labels import filter_confidence
+from ..labels import filter_output
 
 __all__ = ["OutputProcessor", "ImageSize", "check_tensor", "check_classes"]
 
@@ -128,10 +128,8 @@ class OutputProcessor:
         raise NotImplementedError
 
     def filter(self, label: Any, thresh: Optional[float]) -> Any:
-        """Drops predictions below ``thresh`` (see :func:`modelzoo.labels.filter_confidence`)."""
-        if isinstance(label, dict):
-            return {k: filter_confidence(v, thresh) for k, v in label.items()}
-        return filter_confidence(label, thresh)
+        """Drops predictions below ``thresh`` (see :func:`modelzoo.labels.filter_output`)."""
+        return filter_output(label, thresh)
 
     def class_name(self, index: int) -> str:
         """The name of class ``index``; its number as a string when there is no name."""

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError
 from ..labels import Keypoint, Keypoints
 from .base import ImageSize
 from .detector import DetectorOutputProcessor, relative_boxes
@@ -95,14 +95,3 @@ class KeypointDetectorOutputProcessor(DetectorOutputProcessor):
             ]
             labels.append({"detections": detections, "keypoints": Keypoints(keypoints=kps)})
         return labels
-
-    def filter(self, label: Any, thresh: Optional[float]) -> Any:
-        if thresh is None:
-            return label
-        dets, kps = label["detections"].detections, label["keypoints"].keypoints
-        if len(dets) != len(kps):
-            raise ModelError(f"{self.name}: {len(dets)} boxes but {len(kps)} keypoint sets")
-        keep = [j for j, d in enumerate(dets) if d.confidence is None or d.confidence >= thresh]
-        label["detections"].detections = [dets[j] for j in keep]
-        label["keypoints"].keypoints = [kps[j] for j in keep]
-        return label

@@ -1,0 +1,169 @@
+"""Sinks: where a run's outputs go.
+
+The engine hands a sink one :class:`SinkBatch` per model batch, in order,
+from its background writer thread (so a write overlaps the next batch's
+forward), then calls :meth:`Sink.close` once. A sink holds names and plain
+data only, so it pickles to other processes; each process of a sharded run
+has its own.
+
+Write your own by subclassing :class:`Sink`::
+
+    class JsonLinesSink(Sink):
+        def __init__(self, path):
+            self.path = path
+
+        def write(self, batch):
+            with open(self.path, "a") as f:
+                for item, label in batch.outputs:
+                    f.write(json.dumps({"id": str(item.sample_id), "label": label.label}) + "\\n")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..errors import ModelError
+from ..fields import check_field_name, label_updates
+from ..labels import filter_output
+from ..loaders import WorkItem
+from ..storage import bulk_set
+
+__all__ = ["SinkBatch", "Sink", "LabelSink", "EmbeddingSink"]
+
+
+@dataclass
+class SinkBatch:
+    """What one model batch produced.
+
+    Attributes:
+        outputs: ``(item, output)`` for each item predicted, in order.
+        failures: ``(item, message)`` for each item that failed to load or predict.
+    """
+
+    outputs: List[Tuple[WorkItem, Any]] = field(default_factory=list)
+    failures: List[Tuple[WorkItem, str]] = field(default_factory=list)
+
+
+class Sink:
+    """Base of sinks: implement :meth:`write`; :meth:`close` is optional."""
+
+    def write(self, batch: SinkBatch) -> None:
+        """Stores one batch's outputs (called in order, from one thread)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement write(batch)")
+
+    def close(self) -> None:
+        """Called once after the last batch (also after an error or Ctrl-C,
+        once every finished batch was written)."""
+
+
+class _FieldSink(Sink):
+    """A sink writing fields of the samples (and, when asked, each failure's message)."""
+
+    def __init__(self, collection: str, dataset_name: str = "", error_field: Optional[str] = None):
+        self.collection = collection
+        self.dataset_name = dataset_name
+        self.error_field = check_field_name(error_field) if error_field else None
+
+    def _updates(self, batch: SinkBatch) -> Dict[Any, Dict[str, Any]]:
+        if not self.error_field:
+            return {}
+        return {item.sample_id: {self.error_field: message} for item, message in batch.failures}
+
+    def _store(self, updates: Mapping[Any, Mapping[str, Any]]) -> None:
+        if updates:
+            bulk_set(self.collection, updates, self.dataset_name)
+
+
+class LabelSink(_FieldSink):
+    """Stores each output as labels on its sample, one bulk write per batch.
+
+    Args:
+        collection: the samples' collection.
+        dataset_name: for messages.
+        label_field: where a Label goes; for a dict of Labels, the prefix
+            (``label_field + "_" + key``) or a ``{key: field}`` mapping (see
+            :func:`modelzoo.fields.label_updates`).
+        confidence_thresh: drop predictions below it (paired detections and
+            keypoints are dropped together; see :func:`modelzoo.labels.filter_output`).
+        error_field: also store each failure's message in this field.
+    """
+
+    def __init__(
+        self,
+        collection: str,
+        dataset_name: str = "",
+        label_field: Union[str, Mapping[str, str]] = "predictions",
+        confidence_thresh: Optional[float] = None,
+        error_field: Optional[str] = None,
+    ):
+        super().__init__(collection, dataset_name, error_field)
+        self.label_field = label_field
+        self.confidence_thresh = confidence_thresh
+
+    def write(self, batch: SinkBatch) -> None:
+        updates = self._updates(batch)
+        for item, output in batch.outputs:
+            updates[item.sample_id] = label_updates(filter_output(output, self.confidence_thresh), self.label_field)
+        self._store(updates)
+
+
+class EmbeddingSink(_FieldSink):
+    """Stores each embedding in a field, or keeps them for :meth:`array`.
+
+    Args:
+        collection: the samples' collection (needed with ``field``).
+        dataset_name: for messages.
+        field: store each vector (float32) in this field; None keeps them
+            in memory for :meth:`array`.
+        error_field: also store each failure's message in this field.
+    """
+
+    def __init__(
+        self,
+        collection: str = "",
+        dataset_name: str = "",
+        field: Optional[str] = None,
+        error_field: Optional[str] = None,
+    ):
+        super().__init__(collection, dataset_name, error_field)
+        self.field = check_field_name(field) if field else None
+        self.vectors: Dict[Any, np.ndarray] = {}
+        self.failed: List[Any] = []
+
+    def write(self, batch: SinkBatch) -> None:
+        updates = self._updates(batch)
+        if self.field is None:
+            self.failed.extend(item.key for item, _ in batch.failures)
+        for item, vector in batch.outputs:
+            vector = np.asarray(vector, dtype=np.float32)
+            if self.field is None:
+                self.vectors[item.key] = vector
+            else:
+                updates[item.sample_id] = {self.field: vector}
+        self._store(updates)
+
+    def merge(self, other: "EmbeddingSink") -> "EmbeddingSink":
+        """Takes the vectors another process's sink kept (for sharded runs)."""
+        self.vectors.update(other.vectors)
+        self.failed.extend(other.failed)
+        return self
+
+    def array(self, keys: Optional[Sequence[Any]] = None) -> np.ndarray:
+        """The kept vectors as a float32 ``(len(keys), D)`` array in the order
+        of ``keys`` (item keys: sample ids; default: every item seen, in
+        sample order); rows without a vector (failed items) are NaN."""
+        if keys is None:
+            keys = sorted(set(self.vectors) | set(self.failed))
+        shapes = {v.shape for v in self.vectors.values()}
+        if len(shapes) > 1:
+            raise ModelError(f"The model returned embeddings of different shapes: {sorted(shapes)}")
+        shape = shapes.pop() if shapes else (0,)
+        out = np.full((len(keys),) + shape, np.nan, dtype=np.float32)
+        for row, key in enumerate(keys):
+            vector = self.vectors.get(key)
+            if vector is not None:
+                out[row] = vector
+        return out

@@ -1,0 +1,170 @@
+"""Work items and loaders: what a model receives for each sample.
+
+A run turns each sample (or, for videos, each frame) into a :class:`WorkItem`,
+small enough to travel to worker processes. A :class:`Loader` turns an item
+into one model input in those workers (:meth:`Loader.load`) and a list of
+inputs into what ``predict_all`` takes (:meth:`Loader.collate`). Every
+:class:`~modelzoo.Model` declares its loader with
+:meth:`~modelzoo.Model.build_loader`; the default decodes the image to a
+uint8 ``(H, W, 3)`` array.
+
+Loaders must be picklable (module-level classes holding plain data): the
+engine runs them in DataLoader worker processes, and on other machines under
+Ray.
+
+Example, a model that wants each file's bytes::
+
+    class BytesModel(mz.Model):
+        def build_loader(self):
+            return BytesLoader()
+
+        def predict(self, data: bytes):
+            ...
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
+
+__all__ = [
+    "WorkItem",
+    "Loader",
+    "FileLoader",
+    "ImageLoader",
+    "BytesLoader",
+    "PathLoader",
+    "PILLoader",
+    "list_collate",
+]
+
+
+class WorkItem(NamedTuple):
+    """One unit of work: a sample, or one frame of a video sample.
+
+    Its identity is ``(sample_id, frame_number)``, the same in every process
+    and every run (never a per-run counter), so shards, retries and resumed
+    runs agree on what was done.
+
+    Attributes:
+        sample_id: the sample's id (a bson ``ObjectId``).
+        filepath: the sample's media file.
+        fields: the sample fields a :class:`~modelzoo.SamplesMixin` model
+            reads, by input name; None when the model reads none.
+        frame_number: the frame (1-based) for frame items, else None.
+    """
+
+    sample_id: Any
+    filepath: Optional[str]
+    fields: Optional[Dict[str, Any]] = None
+    frame_number: Optional[int] = None
+
+    @property
+    def key(self) -> Any:
+        """The item's identity: the sample id, or ``(sample_id, frame_number)``."""
+        return self.sample_id if self.frame_number is None else (self.sample_id, self.frame_number)
+
+
+def list_collate(batch: Sequence[Any]) -> List[Any]:
+    """Collates a batch as a plain list (for ragged inputs). Picklable."""
+    return list(batch)
+
+
+def _filepath(item: WorkItem) -> str:
+    if not item.filepath:
+        raise ValueError("sample has no filepath")
+    return item.filepath
+
+
+class Loader:
+    """Turns work items into model inputs. Subclass and override :meth:`load`
+    (and :meth:`collate` when ``predict_all`` takes something other than a
+    list). Must be picklable."""
+
+    def load(self, item: WorkItem) -> Any:
+        """The model input for one item; runs in a loader worker. Raise
+        (``OSError``, ``ValueError``...) with a message naming the file for a
+        per-sample data error: the engine records it against that sample."""
+        raise NotImplementedError(f"{type(self).__name__} must implement load(item)")
+
+    def collate(self, inputs: Sequence[Any]) -> Any:
+        """What ``predict_all`` takes for these inputs (default: a list)."""
+        return list(inputs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class FileLoader(Loader):
+    """Applies ``load_fn(filepath)`` and collates with ``collate_fn``.
+
+    Args:
+        load_fn: a picklable ``filepath -> input`` callable.
+        collate_fn: a picklable ``list of inputs -> batch`` callable.
+    """
+
+    def __init__(self, load_fn: Callable[[str], Any], collate_fn: Callable[[Sequence[Any]], Any] = list_collate):
+        self.load_fn = load_fn
+        self.collate_fn = collate_fn
+
+    def load(self, item: WorkItem) -> Any:
+        return self.load_fn(_filepath(item))
+
+    def collate(self, inputs: Sequence[Any]) -> Any:
+        return self.collate_fn(inputs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.load_fn!r})"
+
+
+class ImageLoader(FileLoader):
+    """The decoded image, a uint8 ``(H, W, 3)`` RGB array (any file mode is
+    converted), then ``transforms`` when given.
+
+    Args:
+        transforms: a picklable callable applied to the decoded array.
+    """
+
+    def __init__(self, transforms: Optional[Callable[[Any], Any]] = None):
+        from .image_io import DecodeImage
+
+        super().__init__(DecodeImage(transforms))
+
+
+class BytesLoader(Loader):
+    """The file's bytes, undecoded (for models that decode themselves, such
+    as Launch bundles taking ``img_bytes``)."""
+
+    def load(self, item: WorkItem) -> bytes:
+        path = _filepath(item)
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"File not found: {path}") from None
+
+
+class PathLoader(Loader):
+    """The file's path, checked to exist (for models that open files themselves)."""
+
+    def load(self, item: WorkItem) -> str:
+        import os
+
+        path = _filepath(item)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"File not found: {path}")
+        return path
+
+
+class PILLoader(Loader):
+    """The image as an RGB ``PIL.Image`` (fully decoded)."""
+
+    def load(self, item: WorkItem) -> Any:
+        from .image_io import open_image, to_rgb
+
+        path = _filepath(item)
+        img = open_image(path)
+        try:
+            img.load()
+        except Exception as e:
+            raise OSError(f"Cannot decode image {path}: {type(e).__name__}: {e}") from None
+        return to_rgb(img)
