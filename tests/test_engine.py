@@ -211,9 +211,10 @@ _RUNNER = textwrap.dedent(
     import sys
     sys.path.insert(0, {root!r})
     import modelzoo as mz
-    from tests.toy_models import TinyNet
+    from tests.toy_models import BlockingNet, TinyNet
     ds = mz.load_dataset({name!r})
-    report = ds.apply_model(TinyNet(delay={delay}), batch_size=4, num_workers=0, skip_existing=True, progress=False)
+    model = BlockingNet({marker!r}) if {marker!r} else TinyNet()
+    report = ds.apply_model(model, batch_size=4, num_workers=0, skip_existing=True, progress=False)
     print("DONE", report.processed, report.skipped, flush=True)
     """
 )
@@ -237,8 +238,12 @@ def test_interrupted_run_resumes_with_skip_existing(image_dirs, tmp_path, sig):
     try:
         script = tmp_path / "runner.py"
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        script.write_text(_RUNNER.format(root=root, name=ds.name, delay=0.3))
+        marker = tmp_path / "blocked"
+        script.write_text(_RUNNER.format(root=root, name=ds.name, marker=str(marker)))
         proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # the model blocks on its third batch until signalled: the run cannot end first
+        _wait_for(lambda: marker.exists() or proc.poll() is not None, 120, "the model to block on batch 3")
+        assert proc.poll() is None, proc.communicate()
         _wait_for(lambda: ds.count("predictions") >= 8, 60, "two batches written")
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
@@ -246,9 +251,9 @@ def test_interrupted_run_resumes_with_skip_existing(image_dirs, tmp_path, sig):
         if sig == signal.SIGINT:
             assert "KeyboardInterrupt" in err
         done_before = ds.count("predictions")
-        assert 8 <= done_before < 32 and done_before % 4 == 0  # whole batches only
+        assert done_before == 8  # the two batches before the blocked one, whole
         stamps = {s.id: s.predictions.confidence for s in ds.exists("predictions")}
-        script.write_text(_RUNNER.format(root=root, name=ds.name, delay=0.0))
+        script.write_text(_RUNNER.format(root=root, name=ds.name, marker=""))
         out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         processed, skipped = map(int, out.stdout.split()[1:3])

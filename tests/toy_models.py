@@ -103,6 +103,28 @@ class TinyNet(mz.TorchModelMixin, mz.EmbeddingsMixin, mz.LogitsMixin, mz.Model):
         return self.predict_all([arg])[0]
 
 
+class BlockingNet(TinyNet):
+    """TinyNet that, on its ``block_at``-th batch, creates ``marker`` and then
+    blocks until the process is signalled: a run that cannot finish before
+    the test interrupts it, whatever the host's speed."""
+
+    def __init__(self, marker: str, block_at: int = 3):
+        super().__init__()
+        self.marker = marker
+        self.block_at = block_at
+        self.batches = 0
+
+    def predict_all(self, args: Sequence[Any]) -> List[mz.Classification]:
+        self.batches += 1
+        if self.batches == self.block_at:
+            import pathlib
+            import threading
+
+            pathlib.Path(self.marker).touch()
+            threading.Event().wait()  # interrupted by SIGINT (KeyboardInterrupt) or ended by SIGKILL
+        return super().predict_all(args)
+
+
 class TwoHeads(mz.Model):
     """Returns a dict of labels: exercises prefixed / mapped label fields."""
 

@@ -1,0 +1,239 @@
+"""The engine's public parts: Source shards, loaders any model declares, sinks, merged reports."""
+
+import hashlib
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import modelzoo as mz
+from modelzoo.engine import ApplyReport, EmbeddingSink, LabelSink, RunOptions, Sink, Source, run_model
+from modelzoo.loaders import BytesLoader, PathLoader, PILLoader, WorkItem
+from tests.images import write_bad_images, write_good_images
+from tests.toy_models import MeanColor, TinyNet, TwoHeads
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("parts-images")
+    good = write_good_images(str(root / "good"), n=10, size=(40, 30))
+    bad = write_bad_images(str(root / "bad"))
+    return good, list(bad.values())
+
+
+@pytest.fixture
+def dataset(files, request):
+    good, bad = files
+    ds = mz.Dataset(f"parts-{request.node.name}"[:60], overwrite=True)
+    ds.add_images(good * 2 + bad)  # 20 readable samples, some unreadable
+    yield ds
+    ds.delete()
+
+
+def test_split_covers_every_sample_once(dataset):
+    source = Source.from_samples(dataset)
+    ids = [item.sample_id for item in source.items()]
+    assert len(ids) == len(dataset)
+    for n in (1, 2, 3, 7, len(ids) + 3):
+        parts = source.split(n)
+        seen = [item.sample_id for part in parts for item in part.items()]
+        assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))  # disjoint, complete
+        assert [p.count() for p in parts] == [len(list(p.items())) for p in parts]
+    # a view's query is kept by its shards
+    view = dataset.limit(5)
+    shards = [Source.from_samples(view).shard(i, 2) for i in range(2)]
+    assert sum(s.count() for s in shards) == 5
+
+
+def test_parts_pickle():
+    source = Source("samples.x.1", {"a": 1}, "x", (("p", "caption"),), ("lo", "hi"))
+    sink = LabelSink("samples.x.1", "x", {"k": "f"}, 0.5, "err")
+    for part in (source, sink, EmbeddingSink(field="emb"), RunOptions("embed", 4, 0, 1), BytesLoader(), PILLoader()):
+        clone = pickle.loads(pickle.dumps(part))
+        assert vars(clone) == vars(part) if not isinstance(part, Source) else clone == part
+
+
+_SHARD_RUNNER = textwrap.dedent(
+    """
+    import pickle, sys
+    sys.path.insert(0, {root!r})
+    from modelzoo.engine import LabelSink, RunOptions, run_model
+    from tests.toy_models import TinyNet
+    with open({path!r}, "rb") as f:
+        source = pickle.load(f)
+    sink = LabelSink(source.collection, source.dataset_name, "sharded")
+    report = run_model(source, TinyNet(), sink, RunOptions(batch_size=3, num_workers=1, progress=False))
+    with open({path!r} + ".report", "wb") as f:
+        pickle.dump(report, f)
+    """
+)
+
+
+def test_three_processes_three_shards_equal_one_run(dataset, tmp_path):
+    source = Source.from_samples(dataset)
+    procs = []
+    for i, shard in enumerate(source.split(3)):
+        path = str(tmp_path / f"shard{i}.pkl")
+        with open(path, "wb") as f:
+            pickle.dump(shard, f)
+        script = tmp_path / f"run{i}.py"
+        script.write_text(_SHARD_RUNNER.format(root=ROOT, path=path))
+        procs.append((path, subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True)))
+    reports = []
+    for path, proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        with open(path + ".report", "rb") as f:
+            reports.append(pickle.load(f))
+    merged = reports[2].merge(reports[0], reports[1])  # any order
+
+    single = run_model(
+        source, TinyNet(), LabelSink(source.collection, dataset.name, "single"), RunOptions(batch_size=5, progress=False)
+    )
+    assert merged == single
+    assert merged.processed == 20 and merged.failed == len(dataset) - 20
+    assert sum(r.processed for r in reports) == dataset.count("sharded") == 20  # each sample labelled once
+    for sample in dataset.exists("single"):
+        assert sample.sharded.label == sample.single.label
+        assert sample.sharded.confidence == pytest.approx(sample.single.confidence, abs=1e-6)
+
+
+class _PidBytes(BytesLoader):
+    """The file's bytes, and the pid of the process that read them."""
+
+    def load(self, item: WorkItem):
+        return os.getpid(), super().load(item)
+
+
+class BytesModel(mz.Model):
+    """Not a torch model: labels a file by the sha256 of its bytes."""
+
+    def build_loader(self):
+        return _PidBytes()
+
+    def predict(self, arg):
+        pid, data = arg
+        assert isinstance(data, bytes)
+        return {"sha": mz.Classification(label=hashlib.sha256(data).hexdigest()), "pid": mz.Classification(label=str(pid))}
+
+
+def test_a_model_declares_a_bytes_loader_run_in_workers(dataset):
+    report = dataset.apply_model(BytesModel(), label_field="b", num_workers=2, progress=False)
+    assert report.processed == len(dataset) - report.failed
+    missing = [f for f in report.failures if "not found" in f.message.lower()]
+    assert missing, report  # the missing file costs its sample, named
+    for sample in dataset.exists("b_sha"):
+        with open(sample.filepath, "rb") as f:
+            assert sample.b_sha.label == hashlib.sha256(f.read()).hexdigest()
+        assert int(sample.b_pid.label) != os.getpid()  # read in a loader worker process
+
+
+class PathModel(mz.Model):
+    def build_loader(self):
+        return PathLoader()
+
+    def predict(self, path):
+        return mz.Classification(label=os.path.basename(path))
+
+
+def test_path_loader(dataset):
+    dataset.apply_model(PathModel(), label_field="name", num_workers=0, progress=False)
+    for sample in dataset.exists("name"):
+        assert sample.name.label == os.path.basename(sample.filepath)
+
+
+class _Collect(Sink):
+    """A custom sink: keeps what it gets, in memory."""
+
+    def __init__(self):
+        self.outputs, self.failures, self.closed = [], [], 0
+
+    def write(self, batch):
+        self.outputs += [(item.sample_id, out.label) for item, out in batch.outputs]
+        self.failures += [item.sample_id for item, _ in batch.failures]
+
+    def close(self):
+        self.closed += 1
+
+
+def test_custom_sink_gets_every_output_and_failure_once(dataset):
+    sink = _Collect()
+    report = run_model(Source.from_samples(dataset), MeanColor(), sink, RunOptions(batch_size=4, num_workers=1))
+    ids = [oid for oid, _ in sink.outputs] + sink.failures
+    assert sorted(ids) == sorted(item.sample_id for item in Source.from_samples(dataset).items())
+    assert len(sink.outputs) == report.processed and len(sink.failures) == report.failed and sink.closed == 1
+    assert dataset.count("predictions") == 0  # a custom sink writes nothing else
+
+
+def test_report_merge_adds_counts_and_orders_failures():
+    a = ApplyReport(2, 1, 0, [mz.Failure("b" * 24, "/b", "x", "load")])
+    b = ApplyReport(3, 1, 4, [mz.Failure("a" * 24, "/a", "y", "predict")])
+    merged = a.merge(b)
+    assert (merged.processed, merged.failed, merged.skipped) == (5, 2, 4)
+    assert [f.filepath for f in merged.failures] == ["/a", "/b"]
+    assert merged == b.merge(a)
+
+
+def test_embedding_sink_array_in_sample_order_with_nan_rows(dataset, files):
+    emb = dataset.compute_embeddings(TinyNet(), batch_size=3, progress=False)
+    assert emb.shape == (len(dataset), 8)
+    bad = np.isnan(emb).all(1)
+    order = dataset.ids()
+    assert {order[i] for i in np.flatnonzero(bad)} == {str(s.id) for s in dataset if s.filepath in files[1]}
+    model = TinyNet()
+    from modelzoo.image_io import read_image
+
+    for i, sample in enumerate(dataset):
+        if not bad[i]:
+            np.testing.assert_allclose(emb[i], model.embed(read_image(sample.filepath)), atol=1e-5)
+
+
+def test_skip_existing_with_a_dict_of_labels_and_a_prefix(dataset):
+    first = dataset.limit(6).apply_model(TwoHeads(), label_field="two", progress=False, num_workers=0)
+    assert first.processed + first.failed == 6
+    again = dataset.apply_model(TwoHeads(), label_field="two", skip_existing=True, progress=False, num_workers=0)
+    assert again.skipped == first.processed  # samples with two_size / two_box were done
+    assert again.processed + again.failed + again.skipped == len(dataset)
+    assert dataset.count("two_size") == first.processed + again.processed
+
+
+def test_keypoint_threshold_keeps_pairs_paired(files):
+    from modelzoo.testing import tiny_model
+
+    good, _ = files
+    ds = mz.Dataset("parts-keypoints", overwrite=True)
+    try:
+        ds.add_images(good[:4])
+        model = tiny_model("keypoints")
+        ds.apply_model(model, label_field="kp", num_workers=0, progress=False)
+        scores = sorted(d.confidence for s in ds for d in s.kp_detections.detections)
+        assert len(scores) >= 4, "the tiny keypoint model should find objects to filter"
+        thresh = scores[len(scores) // 2]
+        ds.apply_model(model, label_field="cut", confidence_thresh=thresh, num_workers=0, progress=False)
+        kept = 0
+        for sample in ds:
+            dets, kps = sample.cut_detections.detections, sample.cut_keypoints.keypoints
+            assert len(dets) == len(kps)
+            for det, kp in zip(dets, kps):
+                assert det.confidence >= thresh
+                np.testing.assert_allclose(det.bounding_box, kp.bounding_box, atol=1e-6)  # one object
+            kept += len(dets)
+        assert kept == sum(s >= thresh for s in scores)
+    finally:
+        ds.delete()
+
+
+def test_a_model_on_samples_of_another_media_type_is_refused(dataset, files):
+    good, _ = files
+    dataset.add_sample(mz.Sample(filepath=good[0], media_type="video"))
+    with pytest.raises(mz.ConfigError, match=r"image model.*is a video.*media_type"):
+        dataset.apply_model(MeanColor(), progress=False)
+    assert dataset.count("predictions") == 0  # refused before anything ran
+    report = dataset.match({"media_type": "image"}).apply_model(MeanColor(), progress=False, num_workers=0)
+    assert report.processed + report.failed == len(dataset) - 1
