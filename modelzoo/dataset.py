@@ -140,7 +140,7 @@ class SampleCollection:
     def __iter__(self) -> Iterator[Sample]:
         cls = self._dataset._sample_cls
         for son in self._collection.find(self.query).sort("_id", 1):
-            yield cls._from_son(son)
+            yield cls.from_document(son)
 
     def first(self) -> Sample:
         for sample in self:
@@ -315,7 +315,7 @@ class Dataset(SampleCollection):
         son = self._collection.find_one({"_id": oid})
         if son is None:
             raise SampleNotFoundError(sample_id, self._name)
-        return self._sample_cls._from_son(son)
+        return self._sample_cls.from_document(son)
 
     def _sample_doc(self, sample: Union[Sample, str, os.PathLike]) -> Dict[str, Any]:
         if isinstance(sample, (str, os.PathLike)):

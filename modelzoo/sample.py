@@ -53,6 +53,11 @@ class Sample(DynamicDocument):
         doc._clear_changed_fields()
         return doc
 
+    @classmethod
+    def from_document(cls, son: Dict[str, Any]) -> "Sample":
+        """The sample stored as ``son`` (a raw MongoDB document of its collection)."""
+        return cls._from_son(son)
+
     @property
     def dataset_name(self) -> Optional[str]:
         return getattr(type(self), "_dataset_name", None)
