@@ -23,9 +23,9 @@ from mongoengine import Document
 from mongoengine.fields import DateTimeField, DictField, StringField
 
 from . import db as _db
+from .engine import ApplyReport, apply_model, compute_embeddings
 from .errors import DatasetError, DatasetExistsError, DatasetNotFoundError, SampleNotFoundError
 from .fields import check_field_name, from_mongo_value, get_path, to_mongo_value
-from .engine import ApplyReport, apply_model, compute_embeddings
 from .media import list_image_files, read_image_metadata
 from .sample import Sample
 from .storage import bulk_set
@@ -259,6 +259,9 @@ class Dataset(SampleCollection):
         dataset.apply_model(model, label_field="imagenet")
         print(dataset.count("imagenet"))
     """
+
+    #: what the ingest of ``from_images_dir`` / ``from_images`` did (None otherwise)
+    ingest_report: Optional[IngestReport] = None
 
     def __init__(self, name: Optional[str] = None, overwrite: bool = False, _doc: Optional[_DatasetDocument] = None):
         _db.connect()

@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-__all__ = ["open_image", "to_rgb", "read_image", "DecodeImage"]
+__all__ = ["open_image", "to_rgb", "decode_rgb", "read_image", "DecodeImage"]
 
 
 def open_image(path: str) -> Image.Image:
@@ -49,6 +49,16 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def decode_rgb(img: Image.Image, path: str) -> Image.Image:
+    """Decodes the pixels of an opened image and converts them to RGB; the
+    one place a decoding error gets its message (naming ``path``)."""
+    try:
+        img.load()
+    except Exception as e:
+        raise OSError(f"Cannot decode image {path}: {type(e).__name__}: {e}") from None
+    return to_rgb(img)
+
+
 def read_image(path: str, draft_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """Reads an image file as a uint8 ``(H, W, 3)`` RGB array.
 
@@ -60,11 +70,7 @@ def read_image(path: str, draft_size: Optional[Tuple[int, int]] = None) -> np.nd
     with open_image(path) as img:
         if draft_size is not None and img.format == "JPEG":
             img.draft("RGB", draft_size)
-        try:
-            img.load()
-        except Exception as e:
-            raise OSError(f"Cannot decode image {path}: {type(e).__name__}: {e}") from None
-        return np.asarray(to_rgb(img))
+        return np.asarray(decode_rgb(img, path))
 
 
 class DecodeImage:

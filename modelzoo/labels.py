@@ -476,11 +476,9 @@ def filter_output(output: Any, thresh: Optional[float]) -> Any:
     if not isinstance(output, dict):
         return filter_confidence(output, thresh)
     dets, kps = output.get("detections"), output.get("keypoints")
-    paired = isinstance(dets, Detections) and isinstance(kps, Keypoints) and len(dets.detections) == len(kps.keypoints)
-    out = {k: filter_confidence(v, thresh) for k, v in output.items() if not (paired and k in ("detections", "keypoints"))}
-    if paired:
-        keep = [j for j, d in enumerate(dets.detections) if d.confidence is None or d.confidence >= thresh]
-        dets.detections = [dets.detections[j] for j in keep]
-        kps.keypoints = [kps.keypoints[j] for j in keep]
-        out["detections"], out["keypoints"] = dets, kps
-    return out
+    if not (isinstance(dets, Detections) and isinstance(kps, Keypoints) and len(dets.detections) == len(kps.keypoints)):
+        return {k: filter_confidence(v, thresh) for k, v in output.items()}
+    keep = [j for j, d in enumerate(dets.detections) if d.confidence is None or d.confidence >= thresh]
+    dets.detections = [dets.detections[j] for j in keep]
+    kps.keypoints = [kps.keypoints[j] for j in keep]
+    return {k: v if k in ("detections", "keypoints") else filter_confidence(v, thresh) for k, v in output.items()}

@@ -159,12 +159,9 @@ class PILLoader(Loader):
     """The image as an RGB ``PIL.Image`` (fully decoded)."""
 
     def load(self, item: WorkItem) -> Any:
-        from .image_io import open_image, to_rgb
+        from .image_io import decode_rgb, open_image
 
         path = _filepath(item)
-        img = open_image(path)
-        try:
-            img.load()
-        except Exception as e:
-            raise OSError(f"Cannot decode image {path}: {type(e).__name__}: {e}") from None
-        return to_rgb(img)
+        with open_image(path) as img:
+            rgb = decode_rgb(img, path)
+            return rgb if rgb is not img else img.copy()  # usable after the file is closed

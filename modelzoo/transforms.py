@@ -38,7 +38,7 @@ import torch
 from PIL import Image
 
 from .errors import ModelError
-from .image_io import open_image, to_rgb
+from .image_io import decode_rgb, open_image, to_rgb
 
 __all__ = [
     "Size",
@@ -338,11 +338,7 @@ class ImageFileLoader:
                     pixels = _decode_jpeg(path)
                     if pixels is not None and (pixels.shape[2], pixels.shape[1]) == size:
                         return self.transform.apply_tensor(pixels, size, self.defer_normalize)
-            try:
-                img.load()
-            except Exception as e:
-                raise OSError(f"Cannot decode image {path}: {type(e).__name__}: {e}") from None
-            array = np.asarray(to_rgb(img))
+            array = np.asarray(decode_rgb(img, path))
         return self.transform.apply(array, size, self.defer_normalize)
 
 

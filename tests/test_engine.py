@@ -304,7 +304,7 @@ def test_losing_the_database_mid_run_fails_clearly_and_fast(image_dirs, tmp_path
             _, err = proc.communicate(timeout=40)
         except subprocess.TimeoutExpired:
             proc.kill()
-            raise AssertionError("apply_model hung after the database died")
+            raise AssertionError("apply_model hung after the database died") from None
         assert time.time() - t0 < 30
         assert proc.returncode != 0
         assert "modelzoo.errors.DatabaseError: Lost the database" in err

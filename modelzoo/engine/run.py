@@ -96,7 +96,7 @@ def _torch_threads(n: Optional[int]) -> Iterator[None]:
 @contextlib.contextmanager
 def _fed_by_loader(model: Any) -> Iterator[None]:
     """A TorchModelMixin model's loader applies its transforms: predict must not."""
-    if not isinstance(model, TorchModelMixin):
+    if not isinstance(model, TorchModelMixin) or not isinstance(model, Model):
         yield
         return
     before = model.preprocess
@@ -170,6 +170,7 @@ class _Loop:
         cuda = uses_cuda(model)
         torch_fed = isinstance(model, TorchModelMixin)
         self.calibration: Optional[Calibration] = None
+        self.num_threads: Optional[int]
         if torch_fed and not cuda and options.num_workers is None and options.num_threads is None:
             self.calibration = Calibration(model)
             self.num_workers, self.num_threads = self.calibration.provisional

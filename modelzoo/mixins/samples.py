@@ -26,6 +26,6 @@ class SamplesMixin:
     def predict(self, arg: Any, sample: Optional[Dict[str, Any]] = None) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def predict_all(self, args: Sequence[Any], samples: Optional[Sequence[Dict[str, Any]]] = None) -> List[Any]:
-        samples = samples if samples is not None else [None] * len(args)
-        return [self.predict(a, s) for a, s in zip(args, samples)]
+    def predict_all(self, args: Sequence[Any], samples: Optional[Sequence[Optional[Dict[str, Any]]]] = None) -> List[Any]:
+        given: Sequence[Optional[Dict[str, Any]]] = samples if samples is not None else [None] * len(args)
+        return [self.predict(a, s) for a, s in zip(args, given)]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from ..loaders import FileLoader, Loader, list_collate
 
@@ -28,7 +28,7 @@ class TorchModelMixin:
         return FileLoader(self.build_input_loader(), self.collate_fn)
 
     @property
-    def collate_fn(self) -> Callable[[Sequence[Any]], Any]:
+    def collate_fn(self) -> Callable[[Any], Any]:
         """Turns a list of transformed inputs into what ``predict_all`` takes.
         Must be picklable (a module-level function or a picklable object)."""
         if getattr(self, "ragged_batches", True):
