@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import os
 import resource
 import statistics
@@ -477,6 +478,18 @@ def torch_image_config(arch: str, net=None) -> Dict[str, Any]:
     }
 
 
+class _Counts(logging.Handler):
+    """Collects the (workers, threads) the engine's calibration chose, per run."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.chosen: List[Tuple[int, int]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if str(record.msg).startswith("Measured"):
+            self.chosen.append(tuple(record.args[-2:]))  # type: ignore[index]
+
+
 def bench_torch_image(arch: str, dataset, paths: Sequence[str], runs: int, batch: int, floor: Dict[str, Any]) -> None:
     """TorchImageModel (build included) against the eager floor at its best
     setting, interleaved in this run (A B, B A, ...): the host's speed drifts
@@ -500,7 +513,20 @@ def bench_torch_image(arch: str, dataset, paths: Sequence[str], runs: int, batch
         f"floor{best}": lambda: eager_loop(net, paths, load, *best)[0],
         "build+apply(TorchImageModel)": lambda: _timed(build_and_apply),
     }
-    times = interleaved(passes, runs, len(paths), width=30)
+    counts = _Counts()
+    engine_log = logging.getLogger("modelzoo.engine")
+    engine_log.addHandler(counts)
+    level = engine_log.level
+    engine_log.setLevel(logging.INFO)
+    try:
+        times = interleaved(passes, runs, len(paths), width=30)
+    finally:
+        engine_log.removeHandler(counts)
+        engine_log.setLevel(level)
+    spread = lambda xs: (max(xs) - min(xs)) / med(xs)  # noqa: E731
+    print(f"  calibration chose (workers, threads) {counts.chosen}; "
+          f"spread (max-min)/median: TorchImageModel {spread(times['build+apply(TorchImageModel)']):.3f}, "
+          f"floor {spread(times[f'floor{best}']):.3f}")
     a, b = times[f"floor{best}"], times["build+apply(TorchImageModel)"]
     target = {"mobilenet_v3_small": 0.5, "resnet18": 0.7}.get(arch)
     pairs = ", ".join(f"{y / x:.3f}" for x, y in zip(a, b))
