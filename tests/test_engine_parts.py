@@ -237,3 +237,38 @@ def test_a_model_on_samples_of_another_media_type_is_refused(dataset, files):
     assert dataset.count("predictions") == 0  # refused before anything ran
     report = dataset.match({"media_type": "image"}).apply_model(MeanColor(), progress=False, num_workers=0)
     assert report.processed + report.failed == len(dataset) - 1
+
+
+def test_calibration_waits_for_the_steady_state():
+    from modelzoo.engine.tuning import Calibration, choose_from_costs
+
+    cal = Calibration(TinyNet(), cores=2)  # light: measured on 1 worker + 1 thread
+    assert cal.provisional == (1, 1)
+    cal.observe_load(5e-3)
+    # an optimized graph compiling over its first calls, then steady
+    decisions = [cal.observe(ms * 1e-3) for ms in (19, 14, 8, 5, 3.1, 3.2)]
+    assert decisions[:5] == [None] * 5
+    assert decisions[5] == choose_from_costs(5e-3, 3.1e-3, 2) == (2, 1)
+    # a model that never settles is decided after max_batches, on its last times
+    wobbly = Calibration(TinyNet(), cores=2, max_batches=4)
+    wobbly.observe_load(5e-3)
+    assert [wobbly.observe(t) for t in (1.0, 2.0, 1.0)] == [None] * 3
+    assert wobbly.observe(2.0) == choose_from_costs(5e-3, 1.0, 2)
+
+
+@pytest.mark.parametrize("after,workers", [(0, 2), (1, 2), (2, 0), (3, 1)])
+def test_batch_stream_resize_hands_every_batch_over_once(dataset, after, workers):
+    from modelzoo.engine.batching import BatchStream
+    from modelzoo.loaders import PathLoader
+
+    source = Source.from_samples(dataset)
+    stream = BatchStream(source.batches(2), PathLoader(), num_workers=1)
+    first = stream.load_here()
+    stream.start()
+    seen = [item.sample_id for item in first.items + [f for f, _ in first.failures]]
+    for i, batch in enumerate(stream):
+        seen += [item.sample_id for item in batch.items] + [item.sample_id for item, _ in batch.failures]
+        if i == after:
+            stream.resize(workers)
+    assert sorted(seen) == sorted(item.sample_id for item in source.items())
+    assert len(seen) == len(set(seen))
