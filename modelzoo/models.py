@@ -75,6 +75,13 @@ class Model(abc.ABC):
         must be passed as a list rather than stacked."""
         return True
 
+    def prepare(self, num_samples: int) -> None:
+        """Called by the engine before a run over ``num_samples`` samples, so
+        that a model can get ready for the run's size (a
+        :class:`~modelzoo.torch_image.TorchImageModel` with
+        ``optimize="auto"`` builds its optimized graph when the run is long
+        enough to pay for it). The default does nothing."""
+
     def build_loader(self) -> Loader:
         """What turns each sample into this model's input, in the engine's
         loader workers (a picklable :class:`~modelzoo.loaders.Loader`).

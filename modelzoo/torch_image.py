@@ -61,9 +61,35 @@ __all__ = [
     "ImageFileLoader",
     "ImageCollate",
     "load_classes",
+    "OPTIMIZE_MIN_SAMPLES",
+    "ENV_OPTIMIZE_MIN_SAMPLES",
+    "optimize_min_samples",
 ]
 
 logger = logging.getLogger("modelzoo.torch_image")
+
+#: with ``optimize="auto"``, runs of at least this many samples get the
+#: optimized graph (measured: see docs/performance.md)
+OPTIMIZE_MIN_SAMPLES = 256
+ENV_OPTIMIZE_MIN_SAMPLES = "MODELZOO_OPTIMIZE_MIN_SAMPLES"
+
+
+def optimize_min_samples(configured: Optional[int] = None) -> int:
+    """The run size from which ``optimize="auto"`` builds the graph: the
+    config's ``optimize_min_samples``, else ``$MODELZOO_OPTIMIZE_MIN_SAMPLES``,
+    else :data:`OPTIMIZE_MIN_SAMPLES`."""
+    if configured is not None:
+        return int(configured)
+    raw = os.environ.get(ENV_OPTIMIZE_MIN_SAMPLES)
+    if raw is None or raw == "":
+        return OPTIMIZE_MIN_SAMPLES
+    try:
+        value = int(raw)
+        if value < 0:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"${ENV_OPTIMIZE_MIN_SAMPLES} must be an integer >= 0, got {raw!r}") from None
+    return value
 
 
 # -- configuration ------------------------------------------------------------------------
@@ -100,10 +126,19 @@ class TorchImageModelConfig(ModelConfig):
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available.
         raw_inputs: pass each batch to the model as a list of ``(3, H, W)``
             tensors instead of a stacked NCHW tensor (torchvision detectors).
-        optimize: ``True``/``"trace"``: channels_last plus a traced, frozen
-            graph; ``"compile"``: :func:`torch.compile`; ``False``: eager.
-            The optimized model is checked against eager at load and
-            falls back to eager (logging why) when outputs differ.
+        optimize: ``"auto"`` (default): eager for single ``predict`` calls
+            and short runs, the optimized graph once ``apply_model`` /
+            ``compute_embeddings`` runs it on at least
+            ``optimize_min_samples`` samples (the build then pays for
+            itself; see docs/performance.md). ``True``/``"trace"``:
+            channels_last plus a traced, frozen graph, built at load;
+            ``"compile"``: :func:`torch.compile`; ``False``: eager. The
+            optimized model is checked against eager when built and falls
+            back to eager (logging why) when outputs differ.
+        optimize_min_samples: with ``optimize="auto"``, the run size from
+            which the graph is built (default
+            ``$MODELZOO_OPTIMIZE_MIN_SAMPLES``, else
+            :data:`OPTIMIZE_MIN_SAMPLES`).
         fast_decode: decode JPEGs at reduced scale when the target size is at
             least 2x smaller than the image (faster; slightly different pixels).
     """
@@ -129,7 +164,8 @@ class TorchImageModelConfig(ModelConfig):
     cudnn_benchmark: Optional[bool] = None
     device: Optional[str] = None
     raw_inputs: bool = False
-    optimize: Union[bool, str] = True
+    optimize: Union[bool, str] = "auto"
+    optimize_min_samples: Optional[int] = None
     fast_decode: bool = False
 
     def validate(self) -> None:
@@ -178,8 +214,11 @@ class TorchImageModelConfig(ModelConfig):
                     raise ConfigError(f"{key} must be three numbers (R, G, B){' > 0' if key == 'image_std' else ''}, got {value!r}")
         if self.embeddings_layer is not None and (not isinstance(self.embeddings_layer, str) or not self.embeddings_layer.lstrip("<")):
             raise ConfigError(f"embeddings_layer must be a module name such as 'fc' or '<classifier.1', got {self.embeddings_layer!r}")
-        if self.optimize not in (True, False, "trace", "compile"):
-            raise ConfigError(f"optimize must be True, False, 'trace' or 'compile', got {self.optimize!r}")
+        if self.optimize not in (True, False, "auto", "trace", "compile"):
+            raise ConfigError(f"optimize must be 'auto', True, False, 'trace' or 'compile', got {self.optimize!r}")
+        n = self.optimize_min_samples
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
+            raise ConfigError(f"optimize_min_samples must be an integer >= 0, got {n!r}")
         for key in ("use_half_precision", "raw_inputs", "fast_decode"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} must be True or False, got {getattr(self, key)!r}")
@@ -325,12 +364,29 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
             _size_wh(cfg.image_size), cfg.image_min_dim, cfg.image_max_dim, cfg.image_mean, cfg.image_std
         )
         self._runner: Callable[..., Any] = self._net
+        self._auto_tried = False
         self._channels_last = False
         self.optimization = "eager"
         self.optimization_notes: List[str] = []
-        if cfg.optimize:
+        if cfg.optimize in (True, "trace", "compile"):
             self._optimize("compile" if cfg.optimize == "compile" else "trace")
+        else:  # eager for now; a contract error still surfaces at load
+            self._check_processor(self._examples()[1:])
         self._saved_cudnn: List[bool] = []
+
+    def prepare(self, num_samples: int) -> None:
+        """With ``optimize="auto"``, builds the optimized graph before a run
+        of ``num_samples`` samples when the run is long enough to pay for it
+        (``optimize_min_samples``); otherwise does nothing."""
+        if self.config.optimize != "auto" or self.optimization != "eager" or self._auto_tried:
+            return
+        threshold = optimize_min_samples(self.config.optimize_min_samples)
+        if num_samples < threshold:
+            logger.debug("optimize=auto: %d samples < %d, staying eager", num_samples, threshold)
+            return
+        self._auto_tried = True
+        logger.info("optimize=auto: building the optimized graph for a run of %d samples", num_samples)
+        self._optimize("trace", check_processor=False)
 
     # -- building ---------------------------------------------------------------------------
     def _build_module(self) -> torch.nn.Module:
@@ -399,7 +455,22 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
             batches.append(ImageCollate(stack=not self.config.raw_inputs)(items))
         return batches
 
-    def _optimize(self, mode: str) -> None:
+    def _check_processor(self, examples: List[ImageBatch], references: Optional[List[Any]] = None) -> None:
+        """Runs the processor once on the eager output of ``examples[0]``, so
+        that a contract error (e.g. classes of the wrong length) surfaces at
+        load time."""
+        if self._processor is None or not examples:
+            return
+        batch = examples[0]
+        if references is None:
+            with torch.inference_mode():
+                references = [to_cpu_float(self._net(self._to_device(batch.tensors)))]
+        out = references[0]
+        if self.config.embeddings_layer is not None:
+            out = out[0]
+        self._processor(out, batch.image_sizes, _input_sizes(batch.tensors, len(batch)))
+
+    def _optimize(self, mode: str, check_processor: bool = True) -> None:
         graph = not self.config.raw_inputs and (self._processor is None or self._processor.traceable)
         examples = self._examples()
         if graph:
@@ -421,18 +492,11 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
             # that follow, which the load-time check on synthetic images does
             # not always catch (tests/test_processors.py::test_fasterrcnn_parity).
             examples = examples[1:]  # one single-image batch for the processor check
-            with torch.inference_mode():
-                references = [to_cpu_float(self._net(self._to_device(examples[0].tensors)))]
+            references = None
             self.optimization_notes = ["eager: the model's outputs cannot be traced"]
             logger.info("optimize: %s", self.optimization_notes[0])
-        if self._processor is not None and references:
-            # run the processor on the eager output once, so that a contract
-            # error (e.g. classes of the wrong length) surfaces at load time
-            out = references[0]
-            if self.config.embeddings_layer is not None:
-                out = out[0]
-            batch = examples[0]
-            self._processor(out, batch.image_sizes, _input_sizes(batch.tensors, len(batch)))
+        if check_processor:
+            self._check_processor(examples, references)
 
     # -- properties -------------------------------------------------------------------------
     @property

@@ -105,3 +105,27 @@ def test_calibration_hands_over_every_batch_once(mixed_dataset, monkeypatch, cho
     for sample in ds:
         if sample.filepath in readable:
             _assert_same(sample[field], reference.predict(read_image(sample.filepath)), atol=1e-4)
+
+
+def test_optimize_auto_builds_the_graph_for_long_runs_only(mixed_dataset, monkeypatch):
+    from modelzoo.torch_image import ENV_OPTIMIZE_MIN_SAMPLES, optimize_min_samples
+
+    ds, readable, _ = mixed_dataset
+    eager = tiny_model("classification", optimize=False)
+    short = tiny_model("classification", optimize_min_samples=len(ds) + 1)
+    assert short.optimization == "eager"
+    short.predict(read_image(readable[0]))  # one predict builds nothing
+    assert short.optimization == "eager"
+    ds.apply_model(short, label_field="auto_short", progress=False)
+    assert short.optimization == "eager"  # a run shorter than the threshold stays eager
+    long = tiny_model("classification", optimize_min_samples=len(ds))
+    ds.apply_model(long, label_field="auto_long", progress=False)
+    assert long.optimization.startswith("frozen")  # built for the run, and verified against eager
+    for sample in ds.exists("auto_long"):
+        _assert_same(sample.auto_long, eager.predict(read_image(sample.filepath)), atol=1e-4)
+        _assert_same(sample.auto_short, eager.predict(read_image(sample.filepath)), atol=1e-6)
+    monkeypatch.setenv(ENV_OPTIMIZE_MIN_SAMPLES, "12")
+    assert optimize_min_samples() == 12 and optimize_min_samples(3) == 3
+    monkeypatch.setenv(ENV_OPTIMIZE_MIN_SAMPLES, "lots")
+    with pytest.raises(mz.ConfigError, match="MODELZOO_OPTIMIZE_MIN_SAMPLES must be an integer"):
+        optimize_min_samples()

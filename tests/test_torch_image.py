@@ -61,7 +61,7 @@ def mobilenet():
 
 @pytest.fixture(scope="module")
 def mobilenet_optimized():
-    return TorchImageModel(_mobilenet_config())
+    return TorchImageModel(_mobilenet_config(optimize=True))
 
 
 def _rocket():
@@ -93,7 +93,9 @@ def test_config_is_strict_with_suggestions():
     with pytest.raises(ConfigError, match="weights_sha256 must be 64 hex"):
         TorchImageModelConfig(entrypoint_fcn="x.y", weights_path="w.pt", weights_sha256="abc")
     cfg = TorchImageModelConfig({"entrypoint_fcn": "x.y"}, image_size=[32, 16])
-    assert cfg.optimize is True and cfg.fast_decode is False
+    assert cfg.optimize == "auto" and cfg.fast_decode is False
+    with pytest.raises(ConfigError, match="optimize_min_samples must be"):
+        TorchImageModelConfig(entrypoint_fcn="x.y", optimize_min_samples=-1)
 
 
 def test_classes_from_every_source(tmp_path):
@@ -130,12 +132,10 @@ def test_unknown_embeddings_layer():
 
 
 def test_classes_of_the_wrong_length():
-    # at load time when optimize runs the model, else at the first prediction
-    with pytest.raises(ConfigError, match="classes has 3 names but the model outputs 10 logits"):
-        tiny_model("classification", classes=["a", "b", "c"])
-    model = tiny_model("classification", classes=["a", "b", "c"], optimize=False)
-    with pytest.raises(ConfigError, match="classes has 3 names but the model outputs 10 logits"):
-        model.predict(skimage.data.chelsea())
+    # at load time, whatever optimize says (a configuration error)
+    for optimize in ("auto", True, False):
+        with pytest.raises(ConfigError, match="classes has 3 names but the model outputs 10 logits"):
+            tiny_model("classification", classes=["a", "b", "c"], optimize=optimize)
 
 
 def test_weights_checksum_and_loading(tmp_path):
@@ -428,26 +428,26 @@ class _BatchSizeDependent(torch.nn.Module):
 
 def test_optimize_verifies_and_falls_back(caplog):
     with caplog.at_level(logging.INFO, logger="modelzoo.torch_image"):
-        model = tiny_model("classification", entrypoint_fcn=_BatchSizeDependent, entrypoint_args=None, embeddings_layer=None)
+        model = tiny_model("classification", entrypoint_fcn=_BatchSizeDependent, entrypoint_args=None, embeddings_layer=None, optimize=True)
     assert model.optimization == "channels_last"
     assert any(n.startswith("frozen+onednn: ") for n in model.optimization_notes)  # fails or differs
     assert any("frozen: outputs differ from eager" in n for n in model.optimization_notes)
     assert "frozen: outputs differ" in caplog.text
     reference = tiny_model("classification", optimize=False)
     assert all(_same(a, b) for a, b in zip(model.predict_all(PHOTOS), reference.predict_all(PHOTOS)))
-    assert tiny_model("classification").optimization == "frozen+onednn"
+    assert tiny_model("classification", optimize=True).optimization == "frozen+onednn"
 
 
 def test_optimize_without_onednn_fusion_uses_optimize_for_inference(monkeypatch):
     import modelzoo._torch_utils as torch_utils
 
     reference = tiny_model("classification", optimize=False).predict_all(PHOTOS)
-    fused = tiny_model("classification")
+    fused = tiny_model("classification", optimize=True)
     assert fused.optimization == "frozen+onednn"
     fused_labels = fused.predict_all(PHOTOS)
     assert not torch.jit.onednn_fusion_enabled()  # switched on only around the graph's calls
     monkeypatch.setattr(torch_utils, "onednn_fusion_available", lambda example: False)
-    frozen = tiny_model("classification")
+    frozen = tiny_model("classification", optimize=True)
     assert frozen.optimization == "frozen"
     for labels in (fused_labels, frozen.predict_all(PHOTOS)):
         assert [c.label for c in labels] == [c.label for c in reference]

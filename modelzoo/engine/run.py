@@ -264,8 +264,7 @@ class _Loop:
         yield from self.stream
 
     # -- the loop ------------------------------------------------------------------------
-    def run(self) -> ApplyReport:
-        total = self.source.count()
+    def run(self, total: int) -> ApplyReport:
         writer = BackgroundWriter(self.sink.write)
         bar = _progress_bar(self.options.progress, total, "embed" if self.mode == "embed" else "apply")
         logger.info(
@@ -338,7 +337,9 @@ def run_model(source: Source, model: Model, sink: Sink, options: Optional[RunOpt
     """
     options = options or RunOptions()
     _check_model(model, source, options.mode)
-    return _Loop(source, model, sink, options).run()
+    total = source.count()
+    model.prepare(total)  # before the loader is built: an optimized graph may change its layout
+    return _Loop(source, model, sink, options).run(total)
 
 
 # -- apply_model / compute_embeddings ----------------------------------------------------------
