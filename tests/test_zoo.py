@@ -109,7 +109,7 @@ def test_every_entry_validates_imports_and_builds_without_weights(name, monkeypa
     """Zoo-wide: the entry is valid, its dotted paths import, the model builds
     with weight loading patched out (nothing is downloaded) and its classes
     match the width of its head."""
-    from modelzoo._torch_utils import import_object
+    from modelzoo.imports import import_object
     from modelzoo.zoo import weights as weights_mod
 
     def no_download(*args, **kwargs):

@@ -22,7 +22,6 @@ error names the URL and the exact path where the file can be placed by hand.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import importlib.util
 import json
@@ -37,6 +36,7 @@ import urllib.request
 from typing import Dict, Iterator, List, Optional, Tuple
 from urllib.parse import unquote, urlparse
 
+from ..checksum import sha256_file
 from ..errors import ChecksumError, DownloadError, ZooError
 from .manifest import ZooModelInfo
 
@@ -79,15 +79,6 @@ def cache_path(info: ZooModelInfo) -> str:
     if info.weights is None:
         raise ZooError(f"Zoo model {info.key} has no weights file")
     return os.path.join(model_dir(info), info.weights.filename)
-
-
-def sha256_file(path: str) -> str:
-    """The hex sha256 of a file (kept here so the zoo works without importing torch)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # -- verification records ------------------------------------------------------------------
