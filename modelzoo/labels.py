@@ -44,10 +44,6 @@ __all__ = [
 _EPS = 1e-6
 
 
-def _num(value: Any) -> Optional[float]:
-    return None if value is None else float(value)
-
-
 def _arr(value: Any) -> Any:
     return None if value is None else encode_array(value)
 
