@@ -168,7 +168,6 @@ def optimize_module(
     examples: Sequence[Any],
     mode: str = "auto",
     rtol: float = 1e-4,
-    graph: bool = True,
     fuse: bool = True,
 ) -> OptimizeResult:
     """Makes a faster equivalent of ``module`` and checks it on ``examples``.
@@ -193,8 +192,6 @@ def optimize_module(
             run on a channels_last copy).
         examples: inputs as the module takes them (already on its device).
         mode: ``"auto"``, ``"trace"`` or ``"compile"``.
-        graph: False skips the graph candidates (models whose outputs cannot
-            be traced, e.g. torchvision detectors).
         fuse: allow the oneDNN candidate. It compiles itself for every new
             input shape, so it pays off only when the shapes are few (fixed
             image size); pass False for inputs of any size.
@@ -221,18 +218,15 @@ def optimize_module(
         return True
 
     t0 = time.perf_counter()
-    if not graph:
-        notes.append("graph: skipped (the model's outputs cannot be traced)")
-    else:
-        for kind, fn in _graph_candidates(cl_module, cl_examples[0], mode, notes, fuse):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                if verify(fn, kind):
-                    logger.info(
-                        "optimize: using a %s channels_last graph (built and verified in %.1fs)",
-                        kind, time.perf_counter() - t0,
-                    )
-                    return OptimizeResult(fn, kind, notes, True, references)
+    for kind, fn in _graph_candidates(cl_module, cl_examples[0], mode, notes, fuse):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if verify(fn, kind):
+                logger.info(
+                    "optimize: using a %s channels_last graph (built and verified in %.1fs)",
+                    kind, time.perf_counter() - t0,
+                )
+                return OptimizeResult(fn, kind, notes, True, references)
     if verify(cl_module, "channels_last"):
         logger.info("optimize: using the channels_last eager module (%s)", "; ".join(notes))
         return OptimizeResult(cl_module, "channels_last", notes, True, references)
