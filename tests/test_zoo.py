@@ -478,3 +478,23 @@ def test_digits_training_is_reproducible_from_the_split():
     train_rows = {x.tobytes() for x in xtr}
     # a few digits are exact duplicates in the source data; nearly all held-out images are unseen
     assert sum(x.tobytes() in train_rows for x in xte) < 10
+
+
+def test_reading_the_zoo_does_not_import_torch():
+    """Listing the zoo and reading an entry validate every manifest (configs
+    included) without importing torch, which costs seconds."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, modelzoo\n"
+        "names = modelzoo.list_zoo_models()\n"
+        "assert 'keypoint-rcnn-resnet50-fpn-coco-torch' in names, names\n"
+        "info = modelzoo.get_zoo_model_info('keypoint-rcnn-resnet50-fpn-coco-torch')\n"
+        "assert info.model.config['skeleton']\n"
+        "heavy = sorted(m for m in ('torch', 'torchvision', 'modelzoo.torch_image') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert result.returncode == 0, result.stderr
