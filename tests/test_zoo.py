@@ -337,6 +337,50 @@ def test_register_config_class_factory_and_bundle():
     assert bundle.calls == [{"device": "cpu"}]
 
 
+def test_a_config_names_its_model_class():
+    import dataclasses
+
+    from modelzoo.torch_image import TorchImageModel, TorchImageModelConfig
+
+    assert zoo.config_model_cls(TorchImageModelConfig) is TorchImageModel
+
+    @dataclasses.dataclass(init=False)
+    class Unnamed(mz.ModelConfig):
+        pass
+
+    with pytest.raises(ConfigError, match="Unnamed does not name the model class.*pass model_cls="):
+        zoo.register_zoo_model("unnamed-config-model", Unnamed())
+
+    class ConstantFromConfig(_ConstantModel):
+        config_cls = Unnamed
+
+    Unnamed.model_cls = ConstantFromConfig
+    zoo.register_zoo_model("named-config-model", Unnamed())
+    assert isinstance(zoo.load_zoo_model("named-config-model"), ConstantFromConfig)
+
+    class Sub(TorchImageModelConfig):  # a subclass names its own model class, or none
+        pass
+
+    with pytest.raises(ConfigError, match="Sub does not name the model class"):
+        zoo.config_model_cls(Sub)
+
+
+def test_unknown_keys_read_the_same_everywhere(tmp_path, monkeypatch):
+    """One check (errors.check_keys), one message: what, the key, the close match, the valid keys."""
+    from modelzoo.errors import UnknownKeyError
+    from modelzoo.torch_image import TorchImageModelConfig
+
+    with pytest.raises(UnknownKeyError) as e:
+        TorchImageModelConfig(entrypoint_fcn="x.y", optimise=False)
+    assert str(e.value).startswith("TorchImageModelConfig has no setting 'optimise'. Did you mean 'optimize'? Valid settings: ")
+    assert e.value.key == "optimise" and "image_size" in e.value.allowed
+    with pytest.raises(UnknownKeyError, match=r"^load_zoo_model\('digits-cnn-torch@1.0'\): TorchImageModel has no setting 'devise'. Did you mean 'device'\?"):
+        zoo.load_zoo_model("digits-cnn-torch", devise="cpu")
+    _use_manifests(monkeypatch, _write_manifest(tmp_path / "w.json", _entry(weights={"url": None, "sha256": "0" * 64, "filename": "a", "local_source": []})))
+    with pytest.raises(ManifestError, match="'weights' has no key 'local_source'. Did you mean 'local_sources'\\? Valid keys: url, sha256, filename, local_sources."):
+        zoo.list_zoo_models()
+
+
 def test_register_duplicates_raise_unless_overwrite_and_unregister():
     zoo.register_zoo_model("dup-user-model", _ConstantModel)
     with pytest.raises(ZooError, match="already registered.*overwrite=True"):
