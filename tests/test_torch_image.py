@@ -163,6 +163,7 @@ def test_weights_checksum_and_loading(tmp_path):
 # -- real weights ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_mobilenet_v2_real_weights_classify_photos(mobilenet, mobilenet_optimized):
     images = [skimage.data.chelsea(), skimage.data.coffee(), _rocket()]
     for model in (mobilenet, mobilenet_optimized):
@@ -173,6 +174,7 @@ def test_mobilenet_v2_real_weights_classify_photos(mobilenet, mobilenet_optimize
     assert mobilenet_optimized.optimization == "frozen", mobilenet_optimized.optimization_notes  # any image size: not fused
 
 
+@pytest.mark.slow
 def test_mobilenet_parity_with_torchvision(mobilenet, mobilenet_optimized):
     images = [skimage.data.chelsea(), skimage.data.coffee(), _rocket()]
     reference = torchvision.models.mobilenet_v2()
@@ -196,6 +198,7 @@ def test_mobilenet_parity_with_torchvision(mobilenet, mobilenet_optimized):
             np.testing.assert_allclose(torch.softmax(torch.from_numpy(label.logits), 0), probs, atol=tol)
 
 
+@pytest.mark.slow
 def test_embeddings_layer_input_matches_a_forward_hook(mobilenet, mobilenet_optimized):
     images = [skimage.data.chelsea(), skimage.data.coffee()]
     reference = torchvision.models.mobilenet_v2()

@@ -495,6 +495,7 @@ def test_verified_file_is_not_hashed_again(monkeypatch):
 # -- the models that ship ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_mobilenet_v2_classifies_chelsea_as_a_cat_offline(monkeypatch):
     import skimage.data
 
@@ -507,6 +508,7 @@ def test_mobilenet_v2_classifies_chelsea_as_a_cat_offline(monkeypatch):
     assert emb.shape == (1280,)
 
 
+@pytest.mark.slow
 def test_digits_model_held_out_accuracy_through_the_dataset(tmp_path):
     from modelzoo.zoo.digits import digits_split, write_digit_images
 
