@@ -217,7 +217,7 @@ class ManifestChecker:
         entry: the entry's name or index, or None for the file itself.
     """
 
-    def __init__(self, path: str, entry: str):
+    def __init__(self, path: str, entry: Optional[str]):
         self.path = path
         self.entry = entry
 
@@ -232,7 +232,8 @@ class ManifestChecker:
             raise self.fail(key or None, f"expected an object, got {type(obj).__name__}")
         prefix = f"{key}." if key else ""
         try:
-            check_keys(obj, list(required) + list(optional), repr(key) if key else "the entry")
+            what = repr(key) if key else ("the manifest" if self.entry is None else "the entry")
+            check_keys(obj, list(required) + list(optional), what)
         except UnknownKeyError as e:
             raise self.fail(f"{prefix}{e.key}", str(e)) from None
         for k in required:
@@ -390,7 +391,7 @@ def parse_manifest(data: Any, path: str) -> List[ZooModelInfo]:
     Raises:
         ManifestError: the first problem found, naming ``path``, the entry and the key.
     """
-    ck = ManifestChecker(path, None)  # type: ignore[arg-type]
+    ck = ManifestChecker(path, None)
     if not isinstance(data, Mapping):
         raise ManifestError(path, f"expected an object with a 'models' list, got {type(data).__name__}")
     ck.keys(data, "", ("models",), ("manifest_version",))
