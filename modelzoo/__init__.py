@@ -123,3 +123,27 @@ __all__ += [
     "register_zoo_model",
     "unregister_zoo_model",
 ]
+
+# -- imported on first use: `from modelzoo import TorchImageModel` ---------------------------
+# (PEP 562) torch_image imports torch (seconds); `import modelzoo` must not.
+_LAZY_ATTRIBUTES = {
+    "TorchImageModel": "modelzoo.torch_image",
+    "TorchImageModelConfig": "modelzoo.torch_image_config",
+}
+
+__all__ += list(_LAZY_ATTRIBUTES)
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY_ATTRIBUTES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modelzoo' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups do not come here
+    return value
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_LAZY_ATTRIBUTES))

@@ -1,11 +1,10 @@
-"""Helpers behind :mod:`modelzoo.torch_image`: imports by dotted path, weight
-files and their checksums, moving outputs around, and the ``optimize`` step
-(channels_last + a frozen or compiled graph, verified against eager)."""
+"""Helpers behind :mod:`modelzoo.torch_image`: weight files, moving outputs
+around, and the ``optimize`` step (channels_last + a frozen or compiled graph,
+verified against eager). Dotted-path imports are in :mod:`modelzoo.imports`,
+checksums in :mod:`modelzoo.checksum` (both torch-free)."""
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import logging
 import time
 import warnings
@@ -13,11 +12,10 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import torch
 
-from .errors import ChecksumError, ConfigError, did_you_mean
+from .checksum import sha256_file
+from .errors import ChecksumError, ConfigError
 
 __all__ = [
-    "import_object",
-    "sha256_file",
     "load_state_dict",
     "to_cpu_float",
     "outputs_close",
@@ -26,64 +24,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("modelzoo.torch_image")
-
-
-def import_object(path: str, what: str = "object") -> Any:
-    """Imports ``package.module.attr`` (the attribute may be nested: ``mod.Class.method``).
-
-    Raises:
-        ConfigError: naming ``path`` and the module that was tried.
-    """
-    if not isinstance(path, str) or not path.strip():
-        raise ConfigError(f"{what} must be a dotted path such as 'package.module.name', got {path!r}")
-    parts = path.strip().split(".")
-    if len(parts) < 2:
-        raise ConfigError(
-            f"Cannot import {what} {path!r}: expected a dotted path 'package.module.name'"
-        )
-    last_error: Optional[BaseException] = None
-    # try the longest importable module prefix first
-    for i in range(len(parts) - 1, 0, -1):
-        module_name = ".".join(parts[:i])
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            # a missing *dependency* inside an existing module is a real error
-            if e.name is not None and not module_name.startswith(e.name) and e.name != module_name:
-                raise ConfigError(
-                    f"Cannot import {what} {path!r}: importing module {module_name!r} failed: {e}"
-                ) from e
-            last_error = e
-            continue
-        except Exception as e:  # the module exists but is broken
-            raise ConfigError(
-                f"Cannot import {what} {path!r}: importing module {module_name!r} raised "
-                f"{type(e).__name__}: {e}"
-            ) from e
-        obj: Any = module
-        for j, attr in enumerate(parts[i:]):
-            if not hasattr(obj, attr):
-                owner = ".".join(parts[: i + j])
-                names = [n for n in dir(obj) if not n.startswith("_")]
-                raise ConfigError(
-                    f"Cannot import {what} {path!r}: module {module_name!r} was imported but "
-                    f"{owner!r} has no attribute {attr!r}." + did_you_mean(attr, names)
-                )
-            obj = getattr(obj, attr)
-        return obj
-    raise ConfigError(
-        f"Cannot import {what} {path!r}: no module named {parts[0]!r} "
-        f"(tried module {'.'.join(parts[:-1])!r}). Is the package installed? ({last_error})"
-    )
-
-
-def sha256_file(path: str, chunk_size: int = 1 << 20) -> str:
-    """The hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(chunk_size), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_state_dict(path: str, sha256: Optional[str] = None) -> Dict[str, torch.Tensor]:
@@ -228,7 +168,6 @@ def optimize_module(
     examples: Sequence[Any],
     mode: str = "auto",
     rtol: float = 1e-4,
-    graph: bool = True,
     fuse: bool = True,
 ) -> OptimizeResult:
     """Makes a faster equivalent of ``module`` and checks it on ``examples``.
@@ -253,8 +192,6 @@ def optimize_module(
             run on a channels_last copy).
         examples: inputs as the module takes them (already on its device).
         mode: ``"auto"``, ``"trace"`` or ``"compile"``.
-        graph: False skips the graph candidates (models whose outputs cannot
-            be traced, e.g. torchvision detectors).
         fuse: allow the oneDNN candidate. It compiles itself for every new
             input shape, so it pays off only when the shapes are few (fixed
             image size); pass False for inputs of any size.
@@ -281,18 +218,15 @@ def optimize_module(
         return True
 
     t0 = time.perf_counter()
-    if not graph:
-        notes.append("graph: skipped (the model's outputs cannot be traced)")
-    else:
-        for kind, fn in _graph_candidates(cl_module, cl_examples[0], mode, notes, fuse):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                if verify(fn, kind):
-                    logger.info(
-                        "optimize: using a %s channels_last graph (built and verified in %.1fs)",
-                        kind, time.perf_counter() - t0,
-                    )
-                    return OptimizeResult(fn, kind, notes, True, references)
+    for kind, fn in _graph_candidates(cl_module, cl_examples[0], mode, notes, fuse):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if verify(fn, kind):
+                logger.info(
+                    "optimize: using a %s channels_last graph (built and verified in %.1fs)",
+                    kind, time.perf_counter() - t0,
+                )
+                return OptimizeResult(fn, kind, notes, True, references)
     if verify(cl_module, "channels_last"):
         logger.info("optimize: using the channels_last eager module (%s)", "; ".join(notes))
         return OptimizeResult(cl_module, "channels_last", notes, True, references)

@@ -267,9 +267,9 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    from modelzoo.text import format_table
+
+    print(format_table(header, rows))
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:

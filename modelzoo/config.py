@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, Mapping, Optional, TypeVar
 
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, check_keys
 
 __all__ = ["Config"]
 
@@ -25,12 +25,7 @@ class Config:
             raise ConfigError(f"{type(self).__name__} expects a dict of settings, got {type(d).__name__}")
         values = {**(d or {}), **kwargs}
         fields = {f.name: f for f in dataclasses.fields(self)}  # type: ignore[arg-type]
-        for key in values:
-            if key not in fields:
-                raise ConfigError(
-                    f"{type(self).__name__} has no setting {key!r}." + did_you_mean(key, fields)
-                    + f" Valid settings: {', '.join(sorted(fields))}."
-                )
+        check_keys(values, sorted(fields), type(self).__name__, kind="setting")
         for name, f in fields.items():
             if name in values:
                 value = values[name]

@@ -20,6 +20,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .text import format_table
+
 __all__ = ["main", "PHOTOS"]
 
 #: scikit-image sample images that ship inside the package (no download)
@@ -44,13 +46,6 @@ def _write_photos(directory: str) -> List[str]:
         Image.fromarray(np.asarray(image)).save(path)
         paths.append(path)
     return paths
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def _tile(path: str, caption: str, size: int, color: Tuple[int, int, int]):
@@ -108,7 +103,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for p, lab in zip(photo_ds.values("filepath"), photo_ds.values("imagenet"))
     ]
     print(f"mobilenet-v2-imagenet-torch on {len(rows)} scikit-image photographs (dataset 'demo-photos'):\n")
-    print(_table(("IMAGE", "PREDICTION", "CONFIDENCE"), rows))
+    print(format_table(("IMAGE", "PREDICTION", "CONFIDENCE"), rows, rule=True))
 
     # -- 2. held-out digits x our trained model ----------------------------------------------
     _, _, test_images, test_labels = digits_split()
@@ -127,7 +122,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     accuracy = correct / max(len(truth), 1)
     print(f"\ndigits-cnn-torch on {len(truth)} held-out digit images (dataset 'demo-digits'): {report}\n")
     shown = list(range(min(12, len(paths))))
-    print(_table(("IMAGE", "TRUE", "PREDICTED"), [(os.path.basename(paths[i]), truth[i], preds[i] or "-") for i in shown]))
+    print(format_table(("IMAGE", "TRUE", "PREDICTED"), [(os.path.basename(paths[i]), truth[i], preds[i] or "-") for i in shown], rule=True))
     wrong = [i for i, (p, t) in enumerate(zip(preds, truth)) if p != t]
     print(f"\nheld-out accuracy: {accuracy:.2%} ({correct}/{len(truth)}); misclassified: "
           + (", ".join(f"{os.path.basename(paths[i])}->{preds[i]}" for i in wrong[:10]) or "none"))

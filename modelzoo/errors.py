@@ -10,7 +10,7 @@ how to fix it.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, List, Optional, Sequence
 
 __all__ = [
     "ModelzooError",
@@ -29,7 +29,9 @@ __all__ = [
     "DownloadError",
     "ChecksumError",
     "RequirementsError",
+    "UnknownKeyError",
     "did_you_mean",
+    "check_keys",
 ]
 
 
@@ -91,6 +93,63 @@ class LabelError(ModelzooError, ValueError):
 
 class ConfigError(ModelzooError, ValueError):
     """A model or zoo configuration is invalid. Raised at load time."""
+
+
+class UnknownKeyError(ConfigError):
+    """A mapping (a config, a manifest object, a module's attributes) was given
+    a key it does not have. Raised by :func:`check_keys`.
+
+    Attributes:
+        key: the unknown key.
+        allowed: the valid keys, in the order given.
+        what: what has the keys (``"TorchImageModelConfig"``, ``"the entry"``).
+    """
+
+    def __init__(self, message: str, key: Any, allowed: Sequence[str], what: str):
+        self.key = key
+        self.allowed = list(allowed)
+        self.what = what
+        super().__init__(message)
+
+
+#: at most this many valid keys are listed in an unknown-key message
+_MAX_LISTED = 40
+
+
+def check_keys(
+    given: Iterable[Any], allowed: Iterable[str], what: str, where: str = "", kind: str = "key"
+) -> None:
+    """Raises for the first key of ``given`` that is not in ``allowed``.
+
+    The one unknown-key check of modelzoo: configs, manifests, ``load_zoo_model``
+    overrides and dotted imports all use it, so every such error reads the same::
+
+        {where}{what} has no {kind} 'x'. Did you mean 'y'? Valid {kind}s: a, b, c.
+
+    Args:
+        given: the keys to check (a mapping checks its keys).
+        allowed: the valid keys, listed in the message in this order (the
+            first 40, then how many more).
+        what: what has the keys, e.g. ``"TorchImageModelConfig"``.
+        where: a prefix naming the call or file, e.g. ``"load_zoo_model('x'): "``.
+        kind: the word for a key: ``"setting"``, ``"attribute"``...
+
+    Raises:
+        UnknownKeyError: a :class:`ConfigError` with ``key``, ``allowed`` and ``what``.
+    """
+    valid: List[str] = list(allowed)
+    known = set(valid)
+    for key in given:
+        if key in known:
+            continue
+        listed = ", ".join(valid[:_MAX_LISTED])
+        if len(valid) > _MAX_LISTED:
+            listed += f" (and {len(valid) - _MAX_LISTED} more)"
+        raise UnknownKeyError(
+            f"{where}{what} has no {kind} {key!r}." + did_you_mean(str(key), valid)
+            + (f" Valid {kind}s: {listed}." if valid else f" It takes no {kind}s."),
+            key, valid, what,
+        )
 
 
 class ModelError(ModelzooError):

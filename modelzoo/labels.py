@@ -37,16 +37,13 @@ __all__ = [
     "Keypoints",
     "Segmentation",
     "label_from_dict",
+    "check_box",
     "filter_confidence",
     "filter_output",
     "LABEL_TYPES",
 ]
 
 _EPS = 1e-6
-
-
-def _num(value: Any) -> Optional[float]:
-    return None if value is None else float(value)
 
 
 def _arr(value: Any) -> Any:
@@ -61,7 +58,7 @@ def _prune(d: Dict[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
-#: per label class: the state of a default-constructed instance, for Label._trusted
+#: per label class: the state of a default-constructed instance, for Label.from_trusted
 _TRUSTED_STATE: Dict[type, Any] = {}
 #: instance slots that are the same for every new embedded document
 _COPIED_SLOTS = ("_initialised", "_created", "_db_field_map", "_instance")
@@ -86,13 +83,22 @@ class Label(EmbeddedDocument):
         return label_from_dict(d)
 
     @classmethod
-    def _trusted(cls, **values: Any) -> "Label":
-        """Builds a label from values already checked and in their stored
-        types (str, float, list of floats, validated boxes), without
-        mongoengine's per-field conversion: ~3 us instead of ~15 us, for the
-        output processors, which make one per box. The result is the same
-        document as ``cls(**values)`` (``tests/test_labels.py`` compares
-        them); later assignments are converted and validated as usual."""
+    def from_trusted(cls, **values: Any) -> "Label":
+        """Builds a label from values already valid and in their stored types
+        (str, float, list of floats, boxes from :func:`check_box`), with no
+        per-field conversion or validation: for output processors that built
+        valid values, ~3 us instead of ~15 us per label (they make one per
+        box). The result is the same document as ``cls(**values)``
+        (``tests/test_labels.py`` compares them); later assignments are
+        converted and validated as usual.
+
+        Args:
+            **values: field name -> value; anything not given gets its default.
+
+        Example::
+
+            Detection.from_trusted(label="cat", bounding_box=check_box(box), confidence=0.9)
+        """
         state = _TRUSTED_STATE.get(cls)
         if state is None:
             proto = cls()
@@ -191,7 +197,16 @@ class Classifications(Label):
         )
 
 
-def _check_box(box: Any, owner: str = "Detection.bounding_box") -> List[float]:
+def check_box(box: Any, owner: str = "Detection.bounding_box") -> List[float]:
+    """Validates a relative box and returns it as four floats.
+
+    Args:
+        box: ``[x, y, width, height]`` in ``[0, 1]`` of the image (the box inside it).
+        owner: what holds the box, for the error (``"MyProcessor: box 3"``).
+
+    Raises:
+        LabelError: not four finite numbers, a negative size, or outside the image.
+    """
     try:
         values = [float(v) for v in box]
     except (TypeError, ValueError):
@@ -222,7 +237,7 @@ class _BoxField(ListField):
         if value is not None and len(value) == 0:
             value = None  # mongoengine's default for list fields: no box
         if value is not None:
-            value = _check_box(value, f"{type(instance).__name__}.{self.name}")
+            value = check_box(value, f"{type(instance).__name__}.{self.name}")
         super().__set__(instance, value)
 
 

@@ -10,6 +10,7 @@ FILES = sorted(f for f in os.listdir(DOCS) if f.endswith(".md"))
 
 
 @pytest.mark.parametrize("name", FILES)
+@pytest.mark.slow
 def test_doc_examples_run(name, tmp_path, monkeypatch):
     text = open(os.path.join(DOCS, name)).read()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)

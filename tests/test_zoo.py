@@ -35,6 +35,19 @@ REQUIRED = [
 pytestmark = pytest.mark.usefixtures("zoo_env")
 
 
+def _zoo_names():
+    """The zoo's models as the registry lists them (built-in manifests and
+    installed plugins; user manifests left out, as zoo_env does), read at
+    collection time so that each is its own test."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(zoo.ENV_MANIFEST_PATHS, raising=False)
+        zoo.reload_zoo()
+        try:
+            return zoo.list_zoo_models()
+        finally:
+            zoo.reload_zoo()
+
+
 def _entry(name: str = "user-model", **changes: Any) -> Dict[str, Any]:
     e = {
         "name": name,
@@ -104,12 +117,12 @@ def _head_width(module: torch.nn.Module, processor: str) -> int:
     return linears[-1].out_features
 
 
-@pytest.mark.parametrize("name", REQUIRED)
+@pytest.mark.parametrize("name", _zoo_names())
 def test_every_entry_validates_imports_and_builds_without_weights(name, monkeypatch):
     """Zoo-wide: the entry is valid, its dotted paths import, the model builds
     with weight loading patched out (nothing is downloaded) and its classes
     match the width of its head."""
-    from modelzoo._torch_utils import import_object
+    from modelzoo.imports import import_object
     from modelzoo.zoo import weights as weights_mod
 
     def no_download(*args, **kwargs):
@@ -324,6 +337,50 @@ def test_register_config_class_factory_and_bundle():
     assert bundle.calls == [{"device": "cpu"}]
 
 
+def test_a_config_names_its_model_class():
+    import dataclasses
+
+    from modelzoo.torch_image import TorchImageModel, TorchImageModelConfig
+
+    assert zoo.config_model_cls(TorchImageModelConfig) is TorchImageModel
+
+    @dataclasses.dataclass(init=False)
+    class Unnamed(mz.ModelConfig):
+        pass
+
+    with pytest.raises(ConfigError, match="Unnamed does not name the model class.*pass model_cls="):
+        zoo.register_zoo_model("unnamed-config-model", Unnamed())
+
+    class ConstantFromConfig(_ConstantModel):
+        config_cls = Unnamed
+
+    Unnamed.model_cls = ConstantFromConfig
+    zoo.register_zoo_model("named-config-model", Unnamed())
+    assert isinstance(zoo.load_zoo_model("named-config-model"), ConstantFromConfig)
+
+    class Sub(TorchImageModelConfig):  # a subclass names its own model class, or none
+        pass
+
+    with pytest.raises(ConfigError, match="Sub does not name the model class"):
+        zoo.config_model_cls(Sub)
+
+
+def test_unknown_keys_read_the_same_everywhere(tmp_path, monkeypatch):
+    """One check (errors.check_keys), one message: what, the key, the close match, the valid keys."""
+    from modelzoo.errors import UnknownKeyError
+    from modelzoo.torch_image import TorchImageModelConfig
+
+    with pytest.raises(UnknownKeyError) as e:
+        TorchImageModelConfig(entrypoint_fcn="x.y", optimise=False)
+    assert str(e.value).startswith("TorchImageModelConfig has no setting 'optimise'. Did you mean 'optimize'? Valid settings: ")
+    assert e.value.key == "optimise" and "image_size" in e.value.allowed
+    with pytest.raises(UnknownKeyError, match=r"^load_zoo_model\('digits-cnn-torch@1.0'\): TorchImageModel has no setting 'devise'. Did you mean 'device'\?"):
+        zoo.load_zoo_model("digits-cnn-torch", devise="cpu")
+    _use_manifests(monkeypatch, _write_manifest(tmp_path / "w.json", _entry(weights={"url": None, "sha256": "0" * 64, "filename": "a", "local_source": []})))
+    with pytest.raises(ManifestError, match="'weights' has no key 'local_source'. Did you mean 'local_sources'\\? Valid keys: url, sha256, filename, local_sources."):
+        zoo.list_zoo_models()
+
+
 def test_register_duplicates_raise_unless_overwrite_and_unregister():
     zoo.register_zoo_model("dup-user-model", _ConstantModel)
     with pytest.raises(ZooError, match="already registered.*overwrite=True"):
@@ -438,6 +495,7 @@ def test_verified_file_is_not_hashed_again(monkeypatch):
 # -- the models that ship ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_mobilenet_v2_classifies_chelsea_as_a_cat_offline(monkeypatch):
     import skimage.data
 
@@ -450,6 +508,7 @@ def test_mobilenet_v2_classifies_chelsea_as_a_cat_offline(monkeypatch):
     assert emb.shape == (1280,)
 
 
+@pytest.mark.slow
 def test_digits_model_held_out_accuracy_through_the_dataset(tmp_path):
     from modelzoo.zoo.digits import digits_split, write_digit_images
 
@@ -478,3 +537,23 @@ def test_digits_training_is_reproducible_from_the_split():
     train_rows = {x.tobytes() for x in xtr}
     # a few digits are exact duplicates in the source data; nearly all held-out images are unseen
     assert sum(x.tobytes() in train_rows for x in xte) < 10
+
+
+def test_reading_the_zoo_does_not_import_torch():
+    """Listing the zoo and reading an entry validate every manifest (configs
+    included) without importing torch, which costs seconds."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, modelzoo\n"
+        "names = modelzoo.list_zoo_models()\n"
+        "assert 'keypoint-rcnn-resnet50-fpn-coco-torch' in names, names\n"
+        "info = modelzoo.get_zoo_model_info('keypoint-rcnn-resnet50-fpn-coco-torch')\n"
+        "assert info.model.config['skeleton']\n"
+        "heavy = sorted(m for m in ('torch', 'torchvision', 'modelzoo.torch_image') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert result.returncode == 0, result.stderr

@@ -239,3 +239,16 @@ def test_torch_hub_cache_is_searched_by_file_name(server, weights_bytes, tmp_pat
     (hub / info.weights.filename).write_bytes(weights_bytes)
     assert zoo.download_zoo_model("dl-hub") == str(hub / info.weights.filename)
     assert len(server.requests) == 1
+
+
+def test_progress_bar_counts_bytes_and_shows_only_when_asked(capsys):
+    from modelzoo.progress import progress_bar
+
+    with progress_bar(2048, "w.pth", unit="B", enabled=True, initial=1024) as bar:
+        assert bar.unit_scale and bar.unit_divisor == 1024 and bar.n == 1024
+        bar.update(1024)
+    assert "w.pth" in capsys.readouterr().err
+    with progress_bar(3, "model", enabled=False) as bar:
+        assert bar.disable
+        bar.update(3)
+    assert capsys.readouterr().err == ""

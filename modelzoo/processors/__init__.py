@@ -12,6 +12,7 @@ import logging
 from typing import Any, Dict, Type
 
 from ..errors import ConfigError, did_you_mean
+from ..imports import import_object
 from .base import ImageSize, OutputProcessor, check_classes, check_tensor
 from .classifier import ClassifierOutputProcessor
 from .detector import DetectorOutputProcessor, InstanceSegmenterOutputProcessor
@@ -57,8 +58,6 @@ def get_output_processor_cls(spec: Any) -> Type[OutputProcessor]:
     Raises:
         ConfigError: unknown name (listing the built-ins) or not an OutputProcessor subclass.
     """
-    from .._torch_utils import import_object
-
     builtins = ", ".join(BUILTIN_PROCESSORS)
     if isinstance(spec, str):
         name = spec.strip()

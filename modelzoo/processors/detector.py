@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ModelError
-from ..labels import Detection, Detections, _check_box
+from ..labels import Detection, Detections, check_box
 from .base import ImageSize, OutputProcessor, check_tensor
 
 __all__ = ["DetectorOutputProcessor", "InstanceSegmenterOutputProcessor", "relative_boxes"]
@@ -81,9 +81,9 @@ class DetectorOutputProcessor(OutputProcessor):
             scores = out["scores"].tolist()
             dets = []
             for j, box in enumerate(boxes.tolist()):
-                det = Detection._trusted(
+                det = Detection.from_trusted(
                     label=self.class_name(int(classes[j])),
-                    bounding_box=_check_box(box, f"{self.name}: box {j}"),
+                    bounding_box=check_box(box, f"{self.name}: box {j}"),
                     confidence=float(scores[j]),
                 )
                 self._extra(det, out, j, image_size, input_size)

@@ -22,15 +22,16 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
 
 from ..config import Config
 from ..errors import ConfigError, ZooError
+from ..imports import import_object
 from . import weights as _weights
 from .manifest import (
     NAME_RE,
+    ManifestChecker,
     ManifestError,
     ModelSpec,
     Requirements,
     WeightsSpec,
     ZooModelInfo,
-    _Checker,
     parse_requirements,
     parse_weights,
 )
@@ -54,6 +55,8 @@ __all__ = [
     "register_zoo_model",
     "unregister_zoo_model",
     "make_zoo_model_info",
+    "config_model_cls",
+    "ManifestChecker",
     "reload_zoo",
     "zoo_home",
     "ENTRY_POINT_GROUP",
@@ -178,7 +181,7 @@ def _model_spec(model: Any, model_cls: Optional[type], config: Optional[Mapping[
     from ..models import Model
 
     if isinstance(model, Config):
-        cls = model_cls or _model_cls_for(type(model))
+        cls = model_cls or config_model_cls(type(model))
         return ModelSpec(type=cls, config=model.to_dict(), kind="class")
     if isinstance(model, Mapping):
         if model_cls is None:
@@ -210,26 +213,27 @@ def _model_spec(model: Any, model_cls: Optional[type], config: Optional[Mapping[
     )
 
 
-def _model_cls_for(config_cls: type) -> type:
+def config_model_cls(config_cls: type) -> type:
+    """The model class a config class names in its own ``model_cls`` (a class
+    or its dotted path; a subclass that does not set one names none).
+
+    Raises:
+        ConfigError: the config names no model class, or not a Model subclass.
+    """
     from ..models import Model
 
-    if config_cls.__name__ == "TorchImageModelConfig":
-        from ..torch_image import TorchImageModel
-
-        return TorchImageModel
-    found, todo = [], list(Model.__subclasses__())
-    while todo:
-        c = todo.pop()
-        todo.extend(c.__subclasses__())
-        if getattr(c, "config_cls", None) is config_cls and not getattr(c, "__abstractmethods__", None):
-            found.append(c)
-    if len(found) == 1:
-        return found[0]
-    raise ConfigError(
-        f"Cannot tell which Model class takes a {config_cls.__name__}"
-        + (f" ({', '.join(c.__name__ for c in found)} all do)" if found else "")
-        + "; pass model_cls="
-    )
+    name = config_cls.__name__
+    cls = vars(config_cls).get("model_cls")
+    if cls is None:
+        raise ConfigError(
+            f"{name} does not name the model class it builds: pass model_cls= to register_zoo_model, "
+            f"or set it on the config class ({name}.model_cls = YourModel, or its dotted path)"
+        )
+    if isinstance(cls, str):
+        cls = import_object(cls, f"{name}.model_cls")
+    if not (isinstance(cls, type) and issubclass(cls, Model)):
+        raise ConfigError(f"{name}.model_cls is {cls!r}, not a modelzoo.Model subclass")
+    return cls
 
 
 def make_zoo_model_info(
@@ -254,7 +258,7 @@ def make_zoo_model_info(
     from their entry point."""
     import datetime as _dt
 
-    ck = _Checker(origin, repr(name))
+    ck = ManifestChecker(origin, repr(name))
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ck.fail("name", f"{name!r} must be lowercase letters, digits, '.', '_' or '-' (no '@')")
     if not isinstance(version, str) or not all(p.isdigit() for p in version.split(".")):
@@ -301,12 +305,18 @@ def register_zoo_model(
         name: the model's name (lowercase, digits, ``.``, ``_``, ``-``).
         model: one of
 
-            - a model config (e.g. a ``TorchImageModelConfig``) or a dict of
-              settings for ``model_cls`` (default ``TorchImageModel``);
+            - a model config (e.g. a ``TorchImageModelConfig``), built with
+              the class its config class names in ``model_cls`` (or with
+              ``model_cls``), or a dict of settings for ``model_cls``
+              (default ``TorchImageModel``);
             - a :class:`~modelzoo.Model` subclass (built with ``config``);
             - a factory function: ``factory(**overrides) -> Model``;
             - a bundle: an object with ``load_model(**overrides) -> Model``.
         version: its version; ``name@version`` loads it.
+        model_cls: the :class:`~modelzoo.Model` subclass that takes ``model``
+            when it is a config or a dict (default: the class the config
+            names in ``model_cls``; ``TorchImageModel`` for a dict).
+        config: the settings of a :class:`~modelzoo.Model` subclass given as ``model``.
         weights: ``{"url", "sha256", "filename"[, "local_sources"]}`` fetched
             and verified like a manifest's (config models only).
         requirements: ``{"packages": [...], "cpu": bool, "gpu": bool}``.

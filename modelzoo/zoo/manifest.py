@@ -29,9 +29,10 @@ import datetime as _dt
 import json
 import os
 import re
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ..errors import ConfigError, ZooError, did_you_mean
+from ..errors import ConfigError, UnknownKeyError, ZooError, check_keys
+from ..imports import import_object
 
 __all__ = [
     "ManifestError",
@@ -39,6 +40,7 @@ __all__ = [
     "WeightsSpec",
     "ModelSpec",
     "ZooModelInfo",
+    "ManifestChecker",
     "parse_manifest",
     "load_manifest_file",
     "parse_version",
@@ -205,26 +207,35 @@ def parse_version(version: str) -> Tuple[int, ...]:
 # -- validation ---------------------------------------------------------------------------
 
 
-class _Checker:
-    """Checks one entry; every error names the file, the entry and the key."""
+class ManifestChecker:
+    """Checks the values of one entry (of a manifest file, a plugin or a
+    registration); every error is a :class:`ManifestError` naming the origin,
+    the entry and the key.
 
-    def __init__(self, path: str, entry: str):
+    Args:
+        path: the origin (a manifest path, ``"registered"``...).
+        entry: the entry's name or index, or None for the file itself.
+    """
+
+    def __init__(self, path: str, entry: Optional[str]):
         self.path = path
         self.entry = entry
 
     def fail(self, key: Optional[str], message: str) -> ManifestError:
+        """The error to raise for ``key`` (a dotted path such as ``"weights.sha256"``)."""
         return ManifestError(self.path, message, entry=self.entry, key=key)
 
     def keys(self, obj: Any, key: str, required: Sequence[str], optional: Sequence[str] = ()) -> Mapping[str, Any]:
+        """Checks that the object at ``key`` (``""``: the entry itself) has all of
+        ``required``, maybe some of ``optional``, and nothing else."""
         if not isinstance(obj, Mapping):
             raise self.fail(key or None, f"expected an object, got {type(obj).__name__}")
-        allowed = list(required) + list(optional)
-        for k in obj:
-            if k not in allowed:
-                prefix = f"{key}." if key else ""
-                raise self.fail(
-                    f"{prefix}{k}", "unknown key." + did_you_mean(str(k), allowed) + f" Valid keys: {', '.join(allowed)}."
-                )
+        prefix = f"{key}." if key else ""
+        try:
+            what = repr(key) if key else ("the manifest" if self.entry is None else "the entry")
+            check_keys(obj, list(required) + list(optional), what)
+        except UnknownKeyError as e:
+            raise self.fail(f"{prefix}{e.key}", str(e)) from None
         for k in required:
             if k not in obj:
                 prefix = f"{key}." if key else ""
@@ -232,16 +243,19 @@ class _Checker:
         return obj
 
     def string(self, value: Any, key: str, allow_empty: bool = False) -> str:
+        """Checks a (non-empty, unless ``allow_empty``) string."""
         if not isinstance(value, str) or (not allow_empty and not value.strip()):
             raise self.fail(key, f"expected a non-empty string, got {value!r:.80}")
         return value
 
     def boolean(self, value: Any, key: str) -> bool:
+        """Checks a JSON boolean."""
         if not isinstance(value, bool):
             raise self.fail(key, f"expected true or false, got {value!r:.80}")
         return value
 
     def strings(self, value: Any, key: str) -> Tuple[str, ...]:
+        """Checks a list of non-empty strings."""
         if not isinstance(value, list):
             raise self.fail(key, f"expected a list of strings, got {type(value).__name__}")
         for i, v in enumerate(value):
@@ -249,7 +263,7 @@ class _Checker:
         return tuple(value)
 
 
-def _check_package_requirement(ck: _Checker, spec: str, key: str) -> None:
+def _check_package_requirement(ck: ManifestChecker, spec: str, key: str) -> None:
     try:
         from packaging.requirements import InvalidRequirement, Requirement
     except ImportError:  # packaging is optional here: accept a plain name
@@ -262,7 +276,7 @@ def _check_package_requirement(ck: _Checker, spec: str, key: str) -> None:
         raise ck.fail(key, f"{spec!r} is not a pip requirement such as 'torchvision>=0.15' ({e})") from None
 
 
-def check_local_source(ck: _Checker, source: str, key: str) -> str:
+def check_local_source(ck: ManifestChecker, source: str, key: str) -> str:
     if source.startswith("package:"):
         name = source[len("package:"):]
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", name):
@@ -274,7 +288,7 @@ def check_local_source(ck: _Checker, source: str, key: str) -> str:
     return source
 
 
-def parse_weights(ck: _Checker, obj: Any, key: str = "weights") -> Optional[WeightsSpec]:
+def parse_weights(ck: ManifestChecker, obj: Any, key: str = "weights") -> Optional[WeightsSpec]:
     if obj is None:
         return None
     ck.keys(obj, key, _WEIGHTS_KEYS, _WEIGHTS_OPTIONAL)
@@ -302,7 +316,7 @@ def parse_weights(ck: _Checker, obj: Any, key: str = "weights") -> Optional[Weig
     return WeightsSpec(url=url, sha256=sha, filename=filename, local_sources=local)
 
 
-def parse_requirements(ck: _Checker, obj: Any, key: str = "requirements") -> Requirements:
+def parse_requirements(ck: ManifestChecker, obj: Any, key: str = "requirements") -> Requirements:
     ck.keys(obj, key, _REQUIREMENTS_KEYS)
     packages = ck.strings(obj["packages"], f"{key}.packages")
     for i, p in enumerate(packages):
@@ -323,7 +337,7 @@ def parse_entry(obj: Any, path: str, index: int) -> ZooModelInfo:
     label = f"#{index}"
     if isinstance(obj, Mapping) and isinstance(obj.get("name"), str):
         label = f"#{index} ({obj['name']!r})"
-    ck = _Checker(path, label)
+    ck = ManifestChecker(path, label)
     ck.keys(obj, "", _ENTRY_KEYS)
     name = ck.string(obj["name"], "name")
     if not NAME_RE.match(name):
@@ -377,7 +391,7 @@ def parse_manifest(data: Any, path: str) -> List[ZooModelInfo]:
     Raises:
         ManifestError: the first problem found, naming ``path``, the entry and the key.
     """
-    ck = _Checker(path, None)  # type: ignore[arg-type]
+    ck = ManifestChecker(path, None)
     if not isinstance(data, Mapping):
         raise ManifestError(path, f"expected an object with a 'models' list, got {type(data).__name__}")
     ck.keys(data, "", ("models",), ("manifest_version",))
@@ -418,9 +432,26 @@ def load_manifest_file(path: Union[str, "os.PathLike[str]"]) -> List[ZooModelInf
 # -- model configs ------------------------------------------------------------------------
 
 
-def validate_model_config(info: ZooModelInfo, import_object: Callable[[str, str], Any]) -> None:
+#: config classes that name their model class by dotted path (``model_cls``) and
+#: import no heavy package: an entry of one of these model types is checked
+#: without importing the model's module (for the built-in models: torch)
+TORCH_FREE_CONFIGS = ("modelzoo.torch_image_config.TorchImageModelConfig",)
+
+
+def _config_cls_of(model_type: str) -> Optional[type]:
+    """The config class of a model type named by dotted path, if a torch-free
+    config names it (see :data:`TORCH_FREE_CONFIGS`)."""
+    for path in TORCH_FREE_CONFIGS:
+        config_cls = import_object(path, "config class")
+        if vars(config_cls).get("model_cls") == model_type:
+            return config_cls
+    return None
+
+
+def validate_model_config(info: ZooModelInfo) -> None:
     """Checks an entry's ``model.type`` and ``model.config`` against the model's
-    config class (unknown keys, bad values).
+    config class (unknown keys, bad values). A built-in model type is checked
+    without importing its module (see :data:`TORCH_FREE_CONFIGS`).
 
     Raises:
         ManifestError: naming the entry's origin, the entry and the key.
@@ -429,25 +460,25 @@ def validate_model_config(info: ZooModelInfo, import_object: Callable[[str, str]
 
     if info.model.kind != "class" or info.model.config is None:
         return
-    ck = _Checker(info.origin, repr(info.key))
+    ck = ManifestChecker(info.origin, repr(info.key))
     cls = info.model.type
-    if isinstance(cls, str):
-        try:
-            cls = import_object(cls, "model.type")
-        except ConfigError as e:
-            raise ck.fail("model.type", str(e)) from None
-    if not (isinstance(cls, type) and issubclass(cls, Model)):
-        raise ck.fail("model.type", f"{info.model.type!r} is not a modelzoo.Model subclass")
-    config_cls = getattr(cls, "config_cls", None)
+    config_cls = _config_cls_of(cls) if isinstance(cls, str) else None
+    if config_cls is None:
+        if isinstance(cls, str):
+            try:
+                cls = import_object(cls, "model.type")
+            except ConfigError as e:
+                raise ck.fail("model.type", str(e)) from None
+        if not (isinstance(cls, type) and issubclass(cls, Model)):
+            raise ck.fail("model.type", f"{info.model.type!r} is not a modelzoo.Model subclass")
+        config_cls = getattr(cls, "config_cls", None)
     if config_cls is None or not dataclasses.is_dataclass(config_cls):
         return
-    fields = [f.name for f in dataclasses.fields(config_cls)]
-    for k in info.model.config:
-        if k not in fields:
-            raise ck.fail(
-                f"model.config.{k}",
-                f"{config_cls.__name__} has no setting {k!r}." + did_you_mean(str(k), fields),
-            )
+    try:
+        fields = sorted(f.name for f in dataclasses.fields(config_cls))
+        check_keys(info.model.config, fields, config_cls.__name__, kind="setting")
+    except UnknownKeyError as e:
+        raise ck.fail(f"model.config.{e.key}", str(e)) from None
     try:
         config_cls(dict(info.model.config))
     except ConfigError as e:

@@ -15,16 +15,11 @@ import re
 import threading
 from typing import Any, Dict, List, Mapping, Optional, Set
 
-from ..errors import ConfigError, ModelNotFoundError, ZooError, did_you_mean
+from ..errors import ConfigError, ModelNotFoundError, ZooError, check_keys
+from ..imports import import_object
 from .manifest import ManifestError, ZooModelInfo, parse_version, validate_model_config
 
 __all__ = ["ZooRegistry", "registry", "build_model", "expand_placeholders"]
-
-
-def _import_object(path: str, what: str) -> Any:
-    from .._torch_utils import import_object
-
-    return import_object(path, what)
 
 
 def _close_names(name: str, names: List[str]) -> List[str]:
@@ -169,7 +164,7 @@ def _validate_config(info: ZooModelInfo) -> None:
     if info.model.kind != "class" or missing_packages(info.requirements.packages):
         return
     expanded = info if info.model.config is None else _with_config(info, expand_placeholders(info.model.config, info))
-    validate_model_config(expanded, _import_object)
+    validate_model_config(expanded)
 
 
 def _with_config(info: ZooModelInfo, config: Mapping[str, Any]) -> ZooModelInfo:
@@ -242,7 +237,7 @@ def build_model(info: ZooModelInfo, weights_path: Optional[str] = None, **overri
         return _check_model(spec.type.load_model(**overrides), info)
     cls = spec.type
     if isinstance(cls, str):
-        cls = _import_object(cls, "model.type")
+        cls = import_object(cls, "model.type")
     config: Dict[str, Any] = dict(expand_placeholders(dict(spec.config or {}), info))
     if weights_path is not None:
         config["weights_path"] = weights_path
@@ -252,12 +247,7 @@ def build_model(info: ZooModelInfo, weights_path: Optional[str] = None, **overri
         import dataclasses
 
         if dataclasses.is_dataclass(config_cls):
-            fields = [f.name for f in dataclasses.fields(config_cls)]
-            for k in overrides:
-                if k not in fields:
-                    raise ConfigError(
-                        f"load_zoo_model({info.key!r}): {cls.__name__} has no setting {k!r}."
-                        + did_you_mean(k, fields) + f" Valid settings: {', '.join(fields)}."
-                    )
+            fields = sorted(f.name for f in dataclasses.fields(config_cls))
+            check_keys(overrides, fields, cls.__name__, where=f"load_zoo_model({info.key!r}): ", kind="setting")
         return _check_model(cls(config_cls(config)), info)
     return _check_model(cls(config), info)

@@ -22,7 +22,6 @@ error names the URL and the exact path where the file can be placed by hand.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import importlib.util
 import json
@@ -30,14 +29,15 @@ import logging
 import os
 import shutil
 import socket
-import sys
 import time
 import urllib.error
 import urllib.request
 from typing import Dict, Iterator, List, Optional, Tuple
 from urllib.parse import unquote, urlparse
 
+from ..checksum import sha256_file
 from ..errors import ChecksumError, DownloadError, ZooError
+from ..progress import progress_bar
 from .manifest import ZooModelInfo
 
 __all__ = [
@@ -79,15 +79,6 @@ def cache_path(info: ZooModelInfo) -> str:
     if info.weights is None:
         raise ZooError(f"Zoo model {info.key} has no weights file")
     return os.path.join(model_dir(info), info.weights.filename)
-
-
-def sha256_file(path: str) -> str:
-    """The hex sha256 of a file (kept here so the zoo works without importing torch)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # -- verification records ------------------------------------------------------------------
@@ -395,16 +386,6 @@ class _Failed(Exception):
     """The transfer cannot succeed by retrying now (HTTP error, unreachable host)."""
 
 
-def _progress_bar(total: Optional[int], initial: int, desc: str, progress: Optional[bool]):
-    from tqdm.auto import tqdm
-
-    show = progress if progress is not None else sys.stderr.isatty()
-    return tqdm(
-        total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
-        desc=desc, disable=not show, dynamic_ncols=True,
-    )
-
-
 def _http_download(url: str, part: str, expected_size: Optional[int], desc: str, progress: Optional[bool]) -> None:
     have = os.path.getsize(part) if os.path.exists(part) else 0
     headers = {"User-Agent": "modelzoo", "Accept-Encoding": "identity"}
@@ -438,7 +419,7 @@ def _http_download(url: str, part: str, expected_size: Optional[int], desc: str,
         total = start + int(length) if length and length.isdigit() else expected_size
         mode = "ab" if start else "wb"
         received = 0
-        with open(part, mode) as f, _progress_bar(total, start, desc, progress) as bar:
+        with open(part, mode) as f, progress_bar(total, desc, unit="B", enabled=progress, initial=start) as bar:
             try:
                 while True:
                     chunk = response.read(_CHUNK)
@@ -463,7 +444,7 @@ def _copy_file_url(info: ZooModelInfo, url: str, part: str, dest: str, progress:
             f"Cannot copy weights of zoo model {info.key} from {url}: {src} does not exist. " + _manual_hint(info, dest)
         )
     size = os.path.getsize(src)
-    with open(src, "rb") as fin, open(part, "wb") as fout, _progress_bar(size, 0, info.weights.filename if info.weights else "", progress) as bar:
+    with open(src, "rb") as fin, open(part, "wb") as fout, progress_bar(size, info.weights.filename if info.weights else "", unit="B", enabled=progress) as bar:
         while True:
             chunk = fin.read(_CHUNK)
             if not chunk:
