@@ -411,3 +411,24 @@ def test_cli_stop_in_process(other_dir: Path, monkeypatch: pytest.MonkeyPatch) -
     assert not mzserver.pid_alive(pid)
     assert main(["db", "stop"]) == 0  # nothing to stop is not an error
     assert main(["--help"]) == 0
+
+
+def test_cli_start_keep_then_stop(other_dir: Path) -> None:
+    started = _cli("db", "start", "--keep", MODELZOO_DATABASE_DIR=str(other_dir))
+    assert started.returncode == 0, started.stderr
+    assert "keeps running until `modelzoo db stop`" in started.stdout
+    status = mzserver.server_status(other_dir)  # the CLI process has exited; the server is kept
+    assert status["running"] and status["keep"] and status["clients"] == []
+    stopped = _cli("db", "stop", MODELZOO_DATABASE_DIR=str(other_dir))
+    assert stopped.returncode == 0 and f"pid {status['pid']}" in stopped.stdout
+    assert not mzserver.pid_alive(status["pid"]) and not mzserver.pid_alive(status["monitor_pid"])
+
+
+def test_cli_start_without_keep_stops_after_the_idle_time(other_dir: Path) -> None:
+    started = _cli("db", "start", MODELZOO_DATABASE_DIR=str(other_dir), MODELZOO_DATABASE_IDLE_S="1")
+    assert started.returncode == 0, started.stderr
+    assert "stops 1 s after the last process using it exits" in started.stdout
+    deadline = time.monotonic() + 60
+    while mzserver.server_processes(other_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert mzserver.server_processes(other_dir) == []
