@@ -63,10 +63,10 @@ import pymongo.errors
 
 from modelzoo.errors import DatabaseError
 
-from . import client as _client
 from .client import (
     client_kwargs,
     connect,
+    connection_lock,
     database_uri,
     get_client,
     get_db,
@@ -207,7 +207,7 @@ def stop(timeout: float = 10.0) -> bool:
     Raises:
         DatabaseError: the lock could not be taken, or mongod would not die.
     """
-    with _client._lock:  # looked up on each call: a forked child gets a new lock
+    with connection_lock():  # looked up on each call: a forked child gets a new lock
         reset()
         key = config_key()
         if key[0] == "uri":
@@ -226,7 +226,7 @@ def start(keep: bool = False) -> Dict[str, Any]:
     Raises:
         DatabaseError: the server cannot be started or reached.
     """
-    with _client._lock:
+    with connection_lock():
         get_client()
         key = config_key()
         if keep and key[0] == "embedded":
@@ -279,7 +279,7 @@ def temporary(
         yield data_dir
     finally:
         try:
-            with _client._lock:
+            with connection_lock():
                 reset()
                 stop_server(data_dir, timeout)
         finally:

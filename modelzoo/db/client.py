@@ -36,6 +36,7 @@ from .settings import (
 __all__ = [
     "client_kwargs",
     "connect",
+    "connection_lock",
     "database_uri",
     "get_client",
     "get_db",
@@ -76,6 +77,11 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def connection_lock() -> threading.RLock:
+    """The re-entrant lock around this process's connection state (a forked child gets a new one)."""
+    return _lock
 
 
 # --------------------------------------------------------------------------- URIs
