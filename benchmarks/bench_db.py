@@ -16,25 +16,35 @@ alternate (A B, B A, A B, ...) against the same server and the same
 collection; the field is unset (untimed) after each pass so every pass starts
 from the same documents. Prints the medians and the ratio A/B.
 
+Then the cost of durability: the same library writes (``set_values``, per
+batch of ``--batch``) and an ``add_samples`` ingest (``insert_many``) with
+``MODELZOO_WRITE_CONCERN=journaled`` (``w=1, j=true``: acknowledged once in
+mongod's on-disk journal) against ``acknowledged`` (``w=1``: acknowledged once
+applied in memory, journaled within ~100 ms), alternating J A, A J, ... in one
+run. Prints the medians and the ratio journaled/acknowledged, and the file
+system the data directory is on (a tmpfs makes journaling free, a disk does not).
+
 Then times ``Dataset.from_images_dir`` on ``--images`` real photographs
 (640x480 JPEGs cached by ``bench_apply.photo_dir``).
 
-The embedded mongod runs in a temporary directory and is stopped at the end.
+The embedded mongod runs in a temporary directory (``modelzoo.db.temporary()``);
+both are removed at the end.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_db.py            # full: 20,000 samples, 5 pairs
     .venv/bin/python benchmarks/bench_db.py --quick    # smoke run
+    .venv/bin/python benchmarks/bench_db.py --durability-only   # journaled vs acknowledged
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from typing import Any, Dict, List, Sequence
 
@@ -110,6 +120,115 @@ def bench_writes(n: int, batch: int, pairs: int, boxes: int = 10) -> Dict[str, A
     return {"times": times, "ratios": ratios, "build_s": build_s}
 
 
+@contextlib.contextmanager
+def _write_concern(name: str):
+    """Library writes with ``MODELZOO_WRITE_CONCERN=name`` (a new client, connected before timing)."""
+    from modelzoo import db
+
+    saved = os.environ.get("MODELZOO_WRITE_CONCERN")
+    os.environ["MODELZOO_WRITE_CONCERN"] = name
+    try:
+        db.get_db().command("ping")
+        yield db.write_concern()
+    finally:
+        if saved is None:
+            os.environ.pop("MODELZOO_WRITE_CONCERN", None)
+        else:
+            os.environ["MODELZOO_WRITE_CONCERN"] = saved
+
+
+def bench_durability(
+    n: int, batches: Sequence[int], pairs: int, n_images: int, boxes: int = 10
+) -> Dict[str, Dict[str, List[float]]]:
+    """Journaled vs acknowledged: set_values per batch size, add_samples, and a whole
+    apply_model (a tiny classifier on ``n_images`` photographs); J/A interleaved."""
+    import modelzoo as mz
+    from bench_apply import photo_dir
+    from modelzoo.testing import tiny_model
+
+    dataset = mz.Dataset(f"bench-db-wc-{os.getpid()}")
+    dataset.add_samples([f"/nonexistent/img_{i:06d}.jpg" for i in range(n)])
+    ids = [str(d["_id"]) for d in dataset._collection.find({}, {"_id": 1}).sort("_id", 1)]
+    rng = random.Random(1)
+    labels = [_detections(rng, boxes) for _ in range(n)]
+    paths = [f"/nonexistent/new_{i:06d}.jpg" for i in range(n)]
+    expected = {"journaled": {"w": 1, "j": True}, "acknowledged": {"w": 1, "j": False}}
+
+    def writes(batch: int):
+        chunks = [dict(zip(b_ids, b_labels)) for b_ids, b_labels in zip(_batches(ids, batch), _batches(labels, batch))]
+
+        def run() -> None:
+            for values in chunks:
+                dataset.set_values("pred", values)
+
+        def reset() -> None:
+            dataset._collection.update_many({}, {"$unset": {"pred": ""}})
+
+        return run, reset
+
+    def ingest():
+        target = mz.Dataset(f"bench-db-wc-ingest-{os.getpid()}", overwrite=True)
+
+        def run() -> None:
+            target.add_samples(paths)
+
+        def reset() -> None:
+            target._collection.delete_many({})
+
+        return run, reset
+
+    def apply():
+        photos = mz.Dataset.from_images_dir(photo_dir(n_images), name=f"bench-db-wc-photos-{os.getpid()}")
+        model = tiny_model("classification")
+
+        def run() -> None:
+            report = mz.apply_model(photos, model, "wc", batch_size=32, progress=False)
+            assert report.processed == n_images, report
+
+        def reset() -> None:
+            photos._collection.update_many({}, {"$unset": {"wc": ""}})
+
+        return run, reset
+
+    cases = [(f"set_values batch={b}", writes(b)) for b in batches] + [
+        (f"add_samples x{n}", ingest()),
+        (f"apply_model tiny classifier, {n_images} JPEGs, batch 32", apply()),
+    ]
+    times: Dict[str, Dict[str, List[float]]] = {name: {"journaled": [], "acknowledged": []} for name, _ in cases}
+    for name, (run, reset) in cases:
+        for wc in ("journaled", "acknowledged"):  # warm-up, not counted
+            with _write_concern(wc):
+                run()
+                reset()
+        for i in range(pairs):
+            order = ["journaled", "acknowledged"] if i % 2 == 0 else ["acknowledged", "journaled"]
+            for wc in order:
+                with _write_concern(wc) as concern:
+                    assert concern.document == expected[wc], concern.document
+                    t = time.perf_counter()
+                    run()
+                    times[name][wc].append(time.perf_counter() - t)
+                    reset()
+    mz.delete_dataset(f"bench-db-wc-ingest-{os.getpid()}")
+    mz.delete_dataset(f"bench-db-wc-photos-{os.getpid()}")
+    dataset.delete()
+    return times
+
+
+def _file_system(path: str) -> str:
+    """``type device`` of the mount holding ``path`` (from /proc/mounts)."""
+    best = ("", "?", "?")
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                dev, mnt, fstype = line.split()[:3]
+                if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best[0]):
+                    best = (mnt, fstype, dev)
+    except OSError:
+        pass
+    return f"{best[1]} ({best[2]} on {best[0] or '?'})"
+
+
 def bench_ingest(n_images: int, runs: int) -> List[float]:
     import modelzoo as mz
     from bench_apply import photo_dir
@@ -135,20 +254,17 @@ def main(argv: Sequence[str] = ()) -> None:
     p.add_argument("--images", type=int, default=1000)
     p.add_argument("--ingest-runs", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="2,000 samples, 3 pairs, 200 images")
+    p.add_argument("--durability-only", action="store_true", help="only journaled vs acknowledged writes")
     args = p.parse_args(argv or None)
     if args.quick:
         args.samples, args.pairs, args.images, args.ingest_runs = 2000, 3, 200, 3
 
-    tmp = tempfile.mkdtemp(prefix="modelzoo-bench-db-")
-    os.environ["MODELZOO_DATABASE_DIR"] = tmp
-    os.environ.pop("MODELZOO_DATABASE_URI", None)
     from modelzoo import db
 
-    db.reset()
-    db.connect()
-    try:
-        print(f"# bench_db: {args.samples} samples x Detections(10 boxes), cpus={os.cpu_count()}")
-        for batch in args.batch:
+    with db.temporary() as data_dir:
+        print(f"# bench_db: {args.samples} samples x Detections(10 boxes), cpus={os.cpu_count()}, "
+              f"write concern {db.status()['write_concern']} {db.write_concern().document}")
+        for batch in [] if args.durability_only else args.batch:
             r = bench_writes(args.samples, batch, args.pairs)
             lib, raw = statistics.median(r["times"]["library"]), statistics.median(r["times"]["pymongo"])
             print(
@@ -158,14 +274,26 @@ def main(argv: Sequence[str] = ()) -> None:
                 f"[min {min(r['ratios']):.2f}, max {max(r['ratios']):.2f}] over {args.pairs} pairs (target <= 1.5)"
             )
             print(f"  (building the {args.samples} Detections objects, untimed, took {r['build_s']:.1f} s)")
+        print(f"# durability: data directory on {_file_system(str(data_dir))}")
+        wc = bench_durability(args.samples, args.batch, args.pairs, args.images)
+        for name, t in wc.items():
+            j, a = statistics.median(t["journaled"]), statistics.median(t["acknowledged"])
+            ratios = [x / y for x, y in zip(t["journaled"], t["acknowledged"])]
+            n = args.images if name.startswith("apply_model") else args.samples
+            print(
+                f"{name}: journaled (w=1, j=true) {j:.3f} s ({n / j:,.0f} samples/s), "
+                f"acknowledged (w=1) {a:.3f} s ({n / a:,.0f}/s); ratio journaled/acknowledged "
+                f"{j / a:.2f} (of medians), per pair median {statistics.median(ratios):.2f} "
+                f"[min {min(ratios):.2f}, max {max(ratios):.2f}] over {args.pairs} pairs"
+            )
+        if args.durability_only:
+            return
         ingest = bench_ingest(args.images, args.ingest_runs)
         med = statistics.median(ingest)
         print(
             f"ingest Dataset.from_images_dir({args.images} JPEGs 640x480): median {med:.3f} s = "
             f"{args.images / med:,.0f} images/s [min {min(ingest):.3f}, max {max(ingest):.3f} s, {len(ingest)} runs]"
         )
-    finally:
-        db.stop()
 
 
 if __name__ == "__main__":

@@ -38,8 +38,22 @@ def _cmd_db_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    width = max(len(k) for k in info)
-    for key, value in info.items():
+    rows = {k: v for k, v in info.items() if k not in ("clients", "stops_in_s", "idle_s", "keep")}
+    if info["mode"] == "embedded" and info["running"]:
+        clients = info["clients"]
+        rows["clients"] = (
+            ", ".join(f"{c['pid']} ({_short(c.get('command'))})" for c in clients) if clients else "none"
+        )
+        if info["keep"]:
+            rows["lifetime"] = "kept running (until `modelzoo db stop`)"
+        elif clients:
+            rows["lifetime"] = f"stops {info['idle_s']:g} s after its last client exits"
+        elif info["stops_in_s"] is not None:
+            rows["lifetime"] = f"no clients: stops in {info['stops_in_s']:g} s"
+        else:
+            rows["lifetime"] = "no monitor: runs until `modelzoo db stop`"
+    width = max(len(k) for k in rows)
+    for key, value in rows.items():
         if isinstance(value, bool):
             value = "yes" if value else "no"
         elif value is None:
@@ -48,13 +62,26 @@ def _cmd_db_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _short(command: Optional[str], limit: int = 50) -> str:
+    command = " ".join((command or "?").split())
+    return command if len(command) <= limit else command[: limit - 3] + "..."
+
+
 def _cmd_db_start(args: argparse.Namespace) -> int:
     from modelzoo import db
 
-    uri = db.database_uri()
-    info = db.status()
-    where = f" (pid {info['pid']}, data in {info['data_dir']})" if info["mode"] == "embedded" else ""
-    print(f"MongoDB running at {info['uri'] or uri}{where}")
+    info = db.start(keep=args.keep)
+    if info["mode"] != "embedded":
+        print(f"MongoDB running at {info['uri']} (MODELZOO_DATABASE_URI; modelzoo does not manage it)")
+        return 0
+    if info["keep"]:
+        lifetime = "it keeps running until `modelzoo db stop`"
+    else:
+        lifetime = (
+            f"it stops {info['idle_s']:g} s after the last process using it exits "
+            "(--keep keeps it running)"
+        )
+    print(f"MongoDB running at {info['uri']} (pid {info['pid']}, data in {info['data_dir']}); {lifetime}.")
     return 0
 
 
@@ -76,20 +103,27 @@ def _add_db_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentPa
     group = subparsers.add_parser(
         "db",
         help="the MongoDB server modelzoo uses",
-        description="Inspect, start or stop modelzoo's database. The embedded mongod keeps "
-        "running after modelzoo exits; MODELZOO_DATABASE_URI selects a server of your own.",
+        description="Inspect, start or stop modelzoo's database. The embedded mongod runs while "
+        "some process uses it, and stops MODELZOO_DATABASE_IDLE_S seconds (default 5) after the "
+        "last one exits, unless kept (start --keep, MODELZOO_DATABASE_KEEP=1). "
+        "MODELZOO_DATABASE_URI selects a server of your own, which modelzoo never starts or stops.",
     )
     group.set_defaults(handler=_group_help(group))
     commands = group.add_subparsers(title="commands", metavar="COMMAND")
 
-    p = commands.add_parser("status", help="where the database is and whether it runs")
+    p = commands.add_parser("status", help="where the database is, whether it runs, who uses it")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(handler=_cmd_db_status)
 
     p = commands.add_parser("start", help="start the embedded mongod (or check the URI server)")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep it running after the last process using it exits, until `modelzoo db stop`",
+    )
     p.set_defaults(handler=_cmd_db_start)
 
-    p = commands.add_parser("stop", help="stop the embedded mongod")
+    p = commands.add_parser("stop", help="stop the embedded mongod now, for every process using it")
     p.add_argument(
         "--timeout", type=float, default=10.0, help="seconds before SIGKILL (default: 10)"
     )

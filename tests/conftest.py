@@ -2,29 +2,66 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List
 
 import pymongo.database
 import pytest
 
 from modelzoo import db as mzdb
+from modelzoo.db import server as mzserver
+
+
+# Every embedded server of the session (the session's, and those tests start in
+# their own tmp_path) stops this long after its last client exits.
+SESSION_IDLE_S = 1.0
+LEFTOVER_WAIT_S = 60.0  # generous: a loaded 2-core machine
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Starts an embedded mongod in a temporary directory for the session, stops it after."""
+    """A private embedded mongod for the session (``db.temporary()``), removed after.
+
+    At the end, asserts that no mongod or monitor with a data directory under the
+    session's temporary directory is still alive: the session server is stopped
+    by ``temporary()``, and every other server the tests started must have
+    stopped itself (idle) or been stopped.
+    """
+    base = Path(os.path.realpath(tmp_path_factory.getbasetemp()))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(mzdb.ENV_DIR, str(tmp_path_factory.mktemp("modelzoo-db")))
-        mp.delenv(mzdb.ENV_URI, raising=False)
         mp.delenv(mzdb.ENV_MONGOD, raising=False)
         mp.delenv(mzdb.ENV_NAME, raising=False)
-        mzdb.reset()
-        mzdb.connect()
-        try:
+        mp.delenv(mzdb.ENV_WRITE_CONCERN, raising=False)
+        with mzdb.temporary(parent=base, idle_s=SESSION_IDLE_S):
             yield
-        finally:
-            mzdb.stop()
+    deadline = time.monotonic() + LEFTOVER_WAIT_S
+    while _server_processes_under(base) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _server_processes_under(base)
+    for pid in left:  # the assertion fails, but nothing is left behind
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, "mongod/monitor processes left running by the test session:\n" + "\n".join(
+        f"  {pid}: {' '.join(mzserver.cmdline(pid) or [])}" for pid in left
+    )
+
+
+def _server_processes_under(base: Path) -> List[int]:
+    """Live mongod and monitor processes whose data directory is under ``base``."""
+    found = []
+    prefix = str(base) + os.sep
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or not mzserver.pid_alive(int(entry)):
+            continue
+        args = mzserver.cmdline(int(entry)) or []
+        is_server = bool(args) and (args[0].endswith("mongod") or "--mongod-pid" in args)
+        if is_server and any(a.startswith(prefix) for a in args):
+            found.append(int(entry))
+    return found
 
 
 @pytest.fixture

@@ -127,6 +127,10 @@ def test_db_commands_still_work(capsys):
     assert main(["db", "status", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["running"] is True
+    assert os.getpid() in [c["pid"] for c in info["clients"]]  # this process uses it
+    assert main(["db", "status"]) == 0
+    out = capsys.readouterr().out
+    assert f"{os.getpid()} (" in out and "stops" in out and "after its last client exits" in out
 
 
 def test_console_entry_point_runs():

@@ -19,6 +19,8 @@ import pytest
 from pymongo.write_concern import WriteConcern
 
 from modelzoo import db as mzdb
+from modelzoo.db import client as mzclient
+from modelzoo.db import server as mzserver
 from modelzoo.errors import DatabaseError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,8 +80,8 @@ def _mongod_pids(dbpath: Path) -> List[int]:
     """Live processes whose command line names ``dbpath`` (i.e. mongods serving it)."""
     pids = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and mzdb._pid_alive(int(entry)):
-            args = mzdb._cmdline(int(entry)) or []
+        if entry.isdigit() and mzserver.pid_alive(int(entry)):
+            args = mzserver.cmdline(int(entry)) or []
             if str(dbpath) in args:
                 pids.append(int(entry))
     return pids
@@ -213,7 +215,9 @@ def test_two_processes_share_the_server(db) -> None:
 
 
 def test_concurrent_startup_starts_one_server(other_dir: Path) -> None:
-    results = _spawn_children(3, "race", _child_env(MODELZOO_DATABASE_DIR=str(other_dir)))
+    # A long idle time: the server must still run when we look, after the children exit.
+    env = _child_env(MODELZOO_DATABASE_DIR=str(other_dir), MODELZOO_DATABASE_IDLE_S="600")
+    results = _spawn_children(3, "race", env)
     assert len({(r["pid"], r["port"]) for r in results}) == 1, results
     assert _mongod_pids(other_dir / "data") == [results[0]["pid"]]
     assert json.loads((other_dir / "mongod.json").read_text())["pid"] == results[0]["pid"]
@@ -222,10 +226,10 @@ def test_concurrent_startup_starts_one_server(other_dir: Path) -> None:
 def test_a_killed_server_is_replaced_and_keeps_its_data(
     other_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = _child_env(MODELZOO_DATABASE_DIR=str(other_dir))
+    env = _child_env(MODELZOO_DATABASE_DIR=str(other_dir), MODELZOO_DATABASE_IDLE_S="600")
     (first,) = _spawn_children(1, "survivors", env, delay=0)
     os.kill(first["pid"], signal.SIGKILL)
-    assert mzdb._wait_exit(first["pid"], 10)
+    assert mzserver.wait_exit(first["pid"], 10)
 
     monkeypatch.setenv(mzdb.ENV_DIR, str(other_dir))
     mzdb.reset()
@@ -240,7 +244,7 @@ def test_a_killed_server_is_replaced_and_keeps_its_data(
         {"tag": "parent"}
     )
     os.kill(second["pid"], signal.SIGKILL)
-    assert mzdb._wait_exit(second["pid"], 10)
+    assert mzserver.wait_exit(second["pid"], 10)
     database = mzdb.connect()
     third = mzdb.status()
     assert third["pid"] not in (first["pid"], second["pid"])
@@ -249,7 +253,7 @@ def test_a_killed_server_is_replaced_and_keeps_its_data(
     assert _mongod_pids(other_dir / "data") == [third["pid"]]
 
     assert mzdb.stop() is True
-    assert not mzdb._pid_alive(third["pid"])
+    assert not mzserver.pid_alive(third["pid"])
     assert not (other_dir / "mongod.json").exists()
     assert mzdb.stop() is False  # repeatable
 
@@ -262,8 +266,8 @@ def test_port_taken_before_mongod_binds_is_retried(
         squatter.listen()
         taken = squatter.getsockname()[1]
         ports = iter([taken])
-        real_free_port = mzdb._free_port
-        monkeypatch.setattr(mzdb.server, "_free_port", lambda: next(ports, None) or real_free_port())
+        real_free_port = mzserver.free_port
+        monkeypatch.setattr(mzserver, "free_port", lambda: next(ports, None) or real_free_port())
         monkeypatch.setenv(mzdb.ENV_DIR, str(other_dir))
         mzdb.connect().command("ping")
         assert mzdb.status()["port"] not in (None, taken)
@@ -275,7 +279,7 @@ def test_lock_wait_times_out_with_a_clear_error(
 ) -> None:
     other_dir.mkdir(parents=True)
     monkeypatch.setenv(mzdb.ENV_DIR, str(other_dir))
-    monkeypatch.setattr(mzdb.server, "_LOCK_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(mzserver, "_LOCK_TIMEOUT_S", 0.5)
     with open(other_dir / "modelzoo.lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # as another process starting the server would
         t0 = time.monotonic()
@@ -307,17 +311,17 @@ def test_unreachable_uri_fails_fast_and_names_it(monkeypatch: pytest.MonkeyPatch
 
 
 def test_uri_helpers_hide_passwords_and_keep_the_database() -> None:
-    assert mzdb._redact("mongodb://bob:s3cret@h1:27017,h2/admin?tls=true") == (
+    assert mzclient.redact_uri("mongodb://bob:s3cret@h1:27017,h2/admin?tls=true") == (
         "mongodb://bob:***@h1:27017,h2/admin?tls=true"
     )
-    assert "hush" not in mzdb._redact("mongodb://h/?tlsCertificateKeyFilePassword=hush")
-    assert mzdb._redact("mongodb://127.0.0.1:1") == "mongodb://127.0.0.1:1"
+    assert "hush" not in mzclient.redact_uri("mongodb://h/?tlsCertificateKeyFilePassword=hush")
+    assert mzclient.redact_uri("mongodb://127.0.0.1:1") == "mongodb://127.0.0.1:1"
     # mongoengine would use the URI's path database instead of ours; it becomes authSource.
-    assert mzdb._mongoengine_host("mongodb://u:p@h/admin", "modelzoo") == (
+    assert mzclient.mongoengine_host("mongodb://u:p@h/admin", "modelzoo") == (
         "mongodb://u:p@h/?authSource=admin"
     )
-    assert mzdb._mongoengine_host("mongodb://h/other?w=1", "modelzoo") == "mongodb://h/?w=1"
-    assert mzdb._mongoengine_host("mongodb://h:1/", "modelzoo") == "mongodb://h:1/"
+    assert mzclient.mongoengine_host("mongodb://h/other?w=1", "modelzoo") == "mongodb://h/?w=1"
+    assert mzclient.mongoengine_host("mongodb://h:1/", "modelzoo") == "mongodb://h:1/"
 
 
 def test_missing_mongod_binary_is_named(other_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -404,6 +408,27 @@ def test_cli_stop_in_process(other_dir: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv(mzdb.ENV_DIR, str(other_dir))
     pid = (mzdb.connect(), mzdb.status()["pid"])[1]
     assert main(["db", "stop"]) == 0
-    assert not mzdb._pid_alive(pid)
+    assert not mzserver.pid_alive(pid)
     assert main(["db", "stop"]) == 0  # nothing to stop is not an error
     assert main(["--help"]) == 0
+
+
+def test_cli_start_keep_then_stop(other_dir: Path) -> None:
+    started = _cli("db", "start", "--keep", MODELZOO_DATABASE_DIR=str(other_dir))
+    assert started.returncode == 0, started.stderr
+    assert "keeps running until `modelzoo db stop`" in started.stdout
+    status = mzserver.server_status(other_dir)  # the CLI process has exited; the server is kept
+    assert status["running"] and status["keep"] and status["clients"] == []
+    stopped = _cli("db", "stop", MODELZOO_DATABASE_DIR=str(other_dir))
+    assert stopped.returncode == 0 and f"pid {status['pid']}" in stopped.stdout
+    assert not mzserver.pid_alive(status["pid"]) and not mzserver.pid_alive(status["monitor_pid"])
+
+
+def test_cli_start_without_keep_stops_after_the_idle_time(other_dir: Path) -> None:
+    started = _cli("db", "start", MODELZOO_DATABASE_DIR=str(other_dir), MODELZOO_DATABASE_IDLE_S="1")
+    assert started.returncode == 0, started.stderr
+    assert "stops 1 s after the last process using it exits" in started.stdout
+    deadline = time.monotonic() + 60
+    while mzserver.server_processes(other_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert mzserver.server_processes(other_dir) == []

@@ -19,18 +19,31 @@ from typing import Any, Dict, Optional, Tuple
 import pymongo
 import pymongo.database
 import pymongo.errors
+import pymongo.write_concern
 
 from modelzoo.errors import DatabaseError
 
-from .server import _pid_alive, ensure_server
-from .settings import ENV_URI, _config_key, database_name
+from .server import ensure_server, pid_alive
+from .settings import (
+    DEFAULT_WRITE_CONCERN,
+    ENV_URI,
+    WRITE_CONCERNS,
+    config_key,
+    database_name,
+    write_concern_name,
+)
 
 __all__ = [
+    "client_kwargs",
     "connect",
+    "connection_lock",
     "database_uri",
     "get_client",
     "get_db",
+    "mongoengine_host",
+    "redact_uri",
     "reset",
+    "write_concern",
 ]
 
 _CLIENT_TIMEOUT_MS = 5000  # server selection and TCP connect, per client
@@ -42,6 +55,7 @@ class _Conn:
 
     owner_pid: int  # os.getpid() when it was made: a forked child must not reuse it
     key: Tuple[str, str]  # ("uri", uri) or ("embedded", data_dir)
+    write_concern: Optional[str]  # $MODELZOO_WRITE_CONCERN when it was made
     uri: str
     client: pymongo.MongoClient
     server_pid: Optional[int]  # embedded only
@@ -49,9 +63,9 @@ class _Conn:
 
 _lock = threading.RLock()
 _conn: Optional[_Conn] = None
-# (owner pid, uri, db name) registered as mongoengine's default alias, and the
+# (owner pid, uri, db name, write concern setting) registered as mongoengine's default alias, and the
 # settings dict mongoengine stored for it (to notice someone else replacing it).
-_me_target: Optional[Tuple[int, str, str]] = None
+_me_target: Optional[Tuple[int, str, str, Optional[str]]] = None
 _me_settings: Optional[dict] = None
 
 
@@ -65,10 +79,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def connection_lock() -> threading.RLock:
+    """The re-entrant lock around this process's connection state (a forked child gets a new one)."""
+    return _lock
+
+
 # --------------------------------------------------------------------------- URIs
 
 
-def _redact(uri: str) -> str:
+def redact_uri(uri: str) -> str:
     """``uri`` with any password (in the user info or a ``...password=`` option) masked."""
     m = re.match(r"^([^:/?#]+://)([^/?#]*@)?(.*)$", uri, re.S)
     if m is None:
@@ -92,7 +111,7 @@ def _uri_has_option(uri: str, option: str) -> bool:
     return any(p.split("=", 1)[0].lower() == option.lower() for p in query.split("&") if p)
 
 
-def _mongoengine_host(uri: str, name: str) -> str:
+def mongoengine_host(uri: str, name: str) -> str:
     """``uri`` without the database in its path, which mongoengine would use instead of ``name``.
 
     A URI's path database doubles as the default authentication database, so when
@@ -107,15 +126,31 @@ def _mongoengine_host(uri: str, name: str) -> str:
     return m.group("prefix") + "/" + ("?" + query if query else "")
 
 
-def _client_kwargs(uri: str) -> Dict[str, Any]:
-    """Options for every client we make; what the URI sets itself wins."""
-    defaults = {
+_WRITE_CONCERN_OPTIONS = ("w", "journal", "j", "wTimeoutMS")
+
+
+def client_kwargs(uri: str) -> Dict[str, Any]:
+    """Options for every client we make (pymongo's and mongoengine's).
+
+    What the URI sets itself wins over modelzoo's defaults, except that an
+    explicit ``$MODELZOO_WRITE_CONCERN`` wins over the URI's write concern.
+
+    Raises:
+        DatabaseError: ``$MODELZOO_WRITE_CONCERN`` is not a known choice.
+    """
+    defaults: Dict[str, Any] = {
         "serverSelectionTimeoutMS": _CLIENT_TIMEOUT_MS,
         "connectTimeoutMS": _CLIENT_TIMEOUT_MS,
         "uuidRepresentation": "standard",
         "appname": "modelzoo",
     }
-    return {k: v for k, v in defaults.items() if not _uri_has_option(uri, k)}
+    kwargs = {k: v for k, v in defaults.items() if not _uri_has_option(uri, k)}
+    chosen = write_concern_name()
+    if chosen is not None:
+        kwargs.update(WRITE_CONCERNS[chosen])
+    elif not any(_uri_has_option(uri, k) for k in _WRITE_CONCERN_OPTIONS):
+        kwargs.update(WRITE_CONCERNS[DEFAULT_WRITE_CONCERN])
+    return kwargs
 
 
 def _short_error(exc: BaseException) -> str:
@@ -171,13 +206,15 @@ def get_client() -> pymongo.MongoClient:
     """
     global _conn
     with _lock:
-        key = _config_key()
+        key = config_key()
+        wc = write_concern_name()
         conn = _conn
         if (
             conn is not None
             and conn.owner_pid == os.getpid()
             and conn.key == key
-            and (conn.server_pid is None or _pid_alive(conn.server_pid))
+            and conn.write_concern == wc
+            and (conn.server_pid is None or pid_alive(conn.server_pid))
         ):
             return conn.client
         _drop_client()
@@ -185,10 +222,10 @@ def get_client() -> pymongo.MongoClient:
         if key[0] == "uri":
             uri = key[1]
             try:
-                client: pymongo.MongoClient = pymongo.MongoClient(uri, **_client_kwargs(uri))
+                client: pymongo.MongoClient = pymongo.MongoClient(uri, **client_kwargs(uri))
             except pymongo.errors.PyMongoError as e:
                 raise DatabaseError(
-                    f"{ENV_URI}={_redact(uri)!r} is not a usable MongoDB URI: {_short_error(e)}. "
+                    f"{ENV_URI}={redact_uri(uri)!r} is not a usable MongoDB URI: {_short_error(e)}. "
                     f"Fix it, or unset {ENV_URI} to use modelzoo's embedded database."
                 ) from e
             try:
@@ -196,16 +233,17 @@ def get_client() -> pymongo.MongoClient:
             except pymongo.errors.PyMongoError as e:
                 client.close()
                 raise DatabaseError(
-                    f"Cannot reach the MongoDB server {_redact(uri)} (from {ENV_URI}) within "
+                    f"Cannot reach the MongoDB server {redact_uri(uri)} (from {ENV_URI}) within "
                     f"{_CLIENT_TIMEOUT_MS / 1000:g} s: {_short_error(e)}. Start that server or "
                     f"fix the URI, or unset {ENV_URI} to use modelzoo's embedded database."
                 ) from e
-            _conn = _Conn(os.getpid(), key, uri, client, None)
+            _conn = _Conn(os.getpid(), key, wc, uri, client, None)
         else:
-            info = ensure_server(Path(key[1]))
+            kwargs = client_kwargs(uri="")  # checks the settings before starting anything
+            info = ensure_server(Path(key[1]))  # also registers this process as a client
             uri = f"mongodb://127.0.0.1:{info['port']}/"
-            client = pymongo.MongoClient(uri, **_client_kwargs(uri))
-            _conn = _Conn(os.getpid(), key, uri, client, info["pid"])
+            client = pymongo.MongoClient(uri, **kwargs)
+            _conn = _Conn(os.getpid(), key, wc, uri, client, info["pid"])
         return _conn.client
 
 
@@ -225,6 +263,9 @@ def database_uri() -> str:
 
 def get_db() -> pymongo.database.Database:
     """The modelzoo database (``$MODELZOO_DATABASE_NAME``, default ``modelzoo``).
+
+    Its write concern is :func:`write_concern`'s, so every write modelzoo makes
+    through it (and through mongoengine's default alias) waits as configured.
 
     Raises:
         DatabaseError: the server cannot be started or reached.
@@ -253,18 +294,26 @@ def connect() -> pymongo.database.Database:
         name = database_name()
         client = get_client()
         uri = database_uri()
-        target = (os.getpid(), uri, name)
+        target = (os.getpid(), uri, name, write_concern_name())
         current = me_connection._connection_settings.get("default")
         if target == _me_target and current is not None and current is _me_settings:
             return client[name]
         _drop_mongoengine()
         mongoengine.connect(
-            db=name, alias="default", host=_mongoengine_host(uri, name), **_client_kwargs(uri)
+            db=name, alias="default", host=mongoengine_host(uri, name), **client_kwargs(uri)
         )
         _me_target = target
         _me_settings = me_connection._connection_settings.get("default")
         return client[name]
 
+
+def write_concern() -> pymongo.write_concern.WriteConcern:
+    """The write concern of modelzoo's writes (``$MODELZOO_WRITE_CONCERN``, see docs/database.md).
+
+    Raises:
+        DatabaseError: the server cannot be started or reached, or the setting is unknown.
+    """
+    return get_client().write_concern
 
 
 def reset() -> None:

