@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test lint venv bench clean
 
 venv: $(STAMP)
 
@@ -24,7 +24,12 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(PY) -m modelzoo.demo
 
-test: $(STAMP)
+# ruff (pyflakes, pycodestyle, import order, bugbear) and mypy on the package
+lint: $(STAMP)
+	$(PY) -m ruff check modelzoo tests benchmarks training
+	$(PY) -m mypy modelzoo
+
+test: lint
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -751,7 +751,7 @@ def bench_dense(runs: int, batch: int, kinds: Sequence[str] = ("detection", "seg
         dense_eager_loop(net, paths[:batch], kind, 0, 1, batch)  # warm-up
         field = f"dense_{kind}"
 
-        def build_and_apply() -> None:  # the build (and its optimize verification) counts
+        def build_and_apply(kind=kind, net=net, ds=ds, field=field) -> None:  # the build (and its optimize verification) counts
             m = TorchImageModel(dense_config(kind, net))
             return mz.apply_model(ds, m, field, batch_size=batch, progress=False)
 

@@ -100,7 +100,8 @@ def bench_writes(n: int, batch: int, pairs: int, boxes: int = 10) -> Dict[str, A
         coll.update_many({}, {"$unset": {field: ""}})
 
     # warm-up (server caches, code paths), not counted
-    library(); reset(); raw(); reset()
+    for warm in (library, reset, raw, reset):
+        warm()
     times: Dict[str, List[float]] = {"library": [], "pymongo": []}
     for i in range(pairs):
         order = [("library", library), ("pymongo", raw)]
@@ -142,8 +143,9 @@ def bench_durability(
 ) -> Dict[str, Dict[str, List[float]]]:
     """Journaled vs acknowledged: set_values per batch size, add_samples, and a whole
     apply_model (a tiny classifier on ``n_images`` photographs); J/A interleaved."""
-    import modelzoo as mz
     from bench_apply import photo_dir
+
+    import modelzoo as mz
     from modelzoo.testing import tiny_model
 
     dataset = mz.Dataset(f"bench-db-wc-{os.getpid()}")
@@ -230,8 +232,9 @@ def _file_system(path: str) -> str:
 
 
 def bench_ingest(n_images: int, runs: int) -> List[float]:
-    import modelzoo as mz
     from bench_apply import photo_dir
+
+    import modelzoo as mz
 
     root = photo_dir(n_images)
     times = []

@@ -332,7 +332,7 @@ class _Opaque(torch.nn.Module):
         object.__setattr__(self, "_inner", (module,))
 
     def forward(self, *args: Any) -> Any:
-        return self._inner[0](*args)
+        return self._inner[0](*args)  # type: ignore[index,operator]
 
 
 def _channels_last_copy(module: torch.nn.Module) -> Optional[torch.nn.Module]:

@@ -53,7 +53,7 @@ def _tile(path: str, caption: str, size: int, color: Tuple[int, int, int]):
 
     with Image.open(path) as img:
         img = img.convert("RGB")
-        resample = Image.NEAREST if max(img.size) < size // 2 else Image.BILINEAR
+        resample = Image.Resampling.NEAREST if max(img.size) < size // 2 else Image.Resampling.BILINEAR
         img = ImageOps.pad(img, (size, size), method=resample, color=(32, 32, 32))
     draw = ImageDraw.Draw(img)
     band = max(14, size // 9)

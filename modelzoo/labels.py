@@ -114,7 +114,7 @@ class Label(EmbeddedDocument):
         data = {k: (v.copy() if isinstance(v, (dict, list)) else v) for k, v in defaults.items()}
         data.update(values)
         object.__setattr__(obj, "_data", data)
-        vars(obj).update(attrs)
+        obj.__dict__.update(attrs)
         return obj
 
     def __repr__(self) -> str:
@@ -133,7 +133,7 @@ class Label(EmbeddedDocument):
             return False
         return _deep_equal(self.to_dict(), other.to_dict())
 
-    __hash__ = None  # mutable
+    __hash__ = None  # type: ignore[assignment]  # mutable
 
 
 def _deep_equal(a: Any, b: Any) -> bool:

@@ -87,12 +87,12 @@ def _seeded(seed: int, build: Any) -> nn.Module:
 
 def tiny_classifier(num_classes: int = 10, seed: int = 0) -> TinyClassifier:
     """A seeded :class:`TinyClassifier`."""
-    return _seeded(seed, lambda: TinyClassifier(num_classes))
+    return _seeded(seed, lambda: TinyClassifier(num_classes))  # type: ignore[return-value]
 
 
 def tiny_segmenter(num_classes: int = 4, seed: int = 0) -> TinySegmenter:
     """A seeded :class:`TinySegmenter`."""
-    return _seeded(seed, lambda: TinySegmenter(num_classes))
+    return _seeded(seed, lambda: TinySegmenter(num_classes))  # type: ignore[return-value]
 
 
 class _TinyBackbone(nn.Sequential):

@@ -15,7 +15,6 @@ import pytest
 from modelzoo import db as mzdb
 from modelzoo.db import server as mzserver
 
-
 # Every embedded server of the session (the session's, and those tests start in
 # their own tmp_path) stops this long after its last client exits.
 SESSION_IDLE_S = 1.0

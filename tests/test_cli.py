@@ -14,7 +14,6 @@ import modelzoo as mz
 from modelzoo import zoo
 from modelzoo.cli import build_parser, main
 
-
 pytestmark = pytest.mark.usefixtures("zoo_env")
 
 

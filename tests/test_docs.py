@@ -28,8 +28,9 @@ def test_doc_examples_run(name, tmp_path, monkeypatch):
 
 def test_readme_example_runs(tmp_path, monkeypatch):
     """The README's ten lines, on real photographs in ./photos."""
-    from PIL import Image
     import skimage.data
+    from PIL import Image
+
     import modelzoo as mz
 
     root = os.path.dirname(DOCS)

@@ -270,10 +270,10 @@ def test_losing_the_database_mid_run_fails_clearly_and_fast(image_dirs, tmp_path
     from modelzoo import db as mzdb
 
     good, _, _ = image_dirs
-    port = mzdb._free_port()
+    port = mzdb.free_port()
     (tmp_path / "data").mkdir()
     mongod = subprocess.Popen(
-        [mzdb._resolve_mongod(), "--dbpath", str(tmp_path / "data"), "--port", str(port), "--bind_ip", "127.0.0.1"],
+        [mzdb.resolve_mongod(), "--dbpath", str(tmp_path / "data"), "--port", str(port), "--bind_ip", "127.0.0.1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:

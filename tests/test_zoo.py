@@ -16,7 +16,8 @@ import torch
 import modelzoo as mz
 from modelzoo import zoo
 from modelzoo.errors import ChecksumError, ConfigError, ModelNotFoundError, RequirementsError, ZooError
-from modelzoo.zoo import ManifestError, requirements as requirements_mod
+from modelzoo.zoo import ManifestError
+from modelzoo.zoo import requirements as requirements_mod
 from modelzoo.zoo.registry import build_model, expand_placeholders, registry
 
 REQUIRED = [

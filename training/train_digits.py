@@ -71,7 +71,7 @@ def train() -> tuple:
     net = digits_cnn()
     opt = torch.optim.Adam(net.parameters(), lr=LR, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=EPOCHS)
-    for epoch in range(EPOCHS):
+    for _epoch in range(EPOCHS):
         net.train()
         perm = torch.randperm(len(ytr), generator=g)
         for i in range(0, len(perm), BATCH):

@@ -119,10 +119,6 @@ __all__ = [
     "write_concern",
 ]
 
-# Old private names, still used by tests/test_engine.py (outside this package's
-# files); use free_port and resolve_mongod, and drop these once nothing does.
-_free_port = free_port
-_resolve_mongod = resolve_mongod
 
 
 def status() -> Dict[str, Any]:

@@ -280,7 +280,7 @@ class _Monitor:
                 write_json(self.data_dir / MONITOR_FILE, state)
 
     def ours(self, record: Optional[Dict[str, Any]]) -> bool:
-        return bool(record) and record.get("pid") == self.mongod_pid
+        return record is not None and record.get("pid") == self.mongod_pid
 
     def run(self) -> int:
         self.log(f"started; stops mongod {self.idle_s:g} s after its last client exits")

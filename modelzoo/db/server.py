@@ -693,7 +693,7 @@ def server_status(data_dir: Path) -> Dict[str, Any]:
         (seconds until the monitor stops it; None while it has clients or is kept).
     """
     info = _read_port_file(data_dir) if data_dir.is_dir() else None
-    running = bool(info) and pid_alive(info["pid"]) and _ping(info["port"])
+    running = info is not None and "pid" in info and pid_alive(info["pid"]) and _ping(info["port"])
     binary: Optional[str] = info.get("binary") if info else None
     if not binary:
         try:

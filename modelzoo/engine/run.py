@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
@@ -20,11 +19,12 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 import numpy as np
 import pymongo.errors
 
-from ..errors import ConfigError, DatabaseError, ModelError, PredictionError, did_you_mean
+from ..errors import ConfigError, DatabaseError, ModelError, PredictionError, check_keys
 from ..fields import check_field_name
 from ..loaders import Loader, WorkItem
 from ..mixins import EmbeddingsMixin, LogitsMixin, SamplesMixin, TorchModelMixin
 from ..models import Model
+from ..progress import progress_bar
 from .batching import BatchStream, LoadedBatch, safe_load
 from .report import ApplyReport, Failure
 from .sinks import EmbeddingSink, LabelSink, Sink, SinkBatch
@@ -105,13 +105,6 @@ def _fed_by_loader(model: Any) -> Iterator[None]:
         yield
     finally:
         model.preprocess = before
-
-
-def _progress_bar(progress: Optional[bool], total: int, desc: str) -> Any:
-    show = progress if progress is not None else sys.stderr.isatty()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="samples", desc=desc, disable=not show, dynamic_ncols=True, smoothing=0.1)
 
 
 def _infer(model: Any, mode: str, inputs: Any, items: List[WorkItem]) -> Any:
@@ -266,7 +259,7 @@ class _Loop:
     # -- the loop ------------------------------------------------------------------------
     def run(self, total: int) -> ApplyReport:
         writer = BackgroundWriter(self.sink.write)
-        bar = _progress_bar(self.options.progress, total, "embed" if self.mode == "embed" else "apply")
+        bar = progress_bar(total, "embed" if self.mode == "embed" else "apply", enabled=self.options.progress, smoothing=0.1)
         logger.info(
             "Running %s on %d samples of %r (batch %d, %d workers, %s torch threads%s)",
             type(self.model).__name__, total, self.source.dataset_name, self.batch_size, self.num_workers,
@@ -344,13 +337,7 @@ def run_model(source: Source, model: Model, sink: Sink, options: Optional[RunOpt
 
 # -- apply_model / compute_embeddings ----------------------------------------------------------
 def _check_extras(fn: str, kwargs: Mapping[str, Any]) -> None:
-    unknown = sorted(set(kwargs) - set(_EXTRAS))
-    if unknown:
-        name = unknown[0]
-        raise ConfigError(
-            f"{fn}() got an unexpected argument {name!r}." + did_you_mean(name, _EXTRAS)
-            + f" Extra arguments it takes: {list(_EXTRAS)}."
-        )
+    check_keys(kwargs, _EXTRAS, f"{fn}()", kind="argument")
 
 
 def _missing_query(label_field: Union[str, Mapping[str, str]]) -> Optional[Dict[str, Any]]:

@@ -51,7 +51,7 @@ def write_digit_images(images: np.ndarray, labels: np.ndarray, directory: str, s
         path = os.path.join(directory, f"{i:04d}_label{int(label)}.png")
         pil = Image.fromarray(img, mode="L")
         if scale > 1:
-            pil = pil.resize((8 * scale, 8 * scale), Image.NEAREST)
+            pil = pil.resize((8 * scale, 8 * scale), Image.Resampling.NEAREST)
         pil.save(path)
         out.append((path, CLASSES[int(label)]))
     return out

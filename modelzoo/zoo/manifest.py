@@ -480,6 +480,6 @@ def validate_model_config(info: ZooModelInfo) -> None:
     except UnknownKeyError as e:
         raise ck.fail(f"model.config.{e.key}", str(e)) from None
     try:
-        config_cls(dict(info.model.config))
+        config_cls(dict(info.model.config))  # type: ignore[call-arg,operator]
     except ConfigError as e:
         raise ck.fail("model.config", str(e)) from None
