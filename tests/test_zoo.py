@@ -372,9 +372,9 @@ def test_unknown_keys_read_the_same_everywhere(tmp_path, monkeypatch):
     from modelzoo.torch_image import TorchImageModelConfig
 
     with pytest.raises(UnknownKeyError) as e:
-        TorchImageModelConfig(entrypoint_fcn="x.y", optimise=False)
-    assert str(e.value).startswith("TorchImageModelConfig has no setting 'optimise'. Did you mean 'optimize'? Valid settings: ")
-    assert e.value.key == "optimise" and "image_size" in e.value.allowed
+        TorchImageModelConfig(entrypoint_fcn="x.y", fast_decod=False)
+    assert str(e.value).startswith("TorchImageModelConfig has no setting 'fast_decod'. Did you mean 'fast_decode'? Valid settings: ")
+    assert e.value.key == "fast_decod" and "image_size" in e.value.allowed
     with pytest.raises(UnknownKeyError, match=r"^load_zoo_model\('digits-cnn-torch@1.0'\): TorchImageModel has no setting 'devise'. Did you mean 'device'\?"):
         zoo.load_zoo_model("digits-cnn-torch", devise="cpu")
     _use_manifests(monkeypatch, _write_manifest(tmp_path / "w.json", _entry(weights={"url": None, "sha256": "0" * 64, "filename": "a", "local_source": []})))
