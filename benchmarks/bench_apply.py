@@ -814,57 +814,54 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         args.images, args.runs, args.sweep_runs = 128, 2, min(args.sweep_runs, 1)
         args.rss_sizes = [500, 2000] if args.rss_sizes else []
 
-    tmp = tempfile.mkdtemp(prefix="modelzoo-bench-apply-")
-    os.environ["MODELZOO_DATABASE_DIR"] = tmp
-    os.environ.pop("MODELZOO_DATABASE_URI", None)
     from modelzoo import db
 
-    db.reset()
-    db.connect()
-    try:
-        import torch
+    with db.temporary():  # a private server, stopped and removed at the end (even on Ctrl-C)
+        _main(args)
 
-        if args.dense_only:
-            print(f"# bench_apply --dense-only: cpus={len(os.sched_getaffinity(0))}, torch {torch.__version__}, "
-                  f"runs={args.runs}, batch {args.dense_batch}")
-            _print_dense(bench_dense(args.runs, args.dense_batch,
-                                     images=dict(zip(("detection", "segmentation"), args.dense_images))))
-            return
-        root = photo_dir(args.images)
-        paths = list_photos(root)
-        dataset = mz.Dataset.from_images_dir(root, name=f"bench-apply-{os.getpid()}")
-        print(f"# bench_apply: {len(paths)} JPEGs {SIZE[0]}x{SIZE[1]} in {root}; "
-              f"cpus={len(os.sched_getaffinity(0))}, torch {torch.__version__}, runs={args.runs}")
-        results = {}
-        for arch in args.models:
-            results[arch] = bench_model(arch, dataset, paths, args.runs, args.batch, args.sweep_runs,
-                                        args.sweep_only or args.torch_image_only, args.sweep_images)
-            if args.torch_image_only:
+
+def _main(args: argparse.Namespace) -> None:
+    import torch
+
+    if args.dense_only:
+        print(f"# bench_apply --dense-only: cpus={len(os.sched_getaffinity(0))}, torch {torch.__version__}, "
+              f"runs={args.runs}, batch {args.dense_batch}")
+        _print_dense(bench_dense(args.runs, args.dense_batch,
+                                 images=dict(zip(("detection", "segmentation"), args.dense_images))))
+        return
+    root = photo_dir(args.images)
+    paths = list_photos(root)
+    dataset = mz.Dataset.from_images_dir(root, name=f"bench-apply-{os.getpid()}")
+    print(f"# bench_apply: {len(paths)} JPEGs {SIZE[0]}x{SIZE[1]} in {root}; "
+          f"cpus={len(os.sched_getaffinity(0))}, torch {torch.__version__}, runs={args.runs}")
+    results = {}
+    for arch in args.models:
+        results[arch] = bench_model(arch, dataset, paths, args.runs, args.batch, args.sweep_runs,
+                                    args.sweep_only or args.torch_image_only, args.sweep_images)
+        if args.torch_image_only:
+            bench_torch_image(arch, dataset, paths, args.runs, args.batch, results[arch])
+    if args.sweep_only or args.torch_image_only:
+        return
+    if args.torch_image:
+        import importlib.util
+
+        if importlib.util.find_spec("modelzoo.torch_image") is None:
+            print("\n## --torch-image: modelzoo.torch_image is not importable; skipped")
+        else:
+            for arch in args.models:
                 bench_torch_image(arch, dataset, paths, args.runs, args.batch, results[arch])
-        if args.sweep_only or args.torch_image_only:
-            return
-        if args.torch_image:
-            import importlib.util
-
-            if importlib.util.find_spec("modelzoo.torch_image") is None:
-                print("\n## --torch-image: modelzoo.torch_image is not importable; skipped")
-            else:
-                for arch in args.models:
-                    bench_torch_image(arch, dataset, paths, args.runs, args.batch, results[arch])
-        dense: Dict[str, float] = {}
-        if args.dense:
-            dense = bench_dense(args.runs, args.dense_batch,
-                                images=dict(zip(("detection", "segmentation"), args.dense_images)))
-        if args.rss_sizes:
-            bench_rss(paths, args.rss_sizes)
-        print("\n# summary")
-        for arch, r in results.items():
-            print(f"  {arch:20s} b/a {r['b/a']:.3f}  c/a {r['c/a']:.3f}  default/best {r['default/best']:.3f} "
-                  f"(calibrated default vs best hand-set {r['best']}), label mismatches {r['mismatches']}")
-        if dense:
-            _print_dense(dense)
-    finally:
-        db.stop()
+    dense: Dict[str, float] = {}
+    if args.dense:
+        dense = bench_dense(args.runs, args.dense_batch,
+                            images=dict(zip(("detection", "segmentation"), args.dense_images)))
+    if args.rss_sizes:
+        bench_rss(paths, args.rss_sizes)
+    print("\n# summary")
+    for arch, r in results.items():
+        print(f"  {arch:20s} b/a {r['b/a']:.3f}  c/a {r['c/a']:.3f}  default/best {r['default/best']:.3f} "
+              f"(calibrated default vs best hand-set {r['best']}), label mismatches {r['mismatches']}")
+    if dense:
+        _print_dense(dense)
 
 
 if __name__ == "__main__":
