@@ -237,6 +237,11 @@ class ModelBundle:
         """The version the zoo files this bundle under: its id."""
         return self.id
 
+    @property
+    def zoo_date(self) -> str:
+        """When the zoo considers this version added (orders versions): its ``created_at``."""
+        return self.created_at
+
     def __repr__(self) -> str:
         parent = f", parent_id={self.parent_id!r}" if self.parent_id else ""
         return f"ModelBundle(name={self.name!r}, id={self.id!r}, flavor={self.flavor.flavor!r}{parent})"

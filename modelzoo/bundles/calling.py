@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from .errors import BundleConfigError
 
-__all__ = ["check_conventions", "load_predict", "call_predict"]
+__all__ = ["check_conventions", "load_predict", "call_predict", "accepted_keywords"]
 
 _CONVENTIONS = (
     "with an app_config: load_model_fn(app_config) and load_predict_fn(app_config, model); "
@@ -91,8 +91,28 @@ def load_predict(
     return load_predict_fn(model) if config is None else load_predict_fn(config, model)
 
 
-def call_predict(predict_fn: Callable[..., Any], request: Any) -> Any:
-    """A dict is splatted as keyword arguments; anything else is the single argument."""
+def accepted_keywords(fn: Callable[..., Any]) -> Optional[frozenset]:
+    """The keyword arguments ``fn`` takes, or None when it takes any (``**kwargs``) or is opaque."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
+def call_predict(predict_fn: Callable[..., Any], request: Any, accepted: Optional[frozenset] = None) -> Any:
+    """A dict is splatted as keyword arguments; anything else is the single argument.
+
+    Args:
+        accepted: when given (a request that passed its schema), keys the
+            function does not take are not passed: a schema may require a
+            field the function never reads, such as the ``kind`` tag of a
+            union of request shapes (Launch's ``app_config`` example).
+    """
     if isinstance(request, Mapping):
+        if accepted is not None:
+            request = {k: v for k, v in request.items() if k in accepted}
         return predict_fn(**request)
     return predict_fn(request)

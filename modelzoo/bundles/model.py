@@ -26,7 +26,7 @@ from ..models import Model
 from . import nucleus
 from .artifacts import extract_tops, import_function, load_pickle, safe_extract
 from .bundle import INPUTS, ModelBundle, thaw
-from .calling import call_predict, check_conventions, load_predict
+from .calling import accepted_keywords, call_predict, check_conventions, load_predict
 from .errors import BundleConfigError
 from .schemas import Schema
 from .store import BundleStore
@@ -144,9 +144,10 @@ class _InProcess:
 
     def __init__(self, parts: Mapping[str, Any], app_config: Any):
         self.predict_fn = load_predict(parts["load_predict_fn"], parts["load_model_fn"], parts["model"], thaw(app_config))
+        self.accepted = accepted_keywords(self.predict_fn) if parts.get("request_schema") is not None else None
 
     def __call__(self, request: Any) -> Any:
-        return call_predict(self.predict_fn, request)
+        return call_predict(self.predict_fn, request, self.accepted)
 
     def close(self) -> None:
         pass

@@ -83,7 +83,9 @@ class Schema:
     def _dump(self, obj: Any, mode: str) -> Any:
         if self.version == 2:
             return obj.model_dump(mode=mode)
-        data = json.loads(obj.json()) if mode == "json" else obj.dict()
+        if mode == "json":
+            return json.loads(obj.json())  # v1 writes a root model as its root value
+        data = obj.dict()
         return data["__root__"] if self.is_root else data
 
     def validate(self, value: Any, bundle: str, direction: str, mode: str = "python") -> Any:
@@ -119,10 +121,11 @@ class Schema:
             return None, None, "", 0
         if not items:
             return "", value, str(e), 1
-        # In a union, a branch rejected by its tag (a Literal) says less than
-        # the branch whose tag matched: report that one's error first.
+        # In a union every branch reports; a branch rejected by its tag (a
+        # Literal) says less than the one whose tag matched, and the deepest
+        # location is the most specific: report that error.
         untagged = [i for i in items if not any(t in str(i.get("type", "")) for t in ("literal", "const"))]
-        first = (untagged or items)[0]
+        first = max(untagged or items, key=lambda i: len(i.get("loc", ())))
         loc = [p for p in first.get("loc", ()) if p != "__root__"]
         found = first["input"] if "input" in first else _follow(value, loc)
         # A union of models reports its branch name first (v2): keep the field path only.
