@@ -143,7 +143,9 @@ def test_nucleus_detector_bundle_from_the_docs_over_photographs(home, photos, tm
     from nucleus.prediction import BoxPrediction
 
     path = str(tmp_path / "boxes.jsonl")
-    assert export_nucleus(photos, path, "boxes") == total
+    assert photos.export_nucleus(path, "boxes") == total
+    view = photos.limit(1)
+    assert view.export_nucleus(str(tmp_path / "one.jsonl"), "boxes") == len(photos.first().boxes.detections)
     records = [json.loads(line) for line in open(path)]
     first = photos.first()
     pred = BoxPrediction.from_json(records[0])
@@ -324,3 +326,11 @@ def test_triton_bundle_starts_tritonserver_beside_the_command(home, tmp_path, mo
         triton_pid = int((tmp_path / "triton.pid").read_text())
         assert _pid_alive(triton_pid)
     assert _wait_dead(triton_pid) and _wait_dead(int(pid_file.read_text()))
+
+
+def test_detection_to_nucleus_with_reference_id_loads_in_the_nucleus_client():
+    from nucleus.prediction import BoxPrediction
+
+    det = mz.Detection(label="cat", bounding_box=[0.1, 0.2, 0.5, 0.25], confidence=0.5)
+    pred = BoxPrediction.from_json(det.to_nucleus(200, 100, reference_id="cat.jpg"))
+    assert (pred.reference_id, pred.x, pred.y, pred.width, pred.height) == ("cat.jpg", 20.0, 20.0, 100.0, 25.0)
