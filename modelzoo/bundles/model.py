@@ -125,6 +125,8 @@ def _image_size(arg: Any) -> Optional[Tuple[int, int]]:
 
 
 def _jsonable(value: Any, bundle: str) -> Any:
+    if value is None or type(value) in (int, float, str, bool):
+        return value  # the common answers, without a trial encoding
     try:
         json.dumps(value, default=lambda o: o.tolist() if isinstance(o, (np.ndarray, np.generic)) else _fail(o))
     except TypeError as e:
