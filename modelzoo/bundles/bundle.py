@@ -147,9 +147,13 @@ class ModelBundle:
 
                 set_("artifact_sha256", hashlib.sha256(pickle_callables(self)).hexdigest())
         if not self.id:
-            set_("id", "bun_" + hashlib.sha256(self._content_json().encode()).hexdigest()[:24])
+            set_("id", self.content_id())
 
     # -- content ---------------------------------------------------------------------------
+    def content_id(self) -> str:
+        """The id this bundle's content gives (equal to :attr:`id` unless the record was edited)."""
+        return "bun_" + hashlib.sha256(self._content_json().encode()).hexdigest()[:24]
+
     def _content_json(self) -> str:
         content = {
             "name": self.name,

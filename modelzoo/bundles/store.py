@@ -9,7 +9,6 @@ saving the same content twice keeps the first record.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from typing import Any, Dict, List, Mapping, Optional
@@ -99,7 +98,7 @@ class BundleStore:
             schemas_json=doc.get("schemas") or {},
             id=doc["_id"],
         )
-        if "bun_" + hashlib.sha256(bundle._content_json().encode()).hexdigest()[:24] != bundle.id:
+        if bundle.content_id() != bundle.id:
             raise BundleConfigError(
                 f"Bundle record {bundle.id!r} does not match its content (it was edited in the database); "
                 "bundles are immutable: create a new one instead"
