@@ -221,6 +221,13 @@ class SampleCollection:
         """Embeds these samples; see :func:`modelzoo.compute_embeddings`."""
         return compute_embeddings(self, model, embeddings_field=embeddings_field, **kwargs)
 
+    def export_nucleus(self, path: str, label_field: str, **kwargs: Any) -> int:
+        """Writes ``label_field``'s boxes as Nucleus box predictions (JSON lines);
+        see :func:`modelzoo.bundles.export_nucleus`."""
+        from .bundles.nucleus import export_nucleus
+
+        return export_nucleus(self, path, label_field, **kwargs)
+
 
 class DatasetView(SampleCollection):
     """A subset of a dataset's samples, defined by a MongoDB query. Cheap to

@@ -298,8 +298,10 @@ class Detection(Label):
         rel = [x1 / width, y1 / height, max(x2 - x1, 0.0) / width, max(y2 - y1, 0.0) / height]
         return cls(bounding_box=rel, **kwargs)
 
-    def to_nucleus(self, width: int, height: int) -> Dict[str, Any]:
-        """This box in the Nucleus format (pixels) for an image of ``width x height``."""
+    def to_nucleus(self, width: int, height: int, reference_id: Optional[str] = None) -> Dict[str, Any]:
+        """This box in the Nucleus format (pixels) for an image of ``width x height``.
+        The Nucleus client's ``BoxPrediction.from_json`` needs ``reference_id``
+        (the dataset item); see :func:`modelzoo.bundles.export_nucleus`."""
         x, y, w, h = self.bounding_box
         out: Dict[str, Any] = {
             "geometry": {"x": x * width, "y": y * height, "width": w * width, "height": h * height},
@@ -308,6 +310,8 @@ class Detection(Label):
         }
         if self.confidence is not None:
             out["confidence"] = self.confidence
+        if reference_id is not None:
+            out["reference_id"] = reference_id
         return out
 
     @classmethod

@@ -18,6 +18,7 @@ Entries come from ``manifests/*.json`` (see :mod:`modelzoo.zoo.manifest`),
 from __future__ import annotations
 
 import fnmatch
+import re
 from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
 
 from ..config import Config
@@ -239,7 +240,7 @@ def config_model_cls(config_cls: type) -> type:
 def make_zoo_model_info(
     name: str,
     model: Any,
-    version: str = "1.0",
+    version: Optional[str] = None,
     description: str = "",
     tags: Iterable[str] = (),
     weights: Union[WeightsSpec, Mapping[str, Any], None] = None,
@@ -261,7 +262,11 @@ def make_zoo_model_info(
     ck = ManifestChecker(origin, repr(name))
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ck.fail("name", f"{name!r} must be lowercase letters, digits, '.', '_' or '-' (no '@')")
-    if not isinstance(version, str) or not all(p.isdigit() for p in version.split(".")):
+    if version is None:  # a bundle files itself under its id, ordered by its creation time
+        version = getattr(model, "zoo_version", None) or "1.0"
+        date_added = date_added or getattr(model, "zoo_date", None)
+    numbered = isinstance(version, str) and all(p.isdigit() for p in version.split("."))
+    if not numbered and not (isinstance(version, str) and re.match(r"^[A-Za-z0-9_]+$", version) and hasattr(model, "zoo_version")):
         raise ck.fail("version", f"expected a version string such as '1.0', got {version!r}")
     if isinstance(weights, Mapping):
         weights = parse_weights(ck, dict(weights))
@@ -289,7 +294,7 @@ def make_zoo_model_info(
 def register_zoo_model(
     name: str,
     model: Any,
-    version: str = "1.0",
+    version: Optional[str] = None,
     description: str = "",
     tags: Iterable[str] = (),
     weights: Union[WeightsSpec, Mapping[str, Any], None] = None,
@@ -311,8 +316,10 @@ def register_zoo_model(
               (default ``TorchImageModel``);
             - a :class:`~modelzoo.Model` subclass (built with ``config``);
             - a factory function: ``factory(**overrides) -> Model``;
-            - a bundle: an object with ``load_model(**overrides) -> Model``.
-        version: its version; ``name@version`` loads it.
+            - a bundle: an object with ``load_model(**overrides) -> Model``
+              (a :class:`~modelzoo.bundles.ModelBundle` is filed under its id).
+        version: its version (default ``"1.0"``, a bundle's id); ``name@version``
+            loads it. Registering a new version of a registered name keeps both.
         model_cls: the :class:`~modelzoo.Model` subclass that takes ``model``
             when it is a config or a dict (default: the class the config
             names in ``model_cls``; ``TorchImageModel`` for a dict).

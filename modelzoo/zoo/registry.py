@@ -19,7 +19,7 @@ from ..errors import ConfigError, ModelNotFoundError, ZooError, check_keys
 from ..imports import import_object
 from .manifest import ManifestError, ZooModelInfo, parse_version, validate_model_config
 
-__all__ = ["ZooRegistry", "registry", "build_model", "expand_placeholders"]
+__all__ = ["ZooRegistry", "registry", "build_model", "expand_placeholders", "version_key"]
 
 
 def _close_names(name: str, names: List[str]) -> List[str]:
@@ -96,7 +96,7 @@ class ZooRegistry:
         """Every entry, every version, sorted by name then version."""
         with self._lock:
             table = self._table()
-        return [table[n][v] for n in sorted(table) for v in sorted(table[n], key=parse_version)]
+        return [i for n in sorted(table) for i in sorted(table[n].values(), key=version_key)]
 
     def names(self) -> List[str]:
         with self._lock:
@@ -117,9 +117,9 @@ class ZooRegistry:
         if not versions:
             raise _not_found(name, sorted(table))
         if not version:
-            return versions[max(versions, key=parse_version)]
+            return max(versions.values(), key=version_key)
         if version not in versions:
-            keys = [f"{base}@{v}" for v in sorted(versions, key=parse_version)]
+            keys = [f"{base}@{i.version}" for i in sorted(versions.values(), key=version_key)]
             raise ModelNotFoundError(name, keys)
         return versions[version]
 
@@ -127,13 +127,18 @@ class ZooRegistry:
     def register(self, info: ZooModelInfo, overwrite: bool = False) -> None:
         with self._lock:
             table = self._table()
-            if info.name in table and not overwrite:
+            # A registered name may gain versions (bundle versions); the same
+            # name@version, or a manifest's name, is taken.
+            taken = info.name in table and (info.name not in self._registered or info.version in table[info.name])
+            if taken and not overwrite:
                 origins = sorted({i.origin for i in table[info.name].values()})
                 raise ZooError(
                     f"Zoo model {info.name!r} is already registered (from {', '.join(origins)}). "
                     "Pass overwrite=True to replace it, or choose another name."
                 )
-            self._registered[info.name] = {info.version: info}
+            if overwrite or info.name not in self._registered:
+                self._registered[info.name] = {}
+            self._registered[info.name][info.version] = info
             self._hidden.discard(info.name)
 
     def unregister(self, name: str) -> None:
@@ -154,6 +159,14 @@ class ZooRegistry:
 
 
 registry = ZooRegistry()
+
+
+def version_key(info: ZooModelInfo) -> Any:
+    """Orders versions: numbers (``"1.10"``) by value; ids (a bundle's) by
+    ``date_added``, after the numbered ones."""
+    if all(p.isdigit() for p in str(info.version).split(".")):
+        return (0, parse_version(info.version), "")
+    return (1, (), info.date_added or "")
 
 
 def _validate_config(info: ZooModelInfo) -> None:

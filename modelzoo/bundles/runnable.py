@@ -1,0 +1,274 @@
+"""Runnable-command bundles: the command serves ``POST /predict`` and
+``GET /readyz`` over HTTP, as Launch's runnable images do.
+
+Locally the command runs as a child process on a free port of 127.0.0.1:
+``PORT`` is set in its environment and ``$PORT`` / ``${PORT}`` in its
+arguments are replaced. :func:`start_server` waits until ``/readyz``
+answers 200 (polling from the start; it gives up
+``readiness_initial_delay_seconds + readiness_timeout_seconds`` later);
+each request is sent as ``POST /predict`` with a JSON body. The process
+(and its process group) is stopped by :meth:`CommandServer.close`, and at
+interpreter exit for any left running. A process that exits, or never gets
+ready, fails with its exit code and the tail of its stderr.
+
+A Triton-enhanced bundle also starts ``tritonserver`` (which must be on
+``PATH``) beside the command, and waits for its ``/v2/health/ready``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from .errors import BundleConfigError, BundlePredictError, BundleServerError
+
+__all__ = ["CommandServer", "start_server", "free_port", "running_pids"]
+
+_RUNNING: Dict[int, "CommandServer"] = {}
+_RUNNING_LOCK = threading.Lock()
+_POLL_S = 0.05
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def running_pids() -> List[int]:
+    """The pids of the servers this process started and has not stopped."""
+    with _RUNNING_LOCK:
+        return sorted(_RUNNING)
+
+
+def _substitute(command: Sequence[str], port: int) -> List[str]:
+    return [str(a).replace("${PORT}", str(port)).replace("$PORT", str(port)) for a in command]
+
+
+class CommandServer:
+    """One running command: start, readiness, requests, stop.
+
+    Args:
+        name: the bundle's name, for messages.
+        command: the argument list (``$PORT`` is replaced).
+        env: added to this process's environment.
+        ready_within: seconds the server may take to answer ``healthcheck_route``.
+        predict_route / healthcheck_route: the HTTP routes.
+        request_timeout: seconds one request may take.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        command: Sequence[str],
+        env: Optional[Mapping[str, str]] = None,
+        ready_within: float = 60.0,
+        predict_route: str = "/predict",
+        healthcheck_route: str = "/readyz",
+        request_timeout: float = 600.0,
+    ):
+        if not command:
+            raise BundleConfigError(f"Bundle {name!r}: the runnable command is empty")
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.predict_route = predict_route
+        self.healthcheck_route = healthcheck_route
+        self.request_timeout = request_timeout
+        self.argv = _substitute(command, self.port)
+        full_env = {**os.environ, **{k: str(v) for k, v in (env or {}).items()}, "PORT": str(self.port)}
+        self._stderr = tempfile.TemporaryFile()
+        try:
+            self.process = subprocess.Popen(
+                self.argv, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=self._stderr, start_new_session=True,  # its own group: children are stopped too
+            )
+        except OSError as e:
+            self._stderr.close()
+            raise BundleServerError(f"Bundle {name!r}: cannot start {self.argv!r}: {e}") from e
+        with _RUNNING_LOCK:
+            _RUNNING[self.process.pid] = self
+        try:
+            self._wait_ready(ready_within)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stderr_tail(self, lines: int = 20) -> str:
+        """The last lines the process wrote to stderr."""
+        try:
+            self._stderr.seek(0)
+            text = self._stderr.read().decode(errors="replace")
+        except (OSError, ValueError):
+            return ""
+        return "\n".join(text.rstrip().splitlines()[-lines:])
+
+    def _exited(self, when: str) -> BundleServerError:
+        code = self.process.returncode
+        return BundleServerError(
+            f"Bundle {self.name!r}: its command {self.argv!r} exited with code {code} {when}",
+            returncode=code, stderr_tail=self.stderr_tail(),
+        )
+
+    def _wait_ready(self, within: float) -> None:
+        deadline = time.monotonic() + within
+        url = self.url + self.healthcheck_route
+        while True:
+            if self.process.poll() is not None:
+                raise self._exited("before it was ready")
+            try:
+                with urllib.request.urlopen(url, timeout=1.0) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise BundleServerError(
+                    f"Bundle {self.name!r}: {self.argv!r} did not answer GET {self.healthcheck_route} with 200 "
+                    f"within {within:g} s (readiness_initial_delay_seconds + readiness_timeout_seconds); "
+                    "it was stopped. It must serve HTTP on the port given in $PORT, on 127.0.0.1.",
+                    stderr_tail=self.stderr_tail(),
+                )
+            time.sleep(_POLL_S)
+
+    def __call__(self, request: Any) -> Any:
+        """Sends one request as ``POST predict_route`` (JSON) and returns the decoded answer.
+
+        Raises:
+            BundlePredictError: the server answered with an error status (this request only).
+            BundleServerError: the server is gone.
+        """
+        if isinstance(request, (bytes, bytearray)):
+            body, ctype = bytes(request), "application/octet-stream"
+        else:
+            body, ctype = json.dumps(request).encode(), "application/json"
+        req = urllib.request.Request(
+            self.url + self.predict_route, data=body, method="POST", headers={"Content-Type": ctype}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.request_timeout) as r:
+                data = r.read()
+        except urllib.error.HTTPError as e:
+            detail = e.read().decode(errors="replace")[-2000:]
+            raise BundlePredictError(
+                f"Bundle {self.name!r}: POST {self.predict_route} answered {e.code}: {detail}"
+            ) from None
+        except (urllib.error.URLError, OSError) as e:
+            if self.process.poll() is not None:
+                raise self._exited("while serving a request") from None
+            raise BundleServerError(
+                f"Bundle {self.name!r}: POST {self.predict_route} failed: {e}", stderr_tail=self.stderr_tail()
+            ) from None
+        try:
+            return json.loads(data) if data else None
+        except ValueError:
+            raise BundlePredictError(
+                f"Bundle {self.name!r}: POST {self.predict_route} answered non-JSON: {data[:200]!r}"
+            ) from None
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stops the process group: SIGTERM, then SIGKILL after ``timeout``. Idempotent."""
+        proc = self.process
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                proc.wait()
+        with _RUNNING_LOCK:
+            _RUNNING.pop(proc.pid, None)
+        try:
+            self._stderr.close()
+        except OSError:  # pragma: no cover
+            pass
+
+
+class _WithTriton:
+    """A command server with ``tritonserver`` beside it (stopped together)."""
+
+    def __init__(self, triton: CommandServer, server: CommandServer):
+        self.triton, self.server = triton, server
+
+    def __call__(self, request: Any) -> Any:
+        return self.server(request)
+
+    @property
+    def pid(self) -> int:
+        return self.server.pid
+
+    def close(self) -> None:
+        self.server.close()
+        self.triton.close()
+
+
+def start_server(bundle: Any) -> Any:
+    """Starts a runnable (or Triton-enhanced) bundle's processes and waits until they are ready.
+
+    Raises:
+        BundleConfigError: a Triton bundle and no ``tritonserver`` on ``PATH``.
+        BundleServerError: a process exited or never got ready.
+    """
+    f = bundle.flavor
+    ready = float(f.readiness_initial_delay_seconds) + float(f.readiness_timeout_seconds)
+    env = dict(f.env)
+    triton = None
+    if f.flavor == "triton_enhanced_runnable_image":
+        binary = shutil.which("tritonserver")
+        if binary is None:
+            raise BundleConfigError(
+                f"Bundle {bundle.name!r} is Triton-enhanced: running it needs NVIDIA's 'tritonserver' on PATH, "
+                "and none was found. Install Triton Inference Server (or run inside its container image), or "
+                "create the bundle with create_model_bundle_from_runnable_image_v2 if the command does not need it."
+            )
+        tport = "$PORT"
+        triton = CommandServer(
+            bundle.name + "/tritonserver",
+            [binary, f"--model-repository={f.triton_model_repository}", f"--http-port={tport}",
+             "--allow-grpc=false", "--allow-metrics=false"],
+            ready_within=float(f.triton_readiness_initial_delay_seconds) + float(f.readiness_timeout_seconds),
+            healthcheck_route="/v2/health/ready",
+        )
+        env["TRITON_HTTP_URL"] = triton.url
+    try:
+        server = CommandServer(
+            bundle.name, f.command, env, ready, predict_route=f.predict_route, healthcheck_route=f.healthcheck_route
+        )
+    except BaseException:
+        if triton is not None:
+            triton.close()
+        raise
+    return server if triton is None else _WithTriton(triton, server)
+
+
+@atexit.register
+def _stop_all() -> None:
+    with _RUNNING_LOCK:
+        servers = list(_RUNNING.values())
+    for server in servers:
+        try:
+            server.close(timeout=2.0)
+        except Exception:  # pragma: no cover - best effort at exit
+            pass

@@ -1,0 +1,152 @@
+"""Request and response schemas: pydantic v2 models (``RootModel`` included)
+and pydantic v1-style models (``pydantic.v1``, with ``__root__``), validated
+on every call.
+
+Launch's server only turns the schemas into OpenAPI documentation; here a
+request or a response that does not validate raises
+:class:`~modelzoo.bundles.errors.SchemaError` naming the bundle, the field and
+the value.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, Optional, Tuple
+
+from .errors import BundleConfigError, SchemaError
+
+__all__ = ["Schema", "schema_json"]
+
+
+def _v1_base() -> Optional[type]:
+    try:
+        from pydantic import v1
+    except ImportError:  # pragma: no cover - pydantic 1 itself
+        try:
+            import pydantic as v1  # type: ignore[no-redef]
+        except ImportError:
+            return None
+    return v1.BaseModel
+
+
+def _v2_base() -> Optional[type]:
+    try:
+        import pydantic
+    except ImportError:  # pragma: no cover
+        return None
+    base = getattr(pydantic, "BaseModel", None)
+    return base if base is not None and hasattr(base, "model_validate") else None
+
+
+class Schema:
+    """One pydantic model class used as a bundle's request or response schema.
+
+    Args:
+        cls: a pydantic v2 ``BaseModel`` / ``RootModel`` subclass, or a
+            ``pydantic.v1.BaseModel`` subclass (``__root__`` allowed).
+
+    Raises:
+        BundleConfigError: ``cls`` is not a pydantic model class.
+    """
+
+    def __init__(self, cls: type):
+        v2, v1 = _v2_base(), _v1_base()
+        if isinstance(cls, type) and v2 is not None and issubclass(cls, v2):
+            self.version = 2
+            self.is_root = "root" in cls.model_fields and getattr(cls, "__pydantic_root_model__", False)
+        elif isinstance(cls, type) and v1 is not None and issubclass(cls, v1):
+            self.version = 1
+            self.is_root = "__root__" in cls.__fields__
+        else:
+            raise BundleConfigError(
+                f"A request/response schema must be a pydantic model class (pydantic.BaseModel, "
+                f"pydantic.RootModel or pydantic.v1.BaseModel), got {cls!r}"
+            )
+        self.cls = cls
+        self.name = cls.__name__
+
+    def json_schema(self) -> Dict[str, Any]:
+        """The JSON Schema of the model (what Launch uploads for its OpenAPI docs)."""
+        if self.version == 2:
+            return self.cls.model_json_schema()  # type: ignore[attr-defined]
+        return json.loads(self.cls.schema_json())  # type: ignore[attr-defined]
+
+    def _parse(self, value: Any) -> Any:
+        if self.version == 2:
+            if self.is_root:
+                return self.cls.model_validate(value)  # type: ignore[attr-defined]
+            return self.cls.model_validate(value)  # type: ignore[attr-defined]
+        if self.is_root:
+            return self.cls.parse_obj(value)  # type: ignore[attr-defined]
+        return self.cls.parse_obj(value)  # type: ignore[attr-defined]
+
+    def _dump(self, obj: Any, mode: str) -> Any:
+        if self.version == 2:
+            return obj.model_dump(mode=mode)
+        if mode == "json":
+            return json.loads(obj.json())  # v1 writes a root model as its root value
+        data = obj.dict()
+        return data["__root__"] if self.is_root else data
+
+    def validate(self, value: Any, bundle: str, direction: str, mode: str = "python") -> Any:
+        """Validates ``value`` and returns the validated data (a dict for a
+        model with fields, the root value for a root model).
+
+        Args:
+            value: the request (a dict of arguments, or the single argument)
+                or the response.
+            bundle: the bundle's name, for the message.
+            direction: ``"request"`` or ``"response"``.
+            mode: ``"python"`` keeps Python objects; ``"json"`` returns
+                JSON-able data.
+
+        Raises:
+            SchemaError: naming the first failing field and its value.
+        """
+        try:
+            return self._dump(self._parse(value), mode)
+        except Exception as e:
+            field, found, reason, count = self._first_error(e, value)
+            if field is None:
+                raise
+            raise SchemaError(bundle, direction, field, found, reason, self.name, count) from None
+
+    def _first_error(self, e: Exception, value: Any) -> Tuple[Optional[str], Any, str, int]:
+        errors = getattr(e, "errors", None)
+        if not callable(errors):
+            return None, None, "", 0
+        try:
+            items = errors()
+        except Exception:  # pragma: no cover - not a ValidationError
+            return None, None, "", 0
+        if not items:
+            return "", value, str(e), 1
+        # In a union every branch reports; a branch rejected by its tag (a
+        # Literal) says less than the one whose tag matched, and the deepest
+        # location is the most specific: report that error.
+        untagged = [i for i in items if not any(t in str(i.get("type", "")) for t in ("literal", "const"))]
+        first = max(untagged or items, key=lambda i: len(i.get("loc", ())))
+        loc = [p for p in first.get("loc", ()) if p != "__root__"]
+        found = first["input"] if "input" in first else _follow(value, loc)
+        # A union of models reports its branch name first (v2): keep the field path only.
+        if self.version == 2 and loc and isinstance(loc[0], str) and not _has_key(value, loc[0]):
+            loc = loc[1:]
+        return ".".join(str(p) for p in loc), found, first.get("msg", str(e)), len(items)
+
+
+def _has_key(value: Any, key: str) -> bool:
+    return isinstance(value, dict) and key in value
+
+
+def _follow(value: Any, loc: Any) -> Any:
+    for part in loc:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
+
+
+def schema_json(schema: Optional[Schema]) -> Optional[Dict[str, Any]]:
+    """The JSON Schema of ``schema``, or None."""
+    return None if schema is None else schema.json_schema()
