@@ -91,7 +91,7 @@ def bench_overhead(calls: int, rounds: int) -> None:
         model = bundle.to_model()
         with model:
             assert model.predict(request) == 8
-            t = _median_us(lambda: model.predict(request), calls, rounds)
+            t = _median_us(lambda model=model: model.predict(request), calls, rounds)
         print(f"  bundle.predict, {label:22s}  {t:8.2f} us/call  (+{t - direct:.2f} us)")
 
 

@@ -51,10 +51,10 @@ def _write_photos(directory: str) -> List[str]:
 def _tile(path: str, caption: str, size: int, color: Tuple[int, int, int]):
     from PIL import Image, ImageDraw, ImageOps
 
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        resample = Image.Resampling.NEAREST if max(img.size) < size // 2 else Image.Resampling.BILINEAR
-        img = ImageOps.pad(img, (size, size), method=resample, color=(32, 32, 32))
+    with Image.open(path) as opened:
+        rgb = opened.convert("RGB")
+    resample = Image.Resampling.NEAREST if max(rgb.size) < size // 2 else Image.Resampling.BILINEAR
+    img = ImageOps.pad(rgb, (size, size), method=resample, color=(32, 32, 32))
     draw = ImageDraw.Draw(img)
     band = max(14, size // 9)
     draw.rectangle([0, size - band, size, size], fill=(0, 0, 0))

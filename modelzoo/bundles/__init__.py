@@ -35,7 +35,12 @@ from .errors import (
     UnsafeArchiveError,
     UntrustedBundleError,
 )
-from .flavors import CloudpickleArtifactFlavor, RunnableImageFlavor, TritonEnhancedRunnableImageFlavor, ZipArtifactFlavor
+from .flavors import (
+    CloudpickleArtifactFlavor,
+    RunnableImageFlavor,
+    TritonEnhancedRunnableImageFlavor,
+    ZipArtifactFlavor,
+)
 from .model import BundleModel
 from .nucleus import detection_to_box, detections_from_boxes, export_nucleus, label_to_boxes
 from .schemas import Schema

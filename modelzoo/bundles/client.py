@@ -31,7 +31,12 @@ from .artifacts import extract_tops, import_function, pickle_callables, pickle_s
 from .bundle import UNSET, ModelBundle
 from .calling import check_conventions
 from .errors import BundleConfigError
-from .flavors import CloudpickleArtifactFlavor, RunnableImageFlavor, TritonEnhancedRunnableImageFlavor, ZipArtifactFlavor
+from .flavors import (
+    CloudpickleArtifactFlavor,
+    RunnableImageFlavor,
+    TritonEnhancedRunnableImageFlavor,
+    ZipArtifactFlavor,
+)
 from .store import BundleStore
 
 __all__ = ["LaunchClient", "CreateModelBundleV2Response", "ListModelBundlesV2Response", "parse_requirements"]

@@ -115,4 +115,4 @@ def flavor_from_dict(d: Mapping[str, Any]) -> Flavor:
     cls = _BY_NAME[d["flavor"]]
     names = {f.name for f in dataclasses.fields(cls)}
     values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
-    return cls(**values)
+    return cls(**values)  # type: ignore[arg-type]

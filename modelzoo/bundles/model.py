@@ -85,10 +85,8 @@ def resolve_code(bundle: ModelBundle, trust: bool) -> Dict[str, Any]:
     store = BundleStore()
     if kind == "cloudpickle_artifact":
         if bundle.load_predict_fn is not None:
-            parts = {k: getattr(bundle, k) for k in ("load_predict_fn", "load_model_fn", "model", "request_schema", "response_schema")}
-        else:
-            parts = load_pickle(store.path(bundle.id, "callables.pkl"), trust, bundle.name, "functions and schemas")
-        return parts
+            return {k: getattr(bundle, k) for k in ("load_predict_fn", "load_model_fn", "model", "request_schema", "response_schema")}
+        return load_pickle(store.path(bundle.id, "callables.pkl"), trust, bundle.name, "functions and schemas")
     parts: Dict[str, Any] = {"load_predict_fn": None, "load_model_fn": None, "model": None}
     if bundle.holds_code:
         parts.update(request_schema=bundle.request_schema, response_schema=bundle.response_schema)
@@ -111,7 +109,7 @@ def _image_size(arg: Any) -> Optional[Tuple[int, int]]:
     """``(width, height)`` of a loaded input, reading only a header for bytes and paths."""
     if isinstance(arg, np.ndarray) and arg.ndim >= 2:
         return int(arg.shape[1]), int(arg.shape[0])
-    if hasattr(arg, "size") and isinstance(getattr(arg, "size"), tuple):
+    if hasattr(arg, "size") and isinstance(arg.size, tuple):
         return tuple(arg.size)  # type: ignore[return-value]
     if isinstance(arg, (bytes, bytearray, str)):
         from PIL import Image

@@ -53,10 +53,10 @@ class Schema:
         v2, v1 = _v2_base(), _v1_base()
         if isinstance(cls, type) and v2 is not None and issubclass(cls, v2):
             self.version = 2
-            self.is_root = "root" in cls.model_fields and getattr(cls, "__pydantic_root_model__", False)
+            self.is_root = "root" in getattr(cls, "model_fields", {}) and getattr(cls, "__pydantic_root_model__", False)
         elif isinstance(cls, type) and v1 is not None and issubclass(cls, v1):
             self.version = 1
-            self.is_root = "__root__" in cls.__fields__
+            self.is_root = "__root__" in getattr(cls, "__fields__", {})
         else:
             raise BundleConfigError(
                 f"A request/response schema must be a pydantic model class (pydantic.BaseModel, "
