@@ -500,24 +500,30 @@ def _start_monitor(data_dir: Path, mongod_pid: int, idle_s: float) -> Dict[str, 
     if mongod_start is not None:
         args += ["--mongod-start", str(mongod_start)]
     log_path = data_dir / MONITOR_LOG
-    with contextlib.suppress(OSError):
-        if log_path.stat().st_size > _MONITOR_LOG_ROTATE_BYTES:
-            os.replace(log_path, log_path.with_name(MONITOR_LOG + ".1"))
+    _rotate(log_path, _MONITOR_LOG_ROTATE_BYTES)
     try:
-        with open(log_path, "ab") as log:
-            # Its own session, like mongod: it outlives us and our terminal's Ctrl-C.
-            proc = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
+        proc = _spawn_detached(args, log_path)
     except OSError as e:
         raise DatabaseError(f"Cannot start the database monitor ({python}): {e}.") from e
     _children[proc.pid] = proc
     return {"pid": proc.pid, "start": start_time(proc.pid), "idle_s": idle_s}
+
+
+def _rotate(log_path: Path, limit: int) -> None:
+    """Moves a log over ``limit`` bytes to ``<name>.1`` (one old copy kept)."""
+    with contextlib.suppress(OSError):
+        if log_path.stat().st_size > limit:
+            os.replace(log_path, log_path.with_name(log_path.name + ".1"))
+
+
+def _spawn_detached(args: List[str], log_path: Path) -> "subprocess.Popen[bytes]":
+    """Starts ``args`` in a new session (it outlives us and our terminal's
+    Ctrl-C), output appended to ``log_path``, no pipes (nothing blocks when
+    nobody reads them)."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True
+        )
 
 
 def _start_server(data_dir: Path) -> Dict[str, Any]:
@@ -525,9 +531,7 @@ def _start_server(data_dir: Path) -> Dict[str, Any]:
     binary = resolve_mongod()
     dbpath = data_dir / DATA_SUBDIR
     log_path = data_dir / LOG_FILE
-    with contextlib.suppress(OSError):
-        if log_path.stat().st_size > _LOG_ROTATE_BYTES:
-            os.replace(log_path, log_path.with_name(LOG_FILE + ".1"))
+    _rotate(log_path, _LOG_ROTATE_BYTES)
 
     deadline = time.monotonic() + _START_TIMEOUT_S
     for _attempt in range(_PORT_ATTEMPTS):
@@ -541,17 +545,7 @@ def _start_server(data_dir: Path) -> Dict[str, Any]:
             "--nounixsocket",
         ]  # fmt: skip
         try:
-            with open(log_path, "ab") as log:
-                # A new session so that it outlives us and our terminal's Ctrl-C;
-                # no pipes, so nothing blocks when nobody reads them.
-                proc = subprocess.Popen(
-                    args,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    close_fds=True,
-                )
+            proc = _spawn_detached(args, log_path)
         except OSError as e:
             raise DatabaseError(
                 f"Cannot run mongod {binary}: {e}. " + _HINT_EMBEDDED
