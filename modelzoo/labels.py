@@ -309,7 +309,7 @@ class Detection(Label):
             "label": self.label,
         }
         if self.confidence is not None:
-            out["confidence"] = self.confidence
+            out["confidence"] = float(self.confidence)
         if reference_id is not None:
             out["reference_id"] = reference_id
         return out

@@ -106,16 +106,7 @@ def detection_to_box(
         classes: class names for detections whose attributes hold ``logits``
             (softmaxed into ``class_pdf``); a stored ``class_pdf`` is used as is.
     """
-    x, y, w, h = det.bounding_box
-    out: Dict[str, Any] = {
-        "geometry": {"x": x * width, "y": y * height, "width": w * width, "height": h * height},
-        "type": "box",
-        "label": det.label,
-    }
-    if det.confidence is not None:
-        out["confidence"] = float(det.confidence)
-    if reference_id is not None:
-        out["reference_id"] = reference_id
+    out = det.to_nucleus(width, height, reference_id)
     pdf = _class_pdf(det, classes)
     if pdf is not None:
         out["class_pdf"] = pdf
