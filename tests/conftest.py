@@ -85,3 +85,14 @@ def zoo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     registry._registered, registry._hidden = saved
     zoo.reload_zoo()
+
+
+@pytest.fixture
+def bundle_home(tmp_path, monkeypatch, db):
+    """A private MODELZOO_HOME and an empty bundles collection (emptied again after)."""
+    from modelzoo.bundles.store import COLLECTION
+
+    monkeypatch.setenv("MODELZOO_HOME", str(tmp_path / "home"))
+    db[COLLECTION].delete_many({})
+    yield tmp_path
+    db[COLLECTION].delete_many({})

@@ -19,19 +19,9 @@ from modelzoo.bundles import (
     UnsafeArchiveError,
 )
 from modelzoo.bundles.artifacts import safe_extract
-from modelzoo.bundles.store import COLLECTION
 from tests.images import write_good_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch, db):
-    """A private MODELZOO_HOME and an empty bundles collection (emptied again after)."""
-    monkeypatch.setenv("MODELZOO_HOME", str(tmp_path / "home"))
-    db[COLLECTION].delete_many({})
-    yield tmp_path
-    db[COLLECTION].delete_many({})
 
 
 # -- the seed examples, verbatim but for the imports ---------------------------------------------
@@ -174,7 +164,7 @@ def _run(code):
     return ns
 
 
-def test_seed_callable_bundle_runs_and_enforces_its_schemas(home):
+def test_seed_callable_bundle_runs_and_enforces_its_schemas(bundle_home):
     ns = _run(SEED_CALLABLE)
     client, bundle_id = ns["client"], ns["response"].model_bundle_id
     bundle = client.get_model_bundle_v2(bundle_id)
@@ -202,7 +192,7 @@ def test_seed_callable_bundle_runs_and_enforces_its_schemas(home):
     assert free.to_model().predict(b"abc") == 3  # a non-dict input is the single argument
 
 
-def test_seed_app_config_single_and_batched(home):
+def test_seed_app_config_single_and_batched(bundle_home):
     ns = _run(SEED_APP_CONFIG)
     client = ns["client"]
     as_written = client.get_model_bundle_v2(ns["bundle_batch"].model_bundle_id).to_model(input="request")
@@ -221,7 +211,7 @@ def test_seed_app_config_single_and_batched(home):
         single.predict({"kind": "single", "x": "a", "y": "b"})
 
 
-def test_wrong_arity_for_the_app_config_is_refused_at_creation_showing_both_conventions(home):
+def test_wrong_arity_for_the_app_config_is_refused_at_creation_showing_both_conventions(bundle_home):
     ns = _run(SEED_CALLABLE)
     with pytest.raises(BundleConfigError) as e:
         ns["client"].create_model_bundle_from_callable_v2(
@@ -235,7 +225,7 @@ def test_wrong_arity_for_the_app_config_is_refused_at_creation_showing_both_conv
         ModelBundle("neither", load_predict_fn=lambda m: m)
 
 
-def test_bundles_are_immutable_and_a_clone_shows_its_own_config(home):
+def test_bundles_are_immutable_and_a_clone_shows_its_own_config(bundle_home):
     ns = _run(SEED_APP_CONFIG_FIXED)
     client = ns["client"]
     original_id = ns["bundle_single"].model_bundle_id
@@ -264,7 +254,7 @@ def _other_process(code, env_extra=None):
                           text=True, timeout=120)
 
 
-def test_a_second_process_lists_them_and_needs_trust_to_unpickle(home):
+def test_a_second_process_lists_them_and_needs_trust_to_unpickle(bundle_home):
     ns = _run(SEED_CALLABLE)
     bundle_id = ns["response"].model_bundle_id
     out = _other_process(f"""
@@ -316,7 +306,7 @@ def _dirs_params(directory, ns, **kw):
     }
 
 
-def test_seed_dirs_bundle_isolated_modules_and_requirements(home, tmp_path):
+def test_seed_dirs_bundle_isolated_modules_and_requirements(bundle_home, tmp_path):
     ns = _run(SEED_CALLABLE)
     client = ns["client"]
     first, second = str(tmp_path / "code_a"), str(tmp_path / "code_b")
@@ -375,7 +365,7 @@ def _bytes_bundle(name="img-stats"):
     return ModelBundle(name, model=lambda b: b[:2] == b"\xff\xd8", load_predict_fn=load_predict_fn, input="bytes")
 
 
-def test_apply_model_with_a_bytes_bundle_stores_json_as_plain_fields(home, photos):
+def test_apply_model_with_a_bytes_bundle_stores_json_as_plain_fields(bundle_home, photos):
     bundle = _bytes_bundle()
     report = photos.apply_model(bundle.to_model(), label_field="stats", num_workers=2)
     assert report.processed + report.failed == 6
@@ -387,7 +377,7 @@ def test_apply_model_with_a_bytes_bundle_stores_json_as_plain_fields(home, photo
         assert sample["stats_n_bytes"] == size and sample["stats_jpeg"] == sample.filepath.endswith(".jpg")
 
 
-def test_one_failing_sample_costs_that_sample_only(home, photos):
+def test_one_failing_sample_costs_that_sample_only(bundle_home, photos):
     def load_predict_fn(model):
         def predict(image):
             if image.shape[1] == 64 and image[0, 0, 0] == model:
@@ -408,7 +398,7 @@ def test_one_failing_sample_costs_that_sample_only(home, photos):
         photos.apply_model(bundle.to_model(), label_field="shape2", skip_failures=False, num_workers=0)
 
 
-def test_zoo_keeps_bundle_versions_newest_by_default(home, zoo_env):
+def test_zoo_keeps_bundle_versions_newest_by_default(bundle_home, zoo_env):
     ns = _run(SEED_APP_CONFIG_FIXED)
     client = ns["client"]
     v1 = client.get_model_bundle_v2(ns["bundle_single"].model_bundle_id)

@@ -14,16 +14,7 @@ import pytest
 import modelzoo as mz
 from modelzoo.bundles import BundleConfigError, BundleServerError, LaunchClient, export_nucleus
 from modelzoo.bundles.runnable import running_pids
-from modelzoo.bundles.store import COLLECTION
 from tests.images import write_good_images
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch, db):
-    monkeypatch.setenv("MODELZOO_HOME", str(tmp_path / "home"))
-    db[COLLECTION].delete_many({})
-    yield tmp_path
-    db[COLLECTION].delete_many({})
 
 
 @pytest.fixture
@@ -68,7 +59,7 @@ def _detector():
     return model.eval()
 
 
-def test_nucleus_detector_bundle_from_the_docs_over_photographs(home, photos, tmp_path):
+def test_nucleus_detector_bundle_from_the_docs_over_photographs(bundle_home, photos, tmp_path):
     import torch
     import torchvision.transforms as T
     from PIL import Image
@@ -163,7 +154,7 @@ def test_nucleus_detector_bundle_from_the_docs_over_photographs(home, photos, tm
         BoxPrediction.from_json(bare)
 
 
-def test_export_carries_class_pdf_from_stored_logits(home, photos, tmp_path):
+def test_export_carries_class_pdf_from_stored_logits(bundle_home, photos, tmp_path):
     from nucleus.prediction import BoxPrediction
 
     det = mz.Detection(label="cat", bounding_box=[0.1, 0.2, 0.5, 0.25], confidence=0.9,
@@ -231,7 +222,7 @@ def _runnable(client, tmp_path, name, mode, **kw):
     return client.get_model_bundle_v2(bundle_id), pid_file
 
 
-def test_runnable_command_bundle_applied_to_a_dataset(home, photos, tmp_path):
+def test_runnable_command_bundle_applied_to_a_dataset(bundle_home, photos, tmp_path):
     bundle, pid_file = _runnable(LaunchClient(), tmp_path, "http-sizer", "ok")
     assert bundle.flavor.repository == "my-repo" and bundle.flavor.env["TEST_KEY"] == "test_value"
     report = photos.apply_model(bundle.to_model(), label_field="remote", num_workers=0)
@@ -246,7 +237,7 @@ def test_runnable_command_bundle_applied_to_a_dataset(home, photos, tmp_path):
             assert sample["remote_greeting"] == "test_value"
 
 
-def test_runnable_that_never_gets_ready_fails_with_its_stderr(home, tmp_path):
+def test_runnable_that_never_gets_ready_fails_with_its_stderr(bundle_home, tmp_path):
     bundle, pid_file = _runnable(LaunchClient(), tmp_path, "never-ready", "never")
     t0 = time.monotonic()
     with pytest.raises(BundleServerError) as e:
@@ -258,7 +249,7 @@ def test_runnable_that_never_gets_ready_fails_with_its_stderr(home, tmp_path):
     assert running_pids() == []
 
 
-def test_runnable_that_exits_reports_its_code_and_stderr(home, tmp_path):
+def test_runnable_that_exits_reports_its_code_and_stderr(bundle_home, tmp_path):
     bundle, pid_file = _runnable(LaunchClient(), tmp_path, "exits", "exit")
     with pytest.raises(BundleServerError) as e:
         bundle.to_model().predict({"filepath": "x.jpg"})
@@ -274,7 +265,7 @@ TRITON_PARAMS = dict(
 )
 
 
-def test_triton_bundle_records_its_fields_and_needs_tritonserver(home, tmp_path, monkeypatch):
+def test_triton_bundle_records_its_fields_and_needs_tritonserver(bundle_home, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     client = LaunchClient()
     script = tmp_path / "server.py"
@@ -291,7 +282,7 @@ def test_triton_bundle_records_its_fields_and_needs_tritonserver(home, tmp_path,
             pass
 
 
-def test_triton_bundle_starts_tritonserver_beside_the_command(home, tmp_path, monkeypatch):
+def test_triton_bundle_starts_tritonserver_beside_the_command(bundle_home, tmp_path, monkeypatch):
     """A stand-in ``tritonserver`` (a stdlib server answering /v2/health/ready): the real one is not here."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

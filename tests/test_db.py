@@ -22,6 +22,7 @@ from modelzoo import db as mzdb
 from modelzoo.db import client as mzclient
 from modelzoo.db import server as mzserver
 from modelzoo.errors import DatabaseError
+from tests.processes import child_env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,17 +43,6 @@ CHILD = textwrap.dedent(
     print(json.dumps({"pid": s["pid"], "port": s["port"], "uri": db.database_uri()}))
     """
 )
-
-
-def _child_env(**overrides: Optional[str]) -> Dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    for key, value in overrides.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
 
 
 def _spawn_children(n: int, collection: str, env: Dict[str, str], delay: float = 1.0) -> List[dict]:
@@ -204,7 +194,7 @@ def test_forked_child_gets_its_own_client(db) -> None:
 
 def test_two_processes_share_the_server(db) -> None:
     try:
-        results = _spawn_children(2, "test_db_shared", _child_env(), delay=0.5)
+        results = _spawn_children(2, "test_db_shared", child_env(), delay=0.5)
         s = mzdb.status()
         for r in results:
             assert (r["pid"], r["port"]) == (s["pid"], s["port"])
@@ -216,7 +206,7 @@ def test_two_processes_share_the_server(db) -> None:
 
 def test_concurrent_startup_starts_one_server(other_dir: Path) -> None:
     # A long idle time: the server must still run when we look, after the children exit.
-    env = _child_env(MODELZOO_DATABASE_DIR=str(other_dir), MODELZOO_DATABASE_IDLE_S="600")
+    env = child_env(MODELZOO_DATABASE_DIR=str(other_dir), MODELZOO_DATABASE_IDLE_S="600")
     results = _spawn_children(3, "race", env)
     assert len({(r["pid"], r["port"]) for r in results}) == 1, results
     assert _mongod_pids(other_dir / "data") == [results[0]["pid"]]
@@ -226,7 +216,7 @@ def test_concurrent_startup_starts_one_server(other_dir: Path) -> None:
 def test_a_killed_server_is_replaced_and_keeps_its_data(
     other_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = _child_env(MODELZOO_DATABASE_DIR=str(other_dir), MODELZOO_DATABASE_IDLE_S="600")
+    env = child_env(MODELZOO_DATABASE_DIR=str(other_dir), MODELZOO_DATABASE_IDLE_S="600")
     (first,) = _spawn_children(1, "survivors", env, delay=0)
     os.kill(first["pid"], signal.SIGKILL)
     assert mzserver.wait_exit(first["pid"], 10)
@@ -367,7 +357,7 @@ def test_binary_without_exec_bit_is_made_executable(
 def _cli(*args: str, **env: Optional[str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "modelzoo", *args],
-        env=_child_env(**env),
+        env=child_env(**env),
         cwd=str(REPO),
         capture_output=True,
         text=True,

@@ -26,6 +26,7 @@ from modelzoo.db import client as mzclient
 from modelzoo.db import lifetime
 from modelzoo.db import server as mzserver
 from modelzoo.errors import DatabaseError
+from tests.processes import child_env
 
 REPO = Path(__file__).resolve().parents[1]
 IDLE_S = 1.0
@@ -53,18 +54,8 @@ CLIENT = textwrap.dedent(
 
 
 def _env(data_dir: Path, **overrides: Optional[str]) -> Dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env[mzdb.ENV_DIR] = str(data_dir)
-    env[mzdb.ENV_IDLE] = repr(IDLE_S)
-    for key in (mzdb.ENV_URI, mzdb.ENV_KEEP, mzdb.ENV_WRITE_CONCERN):
-        env.pop(key, None)
-    for key, value in overrides.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
+    unset: Dict[str, Optional[str]] = {key: None for key in (mzdb.ENV_URI, mzdb.ENV_KEEP, mzdb.ENV_WRITE_CONCERN)}
+    return child_env(**{mzdb.ENV_DIR: str(data_dir), mzdb.ENV_IDLE: repr(IDLE_S), **unset, **overrides})
 
 
 class Client:
