@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
@@ -171,11 +170,11 @@ class _Loop:
         else:
             self.num_workers = default_workers(model) if options.num_workers is None else options.num_workers
             self.num_threads = options.num_threads
-            # A model that is not TorchModelMixin may still run torch in its
-            # predict (a bundle around a torchvision net): its OpenMP team must
-            # not share cores with the loader workers either.
-            uses_torch = torch_fed or "torch" in sys.modules
-            if self.num_threads is None and uses_torch and not cuda:
+            # Every run loads through torch's DataLoader, and a model that is
+            # not TorchModelMixin may still run torch in its predict (a bundle
+            # around a torchvision net): its OpenMP team must not share cores
+            # with the loader workers either.
+            if self.num_threads is None and not cuda:
                 self.num_threads = default_threads(model, self.num_workers)
         self.stream = BatchStream(self.source.batches(self.batch_size), self.loader, self.num_workers, pin_memory=cuda)
 
