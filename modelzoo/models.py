@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, Hashable, List, Optional, Sequence
 
 from .config import Config
 from .loaders import ImageLoader, Loader
@@ -49,6 +49,12 @@ class Model(abc.ABC):
 
     #: the config class this model takes; used when a dict is passed
     config_cls: type = ModelConfig
+
+    #: pydantic models of one request and one response when this model takes
+    #: and returns typed records (a Tungsten-style model); None for models of
+    #: images. ``modelzoo serve`` validates request bodies with it.
+    request_schema: Optional[type] = None
+    response_schema: Optional[type] = None
 
     def __init__(self, config: Any = None):
         if config is None or isinstance(config, dict):
@@ -118,6 +124,11 @@ class Model(abc.ABC):
     @property
     def has_embeddings(self) -> bool:
         return False
+
+    def batch_key(self, arg: Any) -> Hashable:
+        """Inputs whose keys differ never share a batch (a Tungsten-style
+        model's options). The default puts every input in one group."""
+        return None
 
     # -- inference -----------------------------------------------------------------
     @abc.abstractmethod
