@@ -20,6 +20,7 @@ from .errors import (
     DatasetExistsError,
     DatasetNotFoundError,
     DownloadError,
+    EvaluationError,
     LabelError,
     ModelError,
     ModelNotFoundError,
@@ -88,6 +89,7 @@ __all__ = [
     "DatasetNotFoundError",
     "SampleNotFoundError",
     "LabelError",
+    "EvaluationError",
     "ConfigError",
     "ModelError",
     "SampleError",
@@ -129,6 +131,8 @@ __all__ += [
 _LAZY_ATTRIBUTES = {
     "TorchImageModel": "modelzoo.torch_image",
     "TorchImageModelConfig": "modelzoo.torch_image_config",
+    "draw_labels": "modelzoo.drawing",
+    "contact_sheet": "modelzoo.drawing",
 }
 
 __all__ += list(_LAZY_ATTRIBUTES)
