@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -89,7 +90,9 @@ def coco_mask(segmentation: Any, width: int, height: int) -> np.ndarray:
         rle = {"size": segmentation["size"], "counts": counts.encode() if isinstance(counts, str) else counts}
     else:
         raise DatasetError(f"Unknown COCO segmentation {segmentation!r:.100}: expected polygons or an RLE dict")
-    return api.decode(rle).astype(bool)
+    with warnings.catch_warnings():  # pycocotools' own numpy 2 deprecation, not ours
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return api.decode(rle).astype(bool)
 
 
 def _load(labels_json: Any) -> Dict[str, Any]:
