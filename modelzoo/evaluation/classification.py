@@ -91,9 +91,10 @@ def compare_classifications(
         y_true.append(gt["label"])
         y_pred.append(pred.get("label") if pred and pred.get("label") is not None else MISSING)
         logits.append(decode_array(pred["logits"]) if pred and pred.get("logits") is not None else None)
-    seen = sorted(set(y_true) | set(y_pred) - {MISSING}) + ([MISSING] if MISSING in y_pred else [])
+    labels = set(y_true) | set(y_pred)
+    seen = sorted(labels - {MISSING}) + ([MISSING] if MISSING in labels else [])
     class_list = list(classes) if classes is not None else seen
-    unknown = sorted(set(y_true) | set(y_pred) - set(class_list) - {MISSING})
+    unknown = sorted(labels - set(class_list) - {MISSING})
     if unknown:
         raise EvaluationError(f"evaluate_classifications: labels {unknown[:5]} are not in classes={list(class_list)[:20]}")
     if MISSING in y_pred and MISSING not in class_list:
