@@ -239,18 +239,26 @@ def evaluate_detections_docs(
         key = "masks" if use_masks else "boxes"
         g_lab = [index.get(x, -1) for x in gt["labels"]]
         d_lab = [index.get(x, -1) for x in dt["labels"]]
+        image_ious = iou_fn(dt[key], gt[key], gt["crowd"])  # (D, G), once per image
         if compute_mAP:
-            for k in set(g_lab) | set(d_lab):
+            g_by: Dict[int, List[int]] = {}
+            d_by: Dict[int, List[int]] = {}
+            for i, c in enumerate(g_lab):
+                g_by.setdefault(c, []).append(i)
+            for i, c in enumerate(d_lab):
+                d_by.setdefault(c, []).append(i)
+            for k in set(g_by) | set(d_by):
                 if k < 0:
                     continue
-                gi = [i for i, c in enumerate(g_lab) if c == k]
-                di = [i for i, c in enumerate(d_lab) if c == k]
+                gi, di = g_by.get(k, []), d_by.get(k, [])
                 order = np.argsort(-dt["scores"][di], kind="mergesort")[: MAX_DETS[-1]]
                 di = [di[i] for i in order]
-                ious = iou_fn(dt[key][di], gt[key][gi], gt["crowd"][gi])
+                ious = image_ious[np.ix_(di, gi)]
                 g_area, d_area = gt["area"][gi], dt["area"][di]
                 g_crowd = gt["crowd"][gi]
-                cache: Dict[Tuple[bool, ...], Tuple[np.ndarray, np.ndarray, List[bool]]] = {}
+                d_scores = dt["scores"][di]
+                # matching depends on which ground truth is ignored: once per distinct pattern
+                cache: Dict[Tuple[bool, ...], Tuple[np.ndarray, np.ndarray, int]] = {}
                 for a, (lo, hi) in enumerate(areas):
                     ig = g_crowd | (g_area < lo) | (g_area > hi)
                     sig = tuple(ig.tolist())
@@ -259,20 +267,15 @@ def evaluate_detections_docs(
                         ig_sorted = ig[gorder].tolist()
                         rows = ious[:, gorder].tolist()
                         cr = g_crowd[gorder].tolist()
-                        m = np.full((T, len(di)), -1)
-                        for t, thr in enumerate(IOU_THRESHOLDS):
-                            m[t] = _greedy(rows, ig_sorted, cr, float(thr))
-                        cache[sig] = (m, np.asarray(ig_sorted + [False], dtype=bool), ig_sorted)
-                    m, ig_lookup, ig_sorted = cache[sig]
-                    matched = m > -1
-                    ignored = ig_lookup[m]  # index -1 -> the False sentinel
+                        m = np.array([_greedy(rows, ig_sorted, cr, float(thr)) for thr in IOU_THRESHOLDS], dtype=np.int64).reshape(T, len(di))
+                        lookup = np.asarray(ig_sorted + [False], dtype=bool)
+                        cache[sig] = (m > -1, lookup[m], len(ig_sorted) - sum(ig_sorted))  # index -1: the False sentinel
+                    matched, ignored, npig = cache[sig]
                     outside = (d_area < lo) | (d_area > hi)
-                    ignored = ignored | (~matched & outside[None, :])
-                    npig = int(len(ig_sorted) - sum(ig_sorted))
-                    entries.setdefault((k, a), []).append(
-                        _Entry(dt["scores"][di], matched, ignored, npig)
-                    )
-        _per_object(match, gt, dt, g_lab, d_lab, iou_fn(dt[key], gt[key], gt["crowd"]), iou, classwise)
+                    if outside.any():
+                        ignored = ignored | (~matched & outside[None, :])
+                    entries.setdefault((k, a), []).append(_Entry(d_scores, matched, ignored, int(npig)))
+        _per_object(match, gt, dt, g_lab, d_lab, image_ious, iou, classwise)
 
     if compute_mAP:
         M = len(MAX_DETS)
@@ -280,28 +283,38 @@ def evaluate_detections_docs(
         precision = -np.ones((T, R, K, A, M))
         recall = -np.ones((T, K, A, M))
         for (k, a), es in entries.items():
+            npig = sum(e.npig for e in es)
+            if npig == 0:
+                continue
+            # one concatenation per (class, area); each detection's rank in its image caps maxDets
+            scores_all = np.concatenate([e.scores for e in es])
+            rank_all = np.concatenate([np.arange(len(e.scores)) for e in es])
+            matched_all = np.concatenate([e.matched for e in es], axis=1)
+            ignored_all = np.concatenate([e.ignored for e in es], axis=1)
             for mi, max_det in enumerate(MAX_DETS):
-                npig = sum(e.npig for e in es)
-                if npig == 0:
-                    continue
-                scores = np.concatenate([e.scores[:max_det] for e in es])
+                keep = rank_all < max_det
+                scores = scores_all[keep]
                 inds = np.argsort(-scores, kind="mergesort")
-                dtm = np.concatenate([e.matched[:, :max_det] for e in es], axis=1)[:, inds]
-                dtig = np.concatenate([e.ignored[:, :max_det] for e in es], axis=1)[:, inds]
+                dtm = matched_all[:, keep][:, inds]
+                dtig = ignored_all[:, keep][:, inds]
                 tps = np.logical_and(dtm, np.logical_not(dtig))
                 fps = np.logical_and(np.logical_not(dtm), np.logical_not(dtig))
                 tp_sum = np.cumsum(tps, axis=1).astype(dtype=float)
                 fp_sum = np.cumsum(fps, axis=1).astype(dtype=float)
-                for t, (tp, fp) in enumerate(zip(tp_sum, fp_sum)):
-                    nd = len(tp)
-                    rc = tp / npig
-                    pr = tp / (fp + tp + np.spacing(1))
-                    recall[t, k, a, mi] = rc[-1] if nd else 0
-                    pr = np.maximum.accumulate(pr[::-1])[::-1] if nd else pr
-                    idx = np.searchsorted(rc, RECALL_THRESHOLDS, side="left")
+                nd = tp_sum.shape[1]
+                if nd == 0:
+                    recall[:, k, a, mi] = 0
+                    precision[:, :, k, a, mi] = 0
+                    continue
+                rc = tp_sum / npig
+                pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
+                recall[:, k, a, mi] = rc[:, -1]
+                pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # precision made monotone
+                for t in range(T):
+                    idx = np.searchsorted(rc[t], RECALL_THRESHOLDS, side="left")
                     q = np.zeros(R)
                     ok = idx < nd
-                    q[ok] = pr[idx[ok]]
+                    q[ok] = pr[t, idx[ok]]
                     precision[t, :, k, a, mi] = q
         match.precision, match.recall = precision, recall
         match.stats = _summarize(precision, recall)
