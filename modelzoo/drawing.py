@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageOps
 from .errors import DatasetError
 from .image_io import read_image
 from .labels import Classification, Classifications, Detection, Detections, Keypoint, Keypoints, Label, Segmentation
-from .masks import full_mask
+from .masks import box_pixels, full_mask
 
 __all__ = ["EVAL_COLORS", "class_color", "draw_image", "draw_labels", "contact_sheet"]
 
@@ -58,7 +58,7 @@ def _as_rgb(image: Union[np.ndarray, Image.Image]) -> Image.Image:
 
 def _tint(img: Image.Image, mask: np.ndarray, color: RGB, alpha: float = _MASK_ALPHA) -> Image.Image:
     arr = np.asarray(img).astype(np.float32)
-    arr[mask] = (1 - alpha) * arr[mask] + alpha * np.float32(color)
+    arr[mask] = (1 - alpha) * arr[mask] + alpha * np.asarray(color, dtype=np.float32)
     return Image.fromarray(arr.round().astype(np.uint8), "RGB")
 
 
@@ -132,7 +132,7 @@ def draw_image(
     lw = line_width or max(2, round(max(width, height) / 250))
     gts = set(gt_fields)
     # overlays first (semantic masks, instance masks), outlines and text on top
-    for field, label in labels.items():
+    for label in labels.values():
         if isinstance(label, Segmentation) and label.mask is not None:
             mask = np.asarray(label.mask)
             if mask.shape != (height, width):
@@ -142,7 +142,7 @@ def draw_image(
                     img = _tint(img, mask == value, class_color((label.mask_targets or {}).get(str(value), int(value))))
         for det in _detections(label):
             if det.mask is not None and det.bounding_box:
-                img = _tint(img, full_mask(det.mask, det.bounding_box, width, height), _object_color(det, eval_key))
+                img = _tint(img, _instance_mask(det, width, height), _object_color(det, eval_key))
     draw = ImageDraw.Draw(img)
     captions: List[Tuple[str, RGB]] = []
     for field, label in labels.items():
@@ -170,8 +170,10 @@ def draw_image(
             pts = [(p[0] * width, p[1] * height) if p[0] == p[0] and p[1] == p[1] else None for p in kp.points]
             for edge in _edges(skeleton, kp.label):
                 for a, b in zip(edge, edge[1:]):
-                    if a < len(pts) and b < len(pts) and pts[a] is not None and pts[b] is not None:
-                        draw.line([pts[a], pts[b]], fill=color, width=max(1, lw - 1))
+                    pa = pts[a] if a < len(pts) else None
+                    pb = pts[b] if b < len(pts) else None
+                    if pa is not None and pb is not None:
+                        draw.line([pa, pb], fill=color, width=max(1, lw - 1))
             r = lw + 1
             for p in pts:
                 if p is not None:
@@ -181,6 +183,29 @@ def draw_image(
         _caption(draw, (3, y), text, color)
         y += 14
     return img
+
+
+def _instance_mask(det: Detection, width: int, height: int) -> np.ndarray:
+    """The image-sized mask of ``det``, its mask resized to its box when the
+    image is drawn at another size than the one the mask was made at."""
+    c0, r0, c1, r1 = box_pixels(det.bounding_box, width, height)
+    m = np.asarray(det.mask) != 0
+    if m.shape != (r1 - r0, c1 - c0) and m.size:
+        resized = Image.fromarray(m.astype(np.uint8) * 255).resize((c1 - c0, r1 - r0), Image.Resampling.NEAREST)
+        m = np.asarray(resized) > 127
+    return full_mask(m, det.bounding_box, width, height)
+
+
+def _fit(image: np.ndarray, size: int) -> np.ndarray:
+    """``image`` scaled so that its longer side is ``size`` (labels are
+    relative, so they are drawn at the tile's resolution, text readable)."""
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    if abs(scale - 1) < 1e-3:
+        return image
+    resample = Image.Resampling.NEAREST if scale >= 2 else Image.Resampling.BILINEAR
+    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(image).resize(new, resample))
 
 
 def _detections(label: Any) -> List[Detection]:
@@ -215,14 +240,18 @@ def _skeleton_of(samples: Any, skeleton: Any) -> Any:
     return per_class or info.get("skeleton")
 
 
-def _drawn(samples: Any, label_fields: Sequence[str], gt_fields: Iterable[str], eval_key: Optional[str], skeleton: Any, limit: Optional[int] = None):
+def _drawn(
+    samples: Any, label_fields: Sequence[str], gt_fields: Iterable[str], eval_key: Optional[str], skeleton: Any,
+    limit: Optional[int] = None, fit: Optional[int] = None,
+) -> Iterator[Tuple[Any, Image.Image]]:
     gts = list(gt_fields)
     skeleton = _skeleton_of(samples, skeleton)
     for i, sample in enumerate(samples):
         if limit is not None and i >= limit:
             return
         labels = {f: getattr(sample, f, None) for f in label_fields}
-        yield sample, draw_image(read_image(sample.filepath), labels, gts, eval_key, skeleton)
+        image = read_image(sample.filepath)
+        yield sample, draw_image(image if fit is None else _fit(image, fit), labels, gts, eval_key, skeleton)
 
 
 def draw_labels(
@@ -271,16 +300,16 @@ def contact_sheet(
     """Tiles the first ``n`` samples, labels drawn, into one PNG.
 
     Args:
-        tile: each image is fit into a ``tile x tile`` square.
+        tile: each image is scaled to fit a ``tile x tile`` square, then its
+            labels are drawn (so small images get readable captions).
         columns: tiles per row (default: up to 8).
 
     Returns:
         ``path``.
     """
     tiles = []
-    for _, img in _drawn(samples, _fields(label_fields), gt_fields, eval_key, skeleton, limit=n):
-        resample = Image.Resampling.NEAREST if max(img.size) < tile // 2 else Image.Resampling.BILINEAR
-        tiles.append(ImageOps.pad(img, (tile, tile), method=resample, color=(32, 32, 32)))
+    for _, img in _drawn(samples, _fields(label_fields), gt_fields, eval_key, skeleton, limit=n, fit=tile):
+        tiles.append(ImageOps.pad(img, (tile, tile), color=(32, 32, 32)))
     cols = columns or max(1, min(8, len(tiles)))
     rows = max(1, (len(tiles) + cols - 1) // cols)
     sheet = Image.new("RGB", (cols * tile, rows * tile), (255, 255, 255))

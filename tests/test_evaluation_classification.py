@@ -100,7 +100,7 @@ def test_segmentation_iou_equals_numpy(dataset):
     rng = np.random.default_rng(1)
     ids = dataset.add_samples([f"{i}.png" for i in range(5)])
     gts, preds = [], []
-    for i in range(5):
+    for _ in range(5):
         gt = rng.integers(0, 4, (30, 40)).astype(np.uint8)
         pred = np.where(rng.random((30, 40)) < 0.7, gt, rng.integers(0, 4, (30, 40))).astype(np.uint8)
         gts.append(gt)

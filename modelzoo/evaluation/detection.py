@@ -354,8 +354,8 @@ def _per_object(
     for i, r in enumerate(pred_out):
         if r[0] == "fp":
             match.pairs.append((None, dt["labels"][i], 0.0))
-    for i, r in enumerate(gt_out):
-        if r is not None and r[0] == "fn":
+    for i, g_result in enumerate(gt_out):
+        if g_result is not None and g_result[0] == "fn":
             match.pairs.append((gt["labels"][i], None, 0.0))
     match.pred_results.append(pred_out)
     match.gt_results.append(gt_out)

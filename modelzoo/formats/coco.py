@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import DatasetError, RequirementsError
-from ..labels import Detection, Detections, Keypoint, Keypoints
+from ..labels import Detection, Detections, Keypoint, Keypoints, check_box
 from ..masks import crop_to_box, full_mask
 from ..media import read_image_metadata
 from ..sample import ImageMetadata, Sample
@@ -239,7 +239,11 @@ def _detection(
     attributes: Dict[str, Any] = {"iscrowd": int(ann.get("iscrowd", 0) or 0), "coco_id": ann.get("id")}
     if ann.get("area") is not None:
         attributes["area"] = float(ann["area"])
-    det = Detection(label=name, bounding_box=box, confidence=ann.get("score"), attributes=attributes)
+    score = ann.get("score")
+    det = Detection.from_trusted(  # ~5x faster than Detection(...) for the many annotations of a file
+        label=str(name), bounding_box=check_box(box, f"COCO annotation {ann.get('id')!r}: bbox"),
+        confidence=None if score is None else float(score), attributes=attributes,
+    )
     if with_mask and ann.get("segmentation"):
         mask, lost = crop_to_box(coco_mask(ann["segmentation"], width, height), box)
         report.mask_pixels_outside_box += lost
