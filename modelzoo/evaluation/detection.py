@@ -18,7 +18,7 @@ Two things are computed from one pass over the stored labels:
   best-scored match); unmatched crowd regions are not ``fn``.
 
 Boxes are compared in pixels (boxes are stored relative), masks as
-image-sized boolean arrays (``use_masks``: when both sides have masks).
+image-sized masks (counted where two masks overlap; ``use_masks``: when both sides have masks).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from bson import ObjectId
 
 from ..encoding import decode_array
 from ..errors import EvaluationError
-from ..masks import full_mask
+from ..masks import box_pixels
 from .reading import check_fields, image_size, iter_docs
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
     "evaluate_detections_docs",
     "match_detections",
     "box_iou",
-    "mask_iou",
 ]
 
 #: the COCO IoU thresholds .50:.05:.95 (as pycocotools builds them)
@@ -72,30 +71,32 @@ def box_iou(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
         return np.where(inter > 0, inter / union, 0.0)
 
 
-def mask_iou(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
-    """IoU of boolean masks ``dt (D, N)`` x ``gt (G, N)`` (flattened images) -> ``(D, G)``."""
-    if not len(dt) or not len(gt):
-        return np.zeros((len(dt), len(gt)))
-    # float32 sums of 0/1 are exact below 2**24 pixels
-    exact = np.float32 if dt.shape[1] < 2**24 else np.float64
-    inter = (dt.astype(exact) @ gt.T.astype(exact)).astype(np.float64)
-    da = dt.sum(axis=1, dtype=np.float64)[:, None]
-    ga = gt.sum(axis=1, dtype=np.float64)[None, :]
-    union = np.where(crowd[None, :], da, da + ga - inter)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
+def _placed_mask(mask: np.ndarray, box: Sequence[float], width: int, height: int) -> Tuple[int, int, np.ndarray, int]:
+    """``(row, column, mask, pixel count)``: a box-sized mask where
+    :func:`~modelzoo.masks.full_mask` puts it, clipped to the image."""
+    c0, r0, _, _ = box_pixels(box, width, height)
+    m = np.asarray(mask) != 0
+    m = m[: max(height - r0, 0), : max(width - c0, 0)]
+    return r0, c0, m, int(np.count_nonzero(m))
 
 
-def _masks_iou(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
-    """:func:`mask_iou` of ``(n, H, W)`` masks, over the rows and columns any of them covers."""
-    if not len(dt) or not len(gt):
-        return np.zeros((len(dt), len(gt)))
-    both = np.concatenate([dt, gt])
-    rows, cols = np.flatnonzero(both.any(axis=(0, 2))), np.flatnonzero(both.any(axis=(0, 1)))
-    if not len(rows):
-        return np.zeros((len(dt), len(gt)))
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    return mask_iou(dt[:, r0:r1, c0:c1].reshape(len(dt), -1), gt[:, r0:r1, c0:c1].reshape(len(gt), -1), crowd)
+def _placed_iou(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+    """IoU of placed masks ``dt (D,)`` x ``gt (G,)`` -> ``(D, G)`` (see :func:`_placed_mask`), counting
+    pixels only where two masks' rectangles overlap: the same integers as the
+    image-sized masks give, without making them. For a crowd ground truth,
+    the intersection over the detection's area."""
+    out = np.zeros((len(dt), len(gt)))
+    for j, (gr, gc, gm, ga) in enumerate(gt):
+        gr1, gc1 = gr + gm.shape[0], gc + gm.shape[1]
+        for i, (dr, dc, dm, da) in enumerate(dt):
+            r0, r1 = max(dr, gr), min(dr + dm.shape[0], gr1)
+            c0, c1 = max(dc, gc), min(dc + dm.shape[1], gc1)
+            inter = 0
+            if r1 > r0 and c1 > c0:
+                inter = int(np.count_nonzero(dm[r0 - dr : r1 - dr, c0 - dc : c1 - dc] & gm[r0 - gr : r1 - gr, c0 - gc : c1 - gc]))
+            union = da if crowd[j] else da + ga - inter
+            out[i, j] = inter / union if union > 0 else 0.0
+    return out
 
 
 def _greedy(ious: List[List[float]], gt_ignore: List[bool], crowd: List[bool], thr: float) -> List[int]:
@@ -168,13 +169,13 @@ def _objects(label: Any, width: int, height: int, with_masks: bool, is_pred: boo
                 f"use_masks=True, but a {'prediction' if is_pred else 'ground-truth object'} has no mask"
                 " (pass use_masks=None to compare masks only when every object has one)"
             )
-        masks = np.stack([
-            full_mask(decode_array(d["mask"]), d.get("bounding_box"), width, height) for d in dets
-        ]) if n else np.zeros((0, height, width), bool)
+        masks = np.empty(n, dtype=object)
+        for i, d in enumerate(dets):
+            masks[i] = _placed_mask(decode_array(d["mask"]), d.get("bounding_box"), width, height)
     # a prediction's area is its box's, as pycocotools' loadRes computes it for
     # results with a bbox; ground truth: the annotation's area, else the mask's
     if masks is not None and not is_pred:
-        area = masks.sum(axis=(1, 2)).astype(np.float64)
+        area = np.array([float(m[3]) for m in masks])
     else:
         area = boxes[:, 2] * boxes[:, 3]
     if not is_pred:  # COCO's ground-truth area is the annotation's own
@@ -235,7 +236,7 @@ def evaluate_detections_docs(
         width, height = image_size(doc)
         gt = _objects(doc.get(gt_field), width, height, use_masks, False)
         dt = _objects(doc.get(pred_field), width, height, use_masks, True)
-        iou_fn = _masks_iou if use_masks else box_iou
+        iou_fn = _placed_iou if use_masks else box_iou
         key = "masks" if use_masks else "boxes"
         g_lab = [index.get(x, -1) for x in gt["labels"]]
         d_lab = [index.get(x, -1) for x in dt["labels"]]
