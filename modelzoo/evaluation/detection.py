@@ -17,8 +17,8 @@ Two things are computed from one pass over the stored labels:
   crowd region is a ``tp`` that consumes nothing (the region records its
   best-scored match); unmatched crowd regions are not ``fn``.
 
-Boxes are compared in pixels (boxes are stored relative), masks as
-image-sized masks (counted where two masks overlap; ``use_masks``: when both sides have masks).
+Boxes are compared in pixels (they are stored relative), masks pixel by
+pixel where two of them overlap (``use_masks``: when both sides have masks).
 """
 
 from __future__ import annotations
