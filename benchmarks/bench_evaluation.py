@@ -19,6 +19,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_evaluation.py              # 5,000 images x 20 objects
     .venv/bin/python benchmarks/bench_evaluation.py --quick      # 500 images
+    .venv/bin/python benchmarks/bench_evaluation.py --quick --masks   # mask IoU
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from modelzoo import db  # noqa: E402
 from tests.coco_data import generate, predictions  # noqa: E402
 
 
-def _pycocotools(data):
+def _pycocotools(data, iou_type):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -51,7 +52,7 @@ def _pycocotools(data):
         gt.dataset = {k: data[k] for k in ("images", "annotations", "categories")}
         gt.createIndex()
         dt = gt.loadRes([dict(r) for r in data["results"]])
-        e = COCOeval(gt, dt, "bbox")
+        e = COCOeval(gt, dt, iou_type)
         e.evaluate()
         e.accumulate()
         e.summarize()
@@ -64,18 +65,21 @@ def main() -> int:
     parser.add_argument("--objects", type=int, default=20, help="about this many objects per image")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="500 images, 2 runs")
+    parser.add_argument("--masks", action="store_true", help="instance masks (RLE), mask IoU ('segm'), 96-200 px images")
     args = parser.parse_args()
     if args.quick:
         args.images, args.runs = 500, 2
-    data = generate(n_images=args.images, n_classes=20, seed=0, max_objects=2 * args.objects)
+    iou_type = "segm" if args.masks else "bbox"
+    data = generate(n_images=args.images, n_classes=20, seed=0, max_objects=2 * args.objects, masks=args.masks,
+                    size_range=(96, 200) if args.masks else (160, 400))
     n_gt, n_dt = len(data["annotations"]), len(data["results"])
-    print(f"{args.images} images, {n_gt} ground-truth objects, {n_dt} predictions, 20 classes")
+    print(f"{args.images} images, {n_gt} ground-truth objects, {n_dt} predictions, 20 classes, {iou_type}")
     with tempfile.TemporaryDirectory() as tmp, db.temporary(parent=tmp):
         path = os.path.join(tmp, "gt.json")
         with open(path, "w") as f:
             json.dump({k: data[k] for k in ("images", "annotations", "categories")}, f)
         t = time.perf_counter()
-        ds = mz.Dataset.from_coco(path, tmp, name="bench-eval", label_types=["detections"])
+        ds = mz.Dataset.from_coco(path, tmp, name="bench-eval", label_types=["segmentations" if args.masks else "detections"])
         preds = predictions(data)
         ds.set_values("predictions", {s: preds[c] for s, c in zip(ds.ids(), ds.values("coco_id"))})
         print(f"import + predictions stored: {time.perf_counter() - t:.1f} s")
@@ -85,7 +89,7 @@ def main() -> int:
             results = ds.evaluate_detections("predictions", "ground_truth")
             ours.append(time.perf_counter() - t)
             t = time.perf_counter()
-            stats = _pycocotools(data)
+            stats = _pycocotools(data, iou_type)
             theirs.append(time.perf_counter() - t)
         diff = float(np.max(np.abs(np.asarray(results.stats()) - stats)))
         a, b = statistics.median(ours), statistics.median(theirs)

@@ -38,7 +38,8 @@ def test_to_dict_from_dict_round_trip(label):
 
 def test_array_encoding_round_trips_dtype_and_shape():
     for arr in [np.zeros((0, 3), np.float32), np.arange(24, dtype=np.int64).reshape(2, 3, 4),
-                np.ones((512, 512), bool), np.float16([1.5, -2])]:
+                np.ones((512, 512), bool), np.float16([1.5, -2]), np.array(2.5),
+                np.asfortranarray(np.arange(6).reshape(2, 3)), np.arange(4, dtype=">i4"), np.array(["ab", "c"])]:
         back = decode_array(encode_array(arr))
         assert back.dtype == arr.dtype and back.shape == arr.shape
         np.testing.assert_array_equal(back, arr)

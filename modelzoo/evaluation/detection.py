@@ -81,22 +81,31 @@ def _placed_mask(mask: np.ndarray, box: Sequence[float], width: int, height: int
 
 
 def _placed_iou(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
-    """IoU of placed masks ``dt (D,)`` x ``gt (G,)`` -> ``(D, G)`` (see :func:`_placed_mask`), counting
-    pixels only where two masks' rectangles overlap: the same integers as the
-    image-sized masks give, without making them. For a crowd ground truth,
-    the intersection over the detection's area."""
-    out = np.zeros((len(dt), len(gt)))
-    for j, (gr, gc, gm, ga) in enumerate(gt):
-        gr1, gc1 = gr + gm.shape[0], gc + gm.shape[1]
-        for i, (dr, dc, dm, da) in enumerate(dt):
-            r0, r1 = max(dr, gr), min(dr + dm.shape[0], gr1)
-            c0, c1 = max(dc, gc), min(dc + dm.shape[1], gc1)
-            inter = 0
-            if r1 > r0 and c1 > c0:
-                inter = int(np.count_nonzero(dm[r0 - dr : r1 - dr, c0 - dc : c1 - dc] & gm[r0 - gr : r1 - gr, c0 - gc : c1 - gc]))
-            union = da if crowd[j] else da + ga - inter
-            out[i, j] = inter / union if union > 0 else 0.0
-    return out
+    """IoU of placed masks ``dt (D,)`` x ``gt (G,)`` -> ``(D, G)`` (see
+    :func:`_placed_mask`), counting pixels only where two masks' rectangles
+    overlap: the same integers as image-sized masks give, without making
+    them. For a crowd ground truth, the intersection over the detection's area."""
+    if not len(dt) or not len(gt):
+        return np.zeros((len(dt), len(gt)))
+
+    def rects(items: np.ndarray) -> np.ndarray:
+        return np.array([(r, c, r + m.shape[0], c + m.shape[1], a) for r, c, m, a in items], dtype=np.int64)
+
+    d, g = rects(dt), rects(gt)
+    r0 = np.maximum(d[:, None, 0], g[None, :, 0])
+    r1 = np.minimum(d[:, None, 2], g[None, :, 2])
+    c0 = np.maximum(d[:, None, 1], g[None, :, 1])
+    c1 = np.minimum(d[:, None, 3], g[None, :, 3])
+    inter = np.zeros((len(dt), len(gt)))
+    for i, j in zip(*np.nonzero((r1 > r0) & (c1 > c0))):
+        dr, dc, dm, _ = dt[i]
+        gr, gc, gm, _ = gt[j]
+        a0, a1, b0, b1 = r0[i, j], r1[i, j], c0[i, j], c1[i, j]
+        inter[i, j] = np.count_nonzero(dm[a0 - dr : a1 - dr, b0 - dc : b1 - dc] & gm[a0 - gr : a1 - gr, b0 - gc : b1 - gc])
+    da, ga = d[:, 4][:, None].astype(np.float64), g[:, 4][None, :].astype(np.float64)
+    union = np.where(crowd[None, :], da, da + ga - inter)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
 
 
 def _greedy(ious: List[List[float]], gt_ignore: List[bool], crowd: List[bool], thr: float) -> List[int]:
