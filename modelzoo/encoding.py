@@ -63,9 +63,10 @@ def decode_array(data: bytes) -> np.ndarray:
         if match is not None:
             dtype = np.dtype(match.group(1).decode())
             shape = tuple(int(v) for v in match.group(3).split(b",") if v.strip())
-            order = "F" if match.group(2) == b"True" else "C"
             flat = np.frombuffer(data, dtype=dtype, offset=10 + size, count=int(np.prod(shape, dtype=np.int64)))
-            return flat.reshape(shape, order=order).copy()
+            if match.group(2) == b"True":
+                return flat.reshape(shape, order="F").copy()
+            return flat.reshape(shape).copy()
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
