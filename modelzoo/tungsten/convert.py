@@ -145,12 +145,20 @@ def _classification(spec: Tuple[str, Optional[str]], obj: Any) -> Classification
     return Classification(**kwargs)
 
 
+def _classifications_converter(spec: Tuple[str, Optional[str]]) -> Callable[[Any, Size], Any]:
+    return lambda v, size: None if v is None else Classifications(classifications=[_classification(spec, c) for c in v])
+
+
+def _classification_converter(spec: Tuple[str, Optional[str]]) -> Callable[[Any, Size], Any]:
+    return lambda v, size: None if v is None else _classification(spec, v)
+
+
 def _field_converter(ann: Any) -> Callable[[Any, Size], Any]:
     item = _list_item(ann)
     if item is not None:
         cspec = _classification_spec(item)
         if cspec is not None:
-            return lambda v, size: None if v is None else Classifications(classifications=[_classification(cspec, c) for c in v])
+            return _classifications_converter(cspec)
         dspec = _DetectionSpec(item)
         if dspec.ok:
             return lambda v, size: (
@@ -161,7 +169,7 @@ def _field_converter(ann: Any) -> Callable[[Any, Size], Any]:
     if _is_model(ann):
         cspec = _classification_spec(ann)
         if cspec is not None:
-            return lambda v, size: None if v is None else _classification(cspec, v)
+            return _classification_converter(cspec)
         dspec = _DetectionSpec(ann)
         if dspec.ok:
             return lambda v, size: to_plain(v) if size is None or v is None else dspec.build(v, size)
@@ -171,9 +179,9 @@ def _field_converter(ann: Any) -> Callable[[Any, Size], Any]:
 def output_converter(cls: Any) -> Callable[[Any, Size], Any]:
     """``convert(output, (width, height) or None) -> Label | value | dict`` for
     instances of the output class ``cls`` (see the module docs)."""
-    top = _classification_spec(cls)
-    if top is not None:
-        return lambda out, size: _classification(top, out)
+    spec = _classification_spec(cls)
+    if spec is not None:
+        return _classification_converter(spec)
     converters: List[Tuple[str, Callable[[Any, Size], Any]]] = [
         (name, _field_converter(f.annotation)) for name, f in cls.model_fields.items()
     ]

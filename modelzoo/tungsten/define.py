@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 import pydantic
 
@@ -46,9 +46,9 @@ class TungstenInfo:
     """
 
     cls: type
-    input: type
-    output: type
-    demo_output: Optional[type]
+    input: Type[pydantic.BaseModel]
+    output: Type[pydantic.BaseModel]
+    demo_output: Optional[Type[pydantic.BaseModel]]
     batch_size: int
     options: Tuple[str, ...]
     gpu: bool = False

@@ -287,7 +287,7 @@ class TungstenModel(SamplesMixin, Model):
         size = self.batch_size
         return [idx[j:j + size] for idx in groups.values() for j in range(0, len(idx), size)]
 
-    def _outputs(self, got: Any, n: int, method: str, cls: type) -> List[Any]:
+    def _outputs(self, got: Any, n: int, method: str, cls: Any) -> List[Any]:
         try:
             got = list(got)
         except TypeError:
