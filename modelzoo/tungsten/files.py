@@ -71,6 +71,22 @@ def _decode_data_uri(uri: str) -> Tuple[bytes, str]:
     return unquote(data).encode(), mime
 
 
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"),
+    (b"BM", "image/bmp"), (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff"),
+)
+
+
+def _sniff(data: bytes) -> Optional[str]:
+    """The MIME type of common image formats, from their first bytes."""
+    for magic, mime in _MAGIC:
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
 class File:
     """A file given by path, bytes, URI or base64 (Tungstenkit's ``File``).
 
@@ -108,7 +124,8 @@ class File:
         """A file holding ``data``."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"expected bytes for data, not {type(data).__name__}")
-        return cls(_data=bytes(data), _mime=mime)
+        data = bytes(data)
+        return cls(_data=data, _mime=mime if mime and mime != "application/octet-stream" else _sniff(data) or mime)
 
     @classmethod
     def from_base64(cls: Type[F], text: str, mime: Optional[str] = None) -> F:

@@ -251,8 +251,8 @@ class TungstenModel(SamplesMixin, Model):
             TungstenInputError: naming the field, the value and what it allows.
         """
         inp = self.tungsten.input
-        if isinstance(arg, inp):
-            data: Any = {n: getattr(arg, n) for n in type(arg).model_fields}
+        if type(arg) is inp:  # checked again: an instance may have been built unchecked (model_construct)
+            data: Any = dict(arg.__dict__)
         elif isinstance(arg, Mapping):
             data = dict(arg)
         elif isinstance(arg, pydantic.BaseModel):
