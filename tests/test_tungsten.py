@@ -239,6 +239,35 @@ def test_setup_runs_once_on_first_use_or_with_and_across_threads():
     assert SETUPS == [1, 1]
 
 
+def test_the_serving_contract_json_in_json_out(tmp_path):
+    """What `modelzoo serve` does with a request_schema model: validate the JSON body with
+    it, pass the instance to predict_all, answer output.model_dump(mode="json")."""
+    model = ObjectDetectionModel()
+    [path] = write_good_images(str(tmp_path), n=1)
+    body = '{"image": "%s"}' % base64.b64encode(open(path, "rb").read()).decode()
+    request = ObjectDetectionModel.request_schema.model_validate_json(body)
+    [answer] = model.predict_all([request])
+    payload = answer.model_dump(mode="json")
+    assert payload == model.predict(DetInput(image=path)).model_dump(mode="json")
+    assert ObjectDetectionModel.response_schema.model_validate(payload) == answer
+    assert set(payload) == {"detections"} and all(set(d["bbox"]) == {"xmin", "xmax", "ymin", "ymax"} for d in payload["detections"])
+
+
+def test_field_declares_a_required_checked_field():
+    from modelzoo.tungsten import Field
+
+    class Styled(BaseIO):
+        prompt: str = Field(description="what to draw", min_length=1)
+        style: str = Field(choices=["photo", "sketch"])
+
+    assert Styled(prompt="a", style="photo").style == "photo"
+    with pytest.raises(ValueError, match="'oil' is not one of the choices"):
+        Styled(prompt="a", style="oil")
+    with pytest.raises(ValueError, match="at least 1 character"):
+        Styled(prompt="", style="photo")
+    assert Styled.model_json_schema()["properties"]["style"]["enum"] == ["photo", "sketch"]
+
+
 def test_a_model_pickles_as_its_settings():
     import pickle
 
