@@ -486,6 +486,28 @@ def test_outputs_map_to_labels_only_where_unambiguous():
     ]
 
 
+def test_confidence_thresh_applies_to_stored_labels(tmp_path):
+    class Photo(BaseIO):
+        image: Image
+
+    class Guess(BaseIO):
+        label: str
+        score: float
+
+    @define_model(input=Photo, output=Guess, batch_size=2)
+    class Brightness:
+        def predict(self, inputs):
+            return [Guess(label="bright", score=float(inp.image.to_numpy().mean()) / 255) for inp in inputs]
+
+    from modelzoo.tungsten import LoadedFile
+
+    dark, light = np.full((4, 4, 3), 40, np.uint8), np.full((4, 4, 3), 220, np.uint8)
+    loaded = [LoadedFile("dark.png", dark), LoadedFile("light.png", light)]
+    kept = Brightness(confidence_thresh=0.5).predict_all(loaded, [{}, {}])
+    assert kept[0] is None and kept[1].label == "bright" and kept[1].confidence == pytest.approx(220 / 255)
+    assert Brightness().predict_all(loaded, [{}, {}])[0].confidence == pytest.approx(40 / 255)
+
+
 # -- the zoo: by name, settings checked, post_build on `modelzoo download` ------------------------
 
 POST_BUILDS: List[str] = []

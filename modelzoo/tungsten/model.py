@@ -23,6 +23,7 @@ import pydantic
 
 from ..config import Config
 from ..errors import ConfigError, check_keys
+from ..labels import filter_output
 from ..loaders import Loader, WorkItem
 from ..mixins import SamplesMixin
 from ..models import Model, ModelConfig
@@ -50,6 +51,8 @@ class TungstenConfig(ModelConfig):
         image_field: the ``Image`` / ``File`` input field fed with the
             sample's file (default: the input class's only file field).
         batch_size: replaces ``define_model``'s ``batch_size``.
+        confidence_thresh: under ``apply_model``, stored labels below it are
+            dropped (as ``apply_model(confidence_thresh=...)`` does).
     """
 
     inputs: Dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -404,7 +407,8 @@ class TungstenModel(SamplesMixin, Model):
                               f"map them with {self.name}(fields={{...}}) or give them with inputs={{...}}",)
                 raise
         outputs = self._run(inputs)[0]
-        return [self._convert(o, _size(a)) for o, a in zip(outputs, args)]
+        thresh = self.config.confidence_thresh
+        return [filter_output(self._convert(o, _size(a)), thresh) for o, a in zip(outputs, args)]
 
 
 def _size(loaded: LoadedFile) -> Optional[Tuple[int, int]]:
