@@ -1,0 +1,308 @@
+"""VESSL-style models: RunnerBase runners registered as repository/number in the local zoo,
+loaded in another process, applied to real photographs; register_torch_model; trust; refusals."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import modelzoo as mz
+import modelzoo.vessl as vessl
+from modelzoo.errors import ModelNotFoundError
+from tests.images import write_good_images
+from tests.processes import REPO, child_env
+from tests.vessl_runners import BrightnessRunner, ResultRunner, SavesItself, SavesOnly, brightness, to_tensor
+
+CLASSES = {"classes": ["dark", "bright"], "threshold": 110.0}
+
+
+@pytest.fixture
+def home(zoo_env, tmp_path, monkeypatch):
+    """A private zoo home and trust key; the working directory holds the artifacts."""
+    monkeypatch.setenv(vessl.ENV_TRUST_KEY, str(tmp_path / "trust.key"))
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("out", exist_ok=True)
+    with open("out/classes.json", "w") as f:
+        json.dump(CLASSES, f)
+    return tmp_path
+
+
+def _child(code, **env):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=str(REPO), env=child_env(**env),
+                          capture_output=True, text=True, timeout=300)
+
+
+def _expected(path):
+    with open(path, "rb") as f:
+        mean = brightness(f.read())
+    return ("bright" if mean > CLASSES["threshold"] else "dark"), mean / 255.0
+
+
+# -- a runner with an artifact, loaded by repository/number in another process -----------------------------
+def test_runner_with_artifact_loads_in_a_second_process_and_labels_real_photos(home):
+    registered = vessl.register_model(
+        repository_name="brightness", model_number=None, runner_cls=BrightnessRunner,
+        requirements=["numpy"], artifacts={"out/classes.json": "config/classes.json"},
+    )
+    assert registered.name == "brightness/1"
+    paths = write_good_images(str(home / "photos"), n=6)
+    name = "vessl-photos"
+    out = _child(f"""
+        import modelzoo as mz
+        print("LISTED", mz.list_zoo_models(pattern="brightness"))
+        model = mz.load_zoo_model("brightness/1")
+        print("RUNNER", type(model).__name__, model.runner.__module__, model.runner.__qualname__)
+        dataset = mz.Dataset.from_images({paths!r}, name={name!r}, overwrite=True)
+        report = dataset.apply_model(model, label_field="light", num_workers=1)
+        print("PROCESSED", report.processed, report.failed)
+    """)
+    assert out.returncode == 0, out.stderr
+    assert "LISTED ['brightness/1']" in out.stdout
+    assert "RUNNER RunnerModel tests.vessl_runners BrightnessRunner" in out.stdout  # imported back, not unpickled
+    assert "PROCESSED 6 0" in out.stdout
+    dataset = mz.load_dataset(name)
+    try:
+        stored = {s.filepath: s.light for s in dataset}
+        labels = set()
+        for path in paths:
+            label, confidence = _expected(path)
+            assert isinstance(stored[path], mz.Classification)
+            assert stored[path].label == label and stored[path].confidence == pytest.approx(confidence, abs=1e-12)
+            labels.add(label)
+        assert labels == {"dark", "bright"}  # the threshold splits these photographs
+    finally:
+        mz.delete_dataset(name)
+
+
+def test_plain_answers_are_stored_as_fields_and_newest_number_wins(home):
+    vessl.register_model("brightness", runner_cls=BrightnessRunner, artifacts={"out/classes.json": "config/classes.json"})
+    second = vessl.register_model("brightness", runner_cls=ResultRunner, artifacts={"out/": "config/"})
+    assert second.number == 2
+    assert mz.list_zoo_models(pattern="brightness") == ["brightness/1", "brightness/2"]
+    model = mz.load_zoo_model("brightness")  # the newest number
+    assert model.name == "brightness/2" and model.runner is ResultRunner
+    paths = write_good_images(str(home / "photos"), n=3)
+    dataset = mz.Dataset.from_images(paths, name="vessl-fields", overwrite=True)
+    try:
+        dataset.apply_model(model, label_field="mnist", num_workers=0)
+        for sample in dataset:
+            _, confidence = _expected(sample.filepath)
+            assert sample["mnist_result"] == int(confidence * 255.0 > 100)   # {"result": n} -> a plain field
+    finally:
+        mz.delete_dataset("vessl-fields")
+    assert mz.delete_zoo_model("brightness/2") is True
+    assert mz.load_zoo_model("brightness").name == "brightness/1"
+    assert mz.list_zoo_models(pattern="brightness") == ["brightness/1"]
+
+
+def test_save_model_props_reach_load_model_and_files_land_in_the_volume(home):
+    reg = vessl.register_model("saver", runner_cls=SavesItself, model_instance={"scale": 3})
+    model = mz.load_zoo_model(reg.name)
+    assert model.model == {"scale": 3} and model.predict(b"abcd") == 12
+    assert os.path.isfile(os.path.join(model.volume, "weights.json"))
+    assert model.manifest["model"] == {"save_type": "save_model", "save_output": {"path": "weights.json"}}
+
+
+# -- register_torch_model ------------------------------------------------------------------------------------
+def test_register_torch_model_round_trips_a_seeded_resnet18_exactly(home):
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=10).eval()
+    with pytest.raises(vessl.InvalidParamsError, match="builder="):   # ResNet() needs arguments: say what to pass
+        vessl.register_torch_model("resnet", None, net, preprocess_data=to_tensor)
+    reg = vessl.register_torch_model(
+        "resnet", None, net, preprocess_data=to_tensor, requirements=["torchvision"],
+        builder=torchvision.models.resnet18, builder_kwargs={"num_classes": 10},
+    )
+    entry = mz.get_zoo_model_info(reg.name)
+    assert set(entry.requirements.packages) == {"torchvision", "torch"} and not os.listdir(
+        os.path.join(os.path.dirname(entry.origin), "volume"))
+    assert not [f for f in os.listdir(os.path.dirname(entry.origin)) if f.endswith(".pkl")]  # nothing pickled
+    model = mz.load_zoo_model("resnet/1")
+    assert model.model is not net and model.model.training is False
+    paths = write_good_images(str(home / "photos"), n=3)
+    with torch.no_grad():
+        expected = {p: net(to_tensor(open(p, "rb").read())).numpy() for p in paths}
+    for p in paths:
+        got = model.predict(open(p, "rb").read())
+        assert got.dtype == np.float32 and np.array_equal(got, expected[p])
+    dataset = mz.Dataset.from_images(paths, name="vessl-torch", overwrite=True)
+    try:
+        dataset.apply_model(model, label_field="logits", num_workers=0)
+        for sample in dataset:
+            assert np.array_equal(sample.logits, expected[sample.filepath])
+    finally:
+        mz.delete_dataset("vessl-torch")
+
+
+def test_register_torch_model_refuses_what_it_cannot_rebuild(home):
+    import torch
+
+    from modelzoo.testing import tiny_classifier
+
+    class Local(torch.nn.Linear):
+        pass
+
+    with pytest.raises(vessl.InvalidParamsError, match="must be importable"):
+        vessl.register_torch_model("local", None, Local(2, 2))
+    with pytest.raises(vessl.InvalidParamsError, match="torch.nn.Module"):
+        vessl.register_torch_model("local", None, object())
+    with pytest.raises(vessl.InvalidParamsError, match="does not take this module's state dict"):
+        vessl.register_torch_model("tiny", None, tiny_classifier(num_classes=5), builder_kwargs={"num_classes": 3})
+    assert mz.list_zoo_models(pattern="local") == [] and mz.list_zoo_models(pattern="tiny") == []
+
+
+# -- trust -------------------------------------------------------------------------------------------------
+REGISTER_MAIN = """
+    import modelzoo.vessl as vessl
+
+    class Doubler(vessl.RunnerBase):                 # in __main__: stored as a pickle
+        @staticmethod
+        def predict(model, data):
+            return model["k"] * len(data)
+
+    print("REGISTERED", vessl.register_model("doubler", runner_cls=Doubler, model_instance={"k": 2}))
+"""
+
+LOAD_MAIN = """
+    import modelzoo as mz
+    from modelzoo.vessl import UntrustedModelError
+    try:
+        print("LOADED", mz.load_zoo_model("doubler/1").predict(b"abc"))
+    except UntrustedModelError as e:
+        print("REFUSED", e)
+        print("TRUSTED", mz.load_zoo_model("doubler/1", trust=True).predict(b"abc"))
+"""
+
+
+@pytest.mark.slow
+def test_pickles_load_when_this_user_signed_them_else_need_trust(home):
+    env = {"MODELZOO_HOME": os.environ["MODELZOO_HOME"], vessl.ENV_TRUST_KEY: os.environ[vessl.ENV_TRUST_KEY]}
+    out = _child(REGISTER_MAIN, **env)
+    assert out.returncode == 0, out.stderr
+    assert "REGISTERED doubler/1" in out.stdout
+    same_user = _child(LOAD_MAIN, **env)
+    assert same_user.returncode == 0, same_user.stderr
+    assert "LOADED 6" in same_user.stdout                       # signed with this user's key
+    other_key = _child(LOAD_MAIN, **{**env, vessl.ENV_TRUST_KEY: str(home / "someone-else.key")})
+    assert "REFUSED" in other_key.stdout and "unpickling runs arbitrary code" in other_key.stdout
+    assert "vessl.model.pkl" in other_key.stdout and "vessl.runner.pkl" in other_key.stdout
+    assert "TRUSTED 6" in other_key.stdout
+    # a pickle changed after registration is refused, even for the same user
+    entry = os.path.dirname(mz.get_zoo_model_info("doubler/1").origin)
+    with open(os.path.join(entry, "vessl.model.pkl"), "ab") as f:
+        f.write(b"\0")
+    tampered = _child(LOAD_MAIN, **env)
+    assert "REFUSED" in tampered.stdout
+
+
+# -- refusals ---------------------------------------------------------------------------------------------
+def test_save_model_without_load_model_is_refused_at_registration(home):
+    with pytest.raises(vessl.RunnerDefinitionError, match="overrides save_model but not load_model"):
+        vessl.register_model("saves-only", runner_cls=SavesOnly, model_instance={"a": 1})
+
+    class NoPredict(vessl.RunnerBase):
+        @staticmethod
+        def load_model(props, artifacts):
+            return None
+
+    with pytest.raises(vessl.RunnerDefinitionError, match="must override predict"):
+        vessl.register_model("nopredict", runner_cls=NoPredict)
+
+    class WithSelf(vessl.RunnerBase):
+        def predict(self, model, data):
+            return data
+
+    with pytest.raises(vessl.RunnerDefinitionError, match="no self"):
+        vessl.register_model("withself", runner_cls=WithSelf, model_instance=1)
+    class PredictOnly(vessl.RunnerBase):
+        @staticmethod
+        def predict(model, data):
+            return data
+
+    with pytest.raises(vessl.RunnerDefinitionError, match="nothing to load"):
+        vessl.register_model("nothing", runner_cls=PredictOnly)
+    assert mz.list_zoo_models(pattern="/") == []
+
+
+@pytest.mark.parametrize("artifacts, message", [
+    ({"out/*.json": "config/*"}, "glob other than one trailing"),
+    ({"o*t/classes.json": "config/classes.json"}, "glob other than one trailing"),
+    ({"out/*": "config/"}, "on both sides"),
+    ({"out/classes.json": "../escape.json"}, "stay inside the model's volume"),
+    ({"out/classes.json": "/etc/escape.json"}, "stay inside the model's volume"),
+    ({"missing.pt": "missing.pt"}, "does not exist"),
+])
+def test_bad_artifacts_are_refused_before_anything_is_stored(home, artifacts, message):
+    with pytest.raises(vessl.ArtifactError, match=message):
+        vessl.register_model("brightness", runner_cls=BrightnessRunner, artifacts=artifacts)
+    assert mz.list_zoo_models(pattern="brightness") == []
+    assert not os.path.exists(home / "escape.json")
+
+
+def test_a_trailing_glob_copies_every_match(home):
+    os.makedirs("ckpt")
+    for name in ("a.pt", "b.pt"):
+        with open(os.path.join("ckpt", name), "w") as f:
+            f.write(name)
+    reg = vessl.register_model("brightness", runner_cls=BrightnessRunner,
+                               artifacts={"ckpt/*": "weights/*", "out/classes.json": "config/classes.json"})
+    volume = mz.load_zoo_model(reg.name).volume
+    assert sorted(os.listdir(os.path.join(volume, "weights"))) == ["a.pt", "b.pt"]
+    assert open(os.path.join(volume, "weights", "b.pt")).read() == "b.pt"
+
+
+def test_a_duplicate_number_is_refused_unless_overwrite(home):
+    arts = {"out/classes.json": "config/classes.json"}
+    vessl.register_model("brightness", 1, runner_cls=BrightnessRunner, artifacts=arts)
+    with pytest.raises(vessl.NumberTakenError, match=r"'brightness/1' already exists.*'brightness/2'"):
+        vessl.register_model("brightness", 1, runner_cls=ResultRunner, artifacts=arts)
+    assert mz.load_zoo_model("brightness/1").runner is BrightnessRunner
+    vessl.register_model("brightness", 1, runner_cls=ResultRunner, artifacts=arts, overwrite=True)
+    assert mz.load_zoo_model("brightness/1").runner is ResultRunner
+    assert mz.list_zoo_models(pattern="brightness") == ["brightness/1"]
+
+
+def test_unknown_repository_or_number_suggests_what_exists(home):
+    vessl.register_model("brightness", runner_cls=BrightnessRunner, artifacts={"out/": "config/"})
+    with pytest.raises(ModelNotFoundError) as e:
+        mz.load_zoo_model("brightness/7")
+    assert "repository 'brightness' has 'brightness/1'" in str(e.value)
+    with pytest.raises(ModelNotFoundError, match="Did you mean 'brightness/1'"):
+        mz.load_zoo_model("brigthness/1")
+    with pytest.raises(vessl.InvalidParamsError, match="repository_name 'Bad Name'"):
+        vessl.register_model("Bad Name", runner_cls=BrightnessRunner, artifacts={"out/": "config/"})
+    with pytest.raises(mz.ConfigError, match="Did you mean 'organization_name'"):
+        vessl.register_model("brightness", runner_cls=BrightnessRunner, organisation_name="x")
+
+
+def test_a_typed_runner_validates_requests_with_its_pydantic_types(home):
+    from pydantic import BaseModel, ValidationError
+
+    class In(BaseModel):
+        text: str
+
+    class Out(BaseModel):
+        length: int
+
+    class Typed(vessl.RunnerBase[In, Out]):
+        @staticmethod
+        def load_model(props, artifacts):
+            return len
+
+        @staticmethod
+        def predict(model, data):
+            return {"length": model(data.text)}
+
+    reg = vessl.register_model("typed", runner_cls=Typed)
+    model = mz.load_zoo_model(reg.name)   # same process, same user: the pickled class is signed
+    assert model.request_schema is In and model.response_schema is Out
+    assert model.predict({"text": "hello"}) == Out(length=5)
+    with pytest.raises(ValidationError):
+        model.predict({"text": 3})
