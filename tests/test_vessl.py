@@ -43,6 +43,7 @@ def _expected(path):
 
 
 # -- a runner with an artifact, loaded by repository/number in another process -----------------------------
+@pytest.mark.slow
 def test_runner_with_artifact_loads_in_a_second_process_and_labels_real_photos(home):
     registered = vessl.register_model(
         repository_name="brightness", model_number=None, runner_cls=BrightnessRunner,
@@ -108,6 +109,7 @@ def test_save_model_props_reach_load_model_and_files_land_in_the_volume(home):
 
 
 # -- register_torch_model ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_register_torch_model_round_trips_a_seeded_resnet18_exactly(home):
     import torch
     import torchvision
@@ -306,3 +308,29 @@ def test_a_typed_runner_validates_requests_with_its_pydantic_types(home):
     assert model.predict({"text": "hello"}) == Out(length=5)
     with pytest.raises(ValidationError):
         model.predict({"text": 3})
+
+
+def test_publish_takes_the_next_number_when_another_process_wins_the_race(home):
+    """Two registrations computing the same next number: the one whose rename
+    comes second gets the number after (simulated here by publishing a
+    competitor from inside the first one's write_entry)."""
+    from modelzoo.zoo import local
+
+    calls = []
+
+    def competitor(staging, number):
+        with open(os.path.join(staging, "who"), "w") as f:
+            f.write("competitor")
+
+    def write(staging, number):
+        calls.append(number)
+        with open(os.path.join(staging, "who"), "w") as f:
+            f.write("first")
+        if len(calls) == 1:  # another process publishes this number meanwhile
+            assert local.publish(local.staging_dir("race"), "race", None, False, competitor) == number
+
+    assert local.publish(local.staging_dir("race"), "race", None, False, write) == 2
+    assert calls == [1, 2]
+    assert open(os.path.join(local.entry_dir("race", 1), "who")).read() == "competitor"
+    assert open(os.path.join(local.entry_dir("race", 2), "who")).read() == "first"
+    assert not [n for n in os.listdir(os.path.join(local.local_root(), "race")) if n.startswith(".")]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import os
+import shutil
 import sys
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
@@ -111,8 +112,12 @@ def _entry_writer(repository_name: str, description: str, tags: Sequence[str], r
 
 def _publish(repository_name: str, model_number: Optional[int], overwrite: bool, staging: str, manifest: Dict[str, Any],
              description: str, tags: Sequence[str], requirements: Sequence[str], config: Dict[str, Any]) -> RegisteredModel:
-    store.write_json(os.path.join(staging, store.MANIFEST_FILE), manifest)
-    signing.sign(staging, [store.MANIFEST_FILE, *store.pickled_files(manifest)])
+    try:
+        store.write_json(os.path.join(staging, store.MANIFEST_FILE), manifest)
+        signing.sign(staging, [store.MANIFEST_FILE, *store.pickled_files(manifest)])
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     writer = _entry_writer(repository_name, description, tags, requirements, config)
     number = local.publish(staging, repository_name, model_number, overwrite, writer)
     return RegisteredModel(repository_name, number)
@@ -203,8 +208,6 @@ def register_model(
             "artifacts": {k: v for k, v in (artifacts or {}).items()},
         }
     except BaseException:
-        import shutil
-
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return _publish(repository_name, model_number, overwrite, staging, manifest,
@@ -281,8 +284,6 @@ def register_torch_model(
             "artifacts": {},
         }
     except BaseException:
-        import shutil
-
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return _publish(repository_name, model_number, overwrite, staging, manifest,

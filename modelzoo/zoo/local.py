@@ -112,14 +112,23 @@ def _entry_files() -> List[str]:
 
 def signature() -> Tuple[object, ...]:
     """Changes whenever an entry is added, replaced or removed (the registry
-    re-reads the local zoo then)."""
-    sig: List[object] = [local_root()]
-    for path in _entry_files():
+    re-reads the local zoo then). Entries are published by renaming a
+    directory, so the names and inode numbers of the number directories
+    (and their repository directory's mtime) tell, without a ``stat`` per entry."""
+    root = local_root()
+    sig: List[object] = [root]
+    try:
+        repos = sorted(os.scandir(root), key=lambda e: e.name)
+    except FileNotFoundError:
+        return tuple(sig)
+    for repo in repos:
+        if repo.name.startswith(".") or not repo.is_dir():
+            continue
         try:
-            st = os.stat(path)
+            numbered = tuple(sorted((e.name, e.inode()) for e in os.scandir(repo.path) if e.name.isdigit()))
+            sig.append((repo.name, repo.stat().st_mtime_ns, numbered))  # mtime: an inode reused after a delete
         except FileNotFoundError:
             continue
-        sig.append((path, st.st_mtime_ns, st.st_ino))
     return tuple(sig)
 
 
