@@ -334,3 +334,28 @@ def test_publish_takes_the_next_number_when_another_process_wins_the_race(home):
     assert open(os.path.join(local.entry_dir("race", 1), "who")).read() == "competitor"
     assert open(os.path.join(local.entry_dir("race", 2), "who")).read() == "first"
     assert not [n for n in os.listdir(os.path.join(local.local_root(), "race")) if n.startswith(".")]
+
+
+def test_answers_map_to_labels_only_when_unambiguous():
+    import torch
+
+    from modelzoo.vessl.outputs import to_stored
+
+    dets = to_stored([{"label": "cat", "bounding_box": [0.1, 0.2, 0.3, 0.4], "confidence": 0.9},
+                      {"label": "dog", "bounding_box": [0.5, 0.5, 0.2, 0.2]}], "m/1")
+    assert isinstance(dets, mz.Detections) and [d.label for d in dets.detections] == ["cat", "dog"]
+    assert dets.detections[0].bounding_box == [0.1, 0.2, 0.3, 0.4] and dets.detections[1].confidence is None
+    cls = to_stored({"label": "cat", "confidence": 0.75}, "m/1")
+    assert isinstance(cls, mz.Classification) and (cls.label, cls.confidence) == ("cat", 0.75)
+    many = to_stored([{"label": "a"}, {"label": "b", "confidence": 0.5}], "m/1")
+    assert isinstance(many, mz.Classifications) and [c.label for c in many.classifications] == ["a", "b"]
+    # ambiguous: extra keys, mixed kinds, a non-string label, an empty list -> plain data
+    assert to_stored({"label": "cat", "score": 0.5}, "m/1") == {"label": "cat", "score": 0.5}
+    mixed = to_stored([{"label": "a"}, {"label": "b", "bounding_box": [0, 0, 1, 1]}], "m/1")
+    assert isinstance(mixed, list) and isinstance(mixed[0], mz.Classification) and isinstance(mixed[1], mz.Detection)
+    assert to_stored({"label": 3}, "m/1") == {"label": 3}
+    assert to_stored([], "m/1") == []
+    nested = to_stored({"top": {"label": "cat"}, "n": torch.tensor([1.5, 2.0])}, "m/1")
+    assert isinstance(nested["top"], mz.Classification) and np.array_equal(nested["n"], np.array([1.5, 2.0], np.float32))
+    with pytest.raises(TypeError, match="'m/1' answered object"):
+        to_stored(object(), "m/1")

@@ -44,6 +44,8 @@ __all__ = [
     "read_manifest",
     "pickled_files",
     "check_trust",
+    "now",
+    "MANIFEST_VERSION",
 ]
 
 MANIFEST_FILE = "vessl.manifest.json"
@@ -182,4 +184,5 @@ def check_trust(directory: str, manifest: Mapping[str, Any], name: str, trust: b
 
 
 def now() -> str:
+    """The current UTC time, ISO 8601 (``created_at`` in the manifest)."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
