@@ -10,8 +10,10 @@ Example::
     dataset.apply_model(model, label_field="predictions")
 
 Entries come from ``manifests/*.json`` (see :mod:`modelzoo.zoo.manifest`),
-``MODELZOO_MANIFEST_PATHS``, plugins (:mod:`modelzoo.zoo.plugins`) and
-:func:`register_zoo_model`. Weights are cached under ``MODELZOO_HOME``
+``MODELZOO_MANIFEST_PATHS``, plugins (:mod:`modelzoo.zoo.plugins`),
+:func:`register_zoo_model`, and the local zoo of ``repository/number``
+models registered on this machine (:mod:`modelzoo.zoo.local`, written by
+:mod:`modelzoo.vessl`). Weights are cached under ``MODELZOO_HOME``
 (:mod:`modelzoo.zoo.weights`).
 """
 
