@@ -98,6 +98,8 @@ def test_plain_answers_are_stored_as_fields_and_newest_number_wins(home):
     assert mz.delete_zoo_model("brightness/2") is True
     assert mz.load_zoo_model("brightness").name == "brightness/1"
     assert mz.list_zoo_models(pattern="brightness") == ["brightness/1"]
+    again = vessl.register_model("brightness", runner_cls=ResultRunner, artifacts={"out/": "config/"})
+    assert again.number == 3   # a deleted number never names another model
 
 
 def test_save_model_props_reach_load_model_and_files_land_in_the_volume(home):
@@ -359,3 +361,169 @@ def test_answers_map_to_labels_only_when_unambiguous():
     assert isinstance(nested["top"], mz.Classification) and np.array_equal(nested["n"], np.array([1.5, 2.0], np.float32))
     with pytest.raises(TypeError, match="'m/1' answered object"):
         to_stored(object(), "m/1")
+
+
+# -- VESSL's MNIST example (vessl-ai/examples, deprecated/mnist/pytorch/model.py), import changed ----------
+MNIST_EXAMPLE = '''
+import argparse
+from io import BytesIO
+
+import numpy as np
+import torch
+import torch.nn as nn
+import modelzoo.vessl as vessl
+from PIL import Image
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super(Net, self).__init__()
+        self.conv = nn.Conv2d(1, 32, 3, 1)
+        self.relu = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.drop1 = nn.Dropout2d(0.25)
+        self.drop2 = nn.Dropout2d(0.5)
+        self.fc1 = nn.Linear(5408, 128)
+        self.fc2 = nn.Linear(128, 10)
+        self.softmax = nn.LogSoftmax(1)
+
+    def forward(self, x):
+        x = self.relu(self.conv(x))
+        x = self.pool(x)
+        x = self.drop1(x)
+        x = torch.flatten(x, 1)
+        x = self.fc1(x)
+        x = self.relu(x)
+        x = self.drop2(x)
+        x = self.fc2(x)
+        return self.softmax(x)
+
+
+class MyRunner(vessl.RunnerBase):
+    @staticmethod
+    def load_model(props, artifacts):
+        model = Net()
+
+        if torch.cuda.is_available():
+            device = torch.device("cuda")
+            model.load_state_dict(torch.load("model.pt", map_location=device))
+            model.to(device)
+        elif torch.backends.mps.is_available():
+            model.load_state_dict(torch.load("model.pt", map_location="mps"))
+        else:
+            device = torch.device('cpu')
+            model.load_state_dict(torch.load("model.pt", map_location="cpu"))
+
+        model.eval()
+        return model
+
+    @staticmethod
+    def preprocess_data(img_data):
+        # receive byte data and change to image data
+        image = Image.open(BytesIO(img_data))
+
+        # change image data to numpy array
+        pix = np.array(image)
+        pix = pix / 255.0
+        data = pix.reshape(-1, 28, 28)
+
+        # change datatype to tensor by using TensorDataset
+        infer_torch_data = torch.utils.data.TensorDataset(
+            torch.from_numpy(data).unsqueeze(1)
+        )
+
+        # load tensor data to dataloader iteration
+        infer_dataloader = torch.utils.data.DataLoader(
+            infer_torch_data, batch_size=128, shuffle=False
+        )
+
+        # save data from dataloader iteration, and change datatype of data in tensor to float(?)
+        for data in infer_dataloader:
+            infer_data = data[0].float()
+
+        return infer_data
+
+    @staticmethod
+    def predict(model, data):
+        with torch.no_grad():
+            return model(data).argmax(dim=1, keepdim=True)
+
+    @staticmethod
+    def postprocess_data(data):
+        return {"result": data.item()}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="PyTorch MNIST Model Register")
+    parser.add_argument("--checkpoint", type=str, default="./output/model.pt", help="checkpoint path")
+    parser.add_argument("--model-repository", type=str, help="Model repository name to save model in VESSL")
+    args = parser.parse_args()
+
+    print("=> Registering trained model to VESSL")
+    model = vessl.create_model(repository_name=args.model_repository)
+    vessl.upload_model_volume_file(
+        repository_name=args.model_repository,
+        model_number=model.number,
+        source_path=args.checkpoint,
+        dest_path="model.pt",
+    )
+    vessl.register_model(
+        repository_name=args.model_repository,
+        model_number=model.number,
+        runner_cls=MyRunner,
+        requirements=["torch"],   # the example says "torch<2.0.0"; modelzoo checks requirements at load
+    )
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:dropout2d")  # the example's Dropout2d gets 2-D input (its own code)
+def test_vessls_mnist_example_registers_in_a_script_and_labels_real_photos(home):
+    import importlib.util
+
+    import torch
+    from PIL import Image
+
+    from tests.images import PHOTOS, photo
+
+    with open("mnist_model.py", "w") as f:
+        f.write(MNIST_EXAMPLE)
+    spec = importlib.util.spec_from_file_location("mnist_reference", "mnist_model.py")
+    reference = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reference)
+    torch.manual_seed(0)
+    net = reference.Net().eval()
+    torch.save(net.state_dict(), "out/model.pt")
+    out = subprocess.run([sys.executable, "mnist_model.py", "--checkpoint", "out/model.pt", "--model-repository", "mnist"],
+                         env=child_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert mz.list_zoo_models(pattern="mnist") == ["mnist/1"]
+    paths = []
+    for name in PHOTOS:
+        paths.append(str(home / f"{name}.png"))
+        Image.fromarray(photo(name)).convert("L").resize((28, 28)).save(paths[-1])   # MNIST-sized grayscale
+    dataset = mz.Dataset.from_images(paths, name="vessl-mnist", overwrite=True)
+    try:
+        dataset.apply_model(mz.load_zoo_model("mnist"), label_field="digit", num_workers=0)
+        for sample in dataset:
+            pix = np.asarray(Image.open(sample.filepath), dtype=np.float64) / 255.0
+            with torch.no_grad():
+                expected = int(net(torch.from_numpy(pix).float().reshape(1, 1, 28, 28)).argmax())
+            assert sample.digit_result == expected
+    finally:
+        mz.delete_dataset("vessl-mnist")
+
+
+def test_upload_goes_only_to_a_reserved_number(home):
+    reserved = vessl.create_model("brightness")
+    assert reserved.number == 1 and mz.list_zoo_models(pattern="brightness") == []   # reserved, not a model yet
+    vessl.upload_model_volume_file("brightness", 1, "out/classes.json", "config/classes.json")
+    with pytest.raises(vessl.ArtifactError, match="stay inside"):
+        vessl.upload_model_volume_file("brightness", 1, "out/classes.json", "../x.json")
+    vessl.register_model("brightness", 1, runner_cls=BrightnessRunner)    # no overwrite needed; the file is kept
+    assert mz.load_zoo_model("brightness/1").model == CLASSES
+    with pytest.raises(vessl.InvalidParamsError, match="is registered, and its files are fixed"):
+        vessl.upload_model_volume_file("brightness", 1, "out/classes.json", "config/classes.json")
+    with pytest.raises(vessl.InvalidParamsError, match="does not exist"):
+        vessl.upload_model_volume_file("brightness", 5, "out/classes.json", "config/classes.json")
+    assert vessl.create_model("brightness").number == 2

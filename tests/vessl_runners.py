@@ -24,8 +24,9 @@ class BrightnessRunner(RunnerBase):
 
     @staticmethod
     def load_model(props, artifacts):
-        # by its volume path (the local path given works too), or inside a registered directory
-        path = artifacts.get("config/classes.json") or os.path.join(artifacts["config/"], "classes.json")
+        # by its volume path (the local path given works too), inside a registered directory, or
+        # (a file uploaded with upload_model_volume_file, not an artifact) relative to the volume
+        path = artifacts.get("config/classes.json") or os.path.join(artifacts.get("config/", "config"), "classes.json")
         with open(path) as f:
             by_key = json.load(f)
         with open("config/classes.json") as f:     # relative: load_model runs in the model volume

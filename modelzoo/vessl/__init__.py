@@ -34,11 +34,14 @@ from .model import RunnerModel, RunnerModelConfig
 from .register import INPUTS, RegisteredModel, register_model, register_torch_model
 from .runner import RunnerBase
 from .signing import ENV_TRUST_KEY
+from .volume import create_model, upload_model_volume_file
 
 __all__ = [
     "RunnerBase",
     "register_model",
     "register_torch_model",
+    "create_model",
+    "upload_model_volume_file",
     "RegisteredModel",
     "RunnerModel",
     "RunnerModelConfig",

@@ -78,8 +78,19 @@ def _check_common(repository_name: Any, model_number: Any, requirements: Any, kw
 
 def _check_free(repository_name: str, model_number: Optional[int], overwrite: bool) -> None:
     if model_number is not None and not overwrite and model_number in local.numbers(repository_name):
-        nxt = max(local.numbers(repository_name)) + 1
-        raise local.NumberTakenError(repository_name, model_number, nxt)
+        raise local.NumberTakenError(repository_name, model_number, local.next_number(repository_name))
+
+
+def _new_volume(staging: str, repository_name: str, model_number: Optional[int]) -> str:
+    """The staged entry's volume: empty, or the files uploaded to a reserved number."""
+    volume = os.path.join(staging, store.VOLUME)
+    if model_number is not None and local.is_reserved(repository_name, model_number):
+        uploaded = os.path.join(local.entry_dir(repository_name, model_number), store.VOLUME)
+        if os.path.isdir(uploaded):
+            shutil.copytree(uploaded, volume)
+            return volume
+    os.makedirs(volume)
+    return volume
 
 
 def _dir_size(path: str) -> int:
@@ -181,8 +192,7 @@ def register_model(
     _check_free(repository_name, model_number, overwrite)
     staging = local.staging_dir(repository_name)
     try:
-        volume = os.path.join(staging, store.VOLUME)
-        os.makedirs(volume)
+        volume = _new_volume(staging, repository_name, model_number)
         copy_artifacts(plan, volume)
         runner = store.save_callable(runner_cls, staging, store.RUNNER_PICKLE)
         model: Dict[str, Any] = {"save_type": "none"}
@@ -195,10 +205,7 @@ def register_model(
                 )
             model = {"save_type": "save_model", "save_output": dict(props)}
         elif model_instance is not None and not overrides(runner_cls, "load_model"):
-            import cloudpickle
-
-            with open(os.path.join(staging, store.MODEL_PICKLE), "wb") as f:
-                cloudpickle.dump(model_instance, f, protocol=4)
+            store.dump_pickle(model_instance, os.path.join(staging, store.MODEL_PICKLE))
             model = {"save_type": "cloudpickle", "save_path": store.MODEL_PICKLE}
         manifest = {
             **_base_manifest(repository_name, requirements, kwargs),
@@ -260,7 +267,7 @@ def register_torch_model(
     _check_free(repository_name, model_number, overwrite)
     staging = local.staging_dir(repository_name)
     try:
-        os.makedirs(os.path.join(staging, store.VOLUME))
+        _new_volume(staging, repository_name, model_number)
         state = {k: v.detach().cpu() for k, v in model_instance.state_dict().items()}
         torch.save(state, os.path.join(staging, store.STATE_DICT))
         hooks = {}

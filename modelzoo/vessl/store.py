@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import threading
+import types
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from ..errors import ConfigError
@@ -37,6 +38,7 @@ __all__ = [
     "VOLUME",
     "MODEL_TYPE",
     "importable_path",
+    "dump_pickle",
     "save_callable",
     "load_callable",
     "working_directory",
@@ -75,15 +77,35 @@ def importable_path(obj: Any) -> Optional[str]:
     return path if found is obj else None
 
 
+def dump_pickle(obj: Any, path: str) -> None:
+    """Cloudpickles ``obj`` to ``path``. Entries of ``sys.modules`` that are not
+    plain modules (``torch.backends`` is a module subclass) are stored as an
+    import of their name: cloudpickle records the submodules a function uses,
+    and recognises only plain modules."""
+    import importlib
+
+    import cloudpickle
+
+    stand_ins = {id(m): name for name, m in list(sys.modules.items())
+                 if m is not None and type(m) is not types.ModuleType}
+
+    class _Pickler(cloudpickle.Pickler):
+        def reducer_override(self, o: Any) -> Any:
+            name = stand_ins.get(id(o))
+            if name is not None:
+                return importlib.import_module, (name,)
+            return super().reducer_override(o)
+
+    with open(path, "wb") as f:
+        _Pickler(f, protocol=4).dump(obj)
+
+
 def save_callable(obj: Any, directory: str, filename: str) -> Dict[str, Any]:
     """Describes ``obj`` for the manifest: by dotted path, or cloudpickled to ``filename``."""
     path = importable_path(obj)
     if path is not None:
         return {"save_type": "import", "path": path}
-    import cloudpickle
-
-    with open(os.path.join(directory, filename), "wb") as f:
-        cloudpickle.dump(obj, f, protocol=4)
+    dump_pickle(obj, os.path.join(directory, filename))
     return {"save_type": "cloudpickle", "save_path": filename}
 
 

@@ -33,9 +33,12 @@ __all__ = [
     "local_root",
     "entry_dir",
     "numbers",
+    "next_number",
     "local_entries",
     "signature",
     "staging_dir",
+    "reserve",
+    "is_reserved",
     "publish",
     "is_local",
     "delete_local_entry",
@@ -85,6 +88,21 @@ def _number_dirs(repository: str) -> List[int]:
     except FileNotFoundError:
         return []
     return sorted(int(n) for n in names if n.isdigit() and not n.startswith("0"))
+
+
+_TOMBSTONE = ".deleted-"
+
+
+def next_number(repository: str) -> int:
+    """One more than any number the repository has used: a deleted number
+    leaves a tombstone, so it never names another model later."""
+    root = os.path.join(local_root(), repository)
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        names = []
+    used = [int(n[len(_TOMBSTONE):]) for n in names if n.startswith(_TOMBSTONE) and n[len(_TOMBSTONE):].isdigit()]
+    return max(_number_dirs(repository) + used + [0]) + 1
 
 
 def numbers(repository: str) -> List[int]:
@@ -158,6 +176,27 @@ def staging_dir(repository: str) -> str:
     return tempfile.mkdtemp(prefix=".staging-", dir=parent)
 
 
+def reserve(repository: str) -> int:
+    """Creates the next number of ``repository`` without an entry (VESSL's
+    ``create_model``): listed nowhere and loadable by no one until an entry is
+    published under it, which needs no ``overwrite``. Returns the number."""
+    parent = os.path.join(local_root(), _check_repository(repository))
+    os.makedirs(parent, exist_ok=True)
+    candidate = next_number(repository)
+    while True:
+        try:
+            os.mkdir(os.path.join(parent, str(candidate)))
+            return candidate
+        except FileExistsError:
+            candidate += 1
+
+
+def is_reserved(repository: str, number: int) -> bool:
+    """Whether ``repository/number`` was reserved and has no entry yet."""
+    d = entry_dir(repository, number)
+    return os.path.isdir(d) and not os.path.isfile(os.path.join(d, ENTRY_FILE))
+
+
 def publish(
     staging: str,
     repository: str,
@@ -170,7 +209,8 @@ def publish(
     Args:
         staging: the directory from :func:`staging_dir`.
         number: the number, or None for the next free one.
-        overwrite: replace an existing ``repository/number``.
+        overwrite: replace an existing ``repository/number`` (a number that is
+            only reserved, see :func:`reserve`, is replaced without it).
         write_entry: ``write_entry(staging, number)`` writes the files that
             name the number (``entry.json``); called again when a number is
             taken meanwhile by another process.
@@ -184,8 +224,8 @@ def publish(
             write_entry(staging, number)
             target = entry_dir(repository, number)
             if os.path.isdir(target):
-                if not overwrite:
-                    raise NumberTakenError(repository, number, max(_number_dirs(repository) + [0]) + 1)
+                if not overwrite and not is_reserved(repository, number):
+                    raise NumberTakenError(repository, number, next_number(repository))
                 trash = os.path.join(os.path.dirname(target), f".trash-{number}-{uuid.uuid4().hex}")
                 os.rename(target, trash)
                 os.rename(staging, target)
@@ -193,7 +233,7 @@ def publish(
             else:
                 os.rename(staging, target)
             return number
-        candidate = max(_number_dirs(repository) + [0]) + 1
+        candidate = next_number(repository)
         while True:
             write_entry(staging, candidate)
             try:
@@ -215,10 +255,12 @@ def is_local(info: ZooModelInfo) -> bool:
 
 
 def delete_local_entry(info: ZooModelInfo) -> bool:
-    """Removes a local entry's directory (all its files). Returns whether it existed."""
+    """Removes a local entry's directory (all its files), leaving a tombstone so
+    that its number is not given to another model. Returns whether it existed."""
     d = os.path.dirname(os.path.abspath(info.origin))
     if not os.path.isdir(d):
         return False
+    open(os.path.join(os.path.dirname(d), _TOMBSTONE + os.path.basename(d)), "a").close()
     trash = os.path.join(os.path.dirname(d), f".trash-{os.path.basename(d)}-{uuid.uuid4().hex}")
     os.rename(d, trash)  # the entry disappears at once for every process
     shutil.rmtree(trash, ignore_errors=True)
