@@ -18,7 +18,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ..labels import Classification, Classifications, Detection, Detections, Label
+from ..labels import Classification, Classifications, Detection, Detections, Label, check_box
 
 __all__ = ["to_stored", "as_label"]
 
@@ -34,12 +34,16 @@ def as_label(d: Any) -> Optional[Label]:
     conf = d.get("confidence")
     if conf is not None and (isinstance(conf, bool) or not isinstance(conf, (int, float, np.floating))):
         return None
+    # values checked here, in their stored types: the fast constructor (Label.from_trusted)
+    values: dict = {"label": d["label"]}
+    if conf is not None:
+        values["confidence"] = float(conf)
     if keys <= _CLASSIFICATION_KEYS:
-        logits = d.get("logits")
-        return Classification(label=d["label"], confidence=conf,
-                              logits=None if logits is None else np.asarray(_plain(logits), dtype=np.float32))
+        if d.get("logits") is not None:
+            values["logits"] = np.asarray(_plain(d["logits"]), dtype=np.float32).reshape(-1)
+        return Classification.from_trusted(**values)
     if "bounding_box" in keys and keys <= _DETECTION_KEYS:
-        return Detection(label=d["label"], confidence=conf, bounding_box=list(d["bounding_box"]))
+        return Detection.from_trusted(bounding_box=check_box(d["bounding_box"], "bounding_box"), **values)
     return None
 
 
