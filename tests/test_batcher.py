@@ -17,10 +17,16 @@ from PIL import Image
 
 import modelzoo as mz
 from modelzoo.loaders import BytesLoader, PathLoader
-from modelzoo.serving import Batcher, BatcherClosedError, InputError, OutputCountError, RequestValidationError, ServingError
+from modelzoo.serving import (
+    Batcher,
+    BatcherClosedError,
+    InputError,
+    OutputCountError,
+    RequestValidationError,
+    ServingError,
+)
 from modelzoo.testing import TASKS
 from modelzoo.torch_image import TorchImageModel
-
 from tests.images import photo, write_bad_images
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "camera", "coins")

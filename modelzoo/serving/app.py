@@ -274,6 +274,7 @@ def create_app(
             "response_schema": None if response_schema is None else response_schema.__name__,
             "max_batch_size": batcher.max_batch_size, "max_wait_ms": batcher.max_wait_ms,
             "max_body_bytes": max_body_bytes,
+            "pending": batcher.pending,
             "stats": {
                 "requests": stats.requests, "rejected": stats.rejected, "failed": stats.failed,
                 "batches": stats.batches, "retried_batches": stats.retried_batches,

@@ -213,13 +213,17 @@ class Batcher:
         return self._closing
 
     # -- stopping --------------------------------------------------------------------------
-    def close(self, timeout: Optional[float] = None, cancel_pending: bool = False) -> None:
-        """Stops the batcher: no new requests; the queued ones are run (or,
-        with ``cancel_pending``, failed with :class:`BatcherClosedError`);
-        the model's ``with`` block is left and the worker joined. Idempotent.
+    def close(self, timeout: Optional[float] = None, cancel_pending: bool = False, wait: bool = True) -> None:
+        """Stops the batcher: no new requests; the queued ones are run at
+        once, without waiting for batch-mates (or, with ``cancel_pending``,
+        failed with :class:`BatcherClosedError`); the model's ``with`` block
+        is left and the worker joined. Idempotent.
 
         Args:
             timeout: seconds to wait for the worker (None: until it is done).
+            cancel_pending: fail the queued requests instead of running them.
+            wait: False: only start stopping (the queue drains in the
+                background) and return at once; a later ``close()`` joins.
 
         Raises:
             ServingError: the worker did not finish within ``timeout`` (a
@@ -229,7 +233,7 @@ class Batcher:
             self._closing = True
             self._cancel_pending = self._cancel_pending or cancel_pending
             self._cond.notify_all()
-        if threading.current_thread() is self._thread:
+        if not wait or threading.current_thread() is self._thread:
             return
         self._thread.join(timeout)
         if self._thread.is_alive():
@@ -307,22 +311,26 @@ class Batcher:
             self._stats.batch_sizes[len(batch)] = self._stats.batch_sizes.get(len(batch), 0) + 1
         try:
             outputs = self._predict(inputs)
-        except OutputCountError as e:
+        except OutputCountError as e:  # a broken contract: no output can be matched to its caller
             self._answer(batch, [e] * len(batch), failed=True)
             return
         except Exception as e:
             if len(batch) == 1:
                 self._answer(batch, [e], failed=True)
                 return
-            with self._cond:
-                self._stats.retried_batches += 1
-            for request in batch:  # one bad input must not fail its batch-mates
-                try:
-                    self._answer([request], self._predict([request.input]), failed=False)
-                except Exception as e1:
-                    self._answer([request], [e1], failed=True)
+            outputs = None  # retried below, outside this handler (no misleading exception context)
+        if outputs is not None:
+            self._answer(batch, outputs, failed=False)
             return
-        self._answer(batch, outputs, failed=False)
+        with self._cond:
+            self._stats.retried_batches += 1
+        for request in batch:  # one bad input must not fail its batch-mates
+            try:
+                output = self._predict([request.input])
+            except Exception as e:
+                self._answer([request], [e], failed=True)
+            else:
+                self._answer([request], output, failed=False)
 
     def _predict(self, inputs: Sequence[Any]) -> List[Any]:
         outputs = self.model.predict_all(list(inputs))

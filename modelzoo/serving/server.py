@@ -20,7 +20,7 @@ import math
 import signal
 import socket
 import threading
-from typing import Any, Iterator, List, Optional
+from typing import Any, Callable, Iterator, List, Optional
 
 import uvicorn
 
@@ -52,14 +52,21 @@ class _Uvicorn(uvicorn.Server):
     without raising it again afterwards (uvicorn re-raises it, which would
     turn a graceful stop into a KeyboardInterrupt or a kill)."""
 
-    def __init__(self, config: uvicorn.Config):
+    def __init__(self, config: uvicorn.Config, on_stopping: Callable[[], None]):
         super().__init__(config)
         self.started_event = threading.Event()
         self.stop_signal: Optional[int] = None
+        self.on_stopping = on_stopping
 
     async def startup(self, sockets: Optional[List[socket.socket]] = None) -> None:
         await super().startup(sockets=sockets)
         self.started_event.set()
+
+    async def shutdown(self, sockets: Optional[List[socket.socket]] = None) -> None:
+        # Requests in flight may be queued for batch-mates that will never
+        # come: run them now, so that uvicorn's wait for them ends.
+        self.on_stopping()
+        await super().shutdown(sockets=sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -138,7 +145,7 @@ class ModelServer:
         config = uvicorn.Config(
             self.app, log_level=log_level, timeout_graceful_shutdown=max(1, math.ceil(graceful_timeout_s)), lifespan="on",
         )
-        self._server = _Uvicorn(config)
+        self._server = _Uvicorn(config, on_stopping=lambda: self.batcher.close(wait=False))
         self._thread: Optional[threading.Thread] = None
         self._error: Optional[BaseException] = None
 
