@@ -67,12 +67,14 @@ def validate_request(schema: type, data: Any) -> Any:
 
 def _decode(data: bytes, what: str) -> Any:
     """Bytes -> an RGB PIL image, decoded as the loaders decode files."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     from ..image_io import decode_rgb
 
     try:
         img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise InputError("image", f"{what} are not an image file of a format PIL reads (JPEG, PNG, ...)") from None
     except Exception as e:
         raise InputError("image", f"{what} are not an image PIL can open ({type(e).__name__}: {e})") from None
     try:
