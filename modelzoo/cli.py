@@ -369,7 +369,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from modelzoo.serving import defaults
 
     try:
-        from modelzoo.serving.server import ModelServer
+        from modelzoo.serving.server import ModelServer, is_loopback
     except ImportError as e:  # the serve extra is not installed
         raise RequirementsError(
             f"modelzoo serve needs FastAPI and uvicorn ({e}): pip install 'modelzoo[serve]'"
@@ -382,6 +382,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         model, name=args.name, host=args.host, port=port, max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms, max_body_bytes=args.max_body_bytes, allow_paths=args.allow_paths or None,
     )
+    if not is_loopback(args.host):
+        print(f"modelzoo serve: {args.host} is reachable from other machines, and the server does not "
+              "authenticate requests", file=sys.stderr, flush=True)
     # one line a parent process can read the port from
     print(f"Serving {args.name} on {server.url} (POST /predict, GET /readyz, docs at /docs)", flush=True)
     server.run()

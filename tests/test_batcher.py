@@ -337,3 +337,15 @@ def test_inputs_are_given_as_the_models_loader_would(files):
             batcher(b"\x89PNG")
         with pytest.raises(InputError, match="file not found"):
             batcher(files[0] + ".missing")
+
+
+def test_a_cancelled_request_is_dropped_before_it_runs():
+    model = Doubler()
+    batcher = Batcher(model, max_batch_size=2, max_wait_ms=60_000)
+    withdrawn = batcher.submit(1)
+    assert withdrawn.cancel()                 # still queued: a batch needs two
+    kept = [batcher.submit(2), batcher.submit(3)]
+    batcher.close()
+    assert [f.result(0) for f in kept] == [4, 6]
+    assert [x for call in model.calls for x in call] == [2, 3]
+    assert batcher.stats.cancelled == 1

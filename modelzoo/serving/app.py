@@ -45,7 +45,7 @@ from fastapi.responses import JSONResponse
 from ..labels import Label
 from . import defaults
 from .batcher import Batcher
-from .errors import BatcherClosedError, InputError, RequestValidationError
+from .errors import BatcherClosedError, InputError
 from .inputs import validate_request
 
 __all__ = ["create_app", "ImageRequest", "ErrorResponse", "to_jsonable", "DEFAULT_MAX_BODY_BYTES"]
@@ -226,9 +226,7 @@ def create_app(
         try:
             out = await asyncio.wrap_future(future)
             return JSONResponse(to_jsonable(out))
-        except RequestValidationError as e:
-            return _error(422, str(e), e.errors())
-        except InputError as e:
+        except InputError as e:  # its conversion or its schema: a RequestValidationError names each field
             return _error(422, str(e), e.errors())
         except BatcherClosedError as e:
             return _error(503, str(e))

@@ -38,6 +38,7 @@ import dataclasses
 import threading
 import time
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FuturesTimeoutError
 from typing import Any, Callable, Deque, Dict, Hashable, List, Optional, Sequence
 
 from ..models import Model
@@ -190,9 +191,15 @@ class Batcher:
 
         Raises:
             Exception: this input's own error (its conversion, or ``predict`` on it alone).
-            concurrent.futures.TimeoutError: no answer within ``timeout`` seconds.
+            concurrent.futures.TimeoutError: no answer within ``timeout`` seconds
+                (the request is withdrawn if it has not started).
         """
-        return self.submit(x).result(timeout)
+        future = self.submit(x)
+        try:
+            return future.result(timeout)
+        except FuturesTimeoutError:
+            future.cancel()  # a queued request is dropped, not run for no one
+            raise
 
     __call__ = predict
 
@@ -266,7 +273,15 @@ class Batcher:
                 batch = self._next_batch()
                 if batch is None:
                     return
-                self._run(batch)
+                try:
+                    self._run(batch)
+                except BaseException as e:  # not an Exception: the worker stops, its callers are told
+                    for request in batch:
+                        if not request.future.done():
+                            request.future.set_exception(
+                                ServingError(f"Batcher of {self.name!r}: the worker stopped ({e!r})")
+                            )
+                    raise
         finally:
             self._fail_pending()
             self.model.__exit__(None, None, None)
