@@ -286,3 +286,13 @@ def test_a_typed_model_in_a_thread_validates_requests_with_its_schema():
     assert all(len({a.repeat for a in batch}) == 1 for batch in model.batches)
     with pytest.raises(httpx.TransportError):
         httpx.get(server.url + "/readyz", timeout=5)
+
+
+def test_serve_refuses_an_unknown_model_and_bad_settings(capsys, zoo_env):
+    from modelzoo.cli import main
+
+    assert main(["serve", "mobilenet-v2-imagenet", "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "Unknown zoo model 'mobilenet-v2-imagenet'" in err and "mobilenet-v2-imagenet-torch" in err
+    assert main(["serve", "digits-cnn-torch", "--max-batch-size", "0"]) == 2
+    assert "must be >= 1" in capsys.readouterr().err
