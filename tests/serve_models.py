@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import pydantic
@@ -63,3 +63,36 @@ class Repeater(mz.Model):
             if a.text == "boom":
                 raise RuntimeError("boom is not a word")
         return [Reply(text=a.text * a.repeat, length=len(a.text) * a.repeat) for a in args]
+
+
+def tungsten_generator() -> Tuple[Any, List[List[Any]]]:
+    """A Tungsten-style model class (``@define_model``): a tiny generator
+    whose ``width`` / ``height`` options are restricted to 32 or 64; and the
+    list its batches' options are recorded in."""
+    from PIL import Image as PILImage
+
+    from modelzoo.tungsten import BaseIO, Image, Option, define_model
+
+    class GenInput(BaseIO):
+        prompt: str
+        width: int = Option(32, choices=[32, 64])
+        height: int = Option(32, choices=[32, 64])
+
+    class GenOutput(BaseIO):
+        image: Image
+        prompt_length: int
+
+    batches: List[List[Any]] = []
+
+    @define_model(input=GenInput, output=GenOutput, batch_size=4)
+    class Generator:
+        def predict(self, inputs: List[GenInput]) -> List[GenOutput]:
+            batches.append([(i.width, i.height) for i in inputs])
+            first = inputs[0]
+            return [
+                GenOutput(image=Image.from_pil_image(PILImage.new("RGB", (first.width, first.height), (len(i.prompt), 0, 0))),
+                          prompt_length=len(i.prompt))
+                for i in inputs
+            ]
+
+    return Generator, batches

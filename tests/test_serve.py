@@ -296,3 +296,25 @@ def test_serve_refuses_an_unknown_model_and_bad_settings(capsys, zoo_env):
     assert "Unknown zoo model 'mobilenet-v2-imagenet'" in err and "mobilenet-v2-imagenet-torch" in err
     assert main(["serve", "digits-cnn-torch", "--max-batch-size", "0"]) == 2
     assert "must be >= 1" in capsys.readouterr().err
+
+
+def test_a_tungsten_model_is_served_with_its_options_validated_and_batches_option_pure():
+    from tests.serve_models import tungsten_generator
+
+    generator_cls, batches = tungsten_generator()
+    model = generator_cls()
+    bodies = [{"prompt": "x" * (i + 1), "width": [32, 64][i % 2]} for i in range(8)]
+    with ModelServer(model, name="generator", port=0, max_batch_size=4, max_wait_ms=60_000) as server:
+        with httpx.Client(base_url=server.url, timeout=60) as http, ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda body: http.post("/predict", json=body), bodies))
+            refused = http.post("/predict", json={"prompt": "p", "width": 48})
+            schema = http.get("/openapi.json").json()["components"]["schemas"]
+    for body, r in zip(bodies, answers):
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out["prompt_length"] == len(body["prompt"])
+        image = model.response_schema.model_validate(out).image.to_pil_image()   # the JSON round-trips
+        assert image.size == (body["width"], 32) and image.getpixel((0, 0)) == (len(body["prompt"]), 0, 0)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["loc"] == ["width"]
+    assert "GenInput" in schema and schema["GenInput"]["properties"]["width"].get("default") == 32
+    assert sum(len(b) for b in batches) == 8 and all(len(set(b)) == 1 and len(b) <= 4 for b in batches)
