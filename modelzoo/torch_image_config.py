@@ -88,6 +88,8 @@ class TorchImageModelConfig(ModelConfig):
             :data:`OPTIMIZE_MIN_SAMPLES`).
         fast_decode: decode JPEGs at reduced scale when the target size is at
             least 2x smaller than the image (faster; slightly different pixels).
+        exif_orientation: decode images upright, their EXIF orientation
+            applied (default); False keeps the stored pixel order.
     """
 
     #: the model class this config builds (see :func:`modelzoo.register_zoo_model`);
@@ -118,6 +120,7 @@ class TorchImageModelConfig(ModelConfig):
     optimize: Union[bool, str] = "auto"
     optimize_min_samples: Optional[int] = None
     fast_decode: bool = False
+    exif_orientation: bool = True
 
     def validate(self) -> None:
         super().validate()
@@ -170,7 +173,7 @@ class TorchImageModelConfig(ModelConfig):
         n = self.optimize_min_samples
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
             raise ConfigError(f"optimize_min_samples must be an integer >= 0, got {n!r}")
-        for key in ("use_half_precision", "raw_inputs", "fast_decode"):
+        for key in ("use_half_precision", "raw_inputs", "fast_decode", "exif_orientation"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} must be True or False, got {getattr(self, key)!r}")
         if self.device is not None:

@@ -38,7 +38,8 @@ import torch
 from PIL import Image
 
 from .errors import ModelError
-from .image_io import decode_rgb, open_image, to_rgb
+from .image_io import decode_rgb, open_image, to_rgb, upright
+from .media import exif_orientation_of
 
 __all__ = [
     "Size",
@@ -311,6 +312,9 @@ class ImageFileLoader:
         jpeg_decoder: ``"torchvision"`` (default) or ``"pil"``.
         defer_normalize: return the resized uint8 pixels and leave the
             normalization to the model (see :class:`ImageInput`).
+        exif_orientation: decode images upright (their EXIF orientation
+            applied; sizes are the upright ones); False keeps the stored
+            pixel order. Costs nothing for files without EXIF orientation.
     """
 
     def __init__(
@@ -319,6 +323,7 @@ class ImageFileLoader:
         fast_decode: bool = False,
         jpeg_decoder: str = "torchvision",
         defer_normalize: bool = False,
+        exif_orientation: bool = True,
     ):
         if jpeg_decoder not in ("torchvision", "pil"):
             raise ValueError(f"jpeg_decoder must be 'torchvision' or 'pil', got {jpeg_decoder!r}")
@@ -326,23 +331,29 @@ class ImageFileLoader:
         self.fast_decode = fast_decode
         self.jpeg_decoder = jpeg_decoder
         self.defer_normalize = defer_normalize
+        self.exif_orientation = exif_orientation
 
     def __call__(self, path: str) -> ImageInput:
         with open_image(path) as img:  # the header only: format, mode, size
-            size = img.size
+            orientation = exif_orientation_of(img) if getattr(self, "exif_orientation", True) else 1
+            size = img.size if orientation < 5 else img.size[::-1]  # 5-8: the upright image is transposed
             if img.format == "JPEG":
                 tw, th = self.transform.target_size(*size)
                 if self.fast_decode and 2 * tw <= size[0] and 2 * th <= size[1]:
-                    img.draft("RGB", (tw, th))
+                    img.draft("RGB", (th, tw) if orientation >= 5 else (tw, th))
                 elif self.jpeg_decoder == "torchvision" and img.mode in ("RGB", "L"):
-                    pixels = _decode_jpeg(path)
+                    pixels = _decode_jpeg(path, orientation != 1)
                     if pixels is not None and (pixels.shape[2], pixels.shape[1]) == size:
                         return self.transform.apply_tensor(pixels, size, self.defer_normalize)
-            array = np.asarray(decode_rgb(img, path))
+            array = np.asarray(upright(decode_rgb(img, path), orientation))
         return self.transform.apply(array, size, self.defer_normalize)
 
+    def load_array(self, image: np.ndarray) -> ImageInput:
+        """An already decoded uint8 ``(H, W, 3)`` array (a video frame) -> :class:`ImageInput`."""
+        return self.transform.apply(image, (image.shape[1], image.shape[0]), self.defer_normalize)
 
-def _decode_jpeg(path: str) -> Optional[torch.Tensor]:
+
+def _decode_jpeg(path: str, apply_exif_orientation: bool = False) -> Optional[torch.Tensor]:
     """uint8 ``(3, H, W)`` RGB (channels-last strides) from torchvision's
     libjpeg decoder, or None when it cannot (PIL then decodes the file and
     reports what is wrong with it)."""
@@ -352,7 +363,7 @@ def _decode_jpeg(path: str) -> Optional[torch.Tensor]:
     try:
         with open(path, "rb") as f:
             data = bytearray(f.read())
-        return decode(torch.frombuffer(data, dtype=torch.uint8))
+        return decode(torch.frombuffer(data, dtype=torch.uint8), apply_exif_orientation)
     except Exception:
         return None
 
@@ -378,7 +389,9 @@ def _jpeg_decoder() -> Any:
 
             op = torch.ops.image.decode_jpeg
             rgb = ImageReadMode.RGB.value
-            _JPEG_DECODER = lambda data: op(data, rgb, False)  # noqa: E731 (no EXIF rotation, as PIL)
+            # the op's EXIF rotation is asked for only when the header has an
+            # orientation: files without one take the same path as before
+            _JPEG_DECODER = lambda data, exif=False: op(data, rgb, exif)  # noqa: E731
         except Exception:
             pass
     return _JPEG_DECODER or None
