@@ -130,7 +130,7 @@ class Sample(DynamicDocument):
         return Frames(self._attached_collection("frames"), self.id, self.dataset_name or "")
 
     def _attached_collection(self, what: str) -> str:
-        if self.dataset_name is None or self.id is None:
+        if self.dataset_name is None or getattr(self, "id", None) is None:
             from .errors import DatasetError
 
             raise DatasetError(
@@ -155,11 +155,12 @@ class Sample(DynamicDocument):
         for path, value in label_updates(labels, label_field).items():
             number, rest = split_frame_path(path)
             if number:
-                frames.setdefault((self.id, number), {})[rest] = value
+                frames.setdefault(number, {})[rest] = value
             else:
                 own[path] = value
         if frames:
-            bulk_set(self._attached_collection("Frame labels"), frames, self.dataset_name or "")
+            coll = self._attached_collection("Frame labels")
+            bulk_set(coll, {(self.id, n): f for n, f in frames.items()}, self.dataset_name or "")
         for path, value in own.items():
             self._set_path(path, value)
         if self.dataset_name is not None and own:

@@ -157,7 +157,7 @@ def _check_model(model: Any, source: Source, mode: str) -> None:
     if other is not None and other.get("media_type") is not None:
         raise ConfigError(
             f"{type(model).__name__} is a{'n' if media[0] in 'aeiou' else ''} {media} model, but sample "
-            f"{other['_id']} ({other.get('filepath')}) of {source.dataset_name!r} is a {other['media_type']}. "
+            f"{other['_id']} ({other.get('filepath')}) of {source.dataset_name!r} is a{'n' if str(other['media_type'])[:1] in 'aeiou' else ''} {other['media_type']}. "
             f"Run it on the {media} samples only: samples.match({{'media_type': {media!r}}})."
         )
 
@@ -436,7 +436,7 @@ def _parts(source: Source, model: Any, frames: Any) -> Tuple[Optional[Source], O
     and, for an image model on a dataset with videos, that of the videos'
     frames (either may be None when empty)."""
     selection = FrameSelection.parse(frames)  # checked even when no video is there
-    if model.media_type == "video" or not source.has({"media_type": "video"}):
+    if getattr(model, "media_type", None) != "image" or not source.has({"media_type": "video"}):
         return source, None
     images = source.where({"media_type": {"$ne": "video"}})
     return (images if images.has({}) else None), source.over_frames(selection)
