@@ -62,10 +62,10 @@ class MeanBrightness(mz.Model):
         return "video"
 
     def predict(self, reader):
-        return {
-            reader.frame_number: mz.Classification(label="mean", confidence=float(frame.mean()) / 255)
-            for frame in reader
-        }
+        labels = {}
+        for frame in reader:  # reader.frame_number: the frame just read
+            labels[reader.frame_number] = mz.Classification(label="mean", confidence=float(frame.mean()) / 255)
+        return labels
 
 
 # -- probing and ingest --------------------------------------------------------------------------
@@ -292,7 +292,10 @@ def test_video_model_labels_are_written_while_the_video_is_read(video_dataset, m
 def test_video_model_frame_outside_the_video_names_model_sample_and_frame(video_dataset):
     class OffByOne(MeanBrightness):
         def predict(self, reader):
-            return {reader.frame_number + 1: mz.Classification(label="x") for _ in reader}
+            labels = {}
+            for _ in reader:
+                labels[reader.frame_number + 1] = mz.Classification(label="x")
+            return labels
 
     sample = video_dataset.first()
     with pytest.raises(mz.ModelError, match=rf"OffByOne returned labels for frame \d+ of sample {sample.id}"):
