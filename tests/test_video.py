@@ -314,3 +314,26 @@ def test_video_model_refused_on_images(tmp_path):
             ds.apply_model(MeanBrightness(), label_field="m")
     finally:
         ds.delete()
+
+
+def test_cli_apply_accepts_a_directory_of_videos(videos, reference, capsys, zoo_env):
+    import uuid
+
+    from modelzoo.cli import main
+
+    name = f"cli-videos-{uuid.uuid4().hex[:8]}"
+    root = os.path.dirname(videos["coffee_mpeg4"])
+    try:
+        code = main(["apply", "digits-cnn-torch", root, "--dataset-name", name, "--label-field", "d", "--every", "10"])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        expected = sum(len(range(1, len(f) + 1, 10)) for f in reference.values())
+        assert f"Created dataset {name!r}" in out and f"frames: {expected} processed, 0 failed" in out
+        assert "coffee_mpeg4.mkv" in out and "6 frames; frame 1:" in out  # the table: 60 frames, every 10th
+        dataset = mz.load_dataset(name)
+        assert len(dataset) == 3 and dataset.count("frames.d") == expected
+        assert main(["apply", "digits-cnn-torch", name, "--label-field", "e", "--every", "2", "--fps", "3"]) == 1
+        assert "--every and --fps" in capsys.readouterr().err
+    finally:
+        if mz.dataset_exists(name):
+            mz.delete_dataset(name)
