@@ -337,3 +337,16 @@ def test_cli_apply_accepts_a_directory_of_videos(videos, reference, capsys, zoo_
     finally:
         if mz.dataset_exists(name):
             mz.delete_dataset(name)
+
+
+def test_strip_frames_are_evenly_spaced_with_their_labels(video_dataset, reference):
+    from modelzoo.video import strip_frame_numbers, strip_frames
+
+    assert strip_frame_numbers(90, 4) == [1, 31, 60, 90] and strip_frame_numbers(3, 8) == [1, 2, 3]
+    video_dataset.apply_model(Brightness(), label_field="b", frames={"n": 2}, num_workers=0, progress=False)
+    sample = _by_name(video_dataset)["astronaut_h264"]
+    strip = strip_frames(sample, count=4)
+    assert [f.frame_number for f in strip] == [1, 31, 60, 90]
+    for f in strip:
+        assert np.array_equal(f.image, reference["astronaut_h264"][f.frame_number - 1])
+        assert ("b" in f.labels) == (f.frame_number % 2 == 1)

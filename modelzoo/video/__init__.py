@@ -6,10 +6,22 @@
   the protocol of ETA's ``FFmpegVideoReader`` (``frame_number``,
   ``frame_size``, ``frame_rate``, ``total_frame_count``), which is what
   video models receive;
-* :class:`FrameSelection`: which frames an image model runs on.
+* :class:`FrameSelection`: which frames an image model runs on;
+* :func:`strip_frames`: evenly spaced frames of a video sample with their
+  frame labels, what a picture of the sample shows (the drawing seam).
 """
 
 from .reader import DecodedFrame, VideoInfo, VideoReader, read_video_metadata
 from .selection import FrameSelection
+from .strip import StripFrame, strip_frame_numbers, strip_frames
 
-__all__ = ["DecodedFrame", "FrameSelection", "VideoInfo", "VideoReader", "read_video_metadata"]
+__all__ = [
+    "DecodedFrame",
+    "FrameSelection",
+    "StripFrame",
+    "VideoInfo",
+    "VideoReader",
+    "read_video_metadata",
+    "strip_frame_numbers",
+    "strip_frames",
+]
