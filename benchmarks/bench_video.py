@@ -22,6 +22,13 @@ Then the peak RSS of ``apply_model`` with a video model (mean brightness per
 frame, returning a frame-keyed dict) over a ``--rss-frames`` (3,000) frame
 video against a 300-frame one, each in a fresh process (flat: target <= 1.2).
 
+``--exif`` times the libjpeg decode path of ``TorchImageModel``'s loader
+(:class:`~modelzoo.transforms.ImageFileLoader`, decode + resize to 224) over
+200 640x480 JPEGs without EXIF, with ``exif_orientation`` on (the default:
+the header is checked for an orientation) against off, interleaved (target:
+on / off <= 1.02), and on JPEGs with orientation 6 (decoded upright by the
+same op) for reference.
+
 Videos are cached in ``$MODELZOO_BENCH_CACHE`` (default
 ``~/.cache/modelzoo-bench``); the embedded mongod runs in a temporary
 directory and is stopped at the end. The machine's load moves these numbers:
@@ -299,6 +306,56 @@ def bench_rss(sizes: Sequence[int]) -> None:
           f"(target <= 1.2; holding the {hi} frames would take {hi * frame_mib:.0f} MiB)")
 
 
+def bench_exif(runs: int) -> None:
+    import skimage.data
+
+    from modelzoo.transforms import ImageFileLoader, ImageTransform
+
+    root = os.path.join(_cache_root(), "exif")
+    os.makedirs(root, exist_ok=True)
+    plain, rotated = [], []
+    names = ("astronaut", "chelsea", "coffee", "rocket")
+    for i in range(200):
+        img = Image.fromarray(getattr(skimage.data, names[i % 4])()).convert("RGB").resize(SIZE)
+        p, r = os.path.join(root, f"plain_{i}.jpg"), os.path.join(root, f"rot6_{i}.jpg")
+        if not os.path.exists(p):
+            img.save(p, quality=90)
+        if not os.path.exists(r):
+            exif = Image.Exif()
+            exif[0x0112] = 6
+            img.save(r, quality=90, exif=exif)
+        plain.append(p)
+        rotated.append(r)
+    transform = ImageTransform(image_size=(224, 224))
+    on = ImageFileLoader(transform, defer_normalize=True)
+    off = ImageFileLoader(transform, defer_normalize=True, exif_orientation=False)
+
+    def timed(loader: Any, paths: Sequence[str]) -> Callable[[], float]:
+        def run() -> float:
+            t = time.perf_counter()
+            for path in paths:
+                loader(path)
+            return time.perf_counter() - t
+
+        return run
+
+    passes = {
+        "no EXIF, exif_orientation=True": timed(on, plain),
+        "no EXIF, exif_orientation=False": timed(off, plain),
+        "orientation 6, exif_orientation=True": timed(on, rotated),
+    }
+    times: Dict[str, List[float]] = {k: [] for k in passes}
+    keys = list(passes)
+    for r in range(runs):
+        for k in keys if r % 2 == 0 else keys[::-1]:
+            times[k].append(passes[k]())
+    print("\n## ImageFileLoader (libjpeg op) over 200 640x480 JPEGs, decode + resize to 224")
+    for k in keys:
+        print(f"  {k:40s} median {med(times[k]) * 1e3 / len(plain):6.2f} ms/image")
+    ratio = med(times[keys[0]]) / med(times[keys[1]])
+    print(f"  no EXIF: orientation check on / off = {ratio:.3f} (target <= 1.02)")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--frames", type=int, default=1000)
@@ -306,6 +363,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--rss-frames", type=int, default=3000)
     p.add_argument("--quick", action="store_true", help="100 frames, 1 run, RSS over 300 vs 600 frames")
     p.add_argument("--skip-rss", action="store_true")
+    p.add_argument("--exif", action="store_true", help="also time the EXIF orientation check on JPEG decoding")
+    p.add_argument("--exif-only", action="store_true")
     p.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.rss_child:
@@ -313,6 +372,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         return
     if args.quick:
         args.frames, args.runs, args.rss_frames = 100, 1, 600
+    if args.exif or args.exif_only:
+        bench_exif(max(5, args.runs))
+        if args.exif_only:
+            return
     from modelzoo import db
 
     with db.temporary():

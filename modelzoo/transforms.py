@@ -341,8 +341,10 @@ class ImageFileLoader:
                 tw, th = self.transform.target_size(*size)
                 if self.fast_decode and 2 * tw <= size[0] and 2 * th <= size[1]:
                     img.draft("RGB", (th, tw) if orientation >= 5 else (tw, th))
-                elif self.jpeg_decoder == "torchvision" and img.mode in ("RGB", "L"):
-                    pixels = _decode_jpeg(path, orientation != 1)
+                elif self.jpeg_decoder == "torchvision" and img.mode in ("RGB", "L") and orientation == 1:
+                    # (a turned JPEG goes through PIL, whose transpose is 4x cheaper than the op's
+                    # EXIF rotation or a torch flip of the transposed tensor)
+                    pixels = _decode_jpeg(path)
                     if pixels is not None and (pixels.shape[2], pixels.shape[1]) == size:
                         return self.transform.apply_tensor(pixels, size, self.defer_normalize)
             array = np.asarray(upright(decode_rgb(img, path), orientation))
@@ -353,7 +355,7 @@ class ImageFileLoader:
         return self.transform.apply(image, (image.shape[1], image.shape[0]), self.defer_normalize)
 
 
-def _decode_jpeg(path: str, apply_exif_orientation: bool = False) -> Optional[torch.Tensor]:
+def _decode_jpeg(path: str) -> Optional[torch.Tensor]:
     """uint8 ``(3, H, W)`` RGB (channels-last strides) from torchvision's
     libjpeg decoder, or None when it cannot (PIL then decodes the file and
     reports what is wrong with it)."""
@@ -363,7 +365,7 @@ def _decode_jpeg(path: str, apply_exif_orientation: bool = False) -> Optional[to
     try:
         with open(path, "rb") as f:
             data = bytearray(f.read())
-        return decode(torch.frombuffer(data, dtype=torch.uint8), apply_exif_orientation)
+        return decode(torch.frombuffer(data, dtype=torch.uint8))
     except Exception:
         return None
 
@@ -389,9 +391,7 @@ def _jpeg_decoder() -> Any:
 
             op = torch.ops.image.decode_jpeg
             rgb = ImageReadMode.RGB.value
-            # the op's EXIF rotation is asked for only when the header has an
-            # orientation: files without one take the same path as before
-            _JPEG_DECODER = lambda data, exif=False: op(data, rgb, exif)  # noqa: E731
+            _JPEG_DECODER = lambda data: op(data, rgb, False)  # noqa: E731 (no EXIF rotation, as PIL)
         except Exception:
             pass
     return _JPEG_DECODER or None

@@ -262,6 +262,8 @@ def test_video_model_labels_land_on_their_frames(video_dataset, reference):
             assert label.confidence == pytest.approx(reference[name][n - 1].mean() / 255), (name, n)
     again = video_dataset.apply_model(MeanBrightness(), label_field="mean", skip_existing=True, progress=False)
     assert again.skipped == 3 and again.processed == 0
+    with pytest.raises(mz.ConfigError, match="video model, which reads each whole video"):
+        video_dataset.apply_model(MeanBrightness(), label_field="mean", frames={"n": 2})
 
 
 def test_video_model_labels_are_written_while_the_video_is_read(video_dataset, monkeypatch):

@@ -436,6 +436,11 @@ def _parts(source: Source, model: Any, frames: Any) -> Tuple[Optional[Source], O
     and, for an image model on a dataset with videos, that of the videos'
     frames (either may be None when empty)."""
     selection = FrameSelection.parse(frames)  # checked even when no video is there
+    if getattr(model, "media_type", None) == "video" and not selection.all:
+        raise ConfigError(
+            f"frames= chooses the frames an image model runs on; {type(model).__name__} is a video model, "
+            "which reads each whole video itself (its VideoReader). Call it without frames=."
+        )
     if getattr(model, "media_type", None) != "image" or not source.has({"media_type": "video"}):
         return source, None
     images = source.where({"media_type": {"$ne": "video"}})
