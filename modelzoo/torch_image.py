@@ -193,7 +193,8 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
             self._net = self._make_tap(cfg.embeddings_layer)
         self._processor = self._build_processor()
         self._transform = ImageTransform(
-            size_wh(cfg.image_size), cfg.image_min_dim, cfg.image_max_dim, cfg.image_mean, cfg.image_std
+            size_wh(cfg.image_size), cfg.image_min_dim, cfg.image_max_dim, cfg.image_mean, cfg.image_std,
+            preprocessing=cfg.preprocessing,
         )
         self._runner: Callable[..., Any] = self._net
         self._auto_tried = False

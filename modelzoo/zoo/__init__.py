@@ -139,23 +139,53 @@ def load_zoo_model(
     weights_path = None
     if "weights_path" not in overrides and info.model.kind == "class":
         weights_path = _weights.resolve_weights(info, download=download, progress=progress)
+    if download:
+        _post_download(info, force=False)
     return build_model(info, weights_path=weights_path, **overrides)
 
 
 def download_zoo_model(name: str, overwrite: bool = False, progress: Optional[bool] = None) -> Optional[str]:
     """Makes the model's weights available on this machine and returns their path
     (None for a model without weights). A copy found in a local source by
-    checksum is used without downloading, unless ``overwrite``.
+    checksum is used without downloading, unless ``overwrite``. A model class
+    with a ``zoo_post_download()`` hook (a Tungsten-style model's
+    ``post_build``) has it run the first time, and again with ``overwrite``.
 
     Raises:
         DownloadError, ChecksumError: see :func:`load_zoo_model`.
     """
     info = registry.get(name)
-    if info.weights is None:
-        return None
-    if overwrite:
-        return _weights.download_weights(info, progress=progress, overwrite=True)
-    return _weights.resolve_weights(info, download=True, progress=progress)
+    path: Optional[str] = None
+    if info.weights is not None and overwrite:
+        path = _weights.download_weights(info, progress=progress, overwrite=True)
+    elif info.weights is not None:
+        path = _weights.resolve_weights(info, download=True, progress=progress)
+    _post_download(info, force=overwrite)
+    return path
+
+
+def _post_download(info: ZooModelInfo, force: bool) -> None:
+    """Runs the model class's ``zoo_post_download()`` hook, if it has one (a
+    Tungsten-style model's ``post_build``), once per entry: the first
+    download or load, and again on ``download_zoo_model(overwrite=True)``.
+    A marker file in the entry's cache directory records that it ran."""
+    import os
+
+    if info.model.kind != "class":
+        return
+    cls = info.model.type
+    if isinstance(cls, str):
+        cls = import_object(cls, "model.type")
+    hook = getattr(cls, "zoo_post_download", None)
+    if not callable(hook):
+        return
+    marker = os.path.join(_weights.model_dir(info), ".post_download")
+    if os.path.exists(marker) and not force:
+        return
+    hook()
+    os.makedirs(os.path.dirname(marker), exist_ok=True)
+    with open(marker, "w") as f:
+        f.write(f"{cls.__module__}.{cls.__qualname__}\n")
 
 
 def is_zoo_model_downloaded(name: str) -> bool:
