@@ -304,7 +304,7 @@ def _pil_resize(pixels: torch.Tensor, size: Size) -> torch.Tensor:
     resized by PIL's bilinear filter, as ``torchvision.transforms.Resize``
     does on a PIL image."""
     array = np.ascontiguousarray(pixels.permute(1, 2, 0).numpy())
-    resized = np.asarray(Image.fromarray(array).resize(size, Image.BILINEAR))
+    resized = np.asarray(Image.fromarray(array).resize(size, Image.Resampling.BILINEAR))
     return torch.from_numpy(resized.copy()).permute(2, 0, 1)
 
 
