@@ -12,6 +12,7 @@ Example:
     $ modelzoo datasets
     $ modelzoo db status
     $ modelzoo db stop
+    $ modelzoo serve mobilenet-v2-imagenet-torch --port 8000
 """
 
 from __future__ import annotations
@@ -376,6 +377,74 @@ def _add_zoo_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentP
     p.set_defaults(handler=_cmd_datasets)
 
 
+# --------------------------------------------------------------------------- serve
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+    import signal
+
+    from modelzoo import zoo
+    from modelzoo.errors import RequirementsError
+    from modelzoo.serving import defaults
+
+    try:
+        from modelzoo.serving.server import ModelServer, is_loopback
+    except ImportError as e:  # the serve extra is not installed
+        raise RequirementsError(
+            f"modelzoo serve needs FastAPI and uvicorn ({e}): pip install 'modelzoo[serve]'"
+        ) from None
+
+    port = args.port if args.port is not None else int(os.environ.get("PORT") or defaults.PORT)
+    overrides = {"device": args.device} if args.device else {}
+    model = zoo.load_zoo_model(args.name, install_requirements=args.install_requirements, **overrides)
+    server = ModelServer(
+        model, name=args.name, host=args.host, port=port, max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms, max_body_bytes=args.max_body_bytes, allow_paths=args.allow_paths or None,
+    )
+    if not is_loopback(args.host):
+        print(f"modelzoo serve: {args.host} is reachable from other machines, and the server does not "
+              "authenticate requests", file=sys.stderr, flush=True)
+    # one line a parent process can read the port from
+    print(f"Serving {args.name} on {server.url} (POST /predict, GET /readyz, docs at /docs)", flush=True)
+    server.run()
+    how = signal.Signals(server.stop_signal).name if server.stop_signal else "stopped"
+    print(f"modelzoo serve: {args.name} stopped ({how})", flush=True)
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _add_serve_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    from modelzoo.serving import defaults
+
+    p = subparsers.add_parser(
+        "serve", help="serve a zoo model over HTTP (POST /predict, GET /readyz)",
+        description="Serve a zoo model over HTTP on loopback: POST /predict (an image's bytes, base64 or path, "
+        "or JSON in the model's request schema), GET /readyz, OpenAPI docs at /docs. Concurrent requests "
+        "are batched. The same contract as a Launch runnable image. Ctrl-C or SIGTERM stops it gracefully.",
+    )
+    p.add_argument("name", metavar="NAME", help="zoo model, NAME or NAME@VERSION")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, help="port (0: a free one; default: $PORT, else 5005 as Launch's images)")
+    p.add_argument("--max-batch-size", type=_positive_int, default=defaults.MAX_BATCH_SIZE,
+                   help=f"most requests per batch (default: {defaults.MAX_BATCH_SIZE})")
+    p.add_argument("--max-wait-ms", type=float, default=defaults.MAX_WAIT_MS,
+                   help=f"most a request waits for batch-mates, in ms (default: {defaults.MAX_WAIT_MS:g})")
+    p.add_argument("--max-body-bytes", type=_positive_int, default=defaults.MAX_BODY_BYTES,
+                   help=f"larger request bodies are answered 413 (default: {defaults.MAX_BODY_BYTES})")
+    p.add_argument("--allow-paths", action="store_true",
+                   help="let requests name image files on this machine even when --host is not loopback")
+    p.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: CUDA when available)")
+    p.add_argument("--install-requirements", action="store_true", help="pip-install missing packages")
+    p.set_defaults(handler=_cmd_serve)
+
+
 # --------------------------------------------------------------------------- wiring
 
 
@@ -399,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_zoo_commands(subparsers)
     _add_db_commands(subparsers)
+    _add_serve_commands(subparsers)
     return parser
 
 

@@ -145,3 +145,20 @@ class Model(abc.ABC):
     def predict_all(self, args: Sequence[Any]) -> List[Any]:
         """Predicts on a batch; one output per input, in order."""
         return [self.predict(arg) for arg in args]
+
+    # -- concurrent callers --------------------------------------------------------------
+    def batcher(self, max_batch_size: int = 32, max_wait_ms: float = 5.0, name: Optional[str] = None) -> Any:
+        """A :class:`modelzoo.serving.Batcher` over this model: many threads
+        call ``batcher(x)`` with one input each, and their inputs run
+        together through :meth:`predict_all` (grouped by :meth:`batch_key`).
+        Each caller gets its own output or its own exception. Close it (or
+        use it as a context manager) to stop its worker thread.
+
+        Args:
+            max_batch_size: the most inputs per :meth:`predict_all` call.
+            max_wait_ms: the most a request waits for batch-mates, in milliseconds.
+            name: the model's name in messages (default: its class name).
+        """
+        from .serving.batcher import Batcher  # serving sits above models
+
+        return Batcher(self, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, name=name)

@@ -10,8 +10,10 @@ Example::
     dataset.apply_model(model, label_field="predictions")
 
 Entries come from ``manifests/*.json`` (see :mod:`modelzoo.zoo.manifest`),
-``MODELZOO_MANIFEST_PATHS``, plugins (:mod:`modelzoo.zoo.plugins`) and
-:func:`register_zoo_model`. Weights are cached under ``MODELZOO_HOME``
+``MODELZOO_MANIFEST_PATHS``, plugins (:mod:`modelzoo.zoo.plugins`),
+:func:`register_zoo_model`, and the local zoo of ``repository/number``
+models registered on this machine (:mod:`modelzoo.zoo.local`, written by
+:mod:`modelzoo.vessl`). Weights are cached under ``MODELZOO_HOME``
 (:mod:`modelzoo.zoo.weights`).
 """
 
@@ -24,6 +26,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
 from ..config import Config
 from ..errors import ConfigError, ZooError
 from ..imports import import_object
+from . import local as _local
 from . import weights as _weights
 from .manifest import (
     NAME_RE,
@@ -93,7 +96,8 @@ def list_zoo_models(
 
 
 def get_zoo_model_info(name: str) -> ZooModelInfo:
-    """The entry for ``"name"`` (newest version) or ``"name@version"``.
+    """The entry for ``"name"`` (newest version) or ``"name@version"``
+    (``"repository/number"``, or ``"repository"`` for its newest number, in the local zoo).
 
     Raises:
         ModelNotFoundError: unknown name, with the close matches.
@@ -111,7 +115,9 @@ def load_zoo_model(
     """Loads a zoo model, downloading its weights on first use.
 
     Args:
-        name: ``"name"`` (newest version) or ``"name@version"``.
+        name: ``"name"`` (newest version) or ``"name@version"``; for models of
+            the local zoo (:mod:`modelzoo.vessl`), ``"repository/number"`` or
+            ``"repository"`` (its newest number).
         install_requirements: pip-install missing packages instead of raising.
         download: allow downloading the weights (else they must be on this machine).
         progress: show a download progress bar (default: when stderr is a terminal).
@@ -199,8 +205,12 @@ def is_zoo_model_downloaded(name: str) -> bool:
 
 def delete_zoo_model(name: str) -> bool:
     """Deletes the model's cached weights (files in local sources are never
-    touched). Returns whether anything was deleted."""
-    return _weights.delete_weights(registry.get(name))
+    touched); a ``repository/number`` model of the local zoo is removed
+    altogether (its entry and files). Returns whether anything was deleted."""
+    info = registry.get(name)
+    if _local.is_local(info):
+        return _local.delete_local_entry(info)
+    return _weights.delete_weights(info)
 
 
 def reload_zoo() -> None:
