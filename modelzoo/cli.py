@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from modelzoo.errors import ModelzooError
 
@@ -207,7 +207,7 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 
 
 def _resolve_target(target: str, dataset_name: Optional[str]):
-    """A dataset by name, or a directory of images ingested into a new dataset."""
+    """A dataset by name, or a directory of images and/or videos ingested into a new dataset."""
     import os
 
     import modelzoo as mz
@@ -219,11 +219,12 @@ def _resolve_target(target: str, dataset_name: Optional[str]):
         name = dataset_name or os.path.basename(os.path.normpath(os.path.abspath(target)))
         if mz.dataset_exists(name):
             raise DatasetExistsError(name)
-        dataset = mz.Dataset.from_images_dir(target, name=name)
+        dataset = mz.Dataset(name)
+        dataset.ingest_report = dataset.add_media_dir(target)
         print(f"Created dataset {name!r} from {target}: {dataset.ingest_report}")
         return dataset
     if dataset_name is not None:
-        raise mz.DatasetError(f"--dataset-name is for a directory of images, and {target!r} is not a directory")
+        raise mz.DatasetError(f"--dataset-name is for a directory of images or videos, and {target!r} is not a directory")
     raise mz.DatasetNotFoundError(target, mz.list_datasets())
 
 
@@ -252,24 +253,41 @@ def _describe(label: object) -> str:
     return type(label).__name__
 
 
+def _frames_arg(args: argparse.Namespace) -> Any:
+    if args.every is not None and args.fps is not None:
+        from modelzoo.errors import ConfigError
+
+        raise ConfigError("--every and --fps choose the frames of videos two ways; give one of them")
+    if args.every is not None:
+        return {"n": args.every}
+    if args.fps is not None:
+        return {"fps": args.fps}
+    return None
+
+
 def _cmd_apply(args: argparse.Namespace) -> int:
     import os
 
     from modelzoo import zoo
 
+    frames = _frames_arg(args)
     model = zoo.load_zoo_model(args.name, install_requirements=args.install_requirements, **_model_overrides(args))
     dataset = _resolve_target(args.target, args.dataset_name)
     report = dataset.apply_model(
         model, label_field=args.label_field, batch_size=args.batch_size, num_workers=args.num_workers,
-        confidence_thresh=args.confidence_thresh, progress=None,
+        confidence_thresh=args.confidence_thresh, progress=None, frames=frames,
     )
     print(f"Applied {args.name} to dataset {dataset.name!r}, field {args.label_field!r}: {report}")
     if args.show:
-        view = dataset.limit(args.show)
-        rows = [
-            (os.path.basename(path), _describe(label))
-            for path, label in zip(view.values("filepath"), view.values(args.label_field))
-        ]
+        rows = []
+        for sample in dataset.limit(args.show):
+            if sample.media_type == "video":  # frame labels: how many frames have one, and the first
+                labelled = sample.frames.values(args.label_field)
+                first = next(iter(labelled.items()), None)
+                shown = f"{len(labelled)} frames" + (f"; frame {first[0]}: {_describe(first[1])}" if first else "")
+            else:
+                shown = _describe(sample[args.label_field] if args.label_field in sample else None)
+            rows.append((os.path.basename(sample.filepath), shown))
         _print_table(("FILE", args.label_field.upper()), rows)
     return 0 if report.failed == 0 else 1
 
@@ -309,7 +327,7 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME", help="zoo model, NAME or NAME@VERSION")
-    p.add_argument("target", metavar="DATASET_OR_DIR", help="a dataset name, or a directory of images to ingest")
+    p.add_argument("target", metavar="DATASET_OR_DIR", help="a dataset name, or a directory of images and/or videos to ingest")
     p.add_argument("--dataset-name", help="name of the dataset created from a directory (default: the directory's name)")
     p.add_argument("--batch-size", type=int, help="images per batch (default: the model's)")
     p.add_argument("--num-workers", type=int, help="DataLoader workers (default: automatic)")
@@ -340,11 +358,13 @@ def _add_zoo_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentP
     p.add_argument("name", metavar="NAME", help="NAME or NAME@VERSION")
     p.set_defaults(handler=_cmd_delete)
 
-    p = subparsers.add_parser("apply", help="run a zoo model over a dataset or a directory", description="Run a zoo model over a dataset (or a directory of images, ingested first) and store its labels.")
+    p = subparsers.add_parser("apply", help="run a zoo model over a dataset or a directory", description="Run a zoo model over a dataset (or a directory of images and videos, ingested first) and store its labels; on videos it runs on their frames (--every, --fps).")
     _add_run_arguments(p)
     p.add_argument("--label-field", required=True, help="the sample field that receives the labels")
     p.add_argument("--confidence-thresh", type=float, help="drop predictions below this confidence")
     p.add_argument("--show", type=int, default=10, metavar="N", help="print the labels of the first N samples (default: 10; 0: none)")
+    p.add_argument("--every", type=int, metavar="N", help="on videos: every N-th frame (default: every frame)")
+    p.add_argument("--fps", type=float, help="on videos: at most FPS frames per second")
     p.set_defaults(handler=_cmd_apply)
 
     p = subparsers.add_parser("embed", help="compute embeddings with a zoo model", description="Compute a zoo model's embeddings for a dataset (or a directory of images) and store them.")

@@ -6,8 +6,11 @@ Inside ``apply_model`` a model is used as::
         labels = model.predict_all(batch)      # or model.predict(x)
 
 ``predict`` takes one image (a uint8 HWC numpy array or a PIL image) and
-returns a Label, a dict of Labels, or frame-number-keyed dicts for video
-models (see :func:`modelzoo.fields.label_updates` for where each goes).
+returns a Label or a dict of Labels; a video model (``media_type ==
+"video"``) takes a :class:`~modelzoo.video.VideoReader` and returns
+``{frame_number: label or dict of labels}``, stored as frame labels (see
+:func:`modelzoo.fields.label_updates` for where each goes, and
+docs/video.md).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import dataclasses
 from typing import Any, Callable, Hashable, List, Optional, Sequence
 
 from .config import Config
-from .loaders import ImageLoader, Loader
+from .loaders import ImageLoader, Loader, VideoLoader
 
 __all__ = ["Model", "ModelConfig"]
 
@@ -97,8 +100,12 @@ class Model(abc.ABC):
         the file's bytes (:class:`~modelzoo.loaders.BytesLoader`), its path
         (:class:`~modelzoo.loaders.PathLoader`), a PIL image
         (:class:`~modelzoo.loaders.PILLoader`) or anything a loader of your
-        own builds.
+        own builds. A video model (:attr:`media_type` ``"video"``) gets a
+        :class:`~modelzoo.loaders.VideoLoader`: :meth:`predict` receives a
+        :class:`~modelzoo.video.VideoReader`.
         """
+        if self.media_type == "video":
+            return VideoLoader()
         return ImageLoader()
 
     @property

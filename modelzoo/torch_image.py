@@ -376,7 +376,10 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
         # models on the CPU: detectors, whose forward keeps the main process
         # busy while the workers idle, so the workers normalize.
         defer = not (self.config.raw_inputs and self._device.type == "cpu")
-        return ImageFileLoader(self._transform, self.config.fast_decode, defer_normalize=defer)
+        return ImageFileLoader(
+            self._transform, self.config.fast_decode, defer_normalize=defer,
+            exif_orientation=self.config.exif_orientation,
+        )
 
     @property
     def has_logits(self) -> bool:

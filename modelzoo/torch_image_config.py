@@ -95,6 +95,8 @@ class TorchImageModelConfig(ModelConfig):
             probabilities match theirs to float precision (its cost is in
             docs/performance.md). Images needing no resize are identical
             either way.
+        exif_orientation: decode images upright, their EXIF orientation
+            applied (default); False keeps the stored pixel order.
     """
 
     #: the model class this config builds (see :func:`modelzoo.register_zoo_model`);
@@ -126,6 +128,7 @@ class TorchImageModelConfig(ModelConfig):
     optimize_min_samples: Optional[int] = None
     fast_decode: bool = False
     preprocessing: str = "tensor"
+    exif_orientation: bool = True
 
     def validate(self) -> None:
         super().validate()
@@ -182,7 +185,7 @@ class TorchImageModelConfig(ModelConfig):
             raise ConfigError(f"preprocessing must be 'tensor' or 'pil', got {self.preprocessing!r}")
         if self.preprocessing == "pil" and self.fast_decode:
             raise ConfigError("fast_decode changes pixels; it cannot be combined with preprocessing='pil'")
-        for key in ("use_half_precision", "raw_inputs", "fast_decode"):
+        for key in ("use_half_precision", "raw_inputs", "fast_decode", "exif_orientation"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} must be True or False, got {getattr(self, key)!r}")
         if self.device is not None:
