@@ -38,6 +38,19 @@ its entrypoint returns the same prebuilt net (processor check, optimize) plus
 ``apply_model`` (DetectorOutputProcessor / SemanticSegmenterOutputProcessor,
 default options, engine default counts); prints b/a (target <= 1.0).
 
+``--zoo`` (or ``--zoo-only``) times the path most users take:
+``load_zoo_model(name)`` then ``apply_model`` with no options, load
+included, for ``mobilenet-v2-imagenet-torch`` (its real weights install
+offline) on ``--images`` photos and a ``resnet50`` registered as a zoo model
+with the manifest entry's settings and seeded weights (the real ones
+download) on ``--zoo-resnet-images`` photos (default 200: at full 640x480 a
+resnet50 forward is ~0.5 s per image here), against (a) the eager floor: the
+same torchvision net with the same weights in a plain DataLoader loop at
+the best of (workers, threads) (1,1), (2,1), (1,2) every round, batch 16 (the
+engine's default), decoding and normalizing as the entry preprocesses (the
+photos fit the entries' [224, 2048] range, so neither resizes). Targets
+<= 0.5x and <= 0.75x the floor.
+
 The embedded mongod runs in a temporary directory and is stopped at the end.
 
 Usage::
@@ -47,6 +60,7 @@ Usage::
     .venv/bin/python benchmarks/bench_apply.py --torch-image
     .venv/bin/python benchmarks/bench_apply.py --torch-image-only   # sweep + TorchImageModel vs floor
     .venv/bin/python benchmarks/bench_apply.py --dense-only   # ~5 min
+    .venv/bin/python benchmarks/bench_apply.py --zoo-only     # ~10 min
 """
 
 from __future__ import annotations
@@ -774,6 +788,103 @@ def bench_dense(runs: int, batch: int, kinds: Sequence[str] = ("detection", "seg
     return ratios
 
 
+# -- the zoo path (--zoo) -----------------------------------------------------------------------
+
+ZOO_BATCH = 16  # the engine's default batch size
+
+
+class _FullSizeNormalize:
+    """uint8 HWC RGB array -> float (3, H, W): scaled to [0, 1] and ImageNet-normalized, no resize."""
+
+    def __call__(self, image: Any):
+        import torch
+        import torchvision.transforms.v2.functional as TF
+
+        if not image.flags.writeable:
+            image = image.copy()
+        x = torch.from_numpy(image).permute(2, 0, 1).to(torch.float32).div_(255.0)
+        return TF.normalize(x, list(MEAN), list(STD))
+
+
+def _seeded_resnet50_entry(tmp: str) -> Tuple[str, Any]:
+    """Registers ``bench-resnet50-seeded``: resnet50-imagenet-torch's settings, seeded weights."""
+    import torch
+
+    from modelzoo.checksum import sha256_file
+
+    net = build_net("resnet50")
+    path = os.path.join(tmp, "resnet50-seeded.pth")
+    torch.save(net.state_dict(), path)
+    config = dict(mz.get_zoo_model_info("resnet50-imagenet-torch").model.config)
+    config.pop("labels_path", None)
+    config.update(weights_path=path, weights_sha256=sha256_file(path), classes=CLASSES)
+    mz.register_zoo_model("bench-resnet50-seeded", config, overwrite=True)
+    return "bench-resnet50-seeded", net
+
+
+def _mobilenet_v2_net():
+    import torch
+    import torchvision
+
+    import modelzoo.zoo as zoo
+
+    path = zoo.download_zoo_model("mobilenet-v2-imagenet-torch")
+    net = torchvision.models.mobilenet_v2()
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return net.eval()
+
+
+def bench_zoo(runs: int, n_mobilenet: int, n_resnet: int) -> Dict[str, float]:
+    """load_zoo_model(name) + apply_model (no options) vs the eager floor, interleaved."""
+    import modelzoo.zoo as zoo
+
+    ratios: Dict[str, float] = {}
+    tmp = tempfile.mkdtemp(prefix="bench-zoo-")
+    cases = [("mobilenet-v2-imagenet-torch", _mobilenet_v2_net, n_mobilenet, 0.5)]
+    resnet_name, resnet_net = _seeded_resnet50_entry(tmp)
+    cases.append((resnet_name, lambda: resnet_net, n_resnet, 0.75))
+    all_paths = list_photos(photo_dir(max(n_mobilenet, n_resnet)))
+    load = _DecodeTransform(_FullSizeNormalize())
+    for name, make_net, n, target in cases:
+        paths = all_paths[:n]
+        ds = mz.Dataset(f"bench-zoo-{os.getpid()}-{name}")
+        ds.add_samples(paths)
+        net = make_net()
+        cfg = zoo.get_zoo_model_info(name).model.config
+        print(f"\n## zoo {name}: {len(paths)} images, image_min_dim {cfg.get('image_min_dim')}, "
+              f"image_max_dim {cfg.get('image_max_dim')}, floor batch {ZOO_BATCH}")
+        eager_loop(net, paths[:ZOO_BATCH], load, 0, 1, ZOO_BATCH)  # warm-up
+
+        def load_and_apply(name=name, ds=ds) -> Any:
+            model = mz.load_zoo_model(name)
+            return ds.apply_model(model, "zoo", progress=False)
+
+        def floor(setting: Tuple[int, int], net=net, paths=paths) -> float:
+            return eager_loop(net, paths, load, *setting, ZOO_BATCH)[0]
+
+        settings = {f"floor{s}": s for s in ((1, 1), (2, 1), (1, 2))}
+        passes: Dict[str, Any] = {k: functools.partial(floor, s) for k, s in settings.items()}
+        passes["load_zoo_model+apply"] = lambda load_and_apply=load_and_apply: _timed(load_and_apply)
+        times = interleaved(passes, runs, len(paths), width=24)
+        names = list(passes)
+        best = min(names[:-1], key=lambda k: med(times[k]))
+        a, b = times[best], times[names[-1]]
+        ratios[name] = med(b) / med(a)
+        pairs = ", ".join(f"{y / x:.3f}" for x, y in zip(a, b))
+        model = mz.load_zoo_model(name)
+        model.prepare(len(paths))
+        print(f"  {name}: (load_zoo_model+apply)/{best} = {ratios[name]:.3f} (pairwise {pairs}) target <= {target}; "
+              f"optimization chosen: {model.optimization}")
+        _, top1 = eager_loop(net, paths, load, *settings[best], ZOO_BATCH, collect=True)
+        stored = dict(zip(ds.values("filepath"), ds.values("zoo")))
+        classes = model.classes
+        same = sum(stored[p].label == classes[i] for p, i in zip(paths, top1))
+        print(f"  top-1 identical to the eager floor on {same}/{len(paths)} images")
+        ds.delete()
+    mz.unregister_zoo_model(resnet_name)
+    return ratios
+
+
 # -- main -------------------------------------------------------------------------------------
 
 
@@ -805,6 +916,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--dense-batch", type=int, default=8, help="batch size for --dense (default 8)")
     p.add_argument("--dense-images", type=int, nargs=2, metavar=("DET", "SEG"), default=[96, 200],
                    help="images for the detector and the segmenter (default 96 200)")
+    p.add_argument("--zoo", action="store_true", help="also time load_zoo_model + apply_model (no options)")
+    p.add_argument("--zoo-only", action="store_true", help="only the --zoo benchmark")
+    p.add_argument("--zoo-resnet-images", type=int, default=200, help="images for the seeded resnet50 (default 200)")
     p.add_argument("--quick", action="store_true", help="smoke run: 128 images, 2 runs, RSS 500 vs 2,000")
     p.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -823,6 +937,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 def _main(args: argparse.Namespace) -> None:
     import torch
 
+    if args.zoo_only:
+        print(f"# bench_apply --zoo-only: cpus={len(os.sched_getaffinity(0))}, torch {torch.__version__}, runs={args.runs}")
+        _print_zoo(bench_zoo(args.runs, args.images, args.zoo_resnet_images))
+        return
     if args.dense_only:
         print(f"# bench_apply --dense-only: cpus={len(os.sched_getaffinity(0))}, torch {torch.__version__}, "
               f"runs={args.runs}, batch {args.dense_batch}")
@@ -854,6 +972,9 @@ def _main(args: argparse.Namespace) -> None:
     if args.dense:
         dense = bench_dense(args.runs, args.dense_batch,
                             images=dict(zip(("detection", "segmentation"), args.dense_images)))
+    zoo_ratios: Dict[str, float] = {}
+    if args.zoo:
+        zoo_ratios = bench_zoo(args.runs, args.images, args.zoo_resnet_images)
     if args.rss_sizes:
         bench_rss(paths, args.rss_sizes)
     print("\n# summary")
@@ -862,6 +983,14 @@ def _main(args: argparse.Namespace) -> None:
               f"(calibrated default vs best hand-set {r['best']}), label mismatches {r['mismatches']}")
     if dense:
         _print_dense(dense)
+    if zoo_ratios:
+        _print_zoo(zoo_ratios)
+
+
+def _print_zoo(ratios: Dict[str, float]) -> None:
+    print("\n# zoo summary (load_zoo_model + apply_model / eager floor; targets 0.5 mobilenet-v2, 0.75 resnet50)")
+    for name, r in ratios.items():
+        print(f"  {name:30s} {r:.3f}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from .errors import (
     RequirementsError,
     SampleError,
     SampleNotFoundError,
+    VideoError,
     ZooError,
 )
 from .labels import (
@@ -43,7 +44,8 @@ from .labels import (
 )
 from .mixins import EmbeddingsMixin, LogitsMixin, SamplesMixin, TorchModelMixin
 from .models import Model, ModelConfig
-from .sample import ImageMetadata, Sample
+from .sample import ImageMetadata, Sample, VideoMetadata
+from .video import FrameSelection, VideoReader
 
 __version__ = "0.1.0"
 
@@ -56,6 +58,9 @@ __all__ = [
     "IngestReport",
     "Sample",
     "ImageMetadata",
+    "VideoMetadata",
+    "VideoReader",
+    "FrameSelection",
     "list_datasets",
     "load_dataset",
     "delete_dataset",
@@ -88,6 +93,7 @@ __all__ = [
     "DatasetExistsError",
     "DatasetNotFoundError",
     "SampleNotFoundError",
+    "VideoError",
     "LabelError",
     "EvaluationError",
     "ConfigError",

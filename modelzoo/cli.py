@@ -14,6 +14,7 @@ Example:
     $ modelzoo draw photos --fields ground_truth predictions --gt-fields ground_truth --output drawn/
     $ modelzoo db status
     $ modelzoo db stop
+    $ modelzoo serve mobilenet-v2-imagenet-torch --port 8000
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from modelzoo.errors import ModelzooError
 
@@ -208,7 +209,7 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 
 
 def _resolve_target(target: str, dataset_name: Optional[str]):
-    """A dataset by name, or a directory of images ingested into a new dataset."""
+    """A dataset by name, or a directory of images and/or videos ingested into a new dataset."""
     import os
 
     import modelzoo as mz
@@ -220,11 +221,12 @@ def _resolve_target(target: str, dataset_name: Optional[str]):
         name = dataset_name or os.path.basename(os.path.normpath(os.path.abspath(target)))
         if mz.dataset_exists(name):
             raise DatasetExistsError(name)
-        dataset = mz.Dataset.from_images_dir(target, name=name)
+        dataset = mz.Dataset(name)
+        dataset.ingest_report = dataset.add_media_dir(target)
         print(f"Created dataset {name!r} from {target}: {dataset.ingest_report}")
         return dataset
     if dataset_name is not None:
-        raise mz.DatasetError(f"--dataset-name is for a directory of images, and {target!r} is not a directory")
+        raise mz.DatasetError(f"--dataset-name is for a directory of images or videos, and {target!r} is not a directory")
     raise mz.DatasetNotFoundError(target, mz.list_datasets())
 
 
@@ -253,24 +255,41 @@ def _describe(label: object) -> str:
     return type(label).__name__
 
 
+def _frames_arg(args: argparse.Namespace) -> Any:
+    if args.every is not None and args.fps is not None:
+        from modelzoo.errors import ConfigError
+
+        raise ConfigError("--every and --fps choose the frames of videos two ways; give one of them")
+    if args.every is not None:
+        return {"n": args.every}
+    if args.fps is not None:
+        return {"fps": args.fps}
+    return None
+
+
 def _cmd_apply(args: argparse.Namespace) -> int:
     import os
 
     from modelzoo import zoo
 
+    frames = _frames_arg(args)
     model = zoo.load_zoo_model(args.name, install_requirements=args.install_requirements, **_model_overrides(args))
     dataset = _resolve_target(args.target, args.dataset_name)
     report = dataset.apply_model(
         model, label_field=args.label_field, batch_size=args.batch_size, num_workers=args.num_workers,
-        confidence_thresh=args.confidence_thresh, progress=None,
+        confidence_thresh=args.confidence_thresh, progress=None, frames=frames,
     )
     print(f"Applied {args.name} to dataset {dataset.name!r}, field {args.label_field!r}: {report}")
     if args.show:
-        view = dataset.limit(args.show)
-        rows = [
-            (os.path.basename(path), _describe(label))
-            for path, label in zip(view.values("filepath"), view.values(args.label_field))
-        ]
+        rows = []
+        for sample in dataset.limit(args.show):
+            if sample.media_type == "video":  # frame labels: how many frames have one, and the first
+                labelled = sample.frames.values(args.label_field)
+                first = next(iter(labelled.items()), None)
+                shown = f"{len(labelled)} frames" + (f"; frame {first[0]}: {_describe(first[1])}" if first else "")
+            else:
+                shown = _describe(sample[args.label_field] if args.label_field in sample else None)
+            rows.append((os.path.basename(sample.filepath), shown))
         _print_table(("FILE", args.label_field.upper()), rows)
     return 0 if report.failed == 0 else 1
 
@@ -310,7 +329,7 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME", help="zoo model, NAME or NAME@VERSION")
-    p.add_argument("target", metavar="DATASET_OR_DIR", help="a dataset name, or a directory of images to ingest")
+    p.add_argument("target", metavar="DATASET_OR_DIR", help="a dataset name, or a directory of images and/or videos to ingest")
     p.add_argument("--dataset-name", help="name of the dataset created from a directory (default: the directory's name)")
     p.add_argument("--batch-size", type=int, help="images per batch (default: the model's)")
     p.add_argument("--num-workers", type=int, help="DataLoader workers (default: automatic)")
@@ -341,11 +360,13 @@ def _add_zoo_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentP
     p.add_argument("name", metavar="NAME", help="NAME or NAME@VERSION")
     p.set_defaults(handler=_cmd_delete)
 
-    p = subparsers.add_parser("apply", help="run a zoo model over a dataset or a directory", description="Run a zoo model over a dataset (or a directory of images, ingested first) and store its labels.")
+    p = subparsers.add_parser("apply", help="run a zoo model over a dataset or a directory", description="Run a zoo model over a dataset (or a directory of images and videos, ingested first) and store its labels; on videos it runs on their frames (--every, --fps).")
     _add_run_arguments(p)
     p.add_argument("--label-field", required=True, help="the sample field that receives the labels")
     p.add_argument("--confidence-thresh", type=float, help="drop predictions below this confidence")
     p.add_argument("--show", type=int, default=10, metavar="N", help="print the labels of the first N samples (default: 10; 0: none)")
+    p.add_argument("--every", type=int, metavar="N", help="on videos: every N-th frame (default: every frame)")
+    p.add_argument("--fps", type=float, help="on videos: at most FPS frames per second")
     p.set_defaults(handler=_cmd_apply)
 
     p = subparsers.add_parser("embed", help="compute embeddings with a zoo model", description="Compute a zoo model's embeddings for a dataset (or a directory of images) and store them.")
@@ -450,6 +471,72 @@ def _add_eval_commands(subparsers: "argparse._SubParsersAction[argparse.Argument
     p.add_argument("--contact-sheet", metavar="PATH", help="write a contact sheet PNG here")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N samples")
     p.set_defaults(handler=_cmd_draw)
+# --------------------------------------------------------------------------- serve
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+    import signal
+
+    from modelzoo import zoo
+    from modelzoo.errors import RequirementsError
+    from modelzoo.serving import defaults
+
+    try:
+        from modelzoo.serving.server import ModelServer, is_loopback
+    except ImportError as e:  # the serve extra is not installed
+        raise RequirementsError(
+            f"modelzoo serve needs FastAPI and uvicorn ({e}): pip install 'modelzoo[serve]'"
+        ) from None
+
+    port = args.port if args.port is not None else int(os.environ.get("PORT") or defaults.PORT)
+    overrides = {"device": args.device} if args.device else {}
+    model = zoo.load_zoo_model(args.name, install_requirements=args.install_requirements, **overrides)
+    server = ModelServer(
+        model, name=args.name, host=args.host, port=port, max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms, max_body_bytes=args.max_body_bytes, allow_paths=args.allow_paths or None,
+    )
+    if not is_loopback(args.host):
+        print(f"modelzoo serve: {args.host} is reachable from other machines, and the server does not "
+              "authenticate requests", file=sys.stderr, flush=True)
+    # one line a parent process can read the port from
+    print(f"Serving {args.name} on {server.url} (POST /predict, GET /readyz, docs at /docs)", flush=True)
+    server.run()
+    how = signal.Signals(server.stop_signal).name if server.stop_signal else "stopped"
+    print(f"modelzoo serve: {args.name} stopped ({how})", flush=True)
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _add_serve_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    from modelzoo.serving import defaults
+
+    p = subparsers.add_parser(
+        "serve", help="serve a zoo model over HTTP (POST /predict, GET /readyz)",
+        description="Serve a zoo model over HTTP on loopback: POST /predict (an image's bytes, base64 or path, "
+        "or JSON in the model's request schema), GET /readyz, OpenAPI docs at /docs. Concurrent requests "
+        "are batched. The same contract as a Launch runnable image. Ctrl-C or SIGTERM stops it gracefully.",
+    )
+    p.add_argument("name", metavar="NAME", help="zoo model, NAME or NAME@VERSION")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, help="port (0: a free one; default: $PORT, else 5005 as Launch's images)")
+    p.add_argument("--max-batch-size", type=_positive_int, default=defaults.MAX_BATCH_SIZE,
+                   help=f"most requests per batch (default: {defaults.MAX_BATCH_SIZE})")
+    p.add_argument("--max-wait-ms", type=float, default=defaults.MAX_WAIT_MS,
+                   help=f"most a request waits for batch-mates, in ms (default: {defaults.MAX_WAIT_MS:g})")
+    p.add_argument("--max-body-bytes", type=_positive_int, default=defaults.MAX_BODY_BYTES,
+                   help=f"larger request bodies are answered 413 (default: {defaults.MAX_BODY_BYTES})")
+    p.add_argument("--allow-paths", action="store_true",
+                   help="let requests name image files on this machine even when --host is not loopback")
+    p.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: CUDA when available)")
+    p.add_argument("--install-requirements", action="store_true", help="pip-install missing packages")
+    p.set_defaults(handler=_cmd_serve)
 
 
 # --------------------------------------------------------------------------- wiring
@@ -476,6 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_zoo_commands(subparsers)
     _add_eval_commands(subparsers)
     _add_db_commands(subparsers)
+    _add_serve_commands(subparsers)
     return parser
 
 

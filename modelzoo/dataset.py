@@ -1,7 +1,9 @@
 """Datasets: named, persistent collections of samples in MongoDB.
 
 Each dataset is a document in the ``datasets`` collection and owns a
-collection of its own for its samples (indexed on ``filepath``). Reads stream
+collection of its own for its samples (indexed on ``filepath``), and one for
+the frame-level fields of its video samples (``frames.<samples collection>``,
+one document per labelled frame, see :mod:`modelzoo.storage`). Reads stream
 with projections; writes go through :meth:`SampleCollection.set_values`, one
 bulk write per call, never a save per sample.
 """
@@ -26,9 +28,9 @@ from . import db as _db
 from .engine import ApplyReport, apply_model, compute_embeddings
 from .errors import DatasetError, DatasetExistsError, DatasetNotFoundError, SampleNotFoundError
 from .fields import check_field_name, from_mongo_value, get_path, to_mongo_value
-from .media import list_image_files, read_image_metadata
+from .media import list_image_files, list_media_files, read_image_metadata
 from .sample import Sample
-from .storage import bulk_set
+from .storage import FRAME_ID, bulk_set, ensure_frames_index, frames_collection_name
 
 __all__ = [
     "Dataset",
@@ -87,9 +89,11 @@ class IngestReport:
 
     Attributes:
         added: number of samples added.
-        skipped: files that are not images (by extension), not added.
-        unreadable: ``{filepath: error}`` for image files PIL could not open;
-            they were added, with the error recorded in ``ingest_error``.
+        skipped: files that are not images (or videos), by extension, not added.
+        unreadable: ``{filepath: error}`` for image files PIL could not open
+            and video files PyAV could not open (not a video, truncated, no
+            video stream, empty); they were added, with the error recorded in
+            ``ingest_error``.
         sample_ids: the ids of the added samples, in order.
     """
 
@@ -100,8 +104,8 @@ class IngestReport:
 
     def __str__(self) -> str:
         return (
-            f"{self.added} samples added, {len(self.unreadable)} unreadable images recorded, "
-            f"{len(self.skipped)} non-image files skipped"
+            f"{self.added} samples added, {len(self.unreadable)} unreadable files recorded, "
+            f"{len(self.skipped)} other files skipped"
         )
 
 
@@ -160,10 +164,30 @@ class SampleCollection:
         return [from_mongo_value(get_path(d, field)) for d in cursor]
 
     def count(self, field: Optional[str] = None) -> int:
-        """The number of samples, or of samples with a non-null ``field``."""
+        """The number of samples, or of samples with a non-null ``field``;
+        ``"frames.<field>"``: of frames (of these samples) with a non-null
+        ``<field>``, and ``"frames"``: of stored frames."""
         if field is None:
             return len(self)
+        if field == "frames" or field.startswith("frames.") and not field.split(".")[1].isdigit():
+            return self._count_frames(None if field == "frames" else field[len("frames."):])
         return self._collection.count_documents({"$and": [self.query, {field: {"$ne": None}}]})
+
+    @property
+    def frames_collection_name(self) -> str:
+        """The MongoDB collection holding the frame-level fields of the dataset's videos."""
+        return frames_collection_name(self.collection_name)
+
+    def _frames_filter(self, query: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+        parts: List[Dict[str, Any]] = [dict(query)] if query else []
+        if self.query:  # a view: its samples' frames only
+            ids = [d["_id"] for d in self._collection.find(self.query, {"_id": 1})]
+            parts.append({FRAME_ID: {"$in": ids}})
+        return {"$and": parts} if len(parts) > 1 else (parts[0] if parts else {})
+
+    def _count_frames(self, field: Optional[str]) -> int:
+        query = {field: {"$ne": None}} if field else None
+        return _db.get_db()[self.frames_collection_name].count_documents(self._frames_filter(query))
 
     # -- selecting -----------------------------------------------------------------
     def match(self, query: Mapping[str, Any]) -> "DatasetView":
@@ -171,8 +195,19 @@ class SampleCollection:
         return DatasetView(self._dataset, {"$and": [self.query, dict(query)]})
 
     def exists(self, field: str, value: bool = True) -> "DatasetView":
-        """The samples that have a non-null ``field`` (or, with ``value=False``, lack it)."""
+        """The samples that have a non-null ``field`` (or, with ``value=False``, lack it);
+        ``"frames.<field>"``: that have (lack) it on at least one frame (on every frame)."""
+        if field.startswith("frames.") and not field.split(".")[1].isdigit():
+            inner = field[len("frames."):]
+            return self.match_frames({inner: {"$ne": None}}, value)
         return self.match({field: {"$ne": None}} if value else {field: None})
+
+    def match_frames(self, query: Mapping[str, Any], value: bool = True) -> "DatasetView":
+        """The samples with at least one frame whose document matches
+        ``query`` (a MongoDB query on frame fields, e.g.
+        ``{"detections.detections.label": "cat"}``); with ``value=False``,
+        those with none. Re-evaluated on each read, like every view."""
+        return _FrameMatchView(self._dataset, self.query, dict(query), value)
 
     def select(self, sample_ids: Iterable[Any]) -> "DatasetView":
         """The samples with the given ids."""
@@ -305,6 +340,25 @@ class DatasetView(SampleCollection):
         return f"<DatasetView of {self.name!r}: {self._query}>"
 
 
+class _FrameMatchView(DatasetView):
+    """The samples of ``base`` with (or without) a frame matching ``frame_query``."""
+
+    def __init__(self, dataset: "Dataset", base: Dict[str, Any], frame_query: Dict[str, Any], value: bool):
+        super().__init__(dataset, base)
+        self._frame_query = frame_query
+        self._value = value
+
+    @property
+    def query(self) -> Dict[str, Any]:
+        frames = _db.get_db()[self._dataset.frames_collection_name]
+        ids = frames.distinct(FRAME_ID, self._frame_query)
+        mine = {"_id": {"$in" if self._value else "$nin": ids}}
+        return {"$and": [self._query, mine]} if self._query else mine
+
+    def __repr__(self) -> str:
+        return f"<DatasetView of {self.name!r}: {self._query}, frames {'' if self._value else 'not '}{self._frame_query}>"
+
+
 def _collection_name(name: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9_]+", "_", name)[:40]
     return f"samples.{slug}.{uuid.uuid4().hex[:8]}"
@@ -347,6 +401,8 @@ class Dataset(SampleCollection):
             )
             _doc.save()
             _db.get_db()[_doc.sample_collection].create_index("filepath")
+            _db.get_db()[_doc.sample_collection].create_index("media_type")
+            ensure_frames_index(frames_collection_name(_doc.sample_collection))
         self._doc = _doc
         self._name = _doc.name
         self._sample_cls = _sample_class(_doc.name, _doc.sample_collection)
@@ -393,8 +449,9 @@ class Dataset(SampleCollection):
         if not isinstance(sample, Sample):
             raise DatasetError(f"Expected a Sample or a filepath, got {type(sample).__name__}")
         son = {k: to_mongo_value(v) for k, v in sample._data.items() if v is not None and k != "id"}
-        if "metadata" in son and hasattr(sample.metadata, "to_mongo"):
-            son["metadata"] = sample.metadata.to_mongo().to_dict()
+        metadata = sample._data.get("metadata")
+        if "metadata" in son and hasattr(metadata, "to_mongo"):
+            son["metadata"] = metadata.to_mongo().to_dict()
         if not son.get("filepath"):
             raise DatasetError("A sample needs a filepath")
         son["filepath"] = os.path.abspath(os.path.expanduser(son["filepath"]))
@@ -421,18 +478,23 @@ class Dataset(SampleCollection):
         return ids
 
     # -- ingest --------------------------------------------------------------------
-    def add_images(self, paths: Iterable[Union[str, os.PathLike]], _skipped: Sequence[str] = ()) -> IngestReport:
+    def add_images(
+        self, paths: Iterable[Union[str, os.PathLike]], _skipped: Sequence[str] = (), exif_orientation: bool = True
+    ) -> IngestReport:
         """Adds image files, reading each header for its metadata.
 
         An image PIL cannot open is still added, with ``ingest_error`` set and
-        no metadata; it is listed in the report's ``unreadable``.
+        no metadata; it is listed in the report's ``unreadable``. Widths and
+        heights are those of the upright image (EXIF orientation applied, as
+        images are decoded); ``exif_orientation=False`` records the stored
+        size (for models that keep the stored pixel order).
         """
         paths = [os.path.abspath(os.fspath(p)) for p in paths]
         report = IngestReport(skipped=list(_skipped))
 
         def _one(path: str) -> Sample:
             try:
-                info = read_image_metadata(path)
+                info = read_image_metadata(path, exif_orientation)
             except Exception as e:  # a per-file data error: record it, never crash the ingest
                 reason = f"{type(e).__name__}: {e}"
                 report.unreadable[path] = reason
@@ -522,13 +584,104 @@ class Dataset(SampleCollection):
 
     #: what ``from_coco`` imported (None otherwise)
     coco_report: Any = None
+    # -- videos --------------------------------------------------------------------
+    def add_videos(self, paths: Iterable[Union[str, os.PathLike]], _skipped: Sequence[str] = ()) -> IngestReport:
+        """Adds video files (``media_type`` ``"video"``), probing each with
+        PyAV for its :class:`~modelzoo.sample.VideoMetadata` (no frame is
+        decoded).
+
+        A file that cannot be opened as a video (not a video, truncated, no
+        video stream, empty) is still added, with ``ingest_error`` set and no
+        metadata; it is listed in the report's ``unreadable``.
+        """
+        from .sample import VideoMetadata
+        from .video import read_video_metadata
+
+        paths = [os.path.abspath(os.fspath(p)) for p in paths]
+        report = IngestReport(skipped=list(_skipped))
+
+        def _one(path: str) -> Sample:
+            try:
+                info = read_video_metadata(path)
+            except Exception as e:  # a per-file data error: record it, never crash the ingest
+                reason = f"{type(e).__name__}: {e}"
+                report.unreadable[path] = reason
+                return Sample(filepath=path, media_type="video", ingest_error=reason)
+            meta = VideoMetadata(
+                width=info.width, height=info.height, frame_rate=info.frame_rate,
+                total_frame_count=info.total_frame_count, duration=info.duration, codec=info.codec,
+                container=info.container, size_bytes=info.size_bytes, mime_type=info.mime_type,
+            )
+            return Sample(filepath=path, media_type="video", metadata=meta)
+
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            report.sample_ids = self.add_samples(pool.map(_one, paths))
+        report.added = len(report.sample_ids)
+        logger.info("Dataset %r: %s", self._name, report)
+        return report
+
+    def add_videos_dir(self, path: Union[str, os.PathLike], recursive: bool = True) -> IngestReport:
+        """Adds every video file under ``path`` (by extension); other files
+        are skipped and counted."""
+        images, videos, skipped = self._list_dir(path, recursive)
+        return self.add_videos(videos, _skipped=images + skipped)
+
+    def add_media_dir(self, path: Union[str, os.PathLike], recursive: bool = True) -> IngestReport:
+        """Adds every image and video file under ``path``; a dataset may mix
+        both (``media_type`` tells them apart)."""
+        images, videos, skipped = self._list_dir(path, recursive)
+        report = self.add_images(images, _skipped=skipped)
+        vreport = self.add_videos(videos)
+        report.added += vreport.added
+        report.unreadable.update(vreport.unreadable)
+        report.sample_ids.extend(vreport.sample_ids)
+        return report
+
+    def _list_dir(self, path: Union[str, os.PathLike], recursive: bool) -> Any:
+        path = os.fspath(path)
+        if not os.path.isdir(path):
+            raise DatasetError(f"Directory {path!r} does not exist or is not a directory")
+        try:
+            return list_media_files(path, recursive=recursive)
+        except PermissionError as e:
+            raise DatasetError(f"Cannot read directory {path!r}: {e}") from None
+
+    @classmethod
+    def from_videos_dir(
+        cls, path: Union[str, os.PathLike], name: Optional[str] = None, recursive: bool = True, overwrite: bool = False
+    ) -> "Dataset":
+        """A new dataset of the videos under ``path``; see :meth:`add_videos_dir`.
+        The ingest report is kept as ``dataset.ingest_report``."""
+        if not os.path.isdir(os.fspath(path)):  # fail before creating anything
+            raise DatasetError(f"Videos directory {os.fspath(path)!r} does not exist or is not a directory")
+        dataset = cls(name, overwrite=overwrite)
+        dataset.ingest_report = dataset.add_videos_dir(path, recursive=recursive)
+        return dataset
+
+    @classmethod
+    def from_videos(
+        cls, paths: Iterable[Union[str, os.PathLike]], name: Optional[str] = None, overwrite: bool = False
+    ) -> "Dataset":
+        """A new dataset of the given video files; see :meth:`add_videos`."""
+        dataset = cls(name, overwrite=overwrite)
+        dataset.ingest_report = dataset.add_videos(paths)
+        return dataset
 
     # -- lifecycle -----------------------------------------------------------------
+    def delete_samples(self, sample_ids: Iterable[Any]) -> int:
+        """Deletes samples (by id) and their frames; returns how many samples were deleted."""
+        oids = [_to_object_id(i, self._name) for i in sample_ids]
+        if not oids:
+            return 0
+        _db.get_db()[self.frames_collection_name].delete_many({FRAME_ID: {"$in": oids}})
+        return int(self._collection.delete_many({"_id": {"$in": oids}}).deleted_count)
+
     def delete(self) -> None:
-        """Deletes the dataset, all its samples and its evaluations."""
+        """Deletes the dataset, all its samples, their frames and its evaluations."""
         from .evaluation.store import delete_dataset_evaluations
 
         delete_dataset_evaluations(self._name)
+        _db.get_db().drop_collection(self.frames_collection_name)
         _db.get_db().drop_collection(self._doc.sample_collection)
         _SAMPLE_CLASSES.pop(self._doc.sample_collection, None)
         self._doc.delete()
@@ -562,5 +715,5 @@ def load_dataset(name: str) -> Dataset:
 
 
 def delete_dataset(name: str) -> None:
-    """Deletes the named dataset and its samples."""
+    """Deletes the named dataset, its samples and their frames."""
     load_dataset(name).delete()

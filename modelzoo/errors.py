@@ -25,6 +25,7 @@ __all__ = [
     "ModelError",
     "PredictionError",
     "SampleError",
+    "VideoError",
     "ZooError",
     "ModelNotFoundError",
     "DownloadError",
@@ -176,6 +177,11 @@ class SampleError(ModelzooError):
         self.filepath = filepath
         self.reason = reason
         super().__init__(f"Sample {self.sample_id} ({filepath}): {reason}")
+
+
+class VideoError(ModelzooError, OSError):
+    """A video file cannot be opened or read (missing, empty, not a video, no
+    video stream); the message names the file."""
 
 
 class PredictionError(SampleError):

@@ -32,6 +32,12 @@ def check_field_name(name: str) -> str:
         raise LabelError(
             f"Invalid field name {name!r}: names cannot be 'id'/'_id', start with '$' or hold empty path parts"
         )
+    parts = name.split(".")
+    if parts[0] == "frames" and (len(parts) < 3 or not parts[1].isdigit() or parts[1] == "0"):
+        raise LabelError(
+            f"Invalid field name {name!r}: 'frames' holds frame-level fields, written as "
+            "'frames.<frame number>.<field>' (frame numbers start at 1); name a sample field otherwise"
+        )
     return name
 
 
@@ -57,7 +63,9 @@ def label_updates(labels: Any, label_field: LabelField = "predictions") -> Dict[
     * a dict of Labels goes to ``label_key(key)``: ``label_field + "_" + key``,
       or ``label_field[key]`` when ``label_field`` is a dict;
     * a dict keyed by frame numbers goes to ``frames.<n>.<label_field>``, or
-      ``frames.<n>.<label_key(key)>`` when its values are dicts of Labels.
+      ``frames.<n>.<label_key(key)>`` when its values are dicts of Labels;
+      :func:`modelzoo.storage.bulk_set` writes those paths to frame ``n``'s
+      document in the dataset's frames collection, not into the sample.
     """
     if isinstance(labels, Mapping):
         key = label_key_fn(label_field)

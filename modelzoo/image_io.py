@@ -1,7 +1,10 @@
 """Decoding images to what models take: uint8 RGB, whatever the file holds.
 
 Grayscale, palette, RGBA/LA, CMYK and 16-bit images are converted, not
-rejected. Errors (missing, truncated, not an image) raise ``OSError`` or
+rejected. Images are decoded upright: their EXIF orientation (phone photos)
+is applied, as OpenCV-based tools do, so boxes refer to the upright image;
+``exif_orientation=False`` (on :func:`read_image`, :class:`DecodeImage`, the
+loaders and ``TorchImageModelConfig``) keeps the stored pixel order. Errors (missing, truncated, not an image) raise ``OSError`` or
 ``ValueError`` with the path in the message; the engine records them per
 sample.
 """
@@ -13,7 +16,9 @@ from typing import Any, Callable, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-__all__ = ["open_image", "to_rgb", "decode_rgb", "read_image", "DecodeImage"]
+from .media import exif_orientation_of
+
+__all__ = ["open_image", "to_rgb", "decode_rgb", "upright", "read_image", "DecodeImage"]
 
 
 def open_image(path: str) -> Image.Image:
@@ -59,29 +64,61 @@ def decode_rgb(img: Image.Image, path: str) -> Image.Image:
     return to_rgb(img)
 
 
-def read_image(path: str, draft_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
-    """Reads an image file as a uint8 ``(H, W, 3)`` RGB array.
+def upright(img: Image.Image, orientation: int) -> Image.Image:
+    """``img`` (decoded) turned the way EXIF ``orientation`` (1-8) says is up."""
+    method = _TRANSPOSE.get(orientation)
+    return img if method is None else img.transpose(method)
+
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def read_image(
+    path: str, draft_size: Optional[Tuple[int, int]] = None, exif_orientation: bool = True
+) -> np.ndarray:
+    """Reads an image file as a uint8 ``(H, W, 3)`` RGB array, upright.
 
     Args:
         path: the file.
         draft_size: for JPEGs, let libjpeg decode at a reduced scale no smaller
             than this ``(width, height)`` (fast, slightly different pixels).
+        exif_orientation: apply the EXIF orientation; False keeps the stored
+            pixel order.
     """
     with open_image(path) as img:
+        orientation = exif_orientation_of(img) if exif_orientation else 1
         if draft_size is not None and img.format == "JPEG":
             img.draft("RGB", draft_size)
-        return np.asarray(decode_rgb(img, path))
+        return np.asarray(upright(decode_rgb(img, path), orientation))
 
 
 class DecodeImage:
-    """filepath -> uint8 HWC RGB array, then ``transforms`` if given. Picklable,
-    so DataLoader workers can run it."""
+    """filepath -> uint8 HWC RGB array (upright), then ``transforms`` if
+    given. Picklable, so DataLoader workers can run it.
 
-    def __init__(self, transforms: Optional[Callable[[Any], Any]] = None):
+    Args:
+        transforms: applied to the decoded array.
+        exif_orientation: apply the EXIF orientation (False: stored pixel order).
+    """
+
+    def __init__(self, transforms: Optional[Callable[[Any], Any]] = None, exif_orientation: bool = True):
         self.transforms = transforms
+        self.exif_orientation = exif_orientation
 
     def __call__(self, filepath: str) -> Any:
         if not filepath:
             raise ValueError("sample has no filepath")
-        image = read_image(filepath)
+        image = read_image(filepath, exif_orientation=getattr(self, "exif_orientation", True))
+        return self.load_array(image)
+
+    def load_array(self, image: np.ndarray) -> Any:
+        """An already decoded uint8 ``(H, W, 3)`` array (a video frame) -> the input."""
         return self.transforms(image) if self.transforms is not None else image

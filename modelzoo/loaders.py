@@ -6,7 +6,10 @@ into one model input in those workers (:meth:`Loader.load`) and a list of
 inputs into what ``predict_all`` takes (:meth:`Loader.collate`). Every
 :class:`~modelzoo.Model` declares its loader with
 :meth:`~modelzoo.Model.build_loader`; the default decodes the image to a
-uint8 ``(H, W, 3)`` array.
+uint8 ``(H, W, 3)`` array. For frames of videos, the engine decodes each
+video sequentially in the loader workers and hands each selected frame (a
+uint8 ``(H, W, 3)`` array) to :meth:`Loader.load_frame`; video models
+receive a :class:`~modelzoo.video.VideoReader` from :class:`VideoLoader`.
 
 Loaders must be picklable (module-level classes holding plain data): the
 engine runs them in DataLoader worker processes, and on other machines under
@@ -34,6 +37,7 @@ __all__ = [
     "BytesLoader",
     "PathLoader",
     "PILLoader",
+    "VideoLoader",
     "list_collate",
 ]
 
@@ -90,6 +94,22 @@ class Loader:
         """What ``predict_all`` takes for these inputs (default: a list)."""
         return list(inputs)
 
+    @property
+    def takes_frames(self) -> bool:
+        """Whether :meth:`load_frame` can turn decoded video frames into inputs
+        (so that the model runs on the frames of video samples)."""
+        return False
+
+    def load_frame(self, item: WorkItem, frame: Any) -> Any:
+        """The model input for one decoded video frame (uint8 ``(H, W, 3)``
+        RGB), frame ``item.frame_number`` of the video ``item.filepath``;
+        runs in a loader worker. Loaders that take image files (bytes,
+        paths) cannot take frames."""
+        raise TypeError(
+            f"{type(self).__name__} loads image files, not decoded video frames; run this model on image "
+            "samples, or give it a loader whose load_frame takes an (H, W, 3) uint8 array"
+        )
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -112,6 +132,18 @@ class FileLoader(Loader):
     def collate(self, inputs: Sequence[Any]) -> Any:
         return self.collate_fn(inputs)
 
+    @property
+    def takes_frames(self) -> bool:
+        """True when ``load_fn`` has a ``load_array(array)`` method (the
+        decoders of :mod:`modelzoo.image_io` and :mod:`modelzoo.transforms` do)."""
+        return callable(getattr(self.load_fn, "load_array", None))
+
+    def load_frame(self, item: WorkItem, frame: Any) -> Any:
+        load_array = getattr(self.load_fn, "load_array", None)
+        if load_array is None:
+            return super().load_frame(item, frame)
+        return load_array(frame)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.load_fn!r})"
 
@@ -122,12 +154,14 @@ class ImageLoader(FileLoader):
 
     Args:
         transforms: a picklable callable applied to the decoded array.
+        exif_orientation: decode upright (EXIF orientation applied); False
+            keeps the stored pixel order.
     """
 
-    def __init__(self, transforms: Optional[Callable[[Any], Any]] = None):
+    def __init__(self, transforms: Optional[Callable[[Any], Any]] = None, exif_orientation: bool = True):
         from .image_io import DecodeImage
 
-        super().__init__(DecodeImage(transforms))
+        super().__init__(DecodeImage(transforms, exif_orientation))
 
 
 class BytesLoader(Loader):
@@ -156,12 +190,45 @@ class PathLoader(Loader):
 
 
 class PILLoader(Loader):
-    """The image as an RGB ``PIL.Image`` (fully decoded)."""
+    """The image as an RGB ``PIL.Image`` (fully decoded, upright).
+
+    Args:
+        exif_orientation: apply the EXIF orientation; False keeps the stored
+            pixel order.
+    """
+
+    def __init__(self, exif_orientation: bool = True):
+        self.exif_orientation = exif_orientation
 
     def load(self, item: WorkItem) -> Any:
-        from .image_io import decode_rgb, open_image
+        from .image_io import decode_rgb, open_image, upright
+        from .media import exif_orientation_of
 
         path = _filepath(item)
         with open_image(path) as img:
-            rgb = decode_rgb(img, path)
+            orientation = exif_orientation_of(img) if getattr(self, "exif_orientation", True) else 1
+            rgb = upright(decode_rgb(img, path), orientation)
             return rgb if rgb is not img else img.copy()  # usable after the file is closed
+
+    @property
+    def takes_frames(self) -> bool:
+        return True
+
+    def load_frame(self, item: WorkItem, frame: Any) -> Any:
+        from PIL import Image
+
+        return Image.fromarray(frame)
+
+
+class VideoLoader(Loader):
+    """A :class:`~modelzoo.video.VideoReader` over the sample's video: what
+    video models (``media_type == "video"``) receive. The reader is opened
+    here (a video that cannot be opened costs its sample) and decodes as the
+    model iterates it; the engine closes it once the model's labels are
+    stored. Readers hold an open file, so video models load in the main
+    process."""
+
+    def load(self, item: WorkItem) -> Any:
+        from .video import VideoReader
+
+        return VideoReader(_filepath(item))

@@ -6,8 +6,11 @@ Inside ``apply_model`` a model is used as::
         labels = model.predict_all(batch)      # or model.predict(x)
 
 ``predict`` takes one image (a uint8 HWC numpy array or a PIL image) and
-returns a Label, a dict of Labels, or frame-number-keyed dicts for video
-models (see :func:`modelzoo.fields.label_updates` for where each goes).
+returns a Label or a dict of Labels; a video model (``media_type ==
+"video"``) takes a :class:`~modelzoo.video.VideoReader` and returns
+``{frame_number: label or dict of labels}``, stored as frame labels (see
+:func:`modelzoo.fields.label_updates` for where each goes, and
+docs/video.md).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import dataclasses
 from typing import Any, Callable, Hashable, List, Optional, Sequence
 
 from .config import Config
-from .loaders import ImageLoader, Loader
+from .loaders import ImageLoader, Loader, VideoLoader
 
 __all__ = ["Model", "ModelConfig"]
 
@@ -97,8 +100,12 @@ class Model(abc.ABC):
         the file's bytes (:class:`~modelzoo.loaders.BytesLoader`), its path
         (:class:`~modelzoo.loaders.PathLoader`), a PIL image
         (:class:`~modelzoo.loaders.PILLoader`) or anything a loader of your
-        own builds.
+        own builds. A video model (:attr:`media_type` ``"video"``) gets a
+        :class:`~modelzoo.loaders.VideoLoader`: :meth:`predict` receives a
+        :class:`~modelzoo.video.VideoReader`.
         """
+        if self.media_type == "video":
+            return VideoLoader()
         return ImageLoader()
 
     @property
@@ -138,3 +145,20 @@ class Model(abc.ABC):
     def predict_all(self, args: Sequence[Any]) -> List[Any]:
         """Predicts on a batch; one output per input, in order."""
         return [self.predict(arg) for arg in args]
+
+    # -- concurrent callers --------------------------------------------------------------
+    def batcher(self, max_batch_size: int = 32, max_wait_ms: float = 5.0, name: Optional[str] = None) -> Any:
+        """A :class:`modelzoo.serving.Batcher` over this model: many threads
+        call ``batcher(x)`` with one input each, and their inputs run
+        together through :meth:`predict_all` (grouped by :meth:`batch_key`).
+        Each caller gets its own output or its own exception. Close it (or
+        use it as a context manager) to stop its worker thread.
+
+        Args:
+            max_batch_size: the most inputs per :meth:`predict_all` call.
+            max_wait_ms: the most a request waits for batch-mates, in milliseconds.
+            name: the model's name in messages (default: its class name).
+        """
+        from .serving.batcher import Batcher  # serving sits above models
+
+        return Batcher(self, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, name=name)

@@ -1,4 +1,9 @@
-"""Samples: one document per media file, with any number of label fields."""
+"""Samples: one document per media file, with any number of label fields.
+
+A video sample's frame-level fields are not in its document: they live in
+the dataset's frames collection, one document per frame, reached through
+``sample.frames`` (:class:`~modelzoo.frames.Frames`).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,19 @@ from typing import Any, Dict, Optional
 
 from bson.binary import Binary
 from mongoengine import DynamicDocument, EmbeddedDocument
-from mongoengine.fields import DateTimeField, EmbeddedDocumentField, IntField, StringField
+from mongoengine.base import BaseField
+from mongoengine.fields import DateTimeField, FloatField, IntField, StringField
 
 from .encoding import ARRAY_SUBTYPE, decode_array
 
-__all__ = ["Sample", "ImageMetadata"]
+__all__ = ["Sample", "ImageMetadata", "VideoMetadata"]
 
 
 class ImageMetadata(EmbeddedDocument):
-    """What the image header says: read at ingest time, no pixels decoded."""
+    """What the image header says: read at ingest time, no pixels decoded.
+    ``width`` and ``height`` are those of the upright image (EXIF
+    orientation applied) unless the ingest was told to keep the stored
+    pixel order."""
 
     width = IntField()
     height = IntField()
@@ -22,6 +31,49 @@ class ImageMetadata(EmbeddedDocument):
     size_bytes = IntField()
     mime_type = StringField()
     mode = StringField()
+
+
+class VideoMetadata(EmbeddedDocument):
+    """What a video's container says (PyAV), read at ingest time.
+
+    Attributes:
+        width, height: frame size in pixels.
+        frame_rate: average frames per second.
+        total_frame_count: frames in the video stream.
+        duration: seconds.
+        codec: the video codec (``"h264"``, ``"mpeg4"``...).
+        container: the container format.
+        size_bytes: the file's size.
+        mime_type: from the extension.
+    """
+
+    width = IntField()
+    height = IntField()
+    frame_rate = FloatField()
+    total_frame_count = IntField()
+    duration = FloatField()
+    codec = StringField()
+    container = StringField()
+    size_bytes = IntField()
+    mime_type = StringField()
+
+
+class _MetadataField(BaseField):
+    """An :class:`ImageMetadata` or a :class:`VideoMetadata` (told apart by
+    ``total_frame_count``, which only videos have)."""
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            cls = VideoMetadata if "total_frame_count" in value else ImageMetadata
+            return cls._from_son(value)
+        return value
+
+    def to_mongo(self, value: Any, *args: Any, **kwargs: Any) -> Any:
+        return value.to_mongo() if hasattr(value, "to_mongo") else value
+
+    def validate(self, value: Any, clean: bool = True) -> None:
+        if value is not None and not isinstance(value, (ImageMetadata, VideoMetadata)):
+            self.error(f"metadata must be an ImageMetadata or a VideoMetadata, got {type(value).__name__}")
 
 
 class Sample(DynamicDocument):
@@ -38,7 +90,7 @@ class Sample(DynamicDocument):
 
     filepath = StringField(required=True)
     media_type = StringField(default="image")
-    metadata = EmbeddedDocumentField(ImageMetadata)
+    metadata = _MetadataField()
     ingest_error = StringField()
     created_at = DateTimeField()
 
@@ -46,6 +98,7 @@ class Sample(DynamicDocument):
 
     @classmethod
     def _from_son(cls, son: Dict[str, Any], *args: Any, **kwargs: Any) -> "Sample":
+        son = {k: v for k, v in son.items() if k != "frames"}  # frames live in their own collection
         doc = super()._from_son(son, *args, **kwargs)
         for key, value in list(doc._data.items()):
             if isinstance(value, Binary) and value.subtype == ARRAY_SUBTYPE:
@@ -62,15 +115,55 @@ class Sample(DynamicDocument):
     def dataset_name(self) -> Optional[str]:
         return getattr(type(self), "_dataset_name", None)
 
+    @property
+    def frames(self) -> Any:
+        """The sample's frame-level fields by frame number
+        (:class:`~modelzoo.frames.Frames`): ``sample.frames[n]["field"]``,
+        ``sample.frames.keys()``.
+
+        Raises:
+            DatasetError: the sample is not in a dataset (frames are stored
+                in the dataset's frames collection).
+        """
+        from .frames import Frames
+
+        return Frames(self._attached_collection("frames"), self.id, self.dataset_name or "")
+
+    def _attached_collection(self, what: str) -> str:
+        if self.dataset_name is None or getattr(self, "id", None) is None:
+            from .errors import DatasetError
+
+            raise DatasetError(
+                f"{what} of a sample are stored in its dataset's frames collection: add the sample to a "
+                "dataset first (dataset.add_sample(sample))"
+            )
+        return str(type(self)._meta["collection"])
+
     def add_labels(self, labels: Any, label_field: Any = "predictions") -> None:
         """Sets ``labels`` on this sample the way ``apply_model`` stores them
-        (a Label, a dict of Labels, or frame-number-keyed dicts), then saves
-        the sample if it belongs to a dataset."""
-        from .fields import label_updates
+        (a Label, a dict of Labels, or frame-number-keyed dicts, which go to
+        the sample's frames), then saves the sample if it belongs to a dataset.
 
+        Raises:
+            DatasetError: frame labels for a sample not in a dataset.
+        """
+        from .fields import label_updates
+        from .storage import bulk_set, split_frame_path
+
+        own: Dict[str, Any] = {}
+        frames: Dict[Any, Dict[str, Any]] = {}
         for path, value in label_updates(labels, label_field).items():
+            number, rest = split_frame_path(path)
+            if number:
+                frames.setdefault(number, {})[rest] = value
+            else:
+                own[path] = value
+        if frames:
+            coll = self._attached_collection("Frame labels")
+            bulk_set(coll, {(self.id, n): f for n, f in frames.items()}, self.dataset_name or "")
+        for path, value in own.items():
             self._set_path(path, value)
-        if self.dataset_name is not None:
+        if self.dataset_name is not None and own:
             self.save()
 
     def _set_path(self, path: str, value: Any) -> None:

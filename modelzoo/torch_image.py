@@ -193,7 +193,8 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
             self._net = self._make_tap(cfg.embeddings_layer)
         self._processor = self._build_processor()
         self._transform = ImageTransform(
-            size_wh(cfg.image_size), cfg.image_min_dim, cfg.image_max_dim, cfg.image_mean, cfg.image_std
+            size_wh(cfg.image_size), cfg.image_min_dim, cfg.image_max_dim, cfg.image_mean, cfg.image_std,
+            preprocessing=cfg.preprocessing,
         )
         self._runner: Callable[..., Any] = self._net
         self._auto_tried = False
@@ -375,7 +376,10 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
         # models on the CPU: detectors, whose forward keeps the main process
         # busy while the workers idle, so the workers normalize.
         defer = not (self.config.raw_inputs and self._device.type == "cpu")
-        return ImageFileLoader(self._transform, self.config.fast_decode, defer_normalize=defer)
+        return ImageFileLoader(
+            self._transform, self.config.fast_decode, defer_normalize=defer,
+            exif_orientation=self.config.exif_orientation,
+        )
 
     @property
     def has_logits(self) -> bool:

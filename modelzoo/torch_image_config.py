@@ -88,6 +88,15 @@ class TorchImageModelConfig(ModelConfig):
             :data:`OPTIMIZE_MIN_SAMPLES`).
         fast_decode: decode JPEGs at reduced scale when the target size is at
             least 2x smaller than the image (faster; slightly different pixels).
+        preprocessing: how images are resized. ``"tensor"`` (default):
+            torchvision's antialiased kernel on uint8 tensors, the fast path.
+            ``"pil"``: PIL's bilinear filter with FiftyOne's size rounding,
+            the pipeline of FiftyOne and of plain torchvision scripts, so
+            probabilities match theirs to float precision (its cost is in
+            docs/performance.md). Images needing no resize are identical
+            either way.
+        exif_orientation: decode images upright, their EXIF orientation
+            applied (default); False keeps the stored pixel order.
     """
 
     #: the model class this config builds (see :func:`modelzoo.register_zoo_model`);
@@ -118,6 +127,8 @@ class TorchImageModelConfig(ModelConfig):
     optimize: Union[bool, str] = "auto"
     optimize_min_samples: Optional[int] = None
     fast_decode: bool = False
+    preprocessing: str = "tensor"
+    exif_orientation: bool = True
 
     def validate(self) -> None:
         super().validate()
@@ -170,7 +181,11 @@ class TorchImageModelConfig(ModelConfig):
         n = self.optimize_min_samples
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
             raise ConfigError(f"optimize_min_samples must be an integer >= 0, got {n!r}")
-        for key in ("use_half_precision", "raw_inputs", "fast_decode"):
+        if self.preprocessing not in ("tensor", "pil"):
+            raise ConfigError(f"preprocessing must be 'tensor' or 'pil', got {self.preprocessing!r}")
+        if self.preprocessing == "pil" and self.fast_decode:
+            raise ConfigError("fast_decode changes pixels; it cannot be combined with preprocessing='pil'")
+        for key in ("use_half_precision", "raw_inputs", "fast_decode", "exif_orientation"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} must be True or False, got {getattr(self, key)!r}")
         if self.device is not None:

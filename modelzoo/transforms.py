@@ -38,7 +38,8 @@ import torch
 from PIL import Image
 
 from .errors import ModelError
-from .image_io import decode_rgb, open_image, to_rgb
+from .image_io import decode_rgb, open_image, to_rgb, upright
+from .media import exif_orientation_of
 
 __all__ = [
     "Size",
@@ -182,19 +183,32 @@ class ImageBatch:
         return ImageBatch([t.pin_memory() for t in self.tensors], self.image_sizes, self.normalize)
 
 
+#: the ways :class:`ImageTransform` resizes
+PREPROCESSING = ("tensor", "pil")
+
+
 class ImageTransform:
     """uint8 RGB image -> :class:`ImageInput`: resize, scale to ``[0, 1]``, normalize.
 
-    The resize runs on the uint8 tensor (torchvision's antialiased bilinear
-    kernel, faster than PIL and than resizing floats), then converts to float.
-    Picklable. Accepts uint8 ``(H, W, 3)`` arrays (the fast path), other
-    arrays (grayscale, RGBA, 16-bit: converted) and PIL images of any mode.
+    With ``preprocessing="tensor"`` (the default) the resize runs on the
+    uint8 tensor (torchvision's antialiased bilinear kernel, faster than PIL
+    and than resizing floats), then converts to float. With
+    ``preprocessing="pil"`` it reproduces the PIL pipeline of FiftyOne's
+    ``TorchImageModel`` and of plain torchvision scripts
+    (``ToPILImage``, ``MinResize`` / ``MaxResize`` or ``Resize`` with PIL's
+    bilinear filter, ``ToTensor``, ``Normalize``): the same sizes, rounded as
+    FiftyOne rounds them, and the same pixels, so probabilities match those
+    tools' to float precision. Images that need no resize are identical
+    either way. Picklable. Accepts uint8 ``(H, W, 3)`` arrays (the fast
+    path), other arrays (grayscale, RGBA, 16-bit: converted) and PIL images
+    of any mode.
 
     Args:
         image_size: exact output ``(width, height)``.
         min_dim: upscale so that the smaller side is at least this.
         max_dim: downscale so that the larger side is at most this.
         mean, std: per-channel normalization.
+        preprocessing: ``"tensor"`` or ``"pil"``.
     """
 
     def __init__(
@@ -204,22 +218,30 @@ class ImageTransform:
         max_dim: Optional[int] = None,
         mean: Optional[Sequence[float]] = None,
         std: Optional[Sequence[float]] = None,
+        preprocessing: str = "tensor",
     ):
+        if preprocessing not in PREPROCESSING:
+            raise ValueError(f"preprocessing must be one of {PREPROCESSING}, got {preprocessing!r}")
         self.image_size = image_size
         self.min_dim = min_dim
         self.max_dim = max_dim
         self.mean = None if mean is None else [float(v) for v in mean]
         self.std = None if std is None else [float(v) for v in std]
         self.normalize = Normalize(self.mean, self.std)
+        self.preprocessing = preprocessing
 
     def target_size(self, width: int, height: int) -> Size:
         """The ``(width, height)`` an image of this size is resized to.
 
         Sizes follow torchvision's ``Resize(int)``: the constrained side gets
-        the exact value, the other is scaled and truncated.
+        the exact value, the other is scaled and truncated. With
+        ``preprocessing="pil"`` they follow FiftyOne's ``MinResize`` /
+        ``MaxResize``: both sides scaled by the same factor and rounded.
         """
         if self.image_size is not None:
             return self.image_size
+        if self.preprocessing == "pil":
+            return _fiftyone_size(width, height, self.min_dim, self.max_dim)
         w, h = width, height
         if self.min_dim and min(w, h) < self.min_dim:
             w, h = _scale_side(w, h, self.min_dim, short=True)
@@ -248,7 +270,10 @@ class ImageTransform:
 
         w, h = self.target_size(*image_size)
         if (pixels.shape[2], pixels.shape[1]) != (w, h):
-            pixels = TF.resize(pixels, [h, w], antialias=True)
+            if self.preprocessing == "pil":
+                pixels = _pil_resize(pixels, (w, h))
+            else:
+                pixels = TF.resize(pixels, [h, w], antialias=True)
         size = (int(image_size[0]), int(image_size[1]))
         if defer_normalize:
             return ImageInput(pixels, size, self.normalize)
@@ -257,8 +282,30 @@ class ImageTransform:
     def __repr__(self) -> str:
         return (
             f"ImageTransform(image_size={self.image_size}, min_dim={self.min_dim}, max_dim={self.max_dim}, "
-            f"mean={self.mean}, std={self.std})"
+            f"mean={self.mean}, std={self.std}, preprocessing={self.preprocessing!r})"
         )
+
+
+def _fiftyone_size(width: int, height: int, min_dim: Optional[int], max_dim: Optional[int]) -> Size:
+    """FiftyOne's ``MinResize(min_dim)`` then ``MaxResize(max_dim)``: a side
+    below the minimum (or above the maximum) scales both by one factor, rounded."""
+    w, h = width, height
+    if min_dim and (h < min_dim or w < min_dim):
+        alpha = max(min_dim / h, min_dim / w)
+        w, h = int(round(alpha * w)), int(round(alpha * h))
+    if max_dim and (h > max_dim or w > max_dim):
+        alpha = min(max_dim / h, max_dim / w)
+        w, h = int(round(alpha * w)), int(round(alpha * h))
+    return (max(w, 1), max(h, 1))
+
+
+def _pil_resize(pixels: torch.Tensor, size: Size) -> torch.Tensor:
+    """uint8 ``(3, H, W)`` -> uint8 ``(3, h, w)`` (channels-last strides)
+    resized by PIL's bilinear filter, as ``torchvision.transforms.Resize``
+    does on a PIL image."""
+    array = np.ascontiguousarray(pixels.permute(1, 2, 0).numpy())
+    resized = np.asarray(Image.fromarray(array).resize(size, Image.Resampling.BILINEAR))
+    return torch.from_numpy(resized.copy()).permute(2, 0, 1)
 
 
 def _scale_side(w: int, h: int, target: int, short: bool) -> Size:
@@ -311,6 +358,9 @@ class ImageFileLoader:
         jpeg_decoder: ``"torchvision"`` (default) or ``"pil"``.
         defer_normalize: return the resized uint8 pixels and leave the
             normalization to the model (see :class:`ImageInput`).
+        exif_orientation: decode images upright (their EXIF orientation
+            applied; sizes are the upright ones); False keeps the stored
+            pixel order. Costs nothing for files without EXIF orientation.
     """
 
     def __init__(
@@ -319,6 +369,7 @@ class ImageFileLoader:
         fast_decode: bool = False,
         jpeg_decoder: str = "torchvision",
         defer_normalize: bool = False,
+        exif_orientation: bool = True,
     ):
         if jpeg_decoder not in ("torchvision", "pil"):
             raise ValueError(f"jpeg_decoder must be 'torchvision' or 'pil', got {jpeg_decoder!r}")
@@ -326,20 +377,28 @@ class ImageFileLoader:
         self.fast_decode = fast_decode
         self.jpeg_decoder = jpeg_decoder
         self.defer_normalize = defer_normalize
+        self.exif_orientation = exif_orientation
 
     def __call__(self, path: str) -> ImageInput:
         with open_image(path) as img:  # the header only: format, mode, size
-            size = img.size
+            orientation = exif_orientation_of(img) if getattr(self, "exif_orientation", True) else 1
+            size = img.size if orientation < 5 else img.size[::-1]  # 5-8: the upright image is transposed
             if img.format == "JPEG":
                 tw, th = self.transform.target_size(*size)
                 if self.fast_decode and 2 * tw <= size[0] and 2 * th <= size[1]:
-                    img.draft("RGB", (tw, th))
-                elif self.jpeg_decoder == "torchvision" and img.mode in ("RGB", "L"):
+                    img.draft("RGB", (th, tw) if orientation >= 5 else (tw, th))
+                elif self.jpeg_decoder == "torchvision" and img.mode in ("RGB", "L") and orientation == 1:
+                    # (a turned JPEG goes through PIL, whose transpose is 4x cheaper than the op's
+                    # EXIF rotation or a torch flip of the transposed tensor)
                     pixels = _decode_jpeg(path)
                     if pixels is not None and (pixels.shape[2], pixels.shape[1]) == size:
                         return self.transform.apply_tensor(pixels, size, self.defer_normalize)
-            array = np.asarray(decode_rgb(img, path))
+            array = np.asarray(upright(decode_rgb(img, path), orientation))
         return self.transform.apply(array, size, self.defer_normalize)
+
+    def load_array(self, image: np.ndarray) -> ImageInput:
+        """An already decoded uint8 ``(H, W, 3)`` array (a video frame) -> :class:`ImageInput`."""
+        return self.transform.apply(image, (image.shape[1], image.shape[0]), self.defer_normalize)
 
 
 def _decode_jpeg(path: str) -> Optional[torch.Tensor]:

@@ -146,4 +146,5 @@ def test_add_labels_like_the_model_contract(dataset):
     s.add_labels({1: mz.Classification(label="f1"), 2: mz.Classification(label="f2")}, label_field="frame_cls")
     s = dataset[sid]
     assert s.m_cls.label == "a" and isinstance(s.m_det, mz.Detections)
-    assert dataset.values("frames.2.frame_cls")[0].label == "f2"
+    assert s.frames[2]["frame_cls"].label == "f2" and s.frames.keys() == [1, 2]  # in the frames collection
+    assert "frames" not in dataset._collection.find_one({"_id": s.id})

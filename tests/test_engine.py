@@ -335,8 +335,9 @@ def test_frame_keyed_outputs_become_frame_labels(image_dirs):
     ds = mz.Dataset.from_images(good[:2], name="frames", overwrite=True)
     try:
         ds.apply_model(FrameCounter(), label_field="det", progress=False)
-        assert ds.values("frames.1.det.label") == ["first", "first"]
-        assert ds.values("frames.2.det_a.label") == ["second", "second"]
+        assert [s.frames[1]["det"].label for s in ds] == ["first", "first"]
+        assert [s.frames[2]["det_a"].label for s in ds] == ["second", "second"]
+        assert ds.count("frames.det") == 2
     finally:
         ds.delete()
 

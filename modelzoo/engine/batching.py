@@ -27,11 +27,18 @@ class LoadedBatch:
         items: the items whose inputs loaded, in order.
         inputs: their collated inputs (None when none loaded).
         failures: ``(item, message)`` for the items that failed to load.
+        raw: the inputs before collation, when the batch keeps them (frames:
+            they cannot be loaded again one by one without decoding the
+            video again).
+        finished: the videos whose last selected frame is in this batch (or
+            before it), for a run over frames.
     """
 
     items: List[WorkItem]
     inputs: Any
     failures: List[Tuple[WorkItem, str]] = field(default_factory=list)
+    raw: Optional[List[Any]] = None
+    finished: List[WorkItem] = field(default_factory=list)
 
     def pin_memory(self) -> "LoadedBatch":
         from torch.utils.data._utils.pin_memory import pin_memory

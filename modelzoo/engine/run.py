@@ -11,6 +11,7 @@ processes), the :class:`~modelzoo.Model`, and a :class:`~modelzoo.engine.Sink`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -25,11 +26,14 @@ from ..loaders import Loader, WorkItem
 from ..mixins import EmbeddingsMixin, LogitsMixin, SamplesMixin, TorchModelMixin
 from ..models import Model
 from ..progress import progress_bar
+from ..video.selection import FrameSelection
 from .batching import BatchStream, LoadedBatch, safe_load
+from .frames import FrameStream, video_tasks
 from .report import ApplyReport, Failure
-from .sinks import EmbeddingSink, LabelSink, Sink, SinkBatch
+from .sinks import EmbeddingSink, FrameSink, LabelSink, Sink, SinkBatch
 from .source import Source
 from .tuning import Calibration, default_threads, default_workers, uses_cuda
+from .video_outputs import VideoOutputs
 from .writer import BackgroundWriter
 
 __all__ = ["RunOptions", "run_model", "apply_model", "compute_embeddings"]
@@ -142,11 +146,18 @@ def _check_model(model: Any, source: Source, mode: str) -> None:
             "or has_embeddings is False); for a TorchImageModel set embeddings_layer in its config."
         )
     media = model.media_type
+    if source.frames is not None:
+        if media == "video":
+            raise ConfigError(
+                f"{type(model).__name__} is a video model: it takes whole videos (a VideoReader), not their "
+                "frames; run it on the samples without frames= (apply_model(..., frames=None))"
+            )
+        return
     other = source.first_mismatch("media_type", media)
     if other is not None and other.get("media_type") is not None:
         raise ConfigError(
             f"{type(model).__name__} is a{'n' if media[0] in 'aeiou' else ''} {media} model, but sample "
-            f"{other['_id']} ({other.get('filepath')}) of {source.dataset_name!r} is a {other['media_type']}. "
+            f"{other['_id']} ({other.get('filepath')}) of {source.dataset_name!r} is a{'n' if str(other['media_type'])[:1] in 'aeiou' else ''} {other['media_type']}. "
             f"Run it on the {media} samples only: samples.match({{'media_type': {media!r}}})."
         )
 
@@ -164,6 +175,18 @@ class _Loop:
         torch_fed = isinstance(model, TorchModelMixin)
         self.calibration: Optional[Calibration] = None
         self.num_threads: Optional[int]
+        self.frames = source.frames is not None
+        self.video = VideoOutputs(model, self.report) if model.media_type == "video" else None
+        self.stream: Any
+        if self.frames:
+            self._frame_stream(cuda)
+            return
+        if self.video is not None:
+            # a VideoReader holds an open file: it cannot go from a worker to here
+            self.batch_size = options.batch_size or 1
+            self.num_workers, self.num_threads = 0, options.num_threads
+            self.stream = BatchStream(self.source.batches(self.batch_size), self.loader, 0)
+            return
         if torch_fed and not cuda and options.num_workers is None and options.num_threads is None:
             self.calibration = Calibration(model)
             self.num_workers, self.num_threads = self.calibration.provisional
@@ -178,23 +201,56 @@ class _Loop:
                 self.num_threads = default_threads(model, self.num_workers)
         self.stream = BatchStream(self.source.batches(self.batch_size), self.loader, self.num_workers, pin_memory=cuda)
 
+    def _frame_stream(self, cuda: bool) -> None:
+        """The frames of the source's videos: decoded by video in the loader workers."""
+        if not self.loader.takes_frames:
+            raise ConfigError(
+                f"{type(self.model).__name__}'s loader ({self.loader!r}) takes image files, not decoded video "
+                f"frames, so it cannot run on the videos of {self.source.dataset_name!r}. Run it on the image "
+                "samples (samples.match({'media_type': 'image'})), or give it a loader whose load_frame takes "
+                "an (H, W, 3) uint8 array."
+            )
+        assert self.source.frames is not None
+        tasks = video_tasks(self.source)
+        selection = self.source.frames
+        self.report.frames_skipped = sum(
+            sum(1 for n in t.skip if selection.selects(n, t.frame_rate)) for t in tasks
+        )
+        options = self.options
+        workers = default_workers(self.model) if options.num_workers is None else options.num_workers
+        workers = min(workers, len(tasks))  # a video is one worker's: more would idle
+        self.num_workers = workers
+        self.num_threads = options.num_threads
+        if self.num_threads is None and not cuda:
+            self.num_threads = default_threads(self.model, workers)
+        self.stream = FrameStream(tasks, self.loader, self.source.frames, self.batch_size, workers, pin_memory=cuda)
+
     # -- failures ------------------------------------------------------------------------
     def _fail(self, item: WorkItem, message: str, stage: str, out: SinkBatch) -> None:
+        frame = item.frame_number
         if not self.options.skip_failures:
-            raise PredictionError(item.sample_id, item.filepath, message)
-        logger.debug("Sample %s (%s) failed to %s: %s", item.sample_id, item.filepath, stage, message)
-        self.report.failed += 1
-        self.report.failures.append(Failure(str(item.sample_id), item.filepath, message, stage))
+            raise PredictionError(item.sample_id, item.filepath, message if frame is None else f"frame {frame}: {message}")
+        logger.debug("Sample %s (%s) frame %s failed to %s: %s", item.sample_id, item.filepath, frame, stage, message)
+        if frame is None:
+            self.report.failed += 1
+        else:
+            self.report.frames_failed += 1
+        self.report.failures.append(Failure(str(item.sample_id), item.filepath, message, stage, frame))
         out.failures.append((item, message))
 
     def _one_by_one(self, batch: LoadedBatch, out: SinkBatch) -> None:
         """After a batch failed: each sample alone, so one bad input costs one sample."""
-        for item in batch.items:
+        for i, item in enumerate(batch.items):
             try:
-                _, ok, loaded = safe_load(self.loader, item)
+                if batch.raw is not None:  # frames: their inputs are kept, as decoding again would cost the video
+                    ok, loaded = True, batch.raw[i]
+                else:
+                    _, ok, loaded = safe_load(self.loader, item)
                 if not ok:
                     self._fail(item, loaded, "load", out)
                     continue
+                if self.video is not None:
+                    self.video.opened(item, loaded)
                 outputs = _infer(self.model, self.mode, self.loader.collate([loaded]), [item])
                 _check_count(self.model, outputs, 1)
                 out.outputs.append((item, outputs[0]))
@@ -209,6 +265,9 @@ class _Loop:
             self._fail(item, message, "load", out)
         if not batch.items:
             return out
+        if self.video is not None:
+            for item, reader in zip(batch.items, batch.inputs):
+                self.video.opened(item, reader)
         try:
             t0 = time.perf_counter()
             outputs = _infer(self.model, self.mode, batch.inputs, batch.items)
@@ -273,11 +332,20 @@ class _Loop:
             with _torch_threads(self.num_threads), _fed_by_loader(self.model), self.model:
                 for batch in self._batches():
                     out = self._predict(batch)
-                    self.report.processed += len(out.outputs)
-                    writer.submit(out)
+                    if self.video is not None:  # frame labels, streamed in chunks as the model reads
+                        self.video.write(out, writer.submit, self._fail)
+                    elif self.frames:
+                        self.report.frames_processed += len(out.outputs)
+                        self.report.processed += len(batch.finished)
+                        writer.submit(out)
+                    else:
+                        self.report.processed += len(out.outputs)
+                        writer.submit(out)
                     bar.update(len(batch.items) + len(batch.failures))
         except BaseException as e:
             bar.close()
+            if self.video is not None:
+                self.video.close_all()
             try:
                 writer.close(timeout=60)  # keep every finished batch (Ctrl-C included)
                 self.sink.close()
@@ -299,11 +367,11 @@ class _Loop:
                 f"Lost the database while storing the last batches of {self.source.dataset_name!r}: {e}. "
                 "Rerun with skip_existing=True once it is back."
             ) from e
-        self.report.failures.sort(key=lambda f: f.sample_id)
-        if self.report.failed:
+        self.report.sort()
+        if self.report.failed or self.report.frames_failed:
             logger.warning(
-                "%d of %d samples failed (the returned report lists each one); first: %s",
-                self.report.failed, total, self.report.failures[0],
+                "%d of %d samples and %d frames failed (the returned report lists each one); first: %s",
+                self.report.failed, total, self.report.frames_failed, self.report.failures[0],
             )
         logger.info("%s", self.report)
         return self.report
@@ -334,7 +402,7 @@ def run_model(source: Source, model: Model, sink: Sink, options: Optional[RunOpt
     """
     options = options or RunOptions()
     _check_model(model, source, options.mode)
-    total = source.count()
+    total = source.count_items()  # frames, for a run over the frames of videos
     model.prepare(total)  # before the loader is built: an optimized graph may change its layout
     return _Loop(source, model, sink, options).run(total)
 
@@ -363,6 +431,27 @@ def _needs(model: Any) -> Tuple[Tuple[str, str], ...]:
     return tuple(model.needs_fields.items()) if isinstance(model, SamplesMixin) else ()
 
 
+def _parts(source: Source, model: Any, frames: Any) -> Tuple[Optional[Source], Optional[Source]]:
+    """``(samples, frames)``: the source of the samples the model takes whole,
+    and, for an image model on a dataset with videos, that of the videos'
+    frames (either may be None when empty)."""
+    selection = FrameSelection.parse(frames)  # checked even when no video is there
+    if getattr(model, "media_type", None) == "video" and not selection.all:
+        raise ConfigError(
+            f"frames= chooses the frames an image model runs on; {type(model).__name__} is a video model, "
+            "which reads each whole video itself (its VideoReader). Call it without frames=."
+        )
+    if getattr(model, "media_type", None) != "image" or not source.has({"media_type": "video"}):
+        return source, None
+    images = source.where({"media_type": {"$ne": "video"}})
+    return (images if images.has({}) else None), source.over_frames(selection)
+
+
+def _frames_done(query: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The frame documents that have what ``apply_model`` writes (``query``: those that lack it)."""
+    return None if query is None else {"$nor": [query]}
+
+
 def apply_model(
     samples: Any,
     model: Model,
@@ -374,9 +463,17 @@ def apply_model(
     skip_failures: bool = True,
     skip_existing: bool = False,
     progress: Optional[bool] = None,
+    frames: Any = None,
     **kwargs: Any,
 ) -> ApplyReport:
     """Runs ``model`` on ``samples`` and stores its labels on them.
+
+    An image model runs on image samples whole and on the frames of video
+    samples (decoded sequentially in the loader workers, batched across
+    frames and videos), whose labels are frame labels
+    (``sample.frames[n][label_field]``). A video model (``media_type ==
+    "video"``) gets each video sample's :class:`~modelzoo.video.VideoReader`
+    and returns frame-keyed labels, stored as frame labels too.
 
     Args:
         samples: a Dataset or DatasetView.
@@ -387,20 +484,28 @@ def apply_model(
             model's paired boxes and points together).
         store_logits: keep logits on the labels (the model must have them).
         batch_size: inputs per ``predict_all`` call (default: the model's
-            ``default_batch_size``, else 16).
+            ``default_batch_size``, else 16; 1 for video models).
         num_workers: loader processes; chosen from the machine when None.
-        skip_failures: a sample that cannot be read or predicted costs that
-            sample only and is listed in the report; False raises
-            :class:`~modelzoo.PredictionError` naming it.
+        skip_failures: a sample (or frame) that cannot be read or predicted
+            costs that sample (frame) only and is listed in the report;
+            False raises :class:`~modelzoo.PredictionError` naming it.
         skip_existing: only process samples that lack ``label_field`` (for a
             model returning a dict of labels: every ``label_field_<key>``);
-            resumes an interrupted run.
+            on videos, an image model skips the frames that have it and a
+            video model the videos with any frame that has it. Resumes an
+            interrupted run.
         progress: show a progress bar (default: when stderr is a terminal).
+        frames: for an image model on videos, which frames: None or
+            ``"all"``, ``{"n": k}`` (every k-th), ``{"fps": f}`` (at most f
+            per second), or a list of frame numbers (see
+            :class:`~modelzoo.video.FrameSelection`); ``n`` and ``fps``
+            together are an error.
         **kwargs: ``error_field`` (record each failure's message on its sample
-            in this field) and ``num_threads`` (torch threads for the forward).
+            or frame in this field) and ``num_threads`` (torch threads for the
+            forward).
 
     Returns:
-        an :class:`ApplyReport`.
+        an :class:`ApplyReport` (frames are counted apart from samples).
     """
     _check_extras("apply_model", kwargs)
     if confidence_thresh is not None and not 0 <= confidence_thresh <= 1:
@@ -413,24 +518,37 @@ def apply_model(
             f"{type(model).__name__} does not produce logits, so store_logits=True cannot be honoured. "
             "Call apply_model without store_logits."
         )
-    source = Source.from_samples(samples, _needs(model))
-    if skip_existing:
-        query = _missing_query(label_field)
-        todo = source.where(query) if query else source
-        skipped = source.count() - todo.count()
-        source = todo
-    sink = LabelSink(source.collection, source.dataset_name, label_field, confidence_thresh, kwargs.get("error_field"))
+    whole, frame_source = _parts(Source.from_samples(samples, _needs(model)), model, frames)
+    missing = _missing_query(label_field) if skip_existing else None
+    runs: List[Tuple[Source, Sink, int]] = []
+    error_field = kwargs.get("error_field")
+    if whole is not None:
+        skipped = 0
+        if skip_existing and missing:
+            todo = whole.where(missing)
+            if model.media_type == "video":  # a video with any frame labelled was done
+                todo = todo.where({"_id": {"$nin": todo.frames_with(_frames_done(missing))}})
+            skipped = whole.count() - todo.count()
+            whole = todo
+        runs.append((whole, LabelSink(whole.collection, whole.dataset_name, label_field, confidence_thresh, error_field), skipped))
+    if frame_source is not None:
+        if skip_existing:
+            frame_source = dataclasses.replace(frame_source, frames_done=_frames_done(missing))
+        frame_sink = FrameSink(frame_source.collection, frame_source.dataset_name, label_field, confidence_thresh, error_field)
+        runs.append((frame_source, frame_sink, 0))
     logits_before = model.store_logits if isinstance(model, LogitsMixin) else None
     if store_logits:
         model.store_logits = True  # type: ignore[attr-defined]
+    reports = []
     try:
-        report = run_model(source, model, sink, options)
+        for source, sink, skipped in runs:
+            report = run_model(source, model, sink, options)
+            report.skipped += skipped
+            reports.append(report)
     finally:
         if logits_before is not None:
             model.store_logits = logits_before  # type: ignore[attr-defined]
-    if skip_existing:
-        report.skipped = skipped
-    return report
+    return reports[0].merge(*reports[1:]) if reports else ApplyReport()
 
 
 def compute_embeddings(
@@ -441,21 +559,42 @@ def compute_embeddings(
     num_workers: Optional[int] = None,
     skip_failures: bool = True,
     progress: Optional[bool] = None,
+    frames: Any = None,
     **kwargs: Any,
 ) -> Union[np.ndarray, ApplyReport]:
     """Embeds ``samples`` with ``model`` (an :class:`~modelzoo.EmbeddingsMixin`).
 
+    On video samples, an image model embeds their frames (``frames`` as in
+    :func:`apply_model`): one vector per frame.
+
     Returns:
         without ``embeddings_field``: a float32 ``(N, D)`` array in sample
-        order (rows of failed samples are NaN; they are logged). With it: the
-        embeddings are stored on each sample and an :class:`ApplyReport` is
-        returned.
+        order, or for videos one row per selected frame in (sample, frame
+        number) order (rows of failed samples or frames are NaN; they are
+        logged). With it: the embeddings are stored on each sample (each
+        frame, for videos) and an :class:`ApplyReport` is returned.
+
+    Raises:
+        ConfigError: no ``embeddings_field`` for samples that mix images and
+            videos (their rows would not line up); embed each kind apart.
     """
     _check_extras("compute_embeddings", kwargs)
     options = RunOptions("embed", batch_size, num_workers, kwargs.get("num_threads"), skip_failures, progress)
-    source = Source.from_samples(samples, _needs(model))
-    sink = EmbeddingSink(source.collection, source.dataset_name, embeddings_field, kwargs.get("error_field"))
-    report = run_model(source, model, sink, options)
+    whole, frame_source = _parts(Source.from_samples(samples, _needs(model)), model, frames)
+    if embeddings_field is None and whole is not None and frame_source is not None:
+        raise ConfigError(
+            "compute_embeddings without embeddings_field returns one array, and these samples mix images and "
+            "videos (one row per image, one per frame). Embed each apart: "
+            "samples.match({'media_type': 'image'}) and samples.match({'media_type': 'video'}), "
+            "or pass embeddings_field to store them."
+        )
+    reports = []
+    sink: Optional[EmbeddingSink] = None
+    for source in (whole, frame_source):
+        if source is None:
+            continue
+        sink = EmbeddingSink(source.collection, source.dataset_name, embeddings_field, kwargs.get("error_field"))
+        reports.append(run_model(source, model, sink, options))
     if embeddings_field is not None:
-        return report
-    return sink.array()
+        return reports[0].merge(*reports[1:]) if reports else ApplyReport()
+    return sink.array() if sink is not None else np.zeros((0, 0), dtype=np.float32)

@@ -31,7 +31,7 @@ from ..labels import filter_output
 from ..loaders import WorkItem
 from ..storage import bulk_set
 
-__all__ = ["SinkBatch", "Sink", "LabelSink", "EmbeddingSink"]
+__all__ = ["SinkBatch", "Sink", "LabelSink", "FrameSink", "EmbeddingSink"]
 
 
 @dataclass
@@ -70,9 +70,11 @@ class _FieldSink(Sink):
     def _updates(self, batch: SinkBatch) -> Dict[Any, Dict[str, Any]]:
         if not self.error_field:
             return {}
-        return {item.sample_id: {self.error_field: message} for item, message in batch.failures}
+        return {item.key: {self.error_field: message} for item, message in batch.failures}
 
     def _store(self, updates: Mapping[Any, Mapping[str, Any]]) -> None:
+        # keys are sample ids, or (sample id, frame number) for frames: bulk_set
+        # writes those to the dataset's frames collection
         if updates:
             bulk_set(self.collection, updates, self.dataset_name)
 
@@ -106,8 +108,28 @@ class LabelSink(_FieldSink):
     def write(self, batch: SinkBatch) -> None:
         updates = self._updates(batch)
         for item, output in batch.outputs:
-            updates[item.sample_id] = label_updates(filter_output(output, self.confidence_thresh), self.label_field)
+            updates[item.key] = label_updates(_filtered(output, self.confidence_thresh), self.label_field)
         self._store(updates)
+
+
+class FrameSink(LabelSink):
+    """Stores frame labels: the outputs of frame items (an image model run
+    over the frames of videos) go to the frames' documents, one bulk write
+    per batch of frames (across videos). Takes the arguments of
+    :class:`LabelSink`; ``error_field`` is set on the failed frame (or, for
+    a video that could not be opened, on its sample).
+
+    A :class:`LabelSink` writes frame labels too (the frame-keyed dicts of
+    video models); this class names the intent.
+    """
+
+
+def _filtered(output: Any, thresh: Optional[float]) -> Any:
+    if thresh is None or not isinstance(output, Mapping) or not output or not all(
+        isinstance(k, int) and not isinstance(k, bool) for k in output
+    ):
+        return filter_output(output, thresh)
+    return {n: filter_output(labels, thresh) for n, labels in output.items()}  # a video model's frames
 
 
 class EmbeddingSink(_FieldSink):
@@ -142,7 +164,7 @@ class EmbeddingSink(_FieldSink):
             if self.field is None:
                 self.vectors[item.key] = vector
             else:
-                updates[item.sample_id] = {self.field: vector}
+                updates[item.key] = {self.field: vector}
         self._store(updates)
 
     def merge(self, other: "EmbeddingSink") -> "EmbeddingSink":
@@ -153,10 +175,15 @@ class EmbeddingSink(_FieldSink):
 
     def array(self, keys: Optional[Sequence[Any]] = None) -> np.ndarray:
         """The kept vectors as a float32 ``(len(keys), D)`` array in the order
-        of ``keys`` (item keys: sample ids; default: every item seen, in
-        sample order); rows without a vector (failed items) are NaN."""
+        of ``keys`` (item keys: sample ids, or ``(sample id, frame number)``
+        for frames; default: every item seen, in sample (then frame) order);
+        rows without a vector (failed items) are NaN. In a run over frames, a
+        video that could not be opened has no frames, so no rows."""
         if keys is None:
-            keys = sorted(set(self.vectors) | set(self.failed))
+            seen = set(self.vectors) | set(self.failed)
+            if any(isinstance(k, tuple) for k in seen):
+                seen = {k for k in seen if isinstance(k, tuple)}
+            keys = sorted(seen)
         shapes = {v.shape for v in self.vectors.values()}
         if len(shapes) > 1:
             raise ModelError(f"The model returned embeddings of different shapes: {sorted(shapes)}")

@@ -9,7 +9,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from ..errors import ConfigError
 from ..fields import from_mongo_value, get_path
 from ..loaders import WorkItem
-from ..storage import collection
+from ..storage import FRAME_ID, collection, frames_collection_name
+from ..video.selection import FrameSelection
 
 __all__ = ["Source", "WorkItem"]
 
@@ -36,6 +37,10 @@ class Source:
         id_range: ``(low, high)``: only ids with ``low <= _id < high``
             (either bound may be None).
         page_size: documents per query.
+        frames: set for a run over the frames of video samples (see
+            :meth:`over_frames`): which frames each video gives.
+        frames_done: with ``frames``: a filter on frame documents matching
+            the frames already done, left out (``skip_existing``).
     """
 
     collection: str
@@ -44,6 +49,8 @@ class Source:
     needs_fields: Tuple[Tuple[str, str], ...] = ()
     id_range: Tuple[Any, Any] = (None, None)
     page_size: int = 512
+    frames: Optional[FrameSelection] = None
+    frames_done: Optional[Dict[str, Any]] = None
 
     @classmethod
     def from_samples(cls, samples: Any, needs_fields: Any = (), query: Optional[Dict[str, Any]] = None) -> "Source":
@@ -67,6 +74,18 @@ class Source:
         return source.where(query) if query else source
 
     # -- narrowing ------------------------------------------------------------------
+    def over_frames(self, frames: Any = None, done: Optional[Dict[str, Any]] = None) -> "Source":
+        """The frames of this source's video samples: each video is decoded
+        sequentially and its selected frames are the work items.
+
+        Args:
+            frames: which frames (see :meth:`FrameSelection.parse`: None for all).
+            done: a filter on frame documents: frames matching it are skipped.
+        """
+        selection = FrameSelection.parse(frames)
+        video = dataclasses.replace(self, frames=selection, frames_done=done)
+        return video.where({"media_type": "video"})
+
     def where(self, query: Dict[str, Any]) -> "Source":
         """This source restricted to the samples that also match ``query``."""
         combined = {"$and": [self.query, query]} if self.query else dict(query)
@@ -119,7 +138,31 @@ class Source:
 
     # -- reading --------------------------------------------------------------------
     def count(self) -> int:
+        """The samples (for a frame source: the videos) of this source."""
         return collection(self.collection).count_documents(self._filter())
+
+    def count_items(self) -> int:
+        """The work items: :meth:`count`, or for a frame source the frames
+        selected, from each video's metadata (before ``frames_done``)."""
+        if self.frames is None:
+            return self.count()
+        total = 0
+        for doc in self.documents({"metadata.total_frame_count": 1, "metadata.frame_rate": 1}):
+            meta = doc.get("metadata") or {}
+            total += self.frames.count(meta.get("total_frame_count") or 0, meta.get("frame_rate"))
+        return total
+
+    def has(self, query: Dict[str, Any]) -> bool:
+        """Whether some sample of this source also matches ``query``."""
+        flt = self._filter()
+        combined = {"$and": [flt, query]} if flt and query else (flt or query)
+        return collection(self.collection).find_one(combined, {"_id": 1}) is not None
+
+    def frames_with(self, query: Optional[Dict[str, Any]]) -> List[Any]:
+        """The ids of this collection's samples with a frame document matching
+        ``query`` (a filter on frame documents; None: any frame)."""
+        frames = collection(frames_collection_name(self.collection))
+        return list(frames.distinct(FRAME_ID, query or {}))
 
     def first_mismatch(self, field: str, value: Any) -> Optional[Dict[str, Any]]:
         """One sample (``_id``, ``filepath`` and ``field``) whose ``field`` is
@@ -128,12 +171,9 @@ class Source:
             {"$and": [self._filter(), {field: {"$exists": True, "$ne": value}}]}, {"filepath": 1, field: 1}
         )
 
-    def items(self) -> Iterator[WorkItem]:
-        """Every item, in ``_id`` order."""
+    def documents(self, projection: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
+        """The samples' documents (``projection`` of them), in ``_id`` order, page by page."""
         coll = collection(self.collection)
-        projection: Dict[str, Any] = {"filepath": 1}
-        for _, path in self.needs_fields:
-            projection[path] = 1
         flt = self._filter()
         last = None
         while True:
@@ -141,16 +181,31 @@ class Source:
             page = list(coll.find(query, projection).sort("_id", 1).limit(self.page_size))
             if not page:
                 return
-            for doc in page:
-                fields = (
-                    {name: from_mongo_value(get_path(doc, path)) for name, path in self.needs_fields}
-                    if self.needs_fields
-                    else None
-                )
-                yield WorkItem(doc["_id"], doc.get("filepath"), fields)
+            yield from page
             last = page[-1]["_id"]
             if len(page) < self.page_size:
                 return
+
+    def item_of(self, doc: Dict[str, Any]) -> WorkItem:
+        """The work item of a sample document (read with :meth:`projection`)."""
+        fields = (
+            {name: from_mongo_value(get_path(doc, path)) for name, path in self.needs_fields}
+            if self.needs_fields
+            else None
+        )
+        return WorkItem(doc["_id"], doc.get("filepath"), fields)
+
+    def projection(self) -> Dict[str, Any]:
+        """What :meth:`items` reads of each sample: its filepath and the needed fields."""
+        projection: Dict[str, Any] = {"filepath": 1}
+        for _, path in self.needs_fields:
+            projection[path] = 1
+        return projection
+
+    def items(self) -> Iterator[WorkItem]:
+        """Every item (for a frame source: every video), in ``_id`` order."""
+        for doc in self.documents(self.projection()):
+            yield self.item_of(doc)
 
     def batches(self, batch_size: int) -> Iterator[List[WorkItem]]:
         """The items in lists of ``batch_size`` (the last may be shorter)."""

@@ -10,8 +10,10 @@ Example::
     dataset.apply_model(model, label_field="predictions")
 
 Entries come from ``manifests/*.json`` (see :mod:`modelzoo.zoo.manifest`),
-``MODELZOO_MANIFEST_PATHS``, plugins (:mod:`modelzoo.zoo.plugins`) and
-:func:`register_zoo_model`. Weights are cached under ``MODELZOO_HOME``
+``MODELZOO_MANIFEST_PATHS``, plugins (:mod:`modelzoo.zoo.plugins`),
+:func:`register_zoo_model`, and the local zoo of ``repository/number``
+models registered on this machine (:mod:`modelzoo.zoo.local`, written by
+:mod:`modelzoo.vessl`). Weights are cached under ``MODELZOO_HOME``
 (:mod:`modelzoo.zoo.weights`).
 """
 
@@ -24,6 +26,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
 from ..config import Config
 from ..errors import ConfigError, ZooError
 from ..imports import import_object
+from . import local as _local
 from . import weights as _weights
 from .manifest import (
     NAME_RE,
@@ -93,7 +96,8 @@ def list_zoo_models(
 
 
 def get_zoo_model_info(name: str) -> ZooModelInfo:
-    """The entry for ``"name"`` (newest version) or ``"name@version"``.
+    """The entry for ``"name"`` (newest version) or ``"name@version"``
+    (``"repository/number"``, or ``"repository"`` for its newest number, in the local zoo).
 
     Raises:
         ModelNotFoundError: unknown name, with the close matches.
@@ -111,7 +115,9 @@ def load_zoo_model(
     """Loads a zoo model, downloading its weights on first use.
 
     Args:
-        name: ``"name"`` (newest version) or ``"name@version"``.
+        name: ``"name"`` (newest version) or ``"name@version"``; for models of
+            the local zoo (:mod:`modelzoo.vessl`), ``"repository/number"`` or
+            ``"repository"`` (its newest number).
         install_requirements: pip-install missing packages instead of raising.
         download: allow downloading the weights (else they must be on this machine).
         progress: show a download progress bar (default: when stderr is a terminal).
@@ -139,23 +145,53 @@ def load_zoo_model(
     weights_path = None
     if "weights_path" not in overrides and info.model.kind == "class":
         weights_path = _weights.resolve_weights(info, download=download, progress=progress)
+    if download:
+        _post_download(info, force=False)
     return build_model(info, weights_path=weights_path, **overrides)
 
 
 def download_zoo_model(name: str, overwrite: bool = False, progress: Optional[bool] = None) -> Optional[str]:
     """Makes the model's weights available on this machine and returns their path
     (None for a model without weights). A copy found in a local source by
-    checksum is used without downloading, unless ``overwrite``.
+    checksum is used without downloading, unless ``overwrite``. A model class
+    with a ``zoo_post_download()`` hook (a Tungsten-style model's
+    ``post_build``) has it run the first time, and again with ``overwrite``.
 
     Raises:
         DownloadError, ChecksumError: see :func:`load_zoo_model`.
     """
     info = registry.get(name)
-    if info.weights is None:
-        return None
-    if overwrite:
-        return _weights.download_weights(info, progress=progress, overwrite=True)
-    return _weights.resolve_weights(info, download=True, progress=progress)
+    path: Optional[str] = None
+    if info.weights is not None and overwrite:
+        path = _weights.download_weights(info, progress=progress, overwrite=True)
+    elif info.weights is not None:
+        path = _weights.resolve_weights(info, download=True, progress=progress)
+    _post_download(info, force=overwrite)
+    return path
+
+
+def _post_download(info: ZooModelInfo, force: bool) -> None:
+    """Runs the model class's ``zoo_post_download()`` hook, if it has one (a
+    Tungsten-style model's ``post_build``), once per entry: the first
+    download or load, and again on ``download_zoo_model(overwrite=True)``.
+    A marker file in the entry's cache directory records that it ran."""
+    import os
+
+    if info.model.kind != "class":
+        return
+    cls = info.model.type
+    if isinstance(cls, str):
+        cls = import_object(cls, "model.type")
+    hook = getattr(cls, "zoo_post_download", None)
+    if not callable(hook):
+        return
+    marker = os.path.join(_weights.model_dir(info), ".post_download")
+    if os.path.exists(marker) and not force:
+        return
+    hook()
+    os.makedirs(os.path.dirname(marker), exist_ok=True)
+    with open(marker, "w") as f:
+        f.write(f"{cls.__module__}.{cls.__qualname__}\n")
 
 
 def is_zoo_model_downloaded(name: str) -> bool:
@@ -169,8 +205,12 @@ def is_zoo_model_downloaded(name: str) -> bool:
 
 def delete_zoo_model(name: str) -> bool:
     """Deletes the model's cached weights (files in local sources are never
-    touched). Returns whether anything was deleted."""
-    return _weights.delete_weights(registry.get(name))
+    touched); a ``repository/number`` model of the local zoo is removed
+    altogether (its entry and files). Returns whether anything was deleted."""
+    info = registry.get(name)
+    if _local.is_local(info):
+        return _local.delete_local_entry(info)
+    return _weights.delete_weights(info)
 
 
 def reload_zoo() -> None:

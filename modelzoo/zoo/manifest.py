@@ -45,9 +45,14 @@ __all__ = [
     "load_manifest_file",
     "parse_version",
     "NAME_RE",
+    "NUMBERED_NAME_RE",
+    "split_numbered",
 ]
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+#: ``repository/number`` names (VESSL style, see :mod:`modelzoo.zoo.local`): a
+#: repository named like any zoo model, then a positive number
+NUMBERED_NAME_RE = re.compile(r"^([a-z0-9][a-z0-9._-]*)/([1-9][0-9]*)$")
 _VERSION_RE = re.compile(r"^\d+(\.\d+){0,3}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _URL_SCHEMES = ("http://", "https://", "file://")
@@ -199,6 +204,12 @@ class ZooModelInfo:
         }
 
 
+def split_numbered(name: str) -> Optional[Tuple[str, int]]:
+    """``"repo/3"`` -> ``("repo", 3)``; None for any other name."""
+    m = NUMBERED_NAME_RE.match(name) if isinstance(name, str) else None
+    return (m.group(1), int(m.group(2))) if m else None
+
+
 def parse_version(version: str) -> Tuple[int, ...]:
     """``"1.10.2"`` -> ``(1, 10, 2)`` (for ordering)."""
     return tuple(int(p) for p in str(version).split("."))
@@ -340,8 +351,12 @@ def parse_entry(obj: Any, path: str, index: int) -> ZooModelInfo:
     ck = ManifestChecker(path, label)
     ck.keys(obj, "", _ENTRY_KEYS)
     name = ck.string(obj["name"], "name")
-    if not NAME_RE.match(name):
-        raise ck.fail("name", f"{name!r} must be lowercase letters, digits, '.', '_' or '-' (no '@'), starting with a letter or digit")
+    if not NAME_RE.match(name) and not NUMBERED_NAME_RE.match(name):
+        raise ck.fail(
+            "name",
+            f"{name!r} must be lowercase letters, digits, '.', '_' or '-' (no '@'), starting with a letter or digit "
+            "(or 'repository/number', such a name then a positive number)",
+        )
     version = obj["version"]
     if not isinstance(version, str) or not _VERSION_RE.match(version):
         raise ck.fail("version", f"expected a version string such as '1.0', got {version!r:.80}")

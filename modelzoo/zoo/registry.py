@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Set
 
 from ..errors import ConfigError, ModelNotFoundError, ZooError, check_keys
 from ..imports import import_object
-from .manifest import ManifestError, ZooModelInfo, parse_version, validate_model_config
+from .manifest import ManifestError, ZooModelInfo, parse_version, split_numbered, validate_model_config
 
 __all__ = ["ZooRegistry", "registry", "build_model", "expand_placeholders", "version_key"]
 
@@ -38,7 +38,23 @@ def _close_names(name: str, names: List[str]) -> List[str]:
     return out[:5]
 
 
+def _name_key(name: str) -> Any:
+    """Sorts names, ``repo/2`` before ``repo/10``."""
+    parts = split_numbered(name)
+    return (parts[0], 1, parts[1]) if parts else (name, 0, 0)
+
+
 def _not_found(name: str, names: List[str]) -> ModelNotFoundError:
+    parts = split_numbered(name.split("@")[0])
+    if parts is not None:
+        repo_names = sorted((n for n in names if (split_numbered(n) or ("",))[0] == parts[0]), key=_name_key)
+        if repo_names:  # the repository exists: list its numbers
+            err = ModelNotFoundError(name, names)
+            err.args = (
+                f"Unknown zoo model {name!r}: repository {parts[0]!r} has "
+                + ", ".join(map(repr, repo_names)) + f" (the newest: {repo_names[-1]!r}, or {parts[0]!r}).",
+            )
+            return err
     err = ModelNotFoundError(name, names)
     close = _close_names(name, names)
     if close and "Did you mean" not in str(err):
@@ -56,6 +72,8 @@ class ZooRegistry:
         self._manifest: Optional[Dict[str, Dict[str, ZooModelInfo]]] = None
         self._registered: Dict[str, Dict[str, ZooModelInfo]] = {}
         self._hidden: Set[str] = set()
+        self._local_sig: Any = None
+        self._local: Dict[str, Dict[str, ZooModelInfo]] = {}
 
     # -- loading --------------------------------------------------------------------------
     def reload(self) -> None:
@@ -85,9 +103,25 @@ class ZooRegistry:
                 self._manifest = table
             return self._manifest
 
+    def _load_local(self) -> Dict[str, Dict[str, ZooModelInfo]]:
+        """The local zoo (:mod:`modelzoo.zoo.local`), read again whenever it changed on disk
+        (another process may have registered a model)."""
+        from . import local
+
+        with self._lock:
+            sig = local.signature()
+            if sig != self._local_sig:
+                table: Dict[str, Dict[str, ZooModelInfo]] = {}
+                for info in local.local_entries():
+                    _validate_config(info)
+                    table.setdefault(info.name, {})[info.version] = info
+                self._local, self._local_sig = table, sig
+            return self._local
+
     def _table(self) -> Dict[str, Dict[str, ZooModelInfo]]:
         manifest = self._load()
         table = {k: v for k, v in manifest.items() if k not in self._hidden}
+        table.update(self._load_local())
         table.update(self._registered)
         return table
 
@@ -96,14 +130,15 @@ class ZooRegistry:
         """Every entry, every version, sorted by name then version."""
         with self._lock:
             table = self._table()
-        return [i for n in sorted(table) for i in sorted(table[n].values(), key=version_key)]
+        return [i for n in sorted(table, key=_name_key) for i in sorted(table[n].values(), key=version_key)]
 
     def names(self) -> List[str]:
         with self._lock:
             return sorted(self._table())
 
     def get(self, name: str) -> ZooModelInfo:
-        """The entry for ``"name"`` (newest version) or ``"name@version"``.
+        """The entry for ``"name"`` (newest version) or ``"name@version"``; a
+        repository of the local zoo by itself (``"repo"``) is its newest number.
 
         Raises:
             ModelNotFoundError: with the close matches.
@@ -114,6 +149,10 @@ class ZooRegistry:
         with self._lock:
             table = self._table()
         versions = table.get(base)
+        if not versions and not version:
+            numbered = [n for n in table if (split_numbered(n) or ("",))[0] == base]
+            if numbered:
+                versions = table[max(numbered, key=_name_key)]
         if not versions:
             raise _not_found(name, sorted(table))
         if not version:

@@ -1,0 +1,210 @@
+"""How a VESSL-style model is kept: files in one local-zoo entry directory.
+
+``$MODELZOO_HOME/_local/<repository>/<number>/`` (see :mod:`modelzoo.zoo.local`)::
+
+    entry.json            the zoo entry (model type RunnerModel, requirements)
+    vessl.manifest.json   runner, model, hooks, use_default, artifacts (VESSL's manifest, as JSON)
+    vessl.runner.pkl      the runner class, only when it cannot be imported (defined in __main__)
+    vessl.model.pkl       the model instance, only when neither save_model nor load_model is overridden
+    vessl.model.pt        register_torch_model: the module's state dict (loaded with weights_only=True)
+    vessl.signature       this user's HMAC of the manifest and pickles (see :mod:`.signing`)
+    volume/               the model volume: the artifacts, and what save_model wrote
+
+Parts are named by dotted path whenever the object can be imported back;
+only what cannot (a class in ``__main__``, a lambda, a model instance) is
+cloudpickled, and unpickled only when trusted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import sys
+import threading
+import types
+from typing import Any, Dict, Iterator, List, Mapping, Optional
+
+from ..errors import ConfigError
+from ..imports import import_object
+from .errors import InvalidParamsError, UntrustedModelError
+
+__all__ = [
+    "MANIFEST_FILE",
+    "RUNNER_PICKLE",
+    "MODEL_PICKLE",
+    "STATE_DICT",
+    "VOLUME",
+    "MODEL_TYPE",
+    "importable_path",
+    "dump_pickle",
+    "save_callable",
+    "load_callable",
+    "working_directory",
+    "write_json",
+    "read_manifest",
+    "pickled_files",
+    "check_trust",
+    "now",
+    "MANIFEST_VERSION",
+]
+
+MANIFEST_FILE = "vessl.manifest.json"
+RUNNER_PICKLE = "vessl.runner.pkl"
+MODEL_PICKLE = "vessl.model.pkl"
+STATE_DICT = "vessl.model.pt"
+VOLUME = "volume"
+#: the zoo entry's model type
+MODEL_TYPE = "modelzoo.vessl.model.RunnerModel"
+MANIFEST_VERSION = "v1"
+
+_CWD_LOCK = threading.RLock()
+
+
+def importable_path(obj: Any) -> Optional[str]:
+    """``module.qualname`` when importing it gives back ``obj`` itself, else None
+    (classes and functions of ``__main__``, lambdas, nested functions)."""
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if not module or module == "__main__" or not qualname or "<" in qualname:
+        return None
+    path = f"{module}.{qualname}"
+    try:
+        found = import_object(path)
+    except ConfigError:
+        return None
+    return path if found is obj else None
+
+
+def dump_pickle(obj: Any, path: str) -> None:
+    """Cloudpickles ``obj`` to ``path``. Entries of ``sys.modules`` that are not
+    plain modules (``torch.backends`` is a module subclass) are stored as an
+    import of their name: cloudpickle records the submodules a function uses,
+    and recognises only plain modules."""
+    import importlib
+
+    import cloudpickle
+
+    stand_ins = {id(m): name for name, m in list(sys.modules.items())
+                 if m is not None and type(m) is not types.ModuleType}
+
+    class _Pickler(cloudpickle.Pickler):
+        def reducer_override(self, o: Any) -> Any:
+            name = stand_ins.get(id(o))
+            if name is not None:
+                return importlib.import_module, (name,)
+            return super().reducer_override(o)
+
+    with open(path, "wb") as f:
+        _Pickler(f, protocol=4).dump(obj)
+
+
+def save_callable(obj: Any, directory: str, filename: str) -> Dict[str, Any]:
+    """Describes ``obj`` for the manifest: by dotted path, or cloudpickled to ``filename``."""
+    path = importable_path(obj)
+    if path is not None:
+        return {"save_type": "import", "path": path}
+    dump_pickle(obj, os.path.join(directory, filename))
+    return {"save_type": "cloudpickle", "save_path": filename}
+
+
+def _unpickle(path: str, what: str, name: str, python: str) -> Any:
+    import cloudpickle
+
+    try:
+        with open(path, "rb") as f:
+            return cloudpickle.load(f)
+    except Exception as e:
+        here = ".".join(map(str, sys.version_info[:3]))
+        raise InvalidParamsError(
+            f"Zoo model {name!r}: could not load its {what} from {path}: {type(e).__name__}: {e}. It was registered "
+            f"with Python {python} (this is {here}); a pickle needs the same Python and the packages it refers to."
+        ) from e
+
+
+def load_callable(desc: Mapping[str, Any], directory: str, what: str, name: str, python: str) -> Any:
+    """The object :func:`save_callable` described (trust is checked before, by :func:`check_trust`)."""
+    if desc["save_type"] == "import":
+        try:
+            return import_object(desc["path"], what)
+        except ConfigError as e:
+            raise ConfigError(
+                f"Zoo model {name!r}: {e}. Its {what} is imported by that path: run from where the module can be "
+                "imported (the directory holding it on PYTHONPATH, or the package installed)."
+            ) from e
+    return _unpickle(os.path.join(directory, desc["save_path"]), what, name, python)
+
+
+@contextlib.contextmanager
+def working_directory(path: str) -> Iterator[None]:
+    """Runs the block in ``path`` (VESSL runs ``save_model`` / ``load_model`` in
+    the model volume, so relative paths such as ``"model.pt"`` work), then
+    restores the working directory. The working directory is the process's:
+    other threads see the change during the block."""
+    with _CWD_LOCK:
+        before = os.getcwd()
+        os.chdir(path)
+        try:
+            yield
+        finally:
+            os.chdir(before)
+
+
+def write_json(path: str, data: Any) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_manifest(directory: str, name: str) -> Dict[str, Any]:
+    """The entry's ``vessl.manifest.json``.
+
+    Raises:
+        ConfigError: missing or unreadable, or of another manifest version.
+    """
+    path = os.path.join(directory, MANIFEST_FILE)
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"Zoo model {name!r}: cannot read {path}: {e}. Register the model again.") from None
+    if not isinstance(manifest, dict) or manifest.get("version") != MANIFEST_VERSION:
+        raise ConfigError(f"Zoo model {name!r}: {path} is not a version {MANIFEST_VERSION} VESSL manifest")
+    return manifest
+
+
+def pickled_files(manifest: Mapping[str, Any]) -> List[str]:
+    """The pickles an entry holds (what loading it would unpickle)."""
+    out = []
+    parts: List[Any] = [manifest.get("runner"), manifest.get("model"), *(manifest.get("hooks") or {}).values()]
+    for part in parts:
+        if isinstance(part, Mapping) and part.get("save_type") == "cloudpickle":
+            out.append(part["save_path"])
+    return sorted(set(out))
+
+
+def check_trust(directory: str, manifest: Mapping[str, Any], name: str, trust: bool) -> None:
+    """Refuses an entry holding pickles unless ``trust`` or this user's signature vouches for it.
+
+    Raises:
+        UntrustedModelError: naming the pickles and how to proceed.
+    """
+    from .signing import key_path, verify
+
+    pickles = pickled_files(manifest)
+    if not pickles or trust or verify(directory, [MANIFEST_FILE, *pickles]):
+        return
+    raise UntrustedModelError(
+        f"Zoo model {name!r} holds pickled code or data ({', '.join(pickles)} in {directory}), and unpickling runs "
+        f"arbitrary code. Its signature does not match this user's key ({key_path()}): it was not registered by "
+        "you on this machine, or its files changed since. If you trust where it came from, pass trust=True "
+        f"(load_zoo_model({name!r}, trust=True))."
+    )
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 (``created_at`` in the manifest)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

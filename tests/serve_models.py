@@ -1,0 +1,98 @@
+"""Models for the serving tests, importable by a ``modelzoo serve`` child process."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import pydantic
+
+import modelzoo as mz
+from modelzoo.testing import TASKS
+from modelzoo.torch_image import TorchImageModel
+
+#: the tiny seeded classifier's settings (what the manifest and the in-process reference both use)
+CLASSIFIER: Dict[str, Any] = {**TASKS["classification"], "device": "cpu", "optimize": False}
+
+
+class PickyClassifier(TorchImageModel):
+    """The tiny classifier, refusing images under 16 pixels on a side: an
+    exception in ``predict`` for one input (raised for the whole batch)."""
+
+    def predict_all(self, args: Any) -> List[Any]:
+        if isinstance(args, list):
+            for arg in args:
+                h, w = np.asarray(arg).shape[:2]
+                if min(h, w) < 16:
+                    raise ValueError(f"image too small: {w}x{h} pixels, needs at least 16 on each side")
+        return super().predict_all(args)
+
+
+class Prompt(pydantic.BaseModel):
+    text: str = pydantic.Field(min_length=1)
+    repeat: int = pydantic.Field(1, ge=1, le=4, description="how many times to repeat the text")
+
+
+class Reply(pydantic.BaseModel):
+    text: str
+    length: int
+
+
+class Repeater(mz.Model):
+    """A typed model (request and response schemas), batched by ``repeat``;
+    the text ``"boom"`` makes it raise."""
+
+    request_schema = Prompt
+    response_schema = Reply
+
+    def __init__(self, config: Any = None):
+        super().__init__(config)
+        self.batches: List[List[Prompt]] = []
+
+    def batch_key(self, arg: Prompt) -> Any:
+        return arg.repeat
+
+    def predict(self, arg: Prompt) -> Reply:
+        return self.predict_all([arg])[0]
+
+    def predict_all(self, args: Any) -> List[Reply]:
+        self.batches.append(list(args))
+        if len({a.repeat for a in args}) != 1:
+            raise AssertionError("inputs with different keys shared a batch")
+        for a in args:
+            if a.text == "boom":
+                raise RuntimeError("boom is not a word")
+        return [Reply(text=a.text * a.repeat, length=len(a.text) * a.repeat) for a in args]
+
+
+def tungsten_generator() -> Tuple[Any, List[List[Any]]]:
+    """A Tungsten-style model class (``@define_model``): a tiny generator
+    whose ``width`` / ``height`` options are restricted to 32 or 64; and the
+    list its batches' options are recorded in."""
+    from PIL import Image as PILImage
+
+    from modelzoo.tungsten import BaseIO, Image, Option, define_model
+
+    class GenInput(BaseIO):
+        prompt: str
+        width: int = Option(32, choices=[32, 64])
+        height: int = Option(32, choices=[32, 64])
+
+    class GenOutput(BaseIO):
+        image: Image
+        prompt_length: int
+
+    batches: List[List[Any]] = []
+
+    @define_model(input=GenInput, output=GenOutput, batch_size=4)
+    class Generator:
+        def predict(self, inputs: List[GenInput]) -> List[GenOutput]:
+            batches.append([(i.width, i.height) for i in inputs])
+            first = inputs[0]
+            return [
+                GenOutput(image=Image.from_pil_image(PILImage.new("RGB", (first.width, first.height), (len(i.prompt), 0, 0))),
+                          prompt_length=len(i.prompt))
+                for i in inputs
+            ]
+
+    return Generator, batches
