@@ -20,6 +20,7 @@ from .errors import (
     DatasetExistsError,
     DatasetNotFoundError,
     DownloadError,
+    EvaluationError,
     LabelError,
     ModelError,
     ModelNotFoundError,
@@ -94,6 +95,7 @@ __all__ = [
     "SampleNotFoundError",
     "VideoError",
     "LabelError",
+    "EvaluationError",
     "ConfigError",
     "ModelError",
     "SampleError",
@@ -135,6 +137,8 @@ __all__ += [
 _LAZY_ATTRIBUTES = {
     "TorchImageModel": "modelzoo.torch_image",
     "TorchImageModelConfig": "modelzoo.torch_image_config",
+    "draw_labels": "modelzoo.drawing",
+    "contact_sheet": "modelzoo.drawing",
 }
 
 __all__ += list(_LAZY_ATTRIBUTES)

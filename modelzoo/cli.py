@@ -10,6 +10,8 @@ Example:
     $ modelzoo info mobilenet-v2-imagenet-torch
     $ modelzoo apply mobilenet-v2-imagenet-torch photos/ --label-field imagenet
     $ modelzoo datasets
+    $ modelzoo evaluate photos --pred predictions --gt ground_truth --eval-key eval
+    $ modelzoo draw photos --fields ground_truth predictions --gt-fields ground_truth --output drawn/
     $ modelzoo db status
     $ modelzoo db stop
     $ modelzoo serve mobilenet-v2-imagenet-torch --port 8000
@@ -377,6 +379,98 @@ def _add_zoo_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentP
     p.set_defaults(handler=_cmd_datasets)
 
 
+# --------------------------------------------------------------------------- evaluation, drawing
+
+
+_EVAL_TYPES = {"Classification": "classifications", "Detections": "detections", "Segmentation": "segmentations"}
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import os
+
+    import modelzoo as mz
+    from modelzoo.evaluation.reading import label_types_in
+
+    dataset = mz.load_dataset(args.dataset)
+    kind = args.type
+    if kind == "auto":
+        found = label_types_in(dataset, args.pred)
+        kinds = {_EVAL_TYPES.get(t) for t in found}
+        if len(kinds) != 1 or None in kinds:
+            raise mz.EvaluationError(
+                f"Field {args.pred!r} of {dataset.name!r} holds {', '.join(found) or 'no labels'}: "
+                f"expected one of {', '.join(_EVAL_TYPES)} (or pass --type)"
+            )
+        kind = kinds.pop()
+    eval_key = args.eval_key
+    if kind == "detections":
+        results = dataset.evaluate_detections(args.pred, args.gt, eval_key=eval_key, iou=args.iou)
+    elif kind == "classifications":
+        results = dataset.evaluate_classifications(args.pred, args.gt, eval_key=eval_key)
+    else:
+        results = dataset.evaluate_segmentations(args.pred, args.gt, eval_key=eval_key)
+    print(f"{kind} {args.pred!r} vs {args.gt!r} on {dataset.name!r}"
+          + (f", stored as {eval_key!r}" if eval_key else "") + ":\n")
+    print(results.report_text())
+    if args.plots:
+        stem = os.path.join(args.plots, f"{dataset.name}-{eval_key or 'eval'}")
+        written = []
+        if kind == "detections" and results.metrics.get("precision") is not None:
+            written.append(results.plot_pr_curves(stem + "-pr_curves.png"))
+        if kind != "segmentations":
+            written.append(results.plot_confusion_matrix(stem + "-confusion_matrix.png"))
+        for path in written:
+            print(f"wrote {path}")
+    return 0
+
+
+def _cmd_draw(args: argparse.Namespace) -> int:
+    import modelzoo as mz
+    from modelzoo.drawing import contact_sheet, draw_labels
+
+    dataset = mz.load_dataset(args.dataset)
+    view = dataset.limit(args.limit) if args.limit else dataset
+    if args.contact_sheet:
+        path = contact_sheet(view, args.contact_sheet, args.fields, n=args.limit or 32,
+                             gt_fields=args.gt_fields or (), eval_key=args.eval_key)
+        print(f"wrote {path}")
+    if args.output:
+        paths = draw_labels(view, args.output, args.fields, gt_fields=args.gt_fields or (), eval_key=args.eval_key)
+        print(f"wrote {len(paths)} images to {args.output}")
+    if not (args.output or args.contact_sheet):
+        raise mz.DatasetError("modelzoo draw: give --output DIR, --contact-sheet PATH, or both")
+    return 0
+
+
+def _add_eval_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="score predictions against ground truth",
+        description="Evaluate a dataset's predictions against its ground truth (classifications, "
+        "detections COCO-style, or semantic segmentations), print the report and write the plots.",
+    )
+    p.add_argument("dataset", metavar="DATASET", help="the dataset's name")
+    p.add_argument("--pred", required=True, metavar="FIELD", help="the predictions' field")
+    p.add_argument("--gt", required=True, metavar="FIELD", help="the ground truth's field")
+    p.add_argument("--type", choices=["auto", *_EVAL_TYPES.values()], default="auto",
+                   help="what to evaluate (default: from the predictions' label type)")
+    p.add_argument("--eval-key", help="store the results (and per-sample/per-object results) under this key")
+    p.add_argument("--iou", type=float, default=0.5, help="IoU of the per-object detection results (default: 0.5)")
+    p.add_argument("--plots", default=".", metavar="DIR",
+                   help="where the PR-curve and confusion-matrix PNGs go (default: .; '' for none)")
+    p.set_defaults(handler=_cmd_evaluate)
+
+    p = subparsers.add_parser(
+        "draw", help="draw labels onto copies of a dataset's images",
+        description="Draw label fields onto copies of the images (one PNG each) and/or tile them into a contact sheet.",
+    )
+    p.add_argument("dataset", metavar="DATASET", help="the dataset's name")
+    p.add_argument("--fields", nargs="+", required=True, metavar="FIELD", help="the label fields to draw")
+    p.add_argument("--gt-fields", nargs="+", metavar="FIELD", help="which of them are ground truth (drawn dashed)")
+    p.add_argument("--eval-key", help="colour objects by their result under this evaluation (tp/fp/fn)")
+    p.add_argument("--output", metavar="DIR", help="write one PNG per sample here")
+    p.add_argument("--contact-sheet", metavar="PATH", help="write a contact sheet PNG here")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N samples")
+    p.set_defaults(handler=_cmd_draw)
 # --------------------------------------------------------------------------- serve
 
 
@@ -467,6 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(handler=_group_help(parser))
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_zoo_commands(subparsers)
+    _add_eval_commands(subparsers)
     _add_db_commands(subparsers)
     _add_serve_commands(subparsers)
     return parser

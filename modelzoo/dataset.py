@@ -263,6 +263,66 @@ class SampleCollection:
 
         return export_nucleus(self, path, label_field, **kwargs)
 
+    def export_coco(self, path: str, label_field: str, **kwargs: Any) -> int:
+        """Writes ``label_field`` (Detections) as a COCO JSON file; see :func:`modelzoo.formats.export_coco`."""
+        from .formats import export_coco
+
+        return export_coco(self, path, label_field, **kwargs)
+
+    # -- evaluation (see modelzoo.evaluation) ----------------------------------------
+    def evaluate_classifications(self, pred_field: str, gt_field: str = "ground_truth", eval_key: Optional[str] = None, **kwargs: Any) -> Any:
+        """Accuracy, per-class precision/recall/F1, confusion matrix, top-k;
+        see :func:`modelzoo.evaluation.evaluate_classifications`."""
+        from .evaluation import evaluate_classifications
+
+        return evaluate_classifications(self, pred_field, gt_field, eval_key=eval_key, **kwargs)
+
+    def evaluate_detections(self, pred_field: str, gt_field: str = "ground_truth", eval_key: Optional[str] = None, **kwargs: Any) -> Any:
+        """COCO mAP, AP per class, PR curves and per-object tp/fp/fn;
+        see :func:`modelzoo.evaluation.evaluate_detections`."""
+        from .evaluation import evaluate_detections
+
+        return evaluate_detections(self, pred_field, gt_field, eval_key=eval_key, **kwargs)
+
+    def evaluate_segmentations(self, pred_field: str, gt_field: str = "ground_truth", eval_key: Optional[str] = None, **kwargs: Any) -> Any:
+        """Pixel accuracy, per-class IoU, mIoU; see :func:`modelzoo.evaluation.evaluate_segmentations`."""
+        from .evaluation import evaluate_segmentations
+
+        return evaluate_segmentations(self, pred_field, gt_field, eval_key=eval_key, **kwargs)
+
+    def list_evaluations(self) -> List[str]:
+        """The eval_keys of the dataset's stored evaluations."""
+        from .evaluation import list_evaluations
+
+        return list_evaluations(self.name)
+
+    def load_evaluation(self, eval_key: str) -> Any:
+        """The results stored under ``eval_key``."""
+        from .evaluation import load_evaluation
+
+        return load_evaluation(self.name, eval_key)
+
+    def delete_evaluation(self, eval_key: str) -> None:
+        """Deletes an evaluation and every field it wrote on samples and labels."""
+        from .evaluation import delete_evaluation
+
+        delete_evaluation(self.name, self.collection_name, eval_key)
+
+    def match_eval(self, eval_key: str, kind: str) -> "DatasetView":
+        """The samples with results of ``kind`` under ``eval_key``: ``"tp"``,
+        ``"fp"`` or ``"fn"`` for detections (at least one such object);
+        ``"correct"`` or ``"incorrect"`` for classifications."""
+        from .evaluation import evaluation_record
+
+        record = evaluation_record(self.name, eval_key)
+        detection = record["results"]["kind"] == "detection"
+        kinds = ("tp", "fp", "fn") if detection else ("correct", "incorrect")
+        if kind not in kinds:
+            raise DatasetError(f"match_eval({eval_key!r}, {kind!r}): kind must be one of {', '.join(kinds)}")
+        if detection:
+            return self.match({f"{eval_key}_{kind}": {"$gt": 0}})
+        return self.match({eval_key: kind == "correct"})
+
 
 class DatasetView(SampleCollection):
     """A subset of a dataset's samples, defined by a MongoDB query. Cheap to
@@ -489,6 +549,41 @@ class Dataset(SampleCollection):
         dataset.ingest_report = dataset.add_images(paths)
         return dataset
 
+    @classmethod
+    def from_image_classification_dir(
+        cls, root: Union[str, os.PathLike], name: Optional[str] = None, label_field: str = "ground_truth",
+        overwrite: bool = False,
+    ) -> "Dataset":
+        """A new dataset of a folder-per-class tree (torchvision's ``ImageFolder``
+        layout), each sample's class in ``label_field``; see
+        :func:`modelzoo.formats.import_image_classification_dir`."""
+        from .formats import image_classification_classes, import_image_classification_dir
+
+        image_classification_classes(os.path.abspath(os.fspath(root)))  # fail before creating anything
+        dataset = cls(name, overwrite=overwrite)
+        dataset.ingest_report = import_image_classification_dir(dataset, root, label_field)
+        return dataset
+
+    @classmethod
+    def from_coco(
+        cls, labels_json: Any, images_dir: Union[str, os.PathLike], name: Optional[str] = None,
+        label_types: Sequence[str] = ("detections", "segmentations", "keypoints"),
+        label_field: str = "ground_truth", skip_unknown: bool = False, overwrite: bool = False,
+    ) -> "Dataset":
+        """A new dataset of a COCO file's images and annotations; the import
+        report is ``dataset.coco_report``. See :func:`modelzoo.formats.import_coco`."""
+        from .formats import import_coco
+
+        dataset = cls(name, overwrite=overwrite)
+        try:
+            dataset.coco_report = import_coco(dataset, labels_json, images_dir, label_types, label_field, skip_unknown)
+        except Exception:
+            dataset.delete()
+            raise
+        return dataset
+
+    #: what ``from_coco`` imported (None otherwise)
+    coco_report: Any = None
     # -- videos --------------------------------------------------------------------
     def add_videos(self, paths: Iterable[Union[str, os.PathLike]], _skipped: Sequence[str] = ()) -> IngestReport:
         """Adds video files (``media_type`` ``"video"``), probing each with
@@ -582,7 +677,10 @@ class Dataset(SampleCollection):
         return int(self._collection.delete_many({"_id": {"$in": oids}}).deleted_count)
 
     def delete(self) -> None:
-        """Deletes the dataset, all its samples and their frames."""
+        """Deletes the dataset, all its samples, their frames and its evaluations."""
+        from .evaluation.store import delete_dataset_evaluations
+
+        delete_dataset_evaluations(self._name)
         _db.get_db().drop_collection(self.frames_collection_name)
         _db.get_db().drop_collection(self._doc.sample_collection)
         _SAMPLE_CLASSES.pop(self._doc.sample_collection, None)

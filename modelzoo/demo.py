@@ -4,10 +4,12 @@
    dataset in the embedded database; applies ``mobilenet-v2-imagenet-torch``
    (real ImageNet weights, found on this machine by checksum).
 2. Writes the held-out handwritten digits (never trained on) as PNG files,
-   ingests them with their true labels, applies ``digits-cnn-torch`` (weights
-   trained by ``training/train_digits.py`` and shipped with modelzoo) and
-   prints the accuracy.
-3. Writes a contact sheet PNG with the predicted labels drawn on the images.
+   in a folder per class, imports them with
+   ``Dataset.from_image_classification_dir``, applies ``digits-cnn-torch``
+   (weights trained by ``training/train_digits.py`` and shipped with
+   modelzoo) and evaluates it (``evaluate_classifications``).
+3. Writes contact sheets with the labels drawn (``modelzoo.drawing``): the
+   photographs with their ImageNet labels, the digits misclassified first.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import argparse
 import os
 import sys
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -48,32 +50,22 @@ def _write_photos(directory: str) -> List[str]:
     return paths
 
 
-def _tile(path: str, caption: str, size: int, color: Tuple[int, int, int]):
-    from PIL import Image, ImageDraw, ImageOps
-
-    with Image.open(path) as opened:
-        rgb = opened.convert("RGB")
-    resample = Image.Resampling.NEAREST if max(rgb.size) < size // 2 else Image.Resampling.BILINEAR
-    img = ImageOps.pad(rgb, (size, size), method=resample, color=(32, 32, 32))
-    draw = ImageDraw.Draw(img)
-    band = max(14, size // 9)
-    draw.rectangle([0, size - band, size, size], fill=(0, 0, 0))
-    draw.text((4, size - band + 2), caption[: max(4, size // 7)], fill=color)
-    return img
-
-
-def contact_sheet(
-    items: Sequence[Tuple[str, str, Tuple[int, int, int]]], path: str, tile: int = 160, columns: int = 8
-) -> str:
-    """Writes a grid of ``(image path, caption, caption color)`` tiles to ``path``."""
+def _write_class_folders(images: np.ndarray, labels: np.ndarray, root: str) -> List[str]:
+    """Writes each digit as ``root/<label>/<i>.png`` (the ImageFolder layout)."""
     from PIL import Image
 
-    rows = (len(items) + columns - 1) // columns
-    sheet = Image.new("RGB", (columns * tile, max(rows, 1) * tile), (255, 255, 255))
-    for i, (p, caption, color) in enumerate(items):
-        sheet.paste(_tile(p, caption, tile, color), ((i % columns) * tile, (i // columns) * tile))
-    sheet.save(path)
-    return path
+    paths = []
+    for i, (img, label) in enumerate(zip(images, labels)):
+        folder = os.path.join(root, str(int(label)))
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"{i:04d}.png")
+        Image.fromarray(img, mode="L").save(path)
+        paths.append(path)
+    return paths
+
+
+def _concat(*views: object) -> List[object]:
+    return [sample for view in views for sample in view]  # type: ignore[attr-defined]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -86,8 +78,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     import modelzoo as mz
-    from modelzoo.labels import Classification
-    from modelzoo.zoo.digits import digits_split, write_digit_images
+    from modelzoo.drawing import contact_sheet
+    from modelzoo.zoo.digits import digits_split
 
     t0 = time.perf_counter()
     workdir = os.path.abspath(args.workdir)
@@ -105,38 +97,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"mobilenet-v2-imagenet-torch on {len(rows)} scikit-image photographs (dataset 'demo-photos'):\n")
     print(format_table(("IMAGE", "PREDICTION", "CONFIDENCE"), rows, rule=True))
 
-    # -- 2. held-out digits x our trained model ----------------------------------------------
+    # -- 2. held-out digits x our trained model, evaluated ---------------------------------
     _, _, test_images, test_labels = digits_split()
     if args.digits:
         test_images, test_labels = test_images[: args.digits], test_labels[: args.digits]
-    written = write_digit_images(test_images, test_labels, os.path.join(workdir, "digits-heldout"))
-    digit_ds = mz.Dataset("demo-digits", overwrite=True)
-    ids = digit_ds.add_samples([p for p, _ in written])
-    digit_ds.set_values("ground_truth", {i: Classification(label=t) for i, (_, t) in zip(ids, written)})
+    folder = os.path.join(workdir, "digits-heldout")
+    _write_class_folders(test_images, test_labels, folder)
+    digit_ds = mz.Dataset.from_image_classification_dir(folder, name="demo-digits", overwrite=True)
     digits_model = mz.load_zoo_model("digits-cnn-torch")
-    report = digit_ds.apply_model(digits_model, label_field="prediction", progress=False)
-    truth = [l.label for l in digit_ds.values("ground_truth")]
-    preds = [l.label if l else None for l in digit_ds.values("prediction")]
-    paths = digit_ds.values("filepath")
-    correct = sum(p == t for p, t in zip(preds, truth))
-    accuracy = correct / max(len(truth), 1)
-    print(f"\ndigits-cnn-torch on {len(truth)} held-out digit images (dataset 'demo-digits'): {report}\n")
-    shown = list(range(min(12, len(paths))))
-    print(format_table(("IMAGE", "TRUE", "PREDICTED"), [(os.path.basename(paths[i]), truth[i], preds[i] or "-") for i in shown], rule=True))
-    wrong = [i for i, (p, t) in enumerate(zip(preds, truth)) if p != t]
-    print(f"\nheld-out accuracy: {accuracy:.2%} ({correct}/{len(truth)}); misclassified: "
-          + (", ".join(f"{os.path.basename(paths[i])}->{preds[i]}" for i in wrong[:10]) or "none"))
+    report = digit_ds.apply_model(digits_model, label_field="prediction", progress=False, store_logits=True)
+    print(f"\ndigits-cnn-torch on {len(digit_ds)} held-out digit images (dataset 'demo-digits'): {report}\n")
+    results = digit_ds.evaluate_classifications(
+        "prediction", "ground_truth", eval_key="eval", classes=digits_model.classes, k=2
+    )
+    results.print_report()
+    wrong = digit_ds.match_eval("eval", "incorrect")
+    print("misclassified: " + (", ".join(
+        f"{os.path.basename(p)} (true {t}) -> {q}"
+        for p, t, q in zip(wrong.values("filepath"), wrong.values("ground_truth.label"), wrong.values("prediction.label"))
+    ) or "none"))
 
-    # -- 3. contact sheet ---------------------------------------------------------------------
-    green, red, white = (90, 230, 90), (255, 80, 80), (255, 255, 255)
-    items = [(p, lab, white) for p, (_, lab, _) in zip(photo_ds.values("filepath"), rows)]
-    digit_items = wrong + [i for i in range(len(paths)) if i not in wrong]
-    items += [
-        (paths[i], f"{preds[i]} (true {truth[i]})" if preds[i] != truth[i] else f"pred {preds[i]}", red if preds[i] != truth[i] else green)
-        for i in digit_items[: 32 - len(items) % 8]
-    ]
-    sheet = contact_sheet(items, os.path.join(workdir, "contact_sheet.png"))
-    print(f"\ncontact sheet: {sheet}")
+    # -- 3. contact sheets ----------------------------------------------------------------------
+    sheet = contact_sheet(photo_ds, os.path.join(workdir, "contact_sheet.png"), ["imagenet"], n=len(photos), tile=192)
+    right = digit_ds.match_eval("eval", "correct").limit(max(0, 32 - len(wrong)))
+    digits_sheet = contact_sheet(  # the misclassified first, then correct ones
+        _concat(wrong, right), os.path.join(workdir, "digits_sheet.png"), ["prediction", "ground_truth"], n=32, tile=96
+    )
+    print(f"\ncontact sheets: {sheet}, {digits_sheet}")
     print(f"done in {time.perf_counter() - t0:.1f}s")
     return 0
 

@@ -9,6 +9,7 @@ unpickles anything.
 from __future__ import annotations
 
 import io
+import re
 import zlib
 from typing import Any
 
@@ -40,11 +41,32 @@ def encode_array(array: Any) -> Binary:
     return Binary(raw, ARRAY_SUBTYPE)
 
 
+#: the header ``np.save`` writes (format 1.0): ``{'descr': ..., 'fortran_order': ..., 'shape': (...), }``
+_HEADER = re.compile(
+    rb"\{'descr': '([<>|=][a-zA-Z]\d+)', 'fortran_order': (True|False), 'shape': \(((?:\d+, ?)*\d*)\), \}"
+)
+
+
 def decode_array(data: bytes) -> np.ndarray:
-    """Decodes what :func:`encode_array` wrote."""
+    """Decodes what :func:`encode_array` wrote.
+
+    The plain ``.npy`` header ``np.save`` writes is read directly (``np.load``
+    parses it with ``ast.literal_eval``: ~10x slower for the small masks that
+    evaluations read by the thousand); anything else goes through ``np.load``.
+    """
     data = bytes(data)
     if not data.startswith(_NPY_MAGIC):
         data = zlib.decompress(data)
+    if data[6:8] == b"\x01\x00":  # format 1.0: a 2-byte header length
+        size = int.from_bytes(data[8:10], "little")
+        match = _HEADER.match(data[10 : 10 + size])
+        if match is not None:
+            dtype = np.dtype(match.group(1).decode())
+            shape = tuple(int(v) for v in match.group(3).split(b",") if v.strip())
+            flat = np.frombuffer(data, dtype=dtype, offset=10 + size, count=int(np.prod(shape, dtype=np.int64)))
+            if match.group(2) == b"True":
+                return flat.reshape(shape, order="F").copy()
+            return flat.reshape(shape).copy()
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 

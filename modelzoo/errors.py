@@ -20,6 +20,7 @@ __all__ = [
     "DatasetNotFoundError",
     "SampleNotFoundError",
     "LabelError",
+    "EvaluationError",
     "ConfigError",
     "ModelError",
     "PredictionError",
@@ -90,6 +91,11 @@ class SampleNotFoundError(DatasetError, KeyError):
 
 class LabelError(ModelzooError, ValueError):
     """A label holds a value it cannot hold (e.g. a box outside [0, 1])."""
+
+
+class EvaluationError(ModelzooError, ValueError):
+    """An evaluation cannot be run or found: a missing or mistyped field,
+    predictions and ground truth of different types, an unknown eval_key."""
 
 
 class ConfigError(ModelzooError, ValueError):

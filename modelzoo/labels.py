@@ -14,8 +14,11 @@ import math
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Type
 
 import numpy as np
+from bson import ObjectId
+from bson.errors import InvalidId
 from bson.son import SON
 from mongoengine import EmbeddedDocument
+from mongoengine.base import BaseField
 from mongoengine.fields import (
     DictField,
     EmbeddedDocumentListField,
@@ -37,6 +40,7 @@ __all__ = [
     "Keypoints",
     "Segmentation",
     "label_from_dict",
+    "new_label_id",
     "check_box",
     "filter_confidence",
     "filter_output",
@@ -58,6 +62,50 @@ def _prune(d: Dict[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
+def new_label_id() -> str:
+    """A new label id: the string of a new ObjectId."""
+    return str(ObjectId())
+
+
+def _to_oid(value: Any) -> ObjectId:
+    if isinstance(value, ObjectId):
+        return value
+    try:
+        return ObjectId(str(value))
+    except (InvalidId, TypeError):
+        raise LabelError(f"Label id {value!r}: expected a 24-hex-digit ObjectId string") from None
+
+
+class _LabelIdField(BaseField):
+    """A label's id: an ObjectId in the stored document (``_id``), a string in Python.
+
+    Every new Detection, Classification or Keypoint gets one, so that
+    evaluations can point at objects; it is kept through every round trip.
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(db_field="_id", default=ObjectId, **kwargs)
+
+    def __get__(self, instance: Any, owner: Any) -> Any:
+        if instance is None:
+            return self
+        value = instance._data.get(self.name)
+        return None if value is None else str(value)
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        super().__set__(instance, ObjectId() if value is None else _to_oid(value))
+
+    def to_mongo(self, value: Any) -> Any:
+        return None if value is None else _to_oid(value)
+
+    def to_python(self, value: Any) -> Any:
+        return value if value is None or isinstance(value, ObjectId) else _to_oid(value)
+
+    def validate(self, value: Any) -> None:
+        if value is not None and not isinstance(value, ObjectId):
+            self.error(f"expected an ObjectId, got {value!r}")
+
+
 #: per label class: the state of a default-constructed instance, for Label.from_trusted
 _TRUSTED_STATE: Dict[type, Any] = {}
 #: instance slots that are the same for every new embedded document
@@ -68,6 +116,13 @@ class Label(EmbeddedDocument):
     """Base of every label. Subclasses implement ``to_dict``/``_from_dict``."""
 
     meta = {"abstract": True, "allow_inheritance": False}
+
+    def __init__(self, *args: Any, **values: Any):
+        # mongoengine builds labels met in dynamic sample fields from the raw
+        # stored document, whose id key is "_id"
+        if "_id" in values:
+            values["id"] = values.pop("_id")
+        super().__init__(*args, **values)
 
     def to_dict(self) -> Dict[str, Any]:
         """The BSON-ready document stored in MongoDB (arrays as binary)."""
@@ -112,7 +167,11 @@ class Label(EmbeddedDocument):
         object.__setattr__(obj, "_changed_fields", [])
         object.__setattr__(obj, "_dynamic_fields", SON())
         data = {k: (v.copy() if isinstance(v, (dict, list)) else v) for k, v in defaults.items()}
+        if "id" in data:  # a fresh id per label, never the prototype's
+            data["id"] = ObjectId()
         data.update(values)
+        if "id" in values:
+            data["id"] = ObjectId() if values["id"] is None else _to_oid(values["id"])
         object.__setattr__(obj, "_data", data)
         obj.__dict__.update(attrs)
         return obj
@@ -129,6 +188,8 @@ class Label(EmbeddedDocument):
     __str__ = __repr__
 
     def __eq__(self, other: Any) -> bool:
+        """Equal content: same type and same stored values, ids aside (two
+        labels built alike are equal; :attr:`id` tells objects apart)."""
         if type(self) is not type(other):
             return False
         return _deep_equal(self.to_dict(), other.to_dict())
@@ -138,6 +199,8 @@ class Label(EmbeddedDocument):
 
 def _deep_equal(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
+        a = {k: v for k, v in a.items() if k != "_id"}
+        b = {k: v for k, v in b.items() if k != "_id"}
         return a.keys() == b.keys() and all(_deep_equal(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_deep_equal(x, y) for x, y in zip(a, b))
@@ -151,15 +214,22 @@ class Classification(Label):
         label: the class name.
         confidence: the score in ``[0, 1]``, if any.
         logits: the raw scores over all classes, shape ``(num_classes,)``.
+        attributes: free-form extra values (evaluations write theirs here).
+        id: the label's id (a 24-hex-digit string); a new one when omitted.
     """
 
+    id = _LabelIdField()
     label = StringField()
     confidence = FloatField()
     logits = NumpyArrayField()
+    attributes = DictField()
 
     def to_dict(self) -> Dict[str, Any]:
         data = self._data
         out: Dict[str, Any] = {"_cls": "Classification"}
+        v = data.get("id")
+        if v is not None:
+            out["_id"] = v
         v = data.get("label")
         if v is not None:
             out["label"] = v
@@ -169,11 +239,17 @@ class Classification(Label):
         v = data.get("logits")
         if v is not None:
             out["logits"] = encode_array(v)
+        v = data.get("attributes")
+        if v:
+            out["attributes"] = v
         return out
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Classification":
-        return cls(label=d.get("label"), confidence=d.get("confidence"), logits=_unarr(d.get("logits")))
+        return cls(
+            id=d.get("_id"), label=d.get("label"), confidence=d.get("confidence"),
+            logits=_unarr(d.get("logits")), attributes=d.get("attributes") or {},
+        )
 
 
 class Classifications(Label):
@@ -250,8 +326,10 @@ class Detection(Label):
         confidence: the score.
         mask: a boolean ``(h, w)`` array covering the box only (instance segmentation).
         attributes: free-form extra values (must be BSON-serialisable).
+        id: the label's id (a 24-hex-digit string); a new one when omitted.
     """
 
+    id = _LabelIdField()
     label = StringField()
     bounding_box = _BoxField()
     confidence = FloatField()
@@ -262,6 +340,9 @@ class Detection(Label):
         # Built key by key (no intermediate dict): this runs once per box in the writer.
         data = self._data
         out: Dict[str, Any] = {"_cls": "Detection"}
+        v = data.get("id")
+        if v is not None:
+            out["_id"] = v
         v = data.get("label")
         if v is not None:
             out["label"] = v
@@ -282,6 +363,7 @@ class Detection(Label):
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Detection":
         return cls(
+            id=d.get("_id"),
             label=d.get("label"),
             bounding_box=d.get("bounding_box"),
             confidence=d.get("confidence"),
@@ -363,8 +445,10 @@ class Keypoint(Label):
         confidence: one score per point.
         bounding_box: optionally the object's box ``[x, y, w, h]``, relative.
         attributes: free-form extra values.
+        id: the label's id (a 24-hex-digit string); a new one when omitted.
     """
 
+    id = _LabelIdField()
     label = StringField()
     points = ListField(ListField(FloatField()))
     confidence = ListField(FloatField())
@@ -383,6 +467,7 @@ class Keypoint(Label):
         data = self._data
         return _prune({
             "_cls": "Keypoint",
+            "_id": data.get("id"),
             "label": data.get("label"),
             "points": data.get("points"),
             "confidence": data.get("confidence") or None,
@@ -393,6 +478,7 @@ class Keypoint(Label):
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Keypoint":
         return cls(
+            id=d.get("_id"),
             label=d.get("label"),
             points=d.get("points") or [],
             confidence=d.get("confidence") or [],

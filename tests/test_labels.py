@@ -38,7 +38,8 @@ def test_to_dict_from_dict_round_trip(label):
 
 def test_array_encoding_round_trips_dtype_and_shape():
     for arr in [np.zeros((0, 3), np.float32), np.arange(24, dtype=np.int64).reshape(2, 3, 4),
-                np.ones((512, 512), bool), np.float16([1.5, -2])]:
+                np.ones((512, 512), bool), np.float16([1.5, -2]), np.array(2.5),
+                np.asfortranarray(np.arange(6).reshape(2, 3)), np.arange(4, dtype=">i4"), np.array(["ab", "c"])]:
         back = decode_array(encode_array(arr))
         assert back.dtype == arr.dtype and back.shape == arr.shape
         np.testing.assert_array_equal(back, arr)
@@ -106,6 +107,7 @@ def test_every_label_round_trips_through_the_database(label, tmp_path):
         ds.set_values("gt", {sid: label})
         assert ds[sid].gt == label
         assert ds.values("gt") == [label]
+        assert _ids(ds[sid].gt) == _ids(ds.values("gt")[0]) == _ids(label)
         # written by mongoengine's save(), read back through values()
         sample = ds[sid]
         sample.other = label
@@ -126,7 +128,8 @@ def test_trusted_construction_is_the_same_document():
         (Detection, {"label": "dog"}),
         (Classification, {"label": "cat", "confidence": 0.5}),
     ):
-        fast, slow = cls.from_trusted(**values), cls(**values)
+        fast = cls.from_trusted(**values)
+        slow = cls(id=fast.id, **values)
         assert fast == slow and fast.to_dict() == slow.to_dict() and repr(fast) == repr(slow)
         assert pickle.loads(pickle.dumps(fast)) == slow
         assert Label.from_dict(fast.to_dict()) == slow
@@ -150,3 +153,34 @@ def test_check_box_is_what_processors_validate_with():
         check_box([0.9, 0.9, 0.5, 0.5], "MyProcessor: box 3")
     with pytest.raises(LabelError, match="four numbers"):
         check_box([0.1, 0.2])
+
+
+def _ids(label):
+    """The ids of a label and the labels it holds, in order."""
+    found = [label.id] if "id" in label._fields else []
+    for name in ("detections", "classifications", "keypoints"):
+        for item in getattr(label, name, None) or ():
+            found += _ids(item)
+    return found
+
+
+def test_labels_get_stable_ids_stored_as_object_ids():
+    from bson import ObjectId
+
+    from modelzoo.labels import Classification, Detection, Keypoint
+
+    made = [
+        Detection(label="a", bounding_box=[0, 0, 0.5, 0.5]), Detection.from_trusted(label="a"),
+        Classification(label="c"), Classification.from_trusted(label="c"), Keypoint(points=[[0.1, 0.2]]),
+    ]
+    ids = [lab.id for lab in made]
+    assert all(isinstance(i, str) and ObjectId.is_valid(i) for i in ids) and len(set(ids)) == len(ids)
+    for lab in made:
+        stored = lab.to_dict()
+        assert stored["_id"] == ObjectId(lab.id)  # an ObjectId in the document
+        assert label_from_dict(stored).id == lab.id
+        assert type(lab).from_dict(lab.to_mongo().to_dict() | {"_cls": type(lab).__name__}).id == lab.id
+    given = Detection(id=ids[0])
+    assert given.id == ids[0]
+    with pytest.raises(LabelError, match="ObjectId"):
+        Detection(id="not-an-id")

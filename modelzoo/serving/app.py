@@ -37,6 +37,7 @@ from typing import Any, AsyncIterator, Dict, Optional
 
 import numpy as np
 import pydantic
+from bson import ObjectId
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
@@ -92,8 +93,10 @@ def to_jsonable(value: Any) -> Any:
         return value
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump(mode="json")
-    if isinstance(value, Label):
-        return value.to_dict()
+    if isinstance(value, Label):  # its stored document, label ids as strings
+        return to_jsonable(value.to_dict())
+    if isinstance(value, ObjectId):
+        return str(value)
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):

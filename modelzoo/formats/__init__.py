@@ -1,0 +1,14 @@
+"""Ground truth in and out: COCO detection files, and a folder per class."""
+
+from .coco import COCO_LABEL_TYPES, CocoImportReport, coco_mask, export_coco, import_coco
+from .folders import image_classification_classes, import_image_classification_dir
+
+__all__ = [
+    "COCO_LABEL_TYPES",
+    "CocoImportReport",
+    "coco_mask",
+    "export_coco",
+    "import_coco",
+    "image_classification_classes",
+    "import_image_classification_dir",
+]
