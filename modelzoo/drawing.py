@@ -25,8 +25,12 @@ from .errors import DatasetError
 from .image_io import read_image
 from .labels import Classification, Classifications, Detection, Detections, Keypoint, Keypoints, Label, Segmentation
 from .masks import box_pixels, full_mask
+from .video.strip import strip_frames
 
-__all__ = ["EVAL_COLORS", "class_color", "draw_image", "draw_labels", "contact_sheet"]
+#: frames drawn for a video sample, spread evenly over the video
+STRIP_FRAMES = 6
+
+__all__ = ["EVAL_COLORS", "STRIP_FRAMES", "class_color", "draw_image", "draw_video_strip", "draw_labels", "contact_sheet"]
 
 RGB = Tuple[int, int, int]
 #: the colours of evaluation results
@@ -249,9 +253,51 @@ def _drawn(
     for i, sample in enumerate(samples):
         if limit is not None and i >= limit:
             return
+        if getattr(sample, "media_type", "image") == "video":
+            yield sample, draw_video_strip(sample, label_fields, gts, eval_key, skeleton, fit=fit)
+            continue
         labels = {f: getattr(sample, f, None) for f in label_fields}
         image = read_image(sample.filepath)
         yield sample, draw_image(image if fit is None else _fit(image, fit), labels, gts, eval_key, skeleton)
+
+
+def draw_video_strip(
+    sample: Any,
+    label_fields: Union[str, Sequence[str]],
+    gt_fields: Iterable[str] = (),
+    eval_key: Optional[str] = None,
+    skeleton: Any = None,
+    count: int = STRIP_FRAMES,
+    fit: Optional[int] = None,
+) -> Image.Image:
+    """A video sample as one strip: ``count`` evenly spaced frames side by
+    side, each drawn by :func:`draw_image` with its frame labels (the frame
+    fields ``label_fields``) and captioned with its frame number.
+
+    Args:
+        fit: scale the strip so that its longer side is at most this.
+    """
+    fields = _fields(label_fields)
+    gts = list(gt_fields)
+    frames = strip_frames(sample, count=count, fields=fields)
+    if not frames:
+        raise DatasetError(f"Sample {sample.id} ({sample.filepath}): no frame could be decoded to draw")
+    drawn = []
+    for frame in frames:
+        img = draw_image(frame.image, {f: frame.labels.get(f) for f in fields}, gts, eval_key, skeleton)
+        _caption(ImageDraw.Draw(img), (2, img.height - 14), f"frame {frame.frame_number}", (32, 32, 32))
+        drawn.append(img)
+    height = max(img.height for img in drawn)
+    strip = Image.new("RGB", (sum(img.width for img in drawn), height), (32, 32, 32))
+    x = 0
+    for img in drawn:
+        strip.paste(img, (x, 0))
+        x += img.width
+    if fit is not None and max(strip.size) > fit:
+        scale = fit / max(strip.size)
+        strip = strip.resize((max(1, round(strip.width * scale)), max(1, round(strip.height * scale))),
+                             Image.Resampling.BILINEAR)
+    return strip
 
 
 def draw_labels(

@@ -341,6 +341,27 @@ def test_cli_apply_accepts_a_directory_of_videos(videos, reference, capsys, zoo_
             mz.delete_dataset(name)
 
 
+def test_draw_labels_draws_a_video_sample_as_a_strip_of_its_frames(video_dataset, reference, tmp_path):
+    from PIL import Image
+
+    from modelzoo.drawing import STRIP_FRAMES, draw_labels
+    from modelzoo.video import strip_frame_numbers
+
+    video_dataset.apply_model(Brightness(), label_field="b", num_workers=0, progress=False)
+    sample = _by_name(video_dataset)["astronaut_h264"]
+    (path,) = draw_labels([sample], str(tmp_path), "b")
+    strip = np.asarray(Image.open(path).convert("RGB"))
+    frames = reference["astronaut_h264"]
+    h, w = frames[0].shape[:2]
+    numbers = strip_frame_numbers(len(frames), STRIP_FRAMES)
+    assert strip.shape == (h, w * len(numbers), 3)
+    for i, number in enumerate(numbers):
+        tile, frame = strip[:, i * w:(i + 1) * w], frames[number - 1]
+        same = (tile == frame).all(axis=2)
+        assert not same.all(), f"nothing drawn on frame {number}"  # its caption and frame number
+        assert same.mean() > 0.3, f"tile {i} is not frame {number}"
+
+
 def test_strip_frames_are_evenly_spaced_with_their_labels(video_dataset, reference):
     from modelzoo.video import strip_frame_numbers, strip_frames
 
