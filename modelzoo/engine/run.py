@@ -359,6 +359,24 @@ def _missing_query(label_field: Union[str, Mapping[str, str]]) -> Optional[Dict[
     return {"$and": [{label_field: None}, {"$expr": {"$eq": [{"$size": prefixed}, 0]}}]}
 
 
+_BACKENDS = ("local", "ray")
+
+
+def _runner(backend: str, ray_options: Optional[Mapping[str, Any]]) -> Any:
+    """``run_model``, or its Ray twin (imported only when asked for)."""
+    if backend not in _BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(map(repr, _BACKENDS))}, got {backend!r}")
+    if backend == "local":
+        if ray_options is not None:
+            raise ConfigError("ray_options is for backend='ray'; pass backend='ray' or drop ray_options")
+        return run_model
+    from ..ray import run_model as ray_run_model
+    from ..ray.cluster import import_ray
+
+    import_ray()  # no Ray installed: the error names the extra, before anything is read
+    return lambda source, model, sink, options: ray_run_model(source, model, sink, options, ray_options)
+
+
 def _needs(model: Any) -> Tuple[Tuple[str, str], ...]:
     return tuple(model.needs_fields.items()) if isinstance(model, SamplesMixin) else ()
 
@@ -374,6 +392,8 @@ def apply_model(
     skip_failures: bool = True,
     skip_existing: bool = False,
     progress: Optional[bool] = None,
+    backend: str = "local",
+    ray_options: Optional[Mapping[str, Any]] = None,
     **kwargs: Any,
 ) -> ApplyReport:
     """Runs ``model`` on ``samples`` and stores its labels on them.
@@ -396,6 +416,10 @@ def apply_model(
             model returning a dict of labels: every ``label_field_<key>``);
             resumes an interrupted run.
         progress: show a progress bar (default: when stderr is a terminal).
+        backend: ``"local"`` (this process) or ``"ray"`` (a Ray cluster, see
+            :mod:`modelzoo.ray`; needs ``pip install 'modelzoo[ray]'``).
+        ray_options: with ``backend="ray"``: replicas, CPUs/GPUs per replica,
+            the cluster address... (:class:`modelzoo.ray.RayOptions`).
         **kwargs: ``error_field`` (record each failure's message on its sample
             in this field) and ``num_threads`` (torch threads for the forward).
 
@@ -403,6 +427,7 @@ def apply_model(
         an :class:`ApplyReport`.
     """
     _check_extras("apply_model", kwargs)
+    runner = _runner(backend, ray_options)
     if confidence_thresh is not None and not 0 <= confidence_thresh <= 1:
         raise ConfigError(f"confidence_thresh must be in [0, 1], got {confidence_thresh!r}")
     if isinstance(label_field, str):
@@ -424,7 +449,7 @@ def apply_model(
     if store_logits:
         model.store_logits = True  # type: ignore[attr-defined]
     try:
-        report = run_model(source, model, sink, options)
+        report = runner(source, model, sink, options)
     finally:
         if logits_before is not None:
             model.store_logits = logits_before  # type: ignore[attr-defined]
@@ -441,6 +466,8 @@ def compute_embeddings(
     num_workers: Optional[int] = None,
     skip_failures: bool = True,
     progress: Optional[bool] = None,
+    backend: str = "local",
+    ray_options: Optional[Mapping[str, Any]] = None,
     **kwargs: Any,
 ) -> Union[np.ndarray, ApplyReport]:
     """Embeds ``samples`` with ``model`` (an :class:`~modelzoo.EmbeddingsMixin`).
@@ -449,13 +476,14 @@ def compute_embeddings(
         without ``embeddings_field``: a float32 ``(N, D)`` array in sample
         order (rows of failed samples are NaN; they are logged). With it: the
         embeddings are stored on each sample and an :class:`ApplyReport` is
-        returned.
+        returned. ``backend`` and ``ray_options`` are as for :func:`apply_model`.
     """
     _check_extras("compute_embeddings", kwargs)
+    runner = _runner(backend, ray_options)
     options = RunOptions("embed", batch_size, num_workers, kwargs.get("num_threads"), skip_failures, progress)
     source = Source.from_samples(samples, _needs(model))
     sink = EmbeddingSink(source.collection, source.dataset_name, embeddings_field, kwargs.get("error_field"))
-    report = run_model(source, model, sink, options)
+    report = runner(source, model, sink, options)
     if embeddings_field is not None:
         return report
     return sink.array()

@@ -1,0 +1,33 @@
+"""Models for tests/test_ray.py that the Ray workers import (module-level, picklable)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+import modelzoo as mz
+
+
+class Barrier(mz.Model):
+    """Labels an image by its mean pixel (rounded), after waiting until
+    ``parties`` processes have each predicted a batch: a run whose work
+    never reaches ``parties`` replicas fails with a timeout instead of
+    passing. Each process marks itself with a file in ``directory``."""
+
+    def __init__(self, directory: str, parties: int, timeout: float = 120.0):
+        super().__init__()
+        self.directory, self.parties, self.timeout = directory, parties, timeout
+
+    def predict(self, arg):
+        return mz.Classification(label=str(int(round(float(np.asarray(arg).mean())))))
+
+    def predict_all(self, args):
+        open(os.path.join(self.directory, str(os.getpid())), "w").close()
+        deadline = time.monotonic() + self.timeout
+        while len(os.listdir(self.directory)) < self.parties:
+            if time.monotonic() > deadline:
+                raise mz.ModelError(f"only {os.listdir(self.directory)} of {self.parties} replicas got work")
+            time.sleep(0.05)
+        return [self.predict(a) for a in args]
