@@ -13,6 +13,7 @@ from .dataset import (
     load_dataset,
 )
 from .errors import (
+    BackendError,
     ChecksumError,
     ConfigError,
     DatabaseError,
@@ -20,6 +21,7 @@ from .errors import (
     DatasetExistsError,
     DatasetNotFoundError,
     DownloadError,
+    ExtraNotInstalledError,
     LabelError,
     ModelError,
     ModelNotFoundError,
@@ -97,6 +99,8 @@ __all__ = [
     "DownloadError",
     "ChecksumError",
     "RequirementsError",
+    "BackendError",
+    "ExtraNotInstalledError",
 ]
 
 # -- the zoo -------------------------------------------------------------------------------

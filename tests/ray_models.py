@@ -31,3 +31,25 @@ class Barrier(mz.Model):
                 raise mz.ModelError(f"only {os.listdir(self.directory)} of {self.parties} replicas got work")
             time.sleep(0.05)
         return [self.predict(a) for a in args]
+
+
+class KillOnce(mz.Model):
+    """Labels an image by its mean pixel (rounded). The first replica to
+    reach its second batch kills its own actor with ``ray.kill`` (once per
+    ``marker`` file), as a worker lost mid-run."""
+
+    def __init__(self, marker: str):
+        super().__init__()
+        self.marker, self.calls = marker, 0
+
+    def predict(self, arg):
+        return mz.Classification(label=str(int(round(float(np.asarray(arg).mean())))))
+
+    def predict_all(self, args):
+        self.calls += 1
+        if self.calls == 2 and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            import ray
+
+            ray.kill(ray.get_runtime_context().current_actor)
+        return [self.predict(a) for a in args]

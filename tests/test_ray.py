@@ -24,7 +24,7 @@ from modelzoo.ray import RayOptions, Recipe, check_database_reach, plan_resource
 from modelzoo.testing import tiny_model
 from tests.images import write_bad_images, write_good_images
 from tests.processes import REPO, child_env
-from tests.ray_models import Barrier
+from tests.ray_models import Barrier, KillOnce
 from tests.toy_models import TinyNet
 
 ray = pytest.importorskip("ray")
@@ -160,6 +160,29 @@ def test_skip_existing_resumes_on_two_replicas_each_doing_work(local_ray, datase
         assert sample.mean.label == str(int(round(float(pixels.mean()))))
 
 
+@pytest.mark.slow
+def test_a_replica_killed_mid_run_then_skip_existing_labels_every_sample_once(local_ray, dataset, tmp_path):
+    marker = tmp_path / "killed"
+    model = Recipe.factory(KillOnce, str(marker)).build()
+    try:
+        first = _call(dataset.apply_model, model, label_field="mean", batch_size=2, backend="ray", progress=False)
+        assert first.processed == dataset.count("mean")  # Ray replaced the actor and retried its batch
+    except mz.ModelzooError as e:  # or the run failed: what finished is stored
+        assert isinstance(e, mz.BackendError) and "skip_existing=True" in str(e), e
+    assert marker.exists()  # the replica did die
+    before = dataset.count("mean")
+    again = _call(
+        dataset.apply_model, model, label_field="mean", batch_size=2, skip_existing=True, backend="ray",
+        progress=False,
+    )
+    assert again.skipped == before
+    assert again.processed + again.failed + again.skipped == len(dataset)
+    assert dataset.count("mean") == before + again.processed == 9  # every readable sample, once
+    for sample in dataset.exists("mean"):  # plain PIL as the reference
+        pixels = np.asarray(Image.open(sample.filepath).convert("RGB"))
+        assert sample.mean.label == str(int(round(float(pixels.mean()))))
+
+
 def test_a_recipe_that_fails_on_the_workers_fails_before_any_work(local_ray, dataset, tmp_path):
     """The weights exist where the driver built the model, not where the workers run."""
     import torch
@@ -224,6 +247,22 @@ def test_a_model_without_a_recipe_is_refused_before_any_work(dataset):
     logits.store_logits = True
     assert recipe_of(logits).attributes == {"store_logits": True}
     assert recipe_of(remember(TinyNet(), Recipe.zoo("x", device="cpu"))).describe() == "Recipe.zoo('x', device='cpu')"
+
+
+def test_a_zoo_model_travels_as_its_name_and_overrides(files):
+    from modelzoo.testing import TASKS
+
+    mz.register_zoo_model("ray-test-tiny", dict(TASKS["classification"]), overwrite=True)
+    try:
+        model = mz.load_zoo_model("ray-test-tiny", device="cpu")
+        recipe = recipe_of(model)
+        assert recipe == Recipe.zoo("ray-test-tiny", device="cpu")
+        rebuilt = recipe.build()  # what a worker does
+        image = np.asarray(Image.open(files[0][0]).convert("RGB"))
+        assert rebuilt.predict(image).label == model.predict(image).label
+        assert rebuilt.predict(image).confidence == pytest.approx(model.predict(image).confidence, abs=1e-6)
+    finally:
+        mz.unregister_zoo_model("ray-test-tiny")
 
 
 def test_unknown_and_bad_ray_options(dataset):
