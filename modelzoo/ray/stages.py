@@ -167,6 +167,12 @@ class Replica:
         self.keep_vectors = keep_vectors
         self.name = replica_name()
 
+    def _vector_sink(self) -> EmbeddingSink:
+        """A fresh in-memory sink per batch (its vectors go back to the driver);
+        failure messages still go to the error field, if any."""
+        error_field = getattr(self.sink, "error_field", None)
+        return EmbeddingSink(self.source.collection, self.source.dataset_name, None, error_field)
+
     def __call__(self, batch: Mapping[str, Any]) -> Dict[str, np.ndarray]:
         rows: Dict[str, List[Any]] = {k: [] for k in ("processed", "failed", "failures", "replica", "vectors")}
         for packed in batch["loaded"]:
@@ -174,7 +180,7 @@ class Replica:
             self.replay.inputs = {item.key: (ok, value) for item, ok, value in loaded}
             items = tuple(item for item, _, _ in loaded)
             source = with_loaded(self.source, items)
-            sink = EmbeddingSink() if self.keep_vectors else self.sink
+            sink = self._vector_sink() if self.keep_vectors else self.sink
             report = run_model(source, self.model, sink, self.options)
             rows["processed"].append(report.processed)
             rows["failed"].append(report.failed)
