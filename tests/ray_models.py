@@ -8,11 +8,20 @@ import time
 import numpy as np
 
 import modelzoo as mz
+from modelzoo.loaders import ImageLoader
+
+
+class PidImageLoader(ImageLoader):
+    """The decoded image, and the pid of the process that decoded it."""
+
+    def load(self, item):
+        return os.getpid(), super().load(item)
 
 
 class Barrier(mz.Model):
-    """Labels an image by its mean pixel (rounded), after waiting until
-    ``parties`` processes have each predicted a batch: a run whose work
+    """Labels an image by its mean pixel (rounded) in ``value``, and in
+    ``pids`` which process decoded it and which predicted it, after waiting
+    until ``parties`` processes have each predicted a batch: a run whose work
     never reaches ``parties`` replicas fails with a timeout instead of
     passing. Each process marks itself with a file in ``directory``."""
 
@@ -20,8 +29,15 @@ class Barrier(mz.Model):
         super().__init__()
         self.directory, self.parties, self.timeout = directory, parties, timeout
 
+    def build_loader(self):
+        return PidImageLoader()
+
     def predict(self, arg):
-        return mz.Classification(label=str(int(round(float(np.asarray(arg).mean())))))
+        pid, image = arg
+        return {
+            "value": mz.Classification(label=str(int(round(float(np.asarray(image).mean()))))),
+            "pids": mz.Classification(label=f"{pid}:{os.getpid()}"),
+        }
 
     def predict_all(self, args):
         open(os.path.join(self.directory, str(os.getpid())), "w").close()

@@ -142,7 +142,7 @@ def test_skip_existing_resumes_on_two_replicas_each_doing_work(local_ray, datase
     (tmp_path / "pair").mkdir()
     alone = Recipe.factory(Barrier, str(tmp_path / "alone"), 1).build()
     first = dataset.limit(5).apply_model(alone, label_field="mean", progress=False, num_workers=0)  # interrupted
-    done = {str(s.id) for s in dataset.exists("mean")}
+    done = {str(s.id) for s in dataset.exists("mean_value")}
     pair = Recipe.factory(Barrier, str(tmp_path / "pair"), 2).build()  # both replicas must get a batch
     report = _call(
         dataset.apply_model, pair, label_field="mean", skip_existing=True, batch_size=2, backend="ray",
@@ -150,14 +150,18 @@ def test_skip_existing_resumes_on_two_replicas_each_doing_work(local_ray, datase
     )
     assert report.skipped == first.processed == len(done)
     assert report.processed + report.failed + report.skipped == len(dataset)
-    assert dataset.count("mean") == first.processed + report.processed  # each sample labelled once
+    assert dataset.count("mean_value") == first.processed + report.processed  # each sample labelled once
     assert len(report.replicas) == 2 and all(n > 0 for n in report.replicas.values()), report.replicas
     assert sum(report.replicas.values()) == report.processed
     assert report.plan.num_cpus <= 0.5  # two replicas and a decoding task on 2 CPUs
     assert len(os.listdir(tmp_path / "pair")) == 2
-    for sample in dataset.exists("mean"):  # plain PIL as the reference
+    replica_pids = {int(name.rsplit(":", 1)[1]) for name in report.replicas}
+    for sample in dataset.exists("mean_value"):  # plain PIL as the reference
         pixels = np.asarray(Image.open(sample.filepath).convert("RGB"))
-        assert sample.mean.label == str(int(round(float(pixels.mean()))))
+        assert sample.mean_value.label == str(int(round(float(pixels.mean()))))
+        if str(sample.id) not in done:  # decoded in a Ray CPU task, predicted in a replica
+            decoded_in, predicted_in = map(int, sample.mean_pids.label.split(":"))
+            assert predicted_in in replica_pids and decoded_in not in replica_pids | {os.getpid()}
 
 
 @pytest.mark.slow

@@ -182,28 +182,39 @@ def run_model(
         shards = source.split(max(1, wanted))
         engine_options = RunOptions(options.mode, batch_size, 0, plan.threads, options.skip_failures, False)
         ctx = ray.data.DataContext.get_current()
-        saved = (ctx.enable_progress_bars, ctx.wait_for_min_actors_s)
+        saved = (
+            ctx.enable_progress_bars, ctx.wait_for_min_actors_s, ctx.print_on_execution_start,
+            ctx.target_max_block_size,
+        )
         ctx.enable_progress_bars = False  # the driver draws one bar
+        ctx.print_on_execution_start = False
+        # One model batch per block (Ray's default of 128 MB blocks would put a shard's batches in
+        # one block, and a block goes to one replica).
+        ctx.target_max_block_size = 1
         ctx.wait_for_min_actors_s = _WAIT_FOR_REPLICAS_S  # every replica is up before work is dispatched
-        pipeline = (
-            ray.data.from_items([{"source": pack(s)} for s in shards], override_num_blocks=len(shards))
-            .map_batches(
-                decode_shards, batch_size=1, num_cpus=plan.decode_cpus, runtime_env={"env_vars": env},
-                fn_kwargs={"loader": info["loader"], "batch_size": batch_size},
-            )
-            # One model batch per block: any free replica takes the next batch (without this a
-            # shard's batches share a block, and a block goes to one replica). It also keeps
-            # Ray Data from fusing the decoding into the replicas: it stays in CPU tasks.
-            .repartition(target_num_rows_per_block=1)
-            .map_batches(
-                Replica, batch_size=1,
-                compute=ray.data.ActorPoolStrategy(size=plan.num_replicas, max_tasks_in_flight_per_actor=2),
-                num_cpus=plan.num_cpus, num_gpus=plan.num_gpus, runtime_env={"env_vars": env},
-                fn_constructor_kwargs={
-                    "recipe": recipe, "source": source, "sink": sink, "options": engine_options,
-                    "total": total, "keep_vectors": keep_vectors,
-                },
-            )
+        decoded = ray.data.from_items([{"source": pack(s)} for s in shards], override_num_blocks=len(shards))
+        decoded = decoded.map_batches(
+            decode_shards, batch_size=1, num_cpus=plan.decode_cpus, runtime_env={"env_vars": env},
+            fn_kwargs={"loader": info["loader"], "batch_size": batch_size},
+            # A nominal memory request makes the decoding's remote arguments differ from the
+            # replicas', so Ray Data never fuses the two: decoding stays in CPU tasks, the forward
+            # pass in the actors, and the two overlap.
+            memory=1,
+        )
+        if plan.num_replicas > 1:
+            # A decoding task's output blocks travel as one bundle, to one replica: split them so
+            # that any free replica takes the next batch. This costs a copy of every decoded batch
+            # (bench_ray, 300 images, one replica: 26 s steady state with it, 3 s without), so a
+            # single replica goes without.
+            decoded = decoded.repartition(target_num_rows_per_block=1)
+        pipeline = decoded.map_batches(
+            Replica, batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=plan.num_replicas, max_tasks_in_flight_per_actor=2),
+            num_cpus=plan.num_cpus, num_gpus=plan.num_gpus, runtime_env={"env_vars": env},
+            fn_constructor_kwargs={
+                "recipe": recipe, "source": source, "sink": sink, "options": engine_options,
+                "total": total, "keep_vectors": keep_vectors,
+            },
         )
         logger.info(
             "Running %s on %d samples of %r on Ray: %d shards, %d replicas x (%g CPU, %g GPU), batch %d",
@@ -237,7 +248,10 @@ def run_model(
             ) from e
         finally:
             bar.close()
-            ctx.enable_progress_bars, ctx.wait_for_min_actors_s = saved
+            (
+                ctx.enable_progress_bars, ctx.wait_for_min_actors_s, ctx.print_on_execution_start,
+                ctx.target_max_block_size,
+            ) = saved
     report.failures.sort(key=lambda f: f.sample_id)
     if report.failed:
         logger.warning(
