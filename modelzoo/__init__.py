@@ -13,6 +13,7 @@ from .dataset import (
     load_dataset,
 )
 from .errors import (
+    BackendError,
     ChecksumError,
     ConfigError,
     DatabaseError,
@@ -21,6 +22,7 @@ from .errors import (
     DatasetNotFoundError,
     DownloadError,
     EvaluationError,
+    ExtraNotInstalledError,
     LabelError,
     ModelError,
     ModelNotFoundError,
@@ -105,6 +107,8 @@ __all__ = [
     "DownloadError",
     "ChecksumError",
     "RequirementsError",
+    "BackendError",
+    "ExtraNotInstalledError",
 ]
 
 # -- the zoo -------------------------------------------------------------------------------

@@ -249,11 +249,12 @@ class SampleCollection:
         return bulk_set(self.collection_name, updates, self.name)
 
     def apply_model(self, model: Any, label_field: Any = "predictions", **kwargs: Any) -> ApplyReport:
-        """Runs ``model`` on these samples and stores its labels; see :func:`modelzoo.apply_model`."""
+        """Runs ``model`` on these samples and stores its labels; see :func:`modelzoo.apply_model`
+        (``backend="ray"`` and ``ray_options`` run it on a Ray cluster: :mod:`modelzoo.ray`)."""
         return apply_model(self, model, label_field=label_field, **kwargs)
 
     def compute_embeddings(self, model: Any, embeddings_field: Optional[str] = None, **kwargs: Any) -> Any:
-        """Embeds these samples; see :func:`modelzoo.compute_embeddings`."""
+        """Embeds these samples; see :func:`modelzoo.compute_embeddings` (``backend="ray"`` too)."""
         return compute_embeddings(self, model, embeddings_field=embeddings_field, **kwargs)
 
     def export_nucleus(self, path: str, label_field: str, **kwargs: Any) -> int:

@@ -31,6 +31,8 @@ __all__ = [
     "DownloadError",
     "ChecksumError",
     "RequirementsError",
+    "ExtraNotInstalledError",
+    "BackendError",
     "UnknownKeyError",
     "did_you_mean",
     "check_keys",
@@ -224,3 +226,22 @@ class ChecksumError(ZooError, ValueError):
 
 class RequirementsError(ZooError, ImportError):
     """A model needs packages (or hardware) that are not available."""
+
+
+class ExtraNotInstalledError(ModelzooError, ImportError):
+    """An optional feature needs a package that is not installed.
+
+    Attributes:
+        extra: the ``modelzoo[extra]`` to install.
+    """
+
+    def __init__(self, feature: str, extra: str, missing: str):
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs {missing}, which is not installed. Install it with: pip install 'modelzoo[{extra}]'"
+        )
+
+
+class BackendError(ModelzooError, RuntimeError):
+    """A run on a distributed backend (Ray) failed on the cluster; the
+    message holds the worker's traceback."""

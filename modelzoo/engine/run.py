@@ -427,6 +427,33 @@ def _missing_query(label_field: Union[str, Mapping[str, str]]) -> Optional[Dict[
     return {"$and": [{label_field: None}, {"$expr": {"$eq": [{"$size": prefixed}, 0]}}]}
 
 
+_BACKENDS = ("local", "ray")
+
+
+def _check_backend(backend: str, model: Any, frame_source: Optional[Source]) -> None:
+    if backend == "ray" and (frame_source is not None or getattr(model, "media_type", "image") == "video"):
+        raise ConfigError(
+            "backend='ray' runs image models on image samples; videos (their frames, or a video model) run "
+            "in this process. Match the images (samples.match({'media_type': 'image'})) for Ray, and run "
+            "the videos with backend='local'."
+        )
+
+
+def _runner(backend: str, ray_options: Optional[Mapping[str, Any]]) -> Any:
+    """``run_model``, or its Ray twin (imported only when asked for)."""
+    if backend not in _BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(map(repr, _BACKENDS))}, got {backend!r}")
+    if backend == "local":
+        if ray_options is not None:
+            raise ConfigError("ray_options is for backend='ray'; pass backend='ray' or drop ray_options")
+        return run_model
+    from ..ray import run_model as ray_run_model
+    from ..ray.cluster import import_ray
+
+    import_ray()  # no Ray installed: the error names the extra, before anything is read
+    return lambda source, model, sink, options: ray_run_model(source, model, sink, options, ray_options)
+
+
 def _needs(model: Any) -> Tuple[Tuple[str, str], ...]:
     return tuple(model.needs_fields.items()) if isinstance(model, SamplesMixin) else ()
 
@@ -464,6 +491,8 @@ def apply_model(
     skip_existing: bool = False,
     progress: Optional[bool] = None,
     frames: Any = None,
+    backend: str = "local",
+    ray_options: Optional[Mapping[str, Any]] = None,
     **kwargs: Any,
 ) -> ApplyReport:
     """Runs ``model`` on ``samples`` and stores its labels on them.
@@ -500,6 +529,10 @@ def apply_model(
             per second), or a list of frame numbers (see
             :class:`~modelzoo.video.FrameSelection`); ``n`` and ``fps``
             together are an error.
+        backend: ``"local"`` (this process) or ``"ray"`` (a Ray cluster, see
+            :mod:`modelzoo.ray`; needs ``pip install 'modelzoo[ray]'``).
+        ray_options: with ``backend="ray"``: replicas, CPUs/GPUs per replica,
+            the cluster address... (:class:`modelzoo.ray.RayOptions`).
         **kwargs: ``error_field`` (record each failure's message on its sample
             or frame in this field) and ``num_threads`` (torch threads for the
             forward).
@@ -508,6 +541,7 @@ def apply_model(
         an :class:`ApplyReport` (frames are counted apart from samples).
     """
     _check_extras("apply_model", kwargs)
+    runner = _runner(backend, ray_options)
     if confidence_thresh is not None and not 0 <= confidence_thresh <= 1:
         raise ConfigError(f"confidence_thresh must be in [0, 1], got {confidence_thresh!r}")
     if isinstance(label_field, str):
@@ -519,6 +553,7 @@ def apply_model(
             "Call apply_model without store_logits."
         )
     whole, frame_source = _parts(Source.from_samples(samples, _needs(model)), model, frames)
+    _check_backend(backend, model, frame_source)
     missing = _missing_query(label_field) if skip_existing else None
     runs: List[Tuple[Source, Sink, int]] = []
     error_field = kwargs.get("error_field")
@@ -542,7 +577,7 @@ def apply_model(
     reports = []
     try:
         for source, sink, skipped in runs:
-            report = run_model(source, model, sink, options)
+            report = runner(source, model, sink, options)
             report.skipped += skipped
             reports.append(report)
     finally:
@@ -560,6 +595,8 @@ def compute_embeddings(
     skip_failures: bool = True,
     progress: Optional[bool] = None,
     frames: Any = None,
+    backend: str = "local",
+    ray_options: Optional[Mapping[str, Any]] = None,
     **kwargs: Any,
 ) -> Union[np.ndarray, ApplyReport]:
     """Embeds ``samples`` with ``model`` (an :class:`~modelzoo.EmbeddingsMixin`).
@@ -577,10 +614,13 @@ def compute_embeddings(
     Raises:
         ConfigError: no ``embeddings_field`` for samples that mix images and
             videos (their rows would not line up); embed each kind apart.
+        ``backend`` and ``ray_options`` are as for :func:`apply_model`.
     """
     _check_extras("compute_embeddings", kwargs)
+    runner = _runner(backend, ray_options)
     options = RunOptions("embed", batch_size, num_workers, kwargs.get("num_threads"), skip_failures, progress)
     whole, frame_source = _parts(Source.from_samples(samples, _needs(model)), model, frames)
+    _check_backend(backend, model, frame_source)
     if embeddings_field is None and whole is not None and frame_source is not None:
         raise ConfigError(
             "compute_embeddings without embeddings_field returns one array, and these samples mix images and "
@@ -594,7 +634,7 @@ def compute_embeddings(
         if source is None:
             continue
         sink = EmbeddingSink(source.collection, source.dataset_name, embeddings_field, kwargs.get("error_field"))
-        reports.append(run_model(source, model, sink, options))
+        reports.append(runner(source, model, sink, options))
     if embeddings_field is not None:
         return reports[0].merge(*reports[1:]) if reports else ApplyReport()
     return sink.array() if sink is not None else np.zeros((0, 0), dtype=np.float32)

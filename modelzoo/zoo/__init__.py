@@ -147,7 +147,10 @@ def load_zoo_model(
         weights_path = _weights.resolve_weights(info, download=download, progress=progress)
     if download:
         _post_download(info, force=False)
-    return build_model(info, weights_path=weights_path, **overrides)
+    model = build_model(info, weights_path=weights_path, **overrides)
+    from ..ray.recipe import Recipe, remember  # no Ray import: how a Ray worker rebuilds this model
+
+    return remember(model, Recipe.zoo(name, **overrides))
 
 
 def download_zoo_model(name: str, overwrite: bool = False, progress: Optional[bool] = None) -> Optional[str]:

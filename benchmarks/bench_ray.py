@@ -1,0 +1,140 @@
+#!/usr/bin/env python
+"""In-process ``apply_model`` against ``backend="ray"`` on this machine.
+
+The same ``--images`` 640x480 JPEGs (``bench_apply.photo_dir``) and the same
+model (``--model``: a TorchImageModel of torchvision ``mobilenet_v3_small``,
+seeded random init, as ``bench_apply --torch-image`` builds it; or ``tiny``,
+``modelzoo.testing.tiny_model("classification")``), written to a field each
+run:
+
+(a) in-process: ``apply_model(dataset, model, field)``, engine defaults;
+(b) Ray: ``apply_model(..., backend="ray")`` on one local Ray started once
+    before timing (``ray.init(num_cpus=<cores>)``, no dashboard), default
+    ``ray_options`` (replicas sized from the cluster). Each Ray run includes
+    what every run pays: the probe (one model build on a worker), the replica
+    start-up (another build) and Ray Data's planning.
+
+Runs alternate (a b, b a, ...) ``--runs`` times; the script prints the
+medians, the ratio b/a (target <= 1.3), and the time from the call to the
+first stored batch for each (in-process: the first write of the sink; Ray:
+the first batch report reaching the driver, written before it is sent).
+Ray's own start-up (``ray.init``) is timed once and reported apart.
+
+On one 2-core machine Ray cannot be faster: the replicas and the decoding
+tasks share the same two cores the in-process run uses, plus Ray's
+processes. The ratio is what Ray's machinery costs on a single machine.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_ray.py                   # 1,000 images, 3 pairs
+    .venv/bin/python benchmarks/bench_ray.py --quick           # 100 images, 1 pair
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)  # the repository, for a run without an install
+sys.path.insert(0, HERE)
+
+
+def _model(kind: str) -> Any:
+    if kind == "tiny":
+        from modelzoo.testing import tiny_model
+
+        return tiny_model("classification")
+    from bench_apply import torch_image_config
+
+    from modelzoo.torch_image import TorchImageModel
+
+    return TorchImageModel(torch_image_config("mobilenet_v3_small"))
+
+
+def _in_process(dataset: Any, model: Any, field: str) -> Dict[str, Optional[float]]:
+    from modelzoo.engine import LabelSink, RunOptions, Source, run_model
+
+    class FirstWrite(LabelSink):
+        first: Optional[float] = None
+
+        def write(self, batch: Any) -> None:
+            super().write(batch)
+            if self.first is None:
+                self.first = time.perf_counter()
+
+    t0 = time.perf_counter()
+    source = Source.from_samples(dataset)
+    sink = FirstWrite(source.collection, dataset.name, field)
+    report = run_model(source, model, sink, RunOptions(progress=False))
+    total = time.perf_counter() - t0
+    assert report.processed == len(dataset), report
+    return {"total": total, "first": (sink.first - t0) if sink.first else None}
+
+
+def _on_ray(dataset: Any, model: Any, field: str) -> Dict[str, Optional[float]]:
+    t0 = time.perf_counter()
+    report = dataset.apply_model(model, label_field=field, backend="ray", progress=False)
+    total = time.perf_counter() - t0
+    assert report.processed == len(dataset), report
+    return {"total": total, "first": report.first_batch_s, "plan": report.plan, "replicas": report.replicas}
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--images", type=int, default=1000)
+    p.add_argument("--runs", type=int, default=3, help="in-process / Ray pairs")
+    p.add_argument("--model", choices=["mobilenet", "tiny"], default="mobilenet")
+    p.add_argument("--quick", action="store_true", help="100 images, 1 pair")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.images, args.runs = 100, 1
+
+    import ray
+    from bench_apply import photo_dir
+
+    import modelzoo as mz
+    from modelzoo import db
+
+    cores = os.cpu_count() or 1
+    paths = sorted(os.path.join(photo_dir(args.images), f) for f in os.listdir(photo_dir(args.images)))
+    # the workers import this checkout and bench_apply (the model's entrypoint)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, HERE, os.environ.get("PYTHONPATH")]))
+    with db.temporary():
+        dataset = mz.Dataset("bench-ray", overwrite=True)
+        dataset.add_images(paths)
+        model = _model(args.model)
+        t = time.perf_counter()
+        ray.init(num_cpus=cores, include_dashboard=False, logging_level="warning",
+                 _temp_dir=tempfile.mkdtemp(prefix="mzbr", dir="/tmp"))
+        init_s = time.perf_counter() - t
+        print(f"# {args.images} images, model {args.model}, {cores} cores; ray.init: {init_s:.1f} s")
+        results: Dict[str, List[Dict[str, Any]]] = {"in-process": [], "ray": []}
+        try:
+            for i in range(args.runs):
+                order = ["in-process", "ray"] if i % 2 == 0 else ["ray", "in-process"]
+                for name in order:
+                    field = f"{name.replace('-', '_')}_{i}"
+                    r = _in_process(dataset, model, field) if name == "in-process" else _on_ray(dataset, model, field)
+                    results[name].append(r)
+                    extra = f", plan {r['plan']}, per replica {r['replicas']}" if name == "ray" else ""
+                    print(f"run {i} {name:>10}: {r['total']:.2f} s, first batch stored at {r['first']:.2f} s{extra}")
+        finally:
+            ray.shutdown()
+        med = {k: statistics.median(r["total"] for r in v) for k, v in results.items()}
+        first = {k: statistics.median(r["first"] for r in v) for k, v in results.items()}
+        print(f"\nmedian in-process {med['in-process']:.2f} s ({args.images / med['in-process']:.0f} images/s), "
+              f"ray {med['ray']:.2f} s ({args.images / med['ray']:.0f} images/s)")
+        print(f"ratio ray / in-process: {med['ray'] / med['in-process']:.2f} (target <= 1.3)")
+        print(f"first stored batch: in-process {first['in-process']:.2f} s, ray {first['ray']:.2f} s")
+        mz.delete_dataset("bench-ray")
+
+
+if __name__ == "__main__":
+    main()
