@@ -583,6 +583,8 @@ def apply_model(
     finally:
         if logits_before is not None:
             model.store_logits = logits_before  # type: ignore[attr-defined]
+    if len(reports) == 1:  # as the runner made it (a Ray run's report carries its resource plan)
+        return reports[0]
     return reports[0].merge(*reports[1:]) if reports else ApplyReport()
 
 
@@ -636,5 +638,7 @@ def compute_embeddings(
         sink = EmbeddingSink(source.collection, source.dataset_name, embeddings_field, kwargs.get("error_field"))
         reports.append(runner(source, model, sink, options))
     if embeddings_field is not None:
+        if len(reports) == 1:
+            return reports[0]
         return reports[0].merge(*reports[1:]) if reports else ApplyReport()
     return sink.array() if sink is not None else np.zeros((0, 0), dtype=np.float32)
