@@ -17,8 +17,11 @@ from .skeleton import check_skeleton
 __all__ = ["TorchImageModelConfig", "size_wh", "OPTIMIZE_MIN_SAMPLES", "ENV_OPTIMIZE_MIN_SAMPLES", "optimize_min_samples"]
 
 #: with ``optimize="auto"``, runs of at least this many samples get the
-#: optimized graph. An estimate (a ~0.2-0.3 s build against ~2 ms/sample gained
-#: on mobilenet_v3_small on 2 cores), not yet measured across model sizes.
+#: optimized graph. Measured (benchmarks/bench_optimize.py, 2 cores): the
+#: build (0.5 s for mobilenet_v3_small to 2.4 s for resnet50) pays for itself
+#: after 5-99 samples of forward-pass gain; 256 is 2.5x the largest of those,
+#: because a run's end-to-end gain is smaller than the forward's when
+#: decoding limits it (docs/performance.md).
 OPTIMIZE_MIN_SAMPLES = 256
 ENV_OPTIMIZE_MIN_SAMPLES = "MODELZOO_OPTIMIZE_MIN_SAMPLES"
 
