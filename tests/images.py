@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import numpy as np
 from PIL import Image
@@ -28,6 +28,20 @@ def write_good_images(root: str, n: int = 6, size=(96, 72)) -> List[str]:
         img = img.resize(size)
         ext = "jpg" if i % 2 == 0 else "png"
         path = os.path.join(root, f"good_{i:03d}.{ext}")
+        img.save(path)
+        paths.append(path)
+    return paths
+
+
+def write_photos(root: str, names: Sequence[str], scale: int = 4) -> List[str]:
+    """One file per named photograph at ``1/scale`` of its size, in RGB,
+    JPEG and PNG in turn."""
+    os.makedirs(root, exist_ok=True)
+    paths = []
+    for i, name in enumerate(names):
+        img = Image.fromarray(photo(name)).convert("RGB")
+        img = img.resize((img.width // scale, img.height // scale))
+        path = os.path.join(root, f"{name}.{'jpg' if i % 2 == 0 else 'png'}")
         img.save(path)
         paths.append(path)
     return paths

@@ -27,7 +27,7 @@ from modelzoo.serving import (
 )
 from modelzoo.testing import TASKS
 from modelzoo.torch_image import TorchImageModel
-from tests.images import photo, write_bad_images
+from tests.images import write_bad_images, write_photos
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "camera", "coins")
 
@@ -51,15 +51,7 @@ class GatedClassifier(TorchImageModel):
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> List[str]:
     """One real photograph per file, JPEG and PNG, at their own sizes."""
-    root = tmp_path_factory.mktemp("photos")
-    paths = []
-    for i, name in enumerate(PHOTOS):
-        img = Image.fromarray(photo(name)).convert("RGB")
-        img = img.resize((img.width // 4, img.height // 4))
-        path = str(root / f"{name}.{'jpg' if i % 2 == 0 else 'png'}")
-        img.save(path)
-        paths.append(path)
-    return paths
+    return write_photos(str(tmp_path_factory.mktemp("photos")), PHOTOS)
 
 
 def _decoded(path: str) -> np.ndarray:

@@ -31,7 +31,7 @@ from modelzoo.bundles import LaunchClient
 from modelzoo.bundles.runnable import running_pids
 from modelzoo.serving.server import ModelServer
 from modelzoo.torch_image import TorchImageModel
-from tests.images import photo, write_bad_images
+from tests.images import photo, write_bad_images, write_photos
 from tests.processes import REPO, child_env
 from tests.serve_models import CLASSIFIER, Repeater
 
@@ -42,15 +42,7 @@ DEADLINE_S = 120.0  # a loaded 2-core machine imports torch slowly
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> List[str]:
-    root = tmp_path_factory.mktemp("serve-photos")
-    paths = []
-    for i, name in enumerate(PHOTOS):
-        img = Image.fromarray(photo(name)).convert("RGB")
-        img = img.resize((img.width // 4, img.height // 4))
-        path = str(root / f"{name}.{'jpg' if i % 2 == 0 else 'png'}")
-        img.save(path)
-        paths.append(path)
-    return paths
+    return write_photos(str(tmp_path_factory.mktemp("serve-photos")), PHOTOS)
 
 
 @pytest.fixture(scope="module")
