@@ -37,14 +37,14 @@ pytestmark = pytest.mark.usefixtures("zoo_env")
 
 
 def _zoo_names():
-    """The zoo's models as the registry lists them (built-in manifests and
-    installed plugins; user manifests left out, as zoo_env does), read at
-    collection time so that each is its own test."""
+    """The zoo's manifest models as the registry lists them (built-in manifests and
+    installed plugins; user manifests left out, as zoo_env does; the library
+    catalogues have their own tests), read at collection time so that each is its own test."""
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv(zoo.ENV_MANIFEST_PATHS, raising=False)
         zoo.reload_zoo()
         try:
-            return zoo.list_zoo_models()
+            return zoo.list_zoo_models(source=["manifests", "plugins"])
         finally:
             zoo.reload_zoo()
 
@@ -95,7 +95,7 @@ def test_builtin_manifests_list_the_shipped_models():
     for name in REQUIRED:
         assert name in names
     assert "digits-cnn-torch" in zoo.list_zoo_models(tags="digits")
-    assert zoo.list_zoo_models(tags=["detection", "keypoints"]) == ["keypoint-rcnn-resnet50-fpn-coco-torch"]
+    assert zoo.list_zoo_models(tags=["detection", "keypoints"], source="manifests") == ["keypoint-rcnn-resnet50-fpn-coco-torch"]
     assert set(zoo.list_zoo_models(pattern="*-imagenet-*")) >= {"mobilenet-v2-imagenet-torch", "resnet50-imagenet-torch"}
     assert "mobilenet-v2-imagenet-torch" in zoo.list_zoo_models(pattern="mobilenet")
     assert "mobilenet-v2-imagenet-torch@1.0" in zoo.list_zoo_models(versions=True)
@@ -168,7 +168,7 @@ def test_torchvision_entries_match_torchvision_official_weights():
 
     checked = 0
     for info in registry.all():
-        if not info.weights or not (info.weights.url or "").startswith("https://download.pytorch.org/models/"):
+        if info.zoo_source != "manifests" or not info.weights or not (info.weights.url or "").startswith("https://download.pytorch.org/models/"):
             continue
         stem = info.weights.filename[: -len(".pth")]
         prefix = stem.rsplit("-", 1)[1]
@@ -287,7 +287,8 @@ def test_versions_newest_by_default_and_name_at_version(tmp_path, monkeypatch):
 def test_unknown_name_suggests_close_matches():
     with pytest.raises(ModelNotFoundError) as e:
         zoo.load_zoo_model("resnet-50")
-    assert "Did you mean 'resnet50-imagenet-torch'?" in str(e.value)
+    assert "Did you mean one of " in str(e.value)
+    assert "'resnet50-imagenet-torch'" in str(e.value) and "'torchvision/resnet50'" in str(e.value)
     with pytest.raises(ModelNotFoundError, match="mobilenet-v2-imagenet-torch"):
         zoo.get_zoo_model_info("mobilenet-v2-imagenet")
     assert isinstance(e.value, KeyError) and isinstance(e.value, mz.ModelzooError)

@@ -123,6 +123,17 @@ class WeightsSpec:
     filename: str
     local_sources: Tuple[str, ...] = ()
 
+    @property
+    def full_sha256(self) -> bool:
+        """Whether :attr:`sha256` is the whole hash, not only a prefix (a
+        library catalogue's entry knows only the prefix its file name carries,
+        torch hub's rule; the whole hash is recorded on first download)."""
+        return len(self.sha256) == 64
+
+    def matches(self, sha256: str) -> bool:
+        """Whether a file of this sha256 (64 hex digits) is these weights."""
+        return bool(self.sha256) and sha256.startswith(self.sha256)
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
@@ -163,6 +174,10 @@ class ZooModelInfo:
     date_added: Optional[str] = None
     training_data: str = ""
     origin: str = "registered"
+    #: the zoo source the entry comes from (``"manifests"``, ``"torchvision"``...)
+    zoo_source: str = ""
+    #: what the source knows beyond the manifest keys (a library's own metadata)
+    metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, hash=False)
 
     @property
     def key(self) -> str:

@@ -9,6 +9,7 @@ both files; a registration under a taken name raises unless ``overwrite=True``.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import re
@@ -19,7 +20,7 @@ from ..errors import ConfigError, ModelNotFoundError, ZooError, check_keys
 from ..imports import import_object
 from .manifest import ManifestError, ZooModelInfo, parse_version, split_numbered, validate_model_config
 
-__all__ = ["ZooRegistry", "registry", "build_model", "expand_placeholders", "version_key"]
+__all__ = ["ZooRegistry", "registry", "build_model", "expand_placeholders", "version_key", "validate_entry"]
 
 
 def _close_names(name: str, names: List[str]) -> List[str]:
@@ -65,64 +66,74 @@ def _not_found(name: str, names: List[str]) -> ModelNotFoundError:
 
 
 class ZooRegistry:
-    """All zoo entries, by name then version. Thread-safe."""
+    """All zoo entries, by name then version, gathered from the zoo sources
+    (:mod:`modelzoo.zoo.sources`). Thread-safe.
+
+    Library and manifest sources are read once (until :meth:`reload`); two of
+    them defining the same ``name@version`` is an error naming both. The
+    sources that shadow (the local zoo, this process's registrations) are
+    asked on every lookup and replace any entry of their names.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._manifest: Optional[Dict[str, Dict[str, ZooModelInfo]]] = None
         self._registered: Dict[str, Dict[str, ZooModelInfo]] = {}
         self._hidden: Set[str] = set()
-        self._local_sig: Any = None
-        self._local: Dict[str, Dict[str, ZooModelInfo]] = {}
 
     # -- loading --------------------------------------------------------------------------
     def reload(self) -> None:
-        """Forgets the manifests read so far; they are read again on next use
+        """Forgets what the sources gave so far; they are read again on next use
         (registrations are kept)."""
+        from .sources import _instances
+
         with self._lock:
             self._manifest = None
+            for source in list(_instances.values()):
+                source.reload()
 
     def _load(self) -> Dict[str, Dict[str, ZooModelInfo]]:
+        from .sources import get_zoo_source, zoo_source_names
+
         with self._lock:
             if self._manifest is None:
-                from .plugins import builtin_entries, env_entries, plugin_entries
-
                 table: Dict[str, Dict[str, ZooModelInfo]] = {}
-                for info in [*builtin_entries(), *env_entries(), *plugin_entries()]:
-                    other = table.get(info.name, {}).get(info.version)
-                    if other is not None:
-                        raise ManifestError(
-                            info.origin,
-                            f"{info.key} is already defined in {other.origin}; rename one of them or bump its version",
-                            entry=repr(info.name), key="name",
-                        )
-                    table.setdefault(info.name, {})[info.version] = info
+                for source_name in zoo_source_names():
+                    source = get_zoo_source(source_name)
+                    if source.shadows:
+                        continue
+                    for info in source.entries():
+                        if not info.zoo_source:
+                            info = dataclasses.replace(info, zoo_source=source_name)
+                        other = table.get(info.name, {}).get(info.version)
+                        if other is not None:
+                            raise ManifestError(
+                                info.origin,
+                                f"{info.key} is already defined in {other.origin}; rename one of them or bump its version",
+                                entry=repr(info.name), key="name",
+                            )
+                        table.setdefault(info.name, {})[info.version] = info
                 for versions in table.values():
                     for info in versions.values():
-                        _validate_config(info)
+                        validate_entry(info)
                 self._manifest = table
             return self._manifest
 
-    def _load_local(self) -> Dict[str, Dict[str, ZooModelInfo]]:
-        """The local zoo (:mod:`modelzoo.zoo.local`), read again whenever it changed on disk
-        (another process may have registered a model)."""
-        from . import local
-
-        with self._lock:
-            sig = local.signature()
-            if sig != self._local_sig:
-                table: Dict[str, Dict[str, ZooModelInfo]] = {}
-                for info in local.local_entries():
-                    _validate_config(info)
-                    table.setdefault(info.name, {})[info.version] = info
-                self._local, self._local_sig = table, sig
-            return self._local
-
     def _table(self) -> Dict[str, Dict[str, ZooModelInfo]]:
+        from .sources import get_zoo_source, zoo_source_names
+
         manifest = self._load()
         table = {k: v for k, v in manifest.items() if k not in self._hidden}
-        table.update(self._load_local())
-        table.update(self._registered)
+        for source_name in zoo_source_names():
+            source = get_zoo_source(source_name)
+            if not source.shadows:
+                continue
+            shadowing: Dict[str, Dict[str, ZooModelInfo]] = {}
+            for info in source.entries():
+                if not info.zoo_source:
+                    info = dataclasses.replace(info, zoo_source=source_name)
+                shadowing.setdefault(info.name, {})[info.version] = info
+            table.update(shadowing)
         return table
 
     # -- queries --------------------------------------------------------------------------
@@ -136,9 +147,25 @@ class ZooRegistry:
         with self._lock:
             return sorted(self._table())
 
+    def registered_entries(self) -> List[ZooModelInfo]:
+        """The entries registered in this process."""
+        with self._lock:
+            return [info for versions in self._registered.values() for info in versions.values()]
+
+    def _described(self, name: str) -> Optional[ZooModelInfo]:
+        """An entry that a source accepts without listing it (open-ended names)."""
+        from .sources import get_zoo_source, zoo_source_names
+
+        for source_name in zoo_source_names():
+            info = get_zoo_source(source_name).describe(name)
+            if info is not None:
+                return info if info.zoo_source else dataclasses.replace(info, zoo_source=source_name)
+        return None
+
     def get(self, name: str) -> ZooModelInfo:
         """The entry for ``"name"`` (newest version) or ``"name@version"``; a
         repository of the local zoo by itself (``"repo"``) is its newest number.
+        Names are matched exactly, then ignoring case (``torchvision/resnet50.imagenet1k_v2``).
 
         Raises:
             ModelNotFoundError: with the close matches.
@@ -149,11 +176,19 @@ class ZooRegistry:
         with self._lock:
             table = self._table()
         versions = table.get(base)
+        if not versions:
+            folded = [n for n in table if n.lower() == base.lower()]
+            if len(folded) == 1:
+                base = folded[0]
+                versions = table[base]
         if not versions and not version:
             numbered = [n for n in table if (split_numbered(n) or ("",))[0] == base]
             if numbered:
                 versions = table[max(numbered, key=_name_key)]
         if not versions:
+            described = self._described(name)
+            if described is not None:
+                return described
             raise _not_found(name, sorted(table))
         if not version:
             return max(versions.values(), key=version_key)
@@ -208,11 +243,15 @@ def version_key(info: ZooModelInfo) -> Any:
     return (1, (), info.date_added or "")
 
 
-def _validate_config(info: ZooModelInfo) -> None:
-    """Validates an entry's model config now, unless its packages are missing
-    (then :func:`~modelzoo.zoo.requirements.check_requirements` reports that at load)."""
+def validate_entry(info: ZooModelInfo) -> None:
+    """Validates an entry's model config now, unless its source vouches for it
+    (a generated catalogue, checked by its own test) or its packages are
+    missing (then :func:`~modelzoo.zoo.requirements.check_requirements`
+    reports that at load)."""
     from .requirements import missing_packages
 
+    if info.metadata.get("checked_at_generation"):
+        return
     if info.model.kind != "class" or missing_packages(info.requirements.packages):
         return
     expanded = info if info.model.config is None else _with_config(info, expand_placeholders(info.model.config, info))
@@ -220,8 +259,6 @@ def _validate_config(info: ZooModelInfo) -> None:
 
 
 def _with_config(info: ZooModelInfo, config: Mapping[str, Any]) -> ZooModelInfo:
-    import dataclasses
-
     return dataclasses.replace(info, model=dataclasses.replace(info.model, config=dict(config)))
 
 
