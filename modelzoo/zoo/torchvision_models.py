@@ -170,7 +170,9 @@ class ResizeCropTransform(ImageTransform):
         return self.target_size(width, height)
 
     def apply_tensor(self, pixels: torch.Tensor, image_size: Size, defer_normalize: bool = False) -> ImageInput:
-        import torchvision.transforms.v2.functional as TF
+        # the v1 functional ops, which the weights' transforms call: the v2
+        # uint8 resize kernel rounds some pixels one level apart
+        import torchvision.transforms.functional as TF
 
         w, h = self.target_size(*image_size)
         if (pixels.shape[2], pixels.shape[1]) != (w, h):

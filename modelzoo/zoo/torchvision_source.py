@@ -203,6 +203,9 @@ class TorchvisionSource(ZooSource):
         return out
 
     def load(self, info: ZooModelInfo, *, pretrained: bool = True, **options: Any) -> Any:
+        """Builds the entry with torchvision's builder; ``entrypoint_args``
+        given as an override are merged into the entry's (``min_size=`` of a
+        detector), ``weights_path`` replaces the zoo's file."""
         from . import weights as _weights
         from .build import seeded
         from .registry import build_model
@@ -213,7 +216,8 @@ class TorchvisionSource(ZooSource):
         if weights_file is None and pretrained:
             weights_file = _weights.resolve_weights(self.weights_entry(info), download=download, progress=progress)
         config = dict(info.model.config or {})
-        config["entrypoint_args"] = {**config["entrypoint_args"], "weights_file": weights_file}
+        extra_args = options.pop("entrypoint_args", None) or {}  # merged: the builder and weights stay
+        config["entrypoint_args"] = {**config["entrypoint_args"], **extra_args, "weights_file": weights_file}
         for key, value in self._classes(info).items():
             config.setdefault(key, value)
         built = dataclasses.replace(info, model=dataclasses.replace(info.model, config=config))
