@@ -216,9 +216,9 @@ def test_bad_manifest_fails_naming_file_entry_and_key(tmp_path, monkeypatch, cha
 
 def test_missing_key_and_config_typo_are_errors(tmp_path, monkeypatch):
     entry = _entry()
-    del entry["license"]
+    del entry["name"], entry["model"]
     _use_manifests(monkeypatch, _write_manifest(tmp_path / "a.json", entry))
-    with pytest.raises(ManifestError, match="'license'.*missing required key"):
+    with pytest.raises(ManifestError, match="missing required keys 'name', 'model'"):
         zoo.list_zoo_models()
 
     entry = _entry()
@@ -241,6 +241,23 @@ def test_missing_key_and_config_typo_are_errors(tmp_path, monkeypatch):
     _use_manifests(monkeypatch, _write_manifest(tmp_path / "d.json", entry))
     with pytest.raises(ManifestError, match="model.type.*TorchImageModel"):
         zoo.list_zoo_models()
+
+
+def test_a_python_model_needs_only_a_name_and_an_import_path(tmp_path, monkeypatch):
+    """``{"name", "model": "package.module.Name"}``: a Model subclass or a
+    factory; every other key defaults (version 1.0, no weights, no tags)."""
+    path = _write_manifest(
+        tmp_path / "short.json",
+        {"name": "short-class", "model": "test_zoo._ConstantModel"},
+        {"name": "short-factory", "model": {"type": "modelzoo.testing.tiny_model", "config": {"task": "segmentation"}}},
+    )
+    monkeypatch.syspath_prepend(os.path.dirname(os.path.abspath(__file__)))
+    _use_manifests(monkeypatch, path)
+    info = zoo.get_zoo_model_info("short-class")
+    assert info.version == "1.0" and info.tags == () and info.weights is None and info.license == ""
+    assert zoo.load_zoo_model("short-class").predict(np.zeros((2, 2, 3), np.uint8)).label == "constant"
+    factory = zoo.load_zoo_model("short-factory", optimize=False)
+    assert isinstance(factory.predict(np.zeros((16, 16, 3), np.uint8)), mz.Segmentation)
 
 
 def test_invalid_json_and_duplicates_are_errors(tmp_path, monkeypatch):

@@ -328,6 +328,14 @@ def build_model(info: ZooModelInfo, weights_path: Optional[str] = None, **overri
     if isinstance(cls, str):
         cls = import_object(cls, "model.type")
     config: Dict[str, Any] = dict(expand_placeholders(dict(spec.config or {}), info))
+    from ..models import Model
+
+    if not (isinstance(cls, type) and issubclass(cls, Model)):
+        if not callable(cls):
+            raise ConfigError(f"Zoo model {info.key}: model.type {spec.type!r} is neither a Model subclass nor a factory")
+        if weights_path is not None:
+            config["weights_path"] = weights_path
+        return _check_model(cls(**{**config, **overrides}), info)  # a factory named by its import path
     if weights_path is not None:
         config["weights_path"] = weights_path
     config.update(overrides)
