@@ -382,9 +382,11 @@ def register_zoo_model(
     model_cls: Optional[type] = None,
     config: Optional[Mapping[str, Any]] = None,
     overwrite: bool = False,
+    persist: Optional[bool] = None,
     **metadata: Any,
 ) -> ZooModelInfo:
-    """Registers a model of your own under ``name`` so that :func:`load_zoo_model` finds it.
+    """Registers a model of your own under ``name`` so that :func:`load_zoo_model` finds it,
+    in this process and, when it can be rebuilt elsewhere, in every later one.
 
     Args:
         name: the model's name (lowercase, digits, ``.``, ``_``, ``-``).
@@ -397,7 +399,8 @@ def register_zoo_model(
             - a :class:`~modelzoo.Model` subclass (built with ``config``);
             - a factory function: ``factory(**overrides) -> Model``;
             - a bundle: an object with ``load_model(**overrides) -> Model``
-              (a :class:`~modelzoo.bundles.ModelBundle` is filed under its id).
+              (a :class:`~modelzoo.bundles.ModelBundle` is filed under its id);
+            - the import path of any of these (``"my_package.models:build"``).
         version: its version (default ``"1.0"``, a bundle's id); ``name@version``
             loads it. Registering a new version of a registered name keeps both.
         model_cls: the :class:`~modelzoo.Model` subclass that takes ``model``
@@ -408,6 +411,14 @@ def register_zoo_model(
             and verified like a manifest's (config models only).
         requirements: ``{"packages": [...], "cpu": bool, "gpu": bool}``.
         overwrite: replace a model of the same name (else that raises).
+        persist: keep the registration in the user's zoo
+            (``$MODELZOO_HOME/_registered``, signed) so that other processes
+            (``modelzoo serve NAME``, your next script) find it. None (the
+            default): when the model can be rebuilt from a record (an import
+            path, a config whose model class imports, a module-level class or
+            factory, a bundle); otherwise it stays in this process and a
+            warning says why (a lambda, a class in ``__main__``...). True:
+            raise instead; False: this process only.
         **metadata: ``source``, ``license``, ``size_bytes``, ``training_data``, ``date_added``.
 
     Raises:
@@ -419,12 +430,37 @@ def register_zoo_model(
         register_zoo_model("my-classifier", TorchImageModelConfig({...}), tags=["classification"])
         model = load_zoo_model("my-classifier")
     """
+    import dataclasses
+    import logging
+
+    from . import persist as _persist
+
+    target = import_object(model.replace(":", "."), "model") if isinstance(model, str) else model
     info = make_zoo_model_info(
-        name, model, version=version, description=description, tags=tags, weights=weights,
+        name, target, version=version, description=description, tags=tags, weights=weights,
         requirements=requirements, model_cls=model_cls, config=config, **metadata,
     )
-    registry.register(info, overwrite=overwrite)
-    return info
+    recipe, why = (None, "persist=False was passed") if persist is False else _persist.recipe_for(model, model_cls, config)
+    if recipe is None:
+        if persist:
+            raise ZooError(
+                f"Zoo model {name!r} cannot be kept for other processes: {why}. Register a class, a factory "
+                "or a config whose classes can be imported (a module-level definition in an importable module), "
+                "or pass persist=False."
+            )
+        registry.register(info, overwrite=overwrite)
+        if persist is None:
+            logging.getLogger("modelzoo.zoo").warning(
+                "Zoo model %r is registered in this process only: %s. Other processes (modelzoo serve, your next "
+                "script) will not find it; register an importable class, factory or config to keep it.", name, why,
+            )
+        return dataclasses.replace(info, metadata={**info.metadata, "persisted": None, "in_process_only": why})
+    registry.check_free(info, overwrite=overwrite)
+    if overwrite:
+        registry.drop_registered(name)
+        _persist.delete(name)
+    _persist.write(info, recipe)
+    return registry.get(info.key)
 
 
 def unregister_zoo_model(name: str) -> None:

@@ -75,7 +75,7 @@ class LocalSource(ZooSource):
         self._entries: List[ZooModelInfo] = []
 
     def entries(self) -> List[ZooModelInfo]:
-        from . import local
+        from . import local, persist
         from .registry import validate_entry
 
         with self._lock:
@@ -85,7 +85,18 @@ class LocalSource(ZooSource):
                 for info in entries:
                     validate_entry(info)
                 self._entries, self._sig = entries, sig
-            return self._entries
+            return [*self._entries, *persist.entries()]
+
+    def load(self, info: ZooModelInfo, *, pretrained: bool = True, **options: Any) -> Any:
+        """A kept registration is built once its record's signature checks out
+        (nothing it names is imported before); a ``repository/number`` entry as any."""
+        from . import persist
+        from .build import build_entry
+
+        if info.metadata.get("persisted"):
+            persist.verify(info)
+            info = persist.resolve_spec(info)
+        return build_entry(info, pretrained=pretrained, **options)
 
     def reload(self) -> None:
         with self._lock:

@@ -93,12 +93,12 @@ class ZooRegistry:
                 source.reload()
 
     def _load(self) -> Dict[str, Dict[str, ZooModelInfo]]:
-        from .sources import get_zoo_source, zoo_source_names
+        from .sources import get_zoo_source, listing_source_names
 
         with self._lock:
             if self._manifest is None:
                 table: Dict[str, Dict[str, ZooModelInfo]] = {}
-                for source_name in zoo_source_names():
+                for source_name in listing_source_names():
                     source = get_zoo_source(source_name)
                     if source.shadows:
                         continue
@@ -120,11 +120,11 @@ class ZooRegistry:
             return self._manifest
 
     def _table(self) -> Dict[str, Dict[str, ZooModelInfo]]:
-        from .sources import get_zoo_source, zoo_source_names
+        from .sources import get_zoo_source, listing_source_names
 
         manifest = self._load()
         table = {k: v for k, v in manifest.items() if k not in self._hidden}
-        for source_name in zoo_source_names():
+        for source_name in listing_source_names():
             source = get_zoo_source(source_name)
             if not source.shadows:
                 continue
@@ -198,22 +198,39 @@ class ZooRegistry:
         return versions[version]
 
     # -- registration ---------------------------------------------------------------------
-    def register(self, info: ZooModelInfo, overwrite: bool = False) -> None:
+    def check_free(self, info: ZooModelInfo, overwrite: bool = False) -> None:
+        """Raises unless ``info`` may be registered: a registered name may gain
+        versions (bundle versions); the same ``name@version``, or another
+        source's name, is taken (unless ``overwrite``).
+
+        Raises:
+            ZooError: the name is taken.
+        """
         with self._lock:
             table = self._table()
-            # A registered name may gain versions (bundle versions); the same
-            # name@version, or a manifest's name, is taken.
-            taken = info.name in table and (info.name not in self._registered or info.version in table[info.name])
+            mine = {i.name for i in self.registered_entries()} | {
+                i.name for i in table.get(info.name, {}).values() if i.metadata.get("persisted")
+            }
+            taken = info.name in table and (info.name not in mine or info.version in table[info.name])
             if taken and not overwrite:
                 origins = sorted({i.origin for i in table[info.name].values()})
                 raise ZooError(
                     f"Zoo model {info.name!r} is already registered (from {', '.join(origins)}). "
                     "Pass overwrite=True to replace it, or choose another name."
                 )
+
+    def register(self, info: ZooModelInfo, overwrite: bool = False) -> None:
+        with self._lock:
+            self.check_free(info, overwrite)
             if overwrite or info.name not in self._registered:
                 self._registered[info.name] = {}
             self._registered[info.name][info.version] = info
             self._hidden.discard(info.name)
+
+    def drop_registered(self, name: str) -> None:
+        """Forgets this process's registrations of ``name`` (kept ones stay)."""
+        with self._lock:
+            self._registered.pop(name, None)
 
     def unregister(self, name: str) -> None:
         """Removes a registered model, or hides a manifest model (until a model
@@ -222,9 +239,14 @@ class ZooRegistry:
         Raises:
             ModelNotFoundError: no model has that name.
         """
+        from . import persist
+
         with self._lock:
+            kept = persist.delete(name)
             if name in self._registered:
                 del self._registered[name]
+                return
+            if kept:
                 return
             table = self._table()
             if name not in table:
@@ -245,12 +267,13 @@ def version_key(info: ZooModelInfo) -> Any:
 
 def validate_entry(info: ZooModelInfo) -> None:
     """Validates an entry's model config now, unless its source vouches for it
-    (a generated catalogue, checked by its own test) or its packages are
+    (a generated catalogue, checked by its own test; a registration, checked
+    when it was made and never imported before its signature is) or its packages are
     missing (then :func:`~modelzoo.zoo.requirements.check_requirements`
     reports that at load)."""
     from .requirements import missing_packages
 
-    if info.metadata.get("checked_at_generation"):
+    if info.metadata.get("prevalidated"):
         return
     if info.model.kind != "class" or missing_packages(info.requirements.packages):
         return

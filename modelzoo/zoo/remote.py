@@ -367,7 +367,7 @@ class RemoteSources(ZooSource):
                     origin=f"remote source {record['name']} ({manifest_path})",
                     zoo_source=self.name,
                     metadata={"source_dir": record["dir"], "filename": str(m.get("base_filename") or m["base_name"]),
-                              "source_name": record["name"], "url": record["url"], "checked_at_generation": True},
+                              "source_name": record["name"], "url": record["url"], "prevalidated": True},
                 ))
         return out
 

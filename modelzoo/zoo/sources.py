@@ -145,6 +145,8 @@ known_sources: Dict[str, Dict[str, str]] = {
     "remote": {"class": "modelzoo.zoo.remote:RemoteSources"},
     "local": {"class": "modelzoo.zoo.builtin_sources:LocalSource"},
     "registered": {"class": "modelzoo.zoo.builtin_sources:RegisteredSource"},
+    # resolved by name on lookup, never listed (its records are in the database)
+    "bundles": {"class": "modelzoo.bundles.zoo_source:BundleSource", "lists": "no"},
 }
 
 _lock = threading.RLock()
@@ -256,6 +258,14 @@ def get_zoo_source(name: str) -> ZooSource:
         source = _instantiate(name, obj)
         _instances[name] = source
         return source
+
+
+def listing_source_names() -> List[str]:
+    """The sources whose entries are listed (those marked ``"lists": "no"``
+    only resolve names on lookup)."""
+    with _lock:
+        _read_entry_points()
+        return [n for n, spec in known_sources.items() if spec.get("lists") != "no"]
 
 
 def zoo_source_names() -> List[str]:

@@ -147,7 +147,7 @@ class TorchvisionSource(ZooSource):
             origin=origin,
             zoo_source=self.name,
             metadata={
-                "checked_at_generation": True,
+                "prevalidated": True,
                 "builder": b["builder"],
                 "weights": w["enum"],
                 "task": task,
