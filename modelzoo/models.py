@@ -86,6 +86,10 @@ class Model(abc.ABC):
     #: inputs per ``predict_all`` call under ``apply_model`` when the caller gives no batch size
     default_batch_size: Optional[int] = None
 
+    #: where the forward pass runs (a ``torch.device`` or a device string such
+    #: as ``"cuda:0"``); None: the model does not say, and the engine plans for the CPU
+    device: Any = None
+
     def __init__(self, config: Any = None):
         if config is None or isinstance(config, dict):
             config = self.config_cls(config or {})
@@ -162,12 +166,6 @@ class Model(abc.ABC):
     def batch_key(self, arg: Any) -> Hashable:
         """Inputs whose keys differ never share a batch (a Tungsten-style
         model's options). The default puts every input in one group."""
-        return None
-
-    @property
-    def device(self) -> Any:
-        """Where the forward pass runs: a ``torch.device``, a device string, or
-        None for a model that does not say (then the engine assumes the CPU)."""
         return None
 
     @classmethod
