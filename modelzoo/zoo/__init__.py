@@ -26,6 +26,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
 from ..config import Config
 from ..errors import ConfigError, ZooError
 from ..imports import import_object
+from ..recipes import NAME_LOADERS, Recipe, remember
 from . import local as _local
 from . import weights as _weights
 from .manifest import (
@@ -186,8 +187,7 @@ def load_zoo_model(
     check_device(info, overrides.get("device"))
     source = get_zoo_source(info.zoo_source or "registered")
     model = source.load(info, pretrained=pretrained, download=download, progress=progress, **overrides)
-    from ..ray.recipe import Recipe, remember  # no Ray import: how a Ray worker rebuilds this model
-
+    # how another process (a Ray replica) rebuilds this model
     return remember(model, Recipe.zoo(name, **overrides, **({} if pretrained else {"pretrained": False})))
 
 
@@ -195,6 +195,9 @@ def _source_of(info: ZooModelInfo) -> Any:
     from .sources import get_zoo_source
 
     return get_zoo_source(info.zoo_source or "registered")
+
+
+NAME_LOADERS["zoo"] = load_zoo_model
 
 
 def download_zoo_model(name: str, overwrite: bool = False, progress: Optional[bool] = None) -> Optional[str]:
