@@ -85,12 +85,11 @@ class ZooRegistry:
     def reload(self) -> None:
         """Forgets what the sources gave so far; they are read again on next use
         (registrations are kept)."""
-        from .sources import _instances
+        from .sources import reload_sources
 
         with self._lock:
             self._manifest = None
-            for source in list(_instances.values()):
-                source.reload()
+            reload_sources()
 
     def _load(self) -> Dict[str, Dict[str, ZooModelInfo]]:
         from .sources import get_zoo_source, listing_source_names

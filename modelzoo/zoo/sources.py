@@ -268,6 +268,14 @@ def listing_source_names() -> List[str]:
         return [n for n, spec in known_sources.items() if spec.get("lists") != "no"]
 
 
+def reload_sources() -> None:
+    """Asks every source imported so far to forget what it read."""
+    with _lock:
+        instances = list(_instances.values())
+    for source in instances:
+        source.reload()
+
+
 def zoo_source_names() -> List[str]:
     """The names of every zoo source, in the order the zoo reads them."""
     with _lock:
