@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import pymongo
 import pymongo.errors
 
+from ..atomic import write_bytes_atomic
 from .bundle import ModelBundle
 from .errors import BundleConfigError, BundleNotFoundError
 from .flavors import flavor_from_dict
@@ -56,10 +57,7 @@ class BundleStore:
         for name, data in files.items():
             path = self.path(bundle.id, name)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            write_bytes_atomic(path, data)
         doc = {"_id": bundle.id, **bundle.record(), "files": sorted(files)}
         try:
             self._collection().insert_one(doc)

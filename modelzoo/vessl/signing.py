@@ -19,6 +19,8 @@ import os
 import secrets
 from typing import Optional, Sequence
 
+from ..atomic import atomic_write
+
 __all__ = ["ENV_TRUST_KEY", "key_path", "sign", "verify", "SIGNATURE_FILE"]
 
 ENV_TRUST_KEY = "MODELZOO_TRUST_KEY"
@@ -68,7 +70,7 @@ def sign(directory: str, files: Sequence[str]) -> None:
     key = _read_key(create=True)
     if key is None:
         return  # an unsafe key file: leave the entry unsigned (it then needs trust=True)
-    with open(os.path.join(directory, SIGNATURE_FILE), "w") as f:
+    with atomic_write(os.path.join(directory, SIGNATURE_FILE)) as f:
         f.write(_digest(key, directory, files) + "\n")
 
 
