@@ -31,6 +31,8 @@ from .errors import (
     RequirementsError,
     SampleError,
     SampleNotFoundError,
+    TrustKeyError,
+    UntrustedError,
     VideoError,
     ZooError,
 )
@@ -109,6 +111,8 @@ __all__ = [
     "RequirementsError",
     "BackendError",
     "ExtraNotInstalledError",
+    "UntrustedError",
+    "TrustKeyError",
 ]
 
 # -- the zoo -------------------------------------------------------------------------------
