@@ -145,7 +145,7 @@ def send_signal(pid: int, sig: int) -> None:
 @contextlib.contextmanager
 def try_lock(path: Path) -> Iterator[bool]:
     """Tries once to take the exclusive ``flock`` on ``path``; yields whether it did."""
-    fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -163,7 +163,8 @@ def try_lock(path: Path) -> Iterator[bool]:
 def write_json(path: Path, data: Dict[str, Any]) -> None:
     """Writes ``data`` to ``path`` atomically: readers see the old file or the new one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # only this user reads it
+    with open(fd, "w", encoding="utf-8") as f:
         json.dump(data, f)
         f.flush()
         os.fsync(f.fileno())
@@ -195,7 +196,7 @@ def _now() -> str:
 def register_client(data_dir: Path, pid: int) -> Path:
     """Registers process ``pid`` (normally this one) as a client; returns its file."""
     clients = data_dir / CLIENTS_DIR
-    clients.mkdir(exist_ok=True)
+    clients.mkdir(mode=0o700, exist_ok=True)
     path = clients / f"{pid}-{start_time(pid) or 0}"
     if not path.exists():
         command = " ".join(cmdline(pid) or [])
