@@ -47,7 +47,7 @@ from .labels import (
     Segmentation,
 )
 from .mixins import EmbeddingsMixin, LogitsMixin, SamplesMixin, TorchModelMixin
-from .models import Model, ModelConfig
+from .models import Call, Model, ModelConfig
 from .sample import ImageMetadata, Sample, VideoMetadata
 from .video import FrameSelection, VideoReader
 
@@ -84,6 +84,7 @@ __all__ = [
     "Keypoints",
     "Segmentation",
     # models
+    "Call",
     "Model",
     "ModelConfig",
     "EmbeddingsMixin",
