@@ -427,3 +427,41 @@ def test_dataset_names_are_non_empty_strings(photos):
         with pytest.raises(DatasetError, match="non-empty string"):
             mz.Dataset(bad)
     assert mz.list_datasets() == before  # nothing deleted, no orphan record
+
+
+# -- low: a runnable bundle's setsid grandchild -------------------------------------------------------
+SERVER_WITH_ESCAPEE = """
+import http.server, os, subprocess, sys
+pidfile = sys.argv[1]
+# a grandchild in its own session, orphaned at once (its parent, sh, exits)
+subprocess.run(["sh", "-c", f"setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $! > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}"])
+
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ok = os.path.exists(pidfile)
+        self.send_response(200 if ok else 503); self.end_headers()
+    def log_message(self, *a):
+        pass
+
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"""
+
+
+def test_a_runnable_bundles_setsid_grandchild_is_stopped_with_it(bundle_home):
+    from modelzoo.db.lifetime import pid_alive, wait_exit
+
+    pidfile = bundle_home / "grandchild.pid"
+    client = LaunchClient()
+    bundle_id = client.create_model_bundle_from_runnable_image_v2(
+        model_bundle_name="escapee", repository="r", tag="t",
+        command=[sys.executable, "-c", SERVER_WITH_ESCAPEE, str(pidfile)], readiness_initial_delay_seconds=60,
+    ).model_bundle_id
+    with client.get_model_bundle_v2(bundle_id).to_model():
+        grandchild = int(pidfile.read_text())
+        assert pid_alive(grandchild)
+        assert os.getsid(grandchild) != os.getsid(0)  # it left the server's session and group
+    try:
+        assert wait_exit(grandchild, 30, pid_alive), "the setsid grandchild survived its server"
+    finally:
+        if pid_alive(grandchild):
+            os.kill(grandchild, 9)
