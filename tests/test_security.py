@@ -465,3 +465,104 @@ def test_a_runnable_bundles_setsid_grandchild_is_stopped_with_it(bundle_home):
     finally:
         if pid_alive(grandchild):
             os.kill(grandchild, 9)
+
+
+# -- low: cached weights, mismatch copies, artifacts, zip bombs -----------------------------------------
+WEIGHTS_CONFIG = {
+    "entrypoint_fcn": "modelzoo.zoo.nets.digits_cnn", "output_processor_cls": "ClassifierOutputProcessor",
+    "classes": [str(i) for i in range(10)], "image_size": 8, "optimize": False,
+}
+
+
+def _weights(tmp_path: Path, name: str, data: bytes, sha: str) -> "mz.ZooModelInfo":
+    import hashlib
+
+    src = tmp_path / f"{name}.pth"
+    src.write_bytes(data)
+    os.chmod(src, 0o600)
+    return mz.register_zoo_model(name, WEIGHTS_CONFIG, size_bytes=len(data),
+                                 weights={"url": src.as_uri(), "sha256": sha or hashlib.sha256(data).hexdigest(),
+                                          "filename": f"{name}.pth"})
+
+
+@pytest.fixture
+def digits_weights() -> bytes:
+    import io
+
+    import torch
+
+    from modelzoo.zoo.nets import digits_cnn
+
+    torch.manual_seed(0)
+    buf = io.BytesIO()
+    torch.save(digits_cnn().state_dict(), buf)
+    return buf.getvalue()
+
+
+def test_a_cached_weights_file_rewritten_and_redated_is_hashed_again(zoo_env, tmp_path, digits_weights):
+    import hashlib
+
+    from modelzoo.zoo import weights
+
+    info = _weights(tmp_path, "sec-redated", digits_weights, hashlib.sha256(digits_weights).hexdigest())
+    path = mz.download_zoo_model("sec-redated")
+    st = os.stat(path)
+    assert weights.find_weights(info, search=False) == path
+    tampered = bytearray(digits_weights)
+    tampered[-100] ^= 0xFF  # same size
+    Path(path).write_bytes(bytes(tampered))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the same mtime: what size+mtime alone would accept
+    assert os.stat(path).st_size == st.st_size and os.stat(path).st_mtime_ns == st.st_mtime_ns
+    with pytest.raises(mz.ChecksumError):
+        weights.find_weights(info, search=False)
+
+
+def test_a_checksum_mismatch_copy_stays_private(zoo_env, tmp_path, digits_weights):
+    import hashlib
+
+    from modelzoo.zoo import weights
+
+    info = _weights(tmp_path, "sec-mismatch", digits_weights + b"x", hashlib.sha256(digits_weights).hexdigest())
+    with pytest.raises(mz.ChecksumError):
+        mz.download_zoo_model("sec-mismatch")
+    aside = weights.cache_path(info) + ".part.sha256-mismatch"
+    assert stat.S_IMODE(os.stat(aside).st_mode) == 0o600  # its source was 0600 (the finding: 0644)
+    ok = _weights(tmp_path, "sec-private", digits_weights, hashlib.sha256(digits_weights).hexdigest())
+    assert stat.S_IMODE(os.stat(mz.download_zoo_model("sec-private")).st_mode) & 0o077 == 0
+    assert ok.name == "sec-private"
+
+
+def test_vessl_artifacts_stay_inside_the_volume(vessl_home):
+    from modelzoo.vessl import ArtifactError
+
+    (vessl_home / "model.txt").write_text("weights")
+    with pytest.raises(ArtifactError, match="'~' is not"):
+        register_model("tilde", runner_cls=Doubler, model_instance={"k": 1}, artifacts={"model.txt": "~/model.txt"})
+    secret = vessl_home / "secret.txt"
+    secret.write_text("do not copy")
+    (vessl_home / "ckpt").mkdir()
+    (vessl_home / "ckpt" / "inside.txt").write_text("ok")
+    (vessl_home / "ckpt" / "leak").symlink_to(secret)
+    with pytest.raises(ArtifactError, match="symbolic link"):
+        register_model("links", runner_cls=Doubler, model_instance={"k": 1}, artifacts={"ckpt/": "ckpt/"})
+    assert mz.list_zoo_models(pattern="tilde") == [] and mz.list_zoo_models(pattern="links") == []
+    assert not (vessl_home / "~").exists()
+
+
+def test_a_zip_bomb_is_refused_before_extraction(tmp_path, monkeypatch):
+    import io
+    import zipfile
+
+    from modelzoo.bundles import UnsafeArchiveError, artifacts
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("code/zeros.bin", b"\0" * (4 * 1024 * 1024))  # 4 MiB of zeros: a few KiB compressed
+    data = buf.getvalue()
+    assert len(data) < 64 * 1024
+    monkeypatch.setattr(artifacts, "MAX_EXTRACTED_BYTES", 1024 * 1024)  # the same check, a smaller bomb
+    with pytest.raises(UnsafeArchiveError, match="bytes once extracted"):
+        artifacts.safe_extract(data, str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(UnsafeArchiveError):
+        artifacts.zip_digest(data)

@@ -20,7 +20,13 @@ from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
 
 from .errors import BundleConfigError, UnsafeArchiveError, UntrustedBundleError
 
+#: what a bundle zip may hold once extracted (a zip bomb is refused before anything is written)
+MAX_EXTRACTED_BYTES = 2 * 1024**3
+MAX_ENTRIES = 100_000
+
 __all__ = [
+    "MAX_EXTRACTED_BYTES",
+    "MAX_ENTRIES",
     "pickle_callables",
     "pickle_schemas",
     "load_pickle",
@@ -127,15 +133,29 @@ def zip_modules(data: bytes) -> List[str]:
     return sorted(out)
 
 
+def _bounded(zf: zipfile.ZipFile) -> List[zipfile.ZipInfo]:
+    """The zip's entries, refusing a zip bomb (zipfile reads no more than an entry declares)."""
+    infos = zf.infolist()
+    total = sum(i.file_size for i in infos)
+    if total > MAX_EXTRACTED_BYTES or len(infos) > MAX_ENTRIES:
+        raise UnsafeArchiveError(
+            f"Refusing to extract the bundle zip: it declares {len(infos)} entries and {total} bytes once "
+            f"extracted (at most {MAX_ENTRIES} and {MAX_EXTRACTED_BYTES} bytes). Bundle code only; keep data "
+            "and weights out of base_paths."
+        )
+    return infos
+
+
 def safe_extract(data: bytes, dest: str) -> List[str]:
     """Extracts a bundle zip into ``dest`` and returns the top directories.
 
     Raises:
         UnsafeArchiveError: an entry is absolute, holds ``..``, or is a link;
-            nothing is extracted then.
+            the zip would extract to more than :data:`MAX_EXTRACTED_BYTES` or
+            :data:`MAX_ENTRIES`; nothing is extracted then.
     """
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        infos = zf.infolist()
+        infos = _bounded(zf)
         for info in infos:
             name = info.filename
             norm = posixpath.normpath(name.replace("\\", "/"))
@@ -218,7 +238,7 @@ def zip_digest(data: bytes) -> str:
     """A digest of a zip's files (names and contents), as :func:`tree_digest` gives for its extraction."""
     mac = hashlib.sha256()
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        for info in sorted(zf.infolist(), key=lambda i: i.filename):
+        for info in sorted(_bounded(zf), key=lambda i: i.filename):
             if info.is_dir():
                 continue
             mac.update(posixpath.normpath(info.filename).encode() + b"\0" + hashlib.sha256(zf.read(info)).digest())
