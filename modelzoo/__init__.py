@@ -31,6 +31,8 @@ from .errors import (
     RequirementsError,
     SampleError,
     SampleNotFoundError,
+    TrustKeyError,
+    UntrustedError,
     VideoError,
     ZooError,
 )
@@ -110,6 +112,8 @@ __all__ = [
     "RequirementsError",
     "BackendError",
     "ExtraNotInstalledError",
+    "UntrustedError",
+    "TrustKeyError",
 ]
 
 # -- the zoo -------------------------------------------------------------------------------

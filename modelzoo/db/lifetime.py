@@ -157,7 +157,7 @@ def send_signal(pid: int, sig: int) -> None:
 @contextlib.contextmanager
 def try_lock(path: Path) -> Iterator[bool]:
     """Tries once to take the exclusive ``flock`` on ``path``; yields whether it did."""
-    fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -174,7 +174,7 @@ def try_lock(path: Path) -> Iterator[bool]:
 
 def write_json(path: Path, data: Dict[str, Any]) -> None:
     """Writes ``data`` to ``path`` atomically: readers see the old file or the new one."""
-    write_json_atomic(path, data)
+    write_json_atomic(path, data, file_mode=0o600)  # only this user reads it
 
 
 def read_json(path: Path) -> Optional[Dict[str, Any]]:
@@ -202,7 +202,7 @@ def _now() -> str:
 def register_client(data_dir: Path, pid: int) -> Path:
     """Registers process ``pid`` (normally this one) as a client; returns its file."""
     clients = data_dir / CLIENTS_DIR
-    clients.mkdir(exist_ok=True)
+    clients.mkdir(mode=0o700, exist_ok=True)
     path = clients / f"{pid}-{start_time(pid) or 0}"
     if not path.exists():
         command = " ".join(cmdline(pid) or [])
