@@ -14,6 +14,7 @@ import inspect
 import os
 from typing import Any, Iterator, Optional
 
+from ..atomic import atomic_write
 from ..errors import ZooError
 from ..imports import import_object
 from . import weights as _weights
@@ -98,5 +99,5 @@ def post_download(info: ZooModelInfo, force: bool) -> None:
         return
     hook()
     os.makedirs(os.path.dirname(marker), exist_ok=True)
-    with open(marker, "w") as f:
+    with atomic_write(marker) as f:
         f.write(f"{cls.__module__}.{cls.__qualname__}\n")

@@ -21,9 +21,9 @@ import json
 import os
 import shutil
 import threading
-import uuid
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from ..atomic import write_json_atomic
 from ..config import Config
 from ..errors import ConfigError, ZooError
 from ..imports import import_object
@@ -161,11 +161,8 @@ def write(info: ZooModelInfo, recipe: Mapping[str, Any]) -> str:
         "model": dict(recipe),
     }
     path = _entry_path(info.name, info.version)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"payload": payload, "signature": sign_record(payload)}, f, indent=2)
-    os.replace(tmp, path)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    write_json_atomic(path, {"payload": payload, "signature": sign_record(payload)}, file_mode=0o600, indent=2)
     return path
 
 

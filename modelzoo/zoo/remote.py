@@ -41,6 +41,7 @@ import threading
 import uuid
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..atomic import write_json_atomic
 from ..errors import ConfigError, DownloadError, ZooError
 from ..models import Model
 from .manifest import ModelSpec, Requirements, ZooModelInfo
@@ -215,8 +216,8 @@ def register_zoo_model_source(path_or_url: str, overwrite: bool = False) -> List
                 "files": file_digests(os.path.join(staging, _CODE)),
                 "registered_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             }
-            with open(os.path.join(staging, _RECORD), "w", encoding="utf-8") as f:
-                json.dump({"payload": payload, "signature": sign_record(payload)}, f, indent=2)
+            write_json_atomic(os.path.join(staging, _RECORD), {"payload": payload, "signature": sign_record(payload)},
+                              file_mode=0o600, indent=2)
             if os.path.exists(target):
                 trash = os.path.join(root, f".trash-{uuid.uuid4().hex}")
                 os.rename(target, trash)
