@@ -9,12 +9,16 @@ Example::
     model = mz.load_zoo_model("digits-cnn-torch@1.0", confidence_thresh=0.5)
     dataset.apply_model(model, label_field="predictions")
 
-Entries come from ``manifests/*.json`` (see :mod:`modelzoo.zoo.manifest`),
-``MODELZOO_MANIFEST_PATHS``, plugins (:mod:`modelzoo.zoo.plugins`),
-:func:`register_zoo_model`, and the local zoo of ``repository/number``
-models registered on this machine (:mod:`modelzoo.zoo.local`, written by
-:mod:`modelzoo.vessl`). Weights are cached under ``MODELZOO_HOME``
-(:mod:`modelzoo.zoo.weights`).
+Names come from zoo sources (:mod:`modelzoo.zoo.sources`): the manifests
+(``manifests/*.json``, ``MODELZOO_MANIFEST_PATHS``), plugins
+(:mod:`modelzoo.zoo.plugins`), every torchvision builder x weights
+(:mod:`modelzoo.zoo.torchvision_source`, ``torchvision/resnet50``),
+FiftyOne-style remote sources (:mod:`modelzoo.zoo.remote`), the local zoo
+(``repository/number`` models and the lasting registrations of
+:func:`register_zoo_model`, :mod:`modelzoo.zoo.persist`), this process's
+registrations, and bundles by name. Weights are cached under
+``MODELZOO_HOME`` (:mod:`modelzoo.zoo.weights`); ``pretrained=False`` builds
+any model without them.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The registry: every zoo entry by name and version, and building models from entries.
 
-Entries come from the built-in manifests, ``MODELZOO_MANIFEST_PATHS``, plugins
-(see :mod:`modelzoo.zoo.plugins`) and :func:`modelzoo.register_zoo_model`.
-Manifests are read once, on first use; :meth:`ZooRegistry.reload` reads them
-again. Two manifests defining the same ``name@version`` is an error naming
-both files; a registration under a taken name raises unless ``overwrite=True``.
+Entries come from the zoo sources (:mod:`modelzoo.zoo.sources`): the
+manifests, plugins and library catalogues are read once, on first use
+(:meth:`ZooRegistry.reload` reads them again), and two of them defining the
+same ``name@version`` is an error naming both; the local zoo and this
+process's registrations are read on every lookup and replace entries of
+their names; a registration under a taken name raises unless ``overwrite=True``.
 """
 
 from __future__ import annotations
