@@ -180,11 +180,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(d, indent=2))
         return 0
     d["origin"] = info.origin
+    d["zoo_source"] = info.zoo_source
     d["downloaded"] = zoo.is_zoo_model_downloaded(info.key)
     if info.weights is not None:
         from modelzoo.zoo import weights
+        from modelzoo.zoo.sources import get_zoo_source
 
-        d["cache_path"] = weights.cache_path(info)
+        # the names of one file share one copy (a library's aliases)
+        d["cache_path"] = weights.cache_path(get_zoo_source(info.zoo_source or "registered").weights_entry(info))
     width = max(len(k) for k in d)
     for key, value in d.items():
         if isinstance(value, (dict, list)):
