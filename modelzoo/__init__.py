@@ -34,6 +34,8 @@ from .errors import (
     VideoError,
     ZooError,
 )
+from .expressions import ViewExpression, ViewField
+from .frames import Frame
 from .labels import (
     Classification,
     Classifications,
@@ -44,6 +46,7 @@ from .labels import (
     Label,
     Segmentation,
 )
+from .metadata import MetadataReport
 from .mixins import EmbeddingsMixin, LogitsMixin, SamplesMixin, TorchModelMixin
 from .models import Model, ModelConfig
 from .sample import ImageMetadata, Sample, VideoMetadata
@@ -63,6 +66,10 @@ __all__ = [
     "VideoMetadata",
     "VideoReader",
     "FrameSelection",
+    "Frame",
+    "ViewField",
+    "ViewExpression",
+    "MetadataReport",
     "list_datasets",
     "load_dataset",
     "delete_dataset",

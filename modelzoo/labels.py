@@ -17,7 +17,7 @@ import numpy as np
 from bson import ObjectId
 from bson.errors import InvalidId
 from bson.son import SON
-from mongoengine import EmbeddedDocument
+from mongoengine import DynamicEmbeddedDocument
 from mongoengine.base import BaseField
 from mongoengine.fields import (
     DictField,
@@ -112,8 +112,14 @@ _TRUSTED_STATE: Dict[type, Any] = {}
 _COPIED_SLOTS = ("_initialised", "_created", "_db_field_map", "_instance")
 
 
-class Label(EmbeddedDocument):
-    """Base of every label. Subclasses implement ``to_dict``/``_from_dict``."""
+class Label(DynamicEmbeddedDocument):
+    """Base of every label. Subclasses implement ``to_dict``/``_from_dict``.
+
+    Like FiftyOne's labels, a label takes extra fields (``detection["embedding"]
+    = array``, ``Detection(label="cat", iscrowd=1)``): they are stored next to
+    the label's own fields, numpy arrays as binary, and come back on reads
+    (``compute_patch_embeddings`` stores its vectors so).
+    """
 
     meta = {"abstract": True, "allow_inheritance": False}
 
@@ -127,6 +133,36 @@ class Label(EmbeddedDocument):
     def to_dict(self) -> Dict[str, Any]:
         """The BSON-ready document stored in MongoDB (arrays as binary)."""
         raise NotImplementedError
+
+    def to_mongo(self, *args: Any, **kwargs: Any) -> Any:
+        """The stored document (mongoengine saves labels met in samples with it)."""
+        return SON(self.to_dict())
+
+    @classmethod
+    def _from_son(cls, son: Any, *args: Any, **kwargs: Any) -> Any:
+        label = super()._from_son(son, *args, **kwargs)
+        if label._dynamic_fields:  # extra fields holding arrays come back as arrays
+            from .fields import from_mongo_value
+
+            for name in list(label._dynamic_fields):
+                value = label._data.get(name)
+                if not isinstance(value, (str, int, float, bool)) and value is not None:
+                    setattr(label, name, from_mongo_value(value))
+            label._changed_fields = []
+        return label
+
+    def _extras(self, out: Dict[str, Any]) -> Dict[str, Any]:
+        """``out`` with the label's extra (dynamic) fields added, BSON-ready."""
+        dynamic = self._dynamic_fields
+        if dynamic:
+            from .fields import to_mongo_value
+
+            data = self._data
+            for name in dynamic:
+                value = data.get(name)
+                if value is not None:
+                    out[name] = to_mongo_value(value)
+        return out
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Label":
@@ -242,7 +278,7 @@ class Classification(Label):
         v = data.get("attributes")
         if v:
             out["attributes"] = v
-        return out
+        return self._extras(out)
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Classification":
@@ -259,11 +295,11 @@ class Classifications(Label):
     logits = NumpyArrayField()
 
     def to_dict(self) -> Dict[str, Any]:
-        return _prune({
+        return self._extras(_prune({
             "_cls": "Classifications",
             "classifications": [c.to_dict() for c in self._data.get("classifications") or ()],
             "logits": _arr(self._data.get("logits")),
-        })
+        }))
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Classifications":
@@ -358,7 +394,7 @@ class Detection(Label):
         v = data.get("attributes")
         if v:
             out["attributes"] = v
-        return out
+        return self._extras(out)
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Detection":
@@ -422,7 +458,8 @@ class Detections(Label):
     detections = EmbeddedDocumentListField(Detection)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"_cls": "Detections", "detections": [det.to_dict() for det in self._data.get("detections") or ()]}
+        out = {"_cls": "Detections", "detections": [det.to_dict() for det in self._data.get("detections") or ()]}
+        return self._extras(out)
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Detections":
@@ -465,7 +502,7 @@ class Keypoint(Label):
 
     def to_dict(self) -> Dict[str, Any]:
         data = self._data
-        return _prune({
+        return self._extras(_prune({
             "_cls": "Keypoint",
             "_id": data.get("id"),
             "label": data.get("label"),
@@ -473,7 +510,7 @@ class Keypoint(Label):
             "confidence": data.get("confidence") or None,
             "bounding_box": data.get("bounding_box"),
             "attributes": data.get("attributes") or None,
-        })
+        }))
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Keypoint":
@@ -493,7 +530,7 @@ class Keypoints(Label):
     keypoints = EmbeddedDocumentListField(Keypoint)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"_cls": "Keypoints", "keypoints": [k.to_dict() for k in self._data.get("keypoints") or ()]}
+        return self._extras({"_cls": "Keypoints", "keypoints": [k.to_dict() for k in self._data.get("keypoints") or ()]})
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Keypoints":
@@ -509,11 +546,11 @@ class Segmentation(Label):
 
     def to_dict(self) -> Dict[str, Any]:
         data = self._data
-        return _prune({
+        return self._extras(_prune({
             "_cls": "Segmentation",
             "mask": _arr(data.get("mask")),
             "mask_targets": data.get("mask_targets") or None,
-        })
+        }))
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Segmentation":
@@ -533,7 +570,23 @@ def label_from_dict(d: Dict[str, Any]) -> Label:
         raise LabelError(
             f"Cannot build a label from {d!r:.200}: '_cls' must be one of {sorted(LABEL_TYPES)}"
         )
-    return LABEL_TYPES[cls_name]._from_dict(d)
+    cls = LABEL_TYPES[cls_name]
+    label = cls._from_dict(d)
+    extra = [k for k in d if k not in _OWN_KEYS.setdefault(cls, _own_keys(cls))]
+    if extra:
+        from .fields import from_mongo_value
+
+        for name in extra:
+            label[name] = from_mongo_value(d[name])
+        label._changed_fields = []
+    return label
+
+
+_OWN_KEYS: Dict[type, frozenset] = {}
+
+
+def _own_keys(cls: type) -> frozenset:
+    return frozenset({"_cls", "_id"} | {f.db_field for f in cls._fields.values()})  # type: ignore[attr-defined]
 
 
 def filter_confidence(label: Any, thresh: Optional[float]) -> Any:
