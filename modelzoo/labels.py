@@ -312,12 +312,17 @@ class Classifications(Label):
 def check_box(box: Any, owner: str = "Detection.bounding_box") -> List[float]:
     """Validates a relative box and returns it as four floats.
 
+    Boxes may extend past the image (``x < 0`` or ``x + width > 1``), as
+    detectors and annotators round them and as FiftyOne and COCO accept them;
+    evaluation uses them as they are (as pycocotools does) and drawing clips
+    them to the image.
+
     Args:
-        box: ``[x, y, width, height]`` in ``[0, 1]`` of the image (the box inside it).
+        box: ``[x, y, width, height]`` relative to the image size.
         owner: what holds the box, for the error (``"MyProcessor: box 3"``).
 
     Raises:
-        LabelError: not four finite numbers, a negative size, or outside the image.
+        LabelError: not four finite numbers, or a negative size.
     """
     try:
         values = [float(v) for v in box]
@@ -325,16 +330,12 @@ def check_box(box: Any, owner: str = "Detection.bounding_box") -> List[float]:
         raise LabelError(f"{owner} = {box!r}: expected four numbers [x, y, width, height]") from None
     if len(values) != 4:
         raise LabelError(f"{owner} = {box!r}: expected four numbers [x, y, width, height], got {len(values)}")
-    x, y, w, h = values
     if not all(math.isfinite(v) for v in values):
         raise LabelError(f"{owner} = {values}: coordinates must be finite")
-    if w < 0 or h < 0:
-        raise LabelError(f"{owner} = {values}: width and height must be >= 0")
-    if x < -_EPS or y < -_EPS or x + w > 1 + _EPS or y + h > 1 + _EPS:
+    if values[2] < 0 or values[3] < 0:
         raise LabelError(
-            f"{owner} = {values}: expected relative coordinates with the box inside [0, 1] "
-            "(x, y >= 0 and x + width, y + height <= 1). Divide pixel coordinates by the "
-            "image width and height, or use Detection.from_abs_xyxy(box, width, height)."
+            f"{owner} = {values}: width and height must be >= 0 (boxes are [x, y, width, height]; "
+            "for corners use Detection.from_abs_xyxy(box, width, height))"
         )
     return values
 
@@ -358,7 +359,8 @@ class Detection(Label):
 
     Args:
         label: the class name.
-        bounding_box: ``[x, y, width, height]``, relative to the image size, in ``[0, 1]``.
+        bounding_box: ``[x, y, width, height]``, relative to the image size (it may
+            extend past the image: see :func:`check_box`).
         confidence: the score.
         mask: a boolean ``(h, w)`` array covering the box only (instance segmentation).
         attributes: free-form extra values (must be BSON-serialisable).
