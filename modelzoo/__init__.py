@@ -41,6 +41,7 @@ from .labels import (
     Classifications,
     Detection,
     Detections,
+    Heatmap,
     Keypoint,
     Keypoints,
     Label,
@@ -88,6 +89,7 @@ __all__ = [
     "Keypoint",
     "Keypoints",
     "Segmentation",
+    "Heatmap",
     # models
     "Model",
     "ModelConfig",

@@ -39,6 +39,8 @@ __all__ = [
     "Keypoint",
     "Keypoints",
     "Segmentation",
+    "Heatmap",
+    "read_array_file",
     "label_from_dict",
     "new_label_id",
     "check_box",
@@ -340,6 +342,45 @@ def check_box(box: Any, owner: str = "Detection.bounding_box") -> List[float]:
     return values
 
 
+def read_array_file(path: str) -> np.ndarray:
+    """The array stored as an image file (a mask or heatmap PNG written by
+    ``apply_model(output_dir=...)``, or any 8/16-bit grayscale image).
+
+    Raises:
+        LabelError: the file is missing or not a readable image (the path is named).
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img)
+    except (OSError, ValueError) as e:
+        raise LabelError(f"Cannot read the array file {path!r}: {e}") from None
+
+
+class _OnDiskArrayField(NumpyArrayField):
+    """An array stored in the label, or in the file named by another field
+    (``mask_path``, ``map_path``): reading the attribute loads the file when
+    the label holds no array, so every reader gets the pixels."""
+
+    def __init__(self, path_field: str, as_bool: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._path_field = path_field
+        self._as_bool = as_bool
+
+    def __get__(self, instance: Any, owner: Any) -> Any:
+        if instance is None:
+            return self
+        value = instance._data.get(self.name)
+        if value is None:
+            path = instance._data.get(self._path_field)
+            if path:
+                value = read_array_file(path)
+                if self._as_bool:
+                    value = value != 0
+        return value
+
+
 class _BoxField(ListField):
     """``[x, y, w, h]`` relative, validated on every assignment."""
 
@@ -371,7 +412,8 @@ class Detection(Label):
     label = StringField()
     bounding_box = _BoxField()
     confidence = FloatField()
-    mask = NumpyArrayField()
+    mask = _OnDiskArrayField("mask_path", as_bool=True)
+    mask_path = StringField()
     attributes = DictField()
 
     def to_dict(self) -> Dict[str, Any]:
@@ -393,6 +435,9 @@ class Detection(Label):
         v = data.get("mask")
         if v is not None:
             out["mask"] = encode_array(v)
+        v = data.get("mask_path")
+        if v is not None:
+            out["mask_path"] = v
         v = data.get("attributes")
         if v:
             out["attributes"] = v
@@ -406,6 +451,7 @@ class Detection(Label):
             bounding_box=d.get("bounding_box"),
             confidence=d.get("confidence"),
             mask=_unarr(d.get("mask")),
+            mask_path=d.get("mask_path"),
             attributes=d.get("attributes") or {},
         )
 
@@ -541,27 +587,81 @@ class Keypoints(Label):
 
 class Segmentation(Label):
     """A semantic segmentation: an ``(H, W)`` integer mask of class indices
-    at the image's size; ``mask_targets`` maps indices to class names."""
+    at the image's size; ``mask_targets`` maps indices to class names.
 
-    mask = NumpyArrayField()
+    The mask is in the label (``mask``) or in a PNG file (``mask_path``,
+    written by ``apply_model(output_dir=...)``); reading ``mask`` loads the
+    file, so every reader gets the pixels either way.
+    """
+
+    mask = _OnDiskArrayField("mask_path")
+    mask_path = StringField()
     mask_targets = DictField()
+
+    def get_mask(self) -> Optional[np.ndarray]:
+        """The mask, from the label or its file (FiftyOne's name)."""
+        return self.mask
 
     def to_dict(self) -> Dict[str, Any]:
         data = self._data
         return self._extras(_prune({
             "_cls": "Segmentation",
             "mask": _arr(data.get("mask")),
+            "mask_path": data.get("mask_path"),
             "mask_targets": data.get("mask_targets") or None,
         }))
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Segmentation":
-        return cls(mask=_unarr(d.get("mask")), mask_targets=d.get("mask_targets") or {})
+        return cls(mask=_unarr(d.get("mask")), mask_path=d.get("mask_path"), mask_targets=d.get("mask_targets") or {})
+
+
+class Heatmap(Label):
+    """A dense single-channel map over the image (depth, saliency, a score
+    per pixel), as FiftyOne's ``Heatmap``.
+
+    Args:
+        map: an ``(H, W)`` array (any numeric dtype).
+        map_path: the PNG file holding the map instead (written by
+            ``apply_model(output_dir=...)``); reading ``map`` loads it.
+        range: ``[min, max]`` of the values the map can take (for display and
+            to map PNG pixel values back), e.g. ``[0, 1]``.
+    """
+
+    map = _OnDiskArrayField("map_path")
+    map_path = StringField()
+    range = ListField(FloatField())
+
+    def get_map(self) -> Optional[np.ndarray]:
+        """The map, from the label or its file (FiftyOne's name)."""
+        return self.map
+
+    def validate(self, clean: bool = True) -> None:
+        super().validate(clean)
+        _check_range(self.range)
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = self._data
+        return self._extras(_prune({
+            "_cls": "Heatmap",
+            "map": _arr(data.get("map")),
+            "map_path": data.get("map_path"),
+            "range": [float(v) for v in data["range"]] if data.get("range") else None,
+        }))
+
+    @classmethod
+    def _from_dict(cls, d: Dict[str, Any]) -> "Heatmap":
+        return cls(map=_unarr(d.get("map")), map_path=d.get("map_path"), range=d.get("range") or [])
+
+
+def _check_range(value: Any) -> None:
+    if value and (len(value) != 2 or not all(math.isfinite(float(v)) for v in value) or value[0] > value[1]):
+        raise LabelError(f"Heatmap.range = {list(value)!r}: expected [min, max], finite, min <= max")
 
 
 LABEL_TYPES: Dict[str, Type[Label]] = {
     c.__name__: c
-    for c in (Classification, Classifications, Detection, Detections, Keypoint, Keypoints, Segmentation)
+    for c in (Classification, Classifications, Detection, Detections, Keypoint, Keypoints, Segmentation, Heatmap)
 }
 
 
