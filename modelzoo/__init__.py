@@ -48,7 +48,7 @@ from .labels import (
     Segmentation,
 )
 from .metadata import MetadataReport
-from .mixins import EmbeddingsMixin, LogitsMixin, SamplesMixin, TorchModelMixin
+from .mixins import EmbeddingsMixin, LogitsMixin, PromptMixin, SamplesMixin, TorchModelMixin
 from .models import Model, ModelConfig
 from .sample import ImageMetadata, Sample, VideoMetadata
 from .video import FrameSelection, VideoReader
@@ -95,6 +95,7 @@ __all__ = [
     "ModelConfig",
     "EmbeddingsMixin",
     "LogitsMixin",
+    "PromptMixin",
     "SamplesMixin",
     "TorchModelMixin",
     # errors

@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 import numpy as np
 import pymongo.errors
 
-from ..errors import ConfigError, DatabaseError, ModelError, PredictionError, check_keys
+from ..errors import ConfigError, DatabaseError, ModelError, PredictionError
 from ..fields import check_field_name
 from ..loaders import Loader, WorkItem
 from ..mixins import EmbeddingsMixin, LogitsMixin, SamplesMixin, TorchModelMixin
@@ -409,7 +409,9 @@ def run_model(source: Source, model: Model, sink: Sink, options: Optional[RunOpt
 
 # -- apply_model / compute_embeddings ----------------------------------------------------------
 def _check_extras(fn: str, kwargs: Mapping[str, Any]) -> None:
-    check_keys(kwargs, _EXTRAS, f"{fn}()", kind="argument")
+    from ..keywords import check_call_keywords
+
+    check_call_keywords(globals()[fn], kwargs, _EXTRAS)  # lists every keyword of the call
 
 
 def _missing_query(label_field: Union[str, Mapping[str, str]]) -> Optional[Dict[str, Any]]:
