@@ -49,7 +49,7 @@ from .labels import (
 )
 from .metadata import MetadataReport
 from .mixins import EmbeddingsMixin, LogitsMixin, PromptMixin, SamplesMixin, TorchModelMixin
-from .models import Model, ModelConfig
+from .models import Call, Model, ModelConfig
 from .sample import ImageMetadata, Sample, VideoMetadata
 from .video import FrameSelection, VideoReader
 
@@ -91,6 +91,7 @@ __all__ = [
     "Segmentation",
     "Heatmap",
     # models
+    "Call",
     "Model",
     "ModelConfig",
     "EmbeddingsMixin",
