@@ -1,7 +1,7 @@
 """modelzoo: run any trained model over image datasets in-process, fast, and
 keep the predictions with the data (in MongoDB)."""
 
-from .apply import ApplyReport, Failure, apply_model, compute_embeddings
+from .apply import ApplyReport, Failure, apply_model, compute_embeddings, compute_patch_embeddings
 from .dataset import (
     Dataset,
     DatasetView,
@@ -78,6 +78,7 @@ __all__ = [
     # engine
     "apply_model",
     "compute_embeddings",
+    "compute_patch_embeddings",
     "ApplyReport",
     "Failure",
     # labels

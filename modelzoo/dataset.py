@@ -352,6 +352,13 @@ class SampleCollection:
         """Embeds these samples; see :func:`modelzoo.compute_embeddings` (``backend="ray"`` too)."""
         return compute_embeddings(self, model, embeddings_field=embeddings_field, **kwargs)
 
+    def compute_patch_embeddings(self, model: Any, patches_field: str, embeddings_field: Optional[str] = None, **kwargs: Any) -> Any:
+        """Embeds the boxes of ``patches_field`` (crops cut in the loader workers);
+        see :func:`modelzoo.engine.patches.compute_patch_embeddings`."""
+        from .engine import compute_patch_embeddings
+
+        return compute_patch_embeddings(self, model, patches_field, embeddings_field=embeddings_field, **kwargs)
+
     def export_nucleus(self, path: str, label_field: str, **kwargs: Any) -> int:
         """Writes ``label_field``'s boxes as Nucleus box predictions (JSON lines);
         see :func:`modelzoo.bundles.export_nucleus`."""

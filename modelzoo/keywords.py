@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Iterable, List, Mapping
 
-from .errors import check_keys
+from .errors import UnknownKeyError, did_you_mean
 
 __all__ = ["call_keywords", "check_call_keywords"]
 
@@ -31,4 +31,12 @@ def check_call_keywords(
     (``fn``'s named parameters never reach its ``**kwargs``, so any key there
     is one of the extras or a mistake)."""
     allowed = call_keywords(fn, extras, skip)
-    check_keys(kwargs, allowed, f"{fn.__name__}()", kind="argument")
+    known = set(allowed)
+    for key in kwargs:
+        if key not in known:
+            what = f"{fn.__name__}()"
+            raise UnknownKeyError(
+                f"{what} has no argument {key!r}." + did_you_mean(str(key), allowed, n=1)
+                + f" Valid arguments: {', '.join(allowed)}.",
+                key, allowed, what,
+            )

@@ -106,12 +106,72 @@ def test_unknown_keyword_lists_every_valid_keyword_and_suggests_the_right_one(db
         with pytest.raises(fo.ConfigError) as e:
             ds.apply_model(LastPredictEmbedder(), labelfield="x")
         msg = str(e.value)
-        assert "'labelfield'" in msg and "Did you mean" in msg
+        assert "'labelfield'" in msg and "Did you mean 'label_field'?" in msg
         assert msg.index("'label_field'") < msg.index("Valid arguments")
         named = [p for p in inspect.signature(fo.apply_model).parameters if p not in ("samples", "model", "kwargs")]
         listed = msg.split("Valid arguments: ")[1].rstrip(".").split(", ")
         assert set(named) <= set(listed)
         with pytest.raises(fo.ConfigError, match="embeddings_field"):
             ds.compute_embeddings(LastPredictEmbedder(), embedding_field="e")
+    finally:
+        ds.delete()
+
+
+class Declared(fo.EmbeddingsMixin, fo.Model):
+    """Declares its width; fails on images narrower than 8 pixels."""
+
+    embedding_dim = 6
+
+    def predict(self, arg):
+        return None
+
+    def embed(self, arg):
+        if np.asarray(arg).shape[1] < 8:
+            raise ValueError("too narrow")
+        return _by_hand(arg)
+
+
+class Undeclared(fo.EmbeddingsMixin, fo.Model):
+    """Fails on every input, the black probe included: its width cannot be known."""
+
+    def predict(self, arg):
+        return None
+
+    def embed(self, arg):
+        raise ValueError("always fails")
+
+
+def test_all_failed_runs_give_nan_rows_of_the_declared_width_or_raise(db, tmp_path):
+    ds = fo.Dataset("fo-api-width", overwrite=True)
+    try:
+        ds.add_samples([fo.Sample(filepath=str(tmp_path / f"missing{i}.png")) for i in range(3)])
+        got = ds.compute_embeddings(Declared())
+        assert got.shape == (3, 6) and got.dtype == np.float32 and np.isnan(got).all()
+        # a FiftyOne-style model without a declared width: its width from one probe embedding
+        got = ds.compute_embeddings(LastPredictEmbedder())
+        assert got.shape == (3, 6) and np.isnan(got).all()
+        with pytest.raises(fo.ModelError, match="embedding_dim"):
+            ds.compute_embeddings(Undeclared())
+        with pytest.raises(fo.PredictionError, match="missing0.png"):
+            ds.compute_embeddings(Declared(), skip_failures=False)
+    finally:
+        ds.delete()
+
+
+def test_some_failed_rows_are_nan_the_others_exact(db, tmp_path):
+    from PIL import Image
+
+    wide = tmp_path / "wide.png"
+    Image.fromarray(photo("coffee")[:40, :60]).save(wide)
+    narrow = tmp_path / "narrow.png"
+    Image.fromarray(photo("coffee")[:40, :4]).save(narrow)
+    ds = fo.Dataset("fo-api-partial", overwrite=True)
+    try:
+        ds.add_samples([fo.Sample(filepath=str(p)) for p in (wide, narrow, wide)])
+        got = ds.compute_embeddings(Declared())
+        assert got.shape == (3, 6)
+        assert np.isnan(got[1]).all()
+        expected = _by_hand(np.asarray(Image.open(wide).convert("RGB")))
+        np.testing.assert_allclose(got[[0, 2]], [expected, expected], rtol=1e-5)
     finally:
         ds.delete()

@@ -123,6 +123,15 @@ def _test_image_model(model, ref, root, batch_size=None):
     dataset.compute_embeddings(model, embeddings_field="embeddings", batch_size=batch_size)
     assert len(dataset.exists("embeddings")) == 5
 
+    # Patch embeddings
+    embeddings = dataset.compute_patch_embeddings(model, "patches", batch_size=batch_size)
+    assert len(embeddings) == 5
+    for e in embeddings.values():
+        assert e.shape == (3, 128)
+
+    dataset.compute_patch_embeddings(model, "patches", embeddings_field="embeddings", batch_size=batch_size)
+    assert dataset.count("patches.detections.embeddings") == 15
+
 
 def test_image_model(datasets, ref_image, tmp_path):
     _test_image_model(MockImageModel(), ref_image, str(tmp_path / "images"))
@@ -172,8 +181,27 @@ def _test_video_model(model, ref, root, batch_size=None):
     dataset.apply_model(model, label_field="predictions", batch_size=batch_size)
     assert dataset.count("frames.predictions") == 25
 
+    # Embeddings
+    embeddings = dataset.compute_embeddings(model, batch_size=batch_size)
+    assert len(embeddings) == 5
+    for e in embeddings.values():
+        assert e.shape == (5, 128)
+
     dataset.compute_embeddings(model, embeddings_field="embeddings", batch_size=batch_size)
     assert dataset.count("frames.embeddings") == 25
+
+    # Patch embeddings
+    embeddings = dataset.compute_patch_embeddings(model, "patches", batch_size=batch_size)
+    assert len(embeddings) == 5
+    for sample_embeddings in embeddings.values():
+        assert len(sample_embeddings) == 5
+        for e in sample_embeddings.values():
+            # only one frame per video has patches
+            if e is not None:
+                assert e.shape == (3, 128)
+
+    dataset.compute_patch_embeddings(model, "patches", embeddings_field="embeddings", batch_size=batch_size)
+    assert dataset.count("frames.patches.detections.embeddings") == 15  # only one frame per video has patches
 
 
 def test_image_model_frames(datasets, ref_video, tmp_path):
@@ -324,11 +352,76 @@ def test_apply_model_skip_failures(datasets, classifier):
     assert len(dataset.apply_model(detector, "predictions4", batch_size=2).failures) == 4
 
 
+def test_compute_embeddings_skip_failures(datasets, classifier):
+    dataset = _missing_files_dataset("png")
+
+    # torch, data loader, single batches: NaN rows of the model's width, never (4, 0)
+    embeddings = dataset.compute_embeddings(classifier)
+    assert embeddings.shape == (4, 1280) and np.isnan(embeddings).all()
+
+    # torch, data loader, batches
+    embeddings = dataset.compute_embeddings(classifier, batch_size=2)
+    assert embeddings.shape == (4, 1280) and np.isnan(embeddings).all()
+
+    with pytest.raises(fo.PredictionError, match="non-existent1.png"):
+        dataset.compute_embeddings(classifier, batch_size=2, skip_failures=False)
+
+
 def test_apply_model_frames_skip_failures(datasets, classifier):
     dataset = _missing_files_dataset("mp4")
     assert dataset.values("media_type") == ["video"] * 4
-    report = dataset.apply_model(classifier, "predictions1")
+
+    # torch, data loader, single batches
+    report = dataset.apply_model(classifier, "frames.predictions1")
     assert len(report.failures) == 4
-    report = dataset.apply_model(classifier, "predictions2", batch_size=2)
+
+    # torch, data loader, batches
+    report = dataset.apply_model(classifier, "frames.predictions2", batch_size=2)
     assert len(report.failures) == 4
     assert dataset.count("frames.predictions1") == 0
+
+
+def test_compute_embeddings_frames_skip_failures(datasets, classifier):
+    dataset = _missing_files_dataset("mp4")
+
+    # torch, data loader, single batches
+    embeddings = dataset.compute_embeddings(classifier)
+    assert list(embeddings.values()) == [None] * 4  # no video could be opened: no frames
+
+    # torch, data loader, batches
+    report = dataset.compute_embeddings(classifier, embeddings_field="frames.e", batch_size=2)
+    assert len(report.failures) == 4
+
+
+def _load_frame_embeddings(samples, path):
+    embeddings_dict = {}
+    for sample_id, embeddings in zip(*samples.values(["id", path])):
+        if embeddings:
+            embeddings_dict[sample_id] = np.stack(embeddings)
+
+    return embeddings_dict
+
+
+def _assert_embedding_dicts_equal(embeddings_dict1, embeddings_dict2):
+    assert set(embeddings_dict1.keys()) == set(embeddings_dict2.keys())
+    for key, embeddings1 in embeddings_dict1.items():
+        embeddings2 = embeddings_dict2[key]
+        assert np.allclose(embeddings1, embeddings2)
+
+
+def test_compute_embeddings_frames(quickstart_video, classifier):
+    dataset = quickstart_video
+    view = dataset.take(2)
+
+    model = classifier
+
+    frame_embeddings1a = view.compute_embeddings(model)
+    view.compute_embeddings(model, embeddings_field="embeddings1")
+    frame_embeddings1b = _load_frame_embeddings(view, "frames.embeddings1")
+    _assert_embedding_dicts_equal(frame_embeddings1a, frame_embeddings1b)
+
+    frame_embeddings2a = view.compute_embeddings(model, batch_size=8)
+    view.compute_embeddings(model, embeddings_field="embeddings2", batch_size=8)
+    frame_embeddings2b = _load_frame_embeddings(view, "frames.embeddings2")
+    _assert_embedding_dicts_equal(frame_embeddings2a, frame_embeddings2b)
+    assert [e.shape for e in frame_embeddings1a.values()] == [(6, 1280)] * 2

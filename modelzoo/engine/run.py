@@ -29,6 +29,7 @@ from ..progress import progress_bar
 from ..video.selection import FrameSelection
 from .backends import Runner, get_backend
 from .batching import BatchStream, LoadedBatch, safe_load
+from .embeddings import embeddings_array, strip_frames_prefix, video_embeddings
 from .frames import FrameStream, video_tasks
 from .report import ApplyReport, Failure
 from .sinks import EmbeddingSink, FrameSink, LabelSink, Sink, SinkBatch
@@ -526,6 +527,7 @@ def apply_model(
     runner = _runner(backend, ray_options)
     if confidence_thresh is not None and not 0 <= confidence_thresh <= 1:
         raise ConfigError(f"confidence_thresh must be in [0, 1], got {confidence_thresh!r}")
+    label_field, frames_only = strip_frames_prefix(label_field, "label_field")  # FiftyOne's "frames.<field>"
     if isinstance(label_field, str):
         check_field_name(label_field)
     options = RunOptions(
@@ -538,6 +540,8 @@ def apply_model(
         )
     _require_model(model)
     whole, frame_source = _parts(Source.from_samples(samples, _needs(model)), model, frames)
+    if frames_only:
+        _frames_only(whole, model, "label_field", label_field)
     runner.check_run(model, frame_source is not None)
     missing = _missing_query(label_field) if skip_existing else None
     runs: List[Tuple[Source, Sink, int]] = []
@@ -578,7 +582,7 @@ def compute_embeddings(
     backend: Union[str, Runner] = "local",
     ray_options: Optional[Mapping[str, Any]] = None,
     **kwargs: Any,
-) -> Union[np.ndarray, ApplyReport]:
+) -> Union[np.ndarray, Dict[str, Any], ApplyReport]:
     """Embeds ``samples`` with ``model`` (an :class:`~modelzoo.EmbeddingsMixin`).
 
     On video samples, an image model embeds their frames (``frames`` as in
@@ -586,10 +590,15 @@ def compute_embeddings(
 
     Returns:
         without ``embeddings_field``: a float32 ``(N, D)`` array in sample
-        order, or for videos one row per selected frame in (sample, frame
-        number) order (rows of failed samples or frames are NaN; they are
-        logged). With it: the embeddings are stored on each sample (each
-        frame, for videos) and an :class:`ApplyReport` is returned.
+        order, or for videos ``{sample_id: (n_frames, D) array}`` (one row
+        per selected frame, in frame order; None for a video that could not
+        be opened). Rows of failed samples or frames are NaN rows of the
+        model's width, never an ``(N, 0)`` array (a run where every sample
+        failed asks the model its width: see
+        :mod:`modelzoo.engine.embeddings`). With ``embeddings_field`` (FiftyOne's
+        ``"frames.<field>"`` names a frame field): the embeddings are stored
+        on each sample (each frame, for videos) and an :class:`ApplyReport`
+        is returned.
 
     Raises:
         ConfigError: no ``embeddings_field`` for samples that mix images and
@@ -600,7 +609,10 @@ def compute_embeddings(
     runner = _runner(backend, ray_options)
     options = RunOptions("embed", batch_size, num_workers, kwargs.get("num_threads"), skip_failures, progress)
     _require_model(model)
+    embeddings_field, frames_only = strip_frames_prefix(embeddings_field, "embeddings_field")
     whole, frame_source = _parts(Source.from_samples(samples, _needs(model)), model, frames)
+    if frames_only:
+        _frames_only(whole, model, "embeddings_field", embeddings_field)
     runner.check_run(model, frame_source is not None)
     if embeddings_field is None and whole is not None and frame_source is not None:
         raise ConfigError(
@@ -620,4 +632,19 @@ def compute_embeddings(
         if len(reports) == 1:
             return reports[0]
         return reports[0].merge(*reports[1:]) if reports else ApplyReport()
-    return sink.array() if sink is not None else np.zeros((0, 0), dtype=np.float32)
+    if sink is None:
+        return embeddings_array(EmbeddingSink(), model, None)
+    if frame_source is not None:  # videos: {sample_id: (n_frames, D)}, as FiftyOne returns them
+        ids = [d["_id"] for d in frame_source.documents({"_id": 1})]
+        return video_embeddings(sink, model, reports[-1], ids)
+    return embeddings_array(sink, model, reports[-1])
+
+
+def _frames_only(whole: Optional[Source], model: Model, name: str, field: Any) -> None:
+    """A ``"frames."`` field names frame fields: only an image model on videos writes those."""
+    if whole is not None:
+        raise ConfigError(
+            f"{name}='frames.{field}' names a frame-level field, but {type(model).__name__} also runs on "
+            "samples taken whole (images, or videos given to a video model), whose labels are sample fields. "
+            f"Run it on the videos only (samples.match({{'media_type': 'video'}})) or drop the 'frames.' prefix."
+        )

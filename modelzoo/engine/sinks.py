@@ -173,12 +173,13 @@ class EmbeddingSink(_FieldSink):
         self.failed.extend(other.failed)
         return self
 
-    def array(self, keys: Optional[Sequence[Any]] = None) -> np.ndarray:
+    def array(self, keys: Optional[Sequence[Any]] = None, shape: Optional[Tuple[int, ...]] = None) -> np.ndarray:
         """The kept vectors as a float32 ``(len(keys), D)`` array in the order
         of ``keys`` (item keys: sample ids, or ``(sample id, frame number)``
         for frames; default: every item seen, in sample (then frame) order);
         rows without a vector (failed items) are NaN. In a run over frames, a
-        video that could not be opened has no frames, so no rows."""
+        video that could not be opened has no frames, so no rows. ``shape``:
+        the shape of one vector, for a run where none was produced."""
         if keys is None:
             seen = set(self.vectors) | set(self.failed)
             if any(isinstance(k, tuple) for k in seen):
@@ -187,7 +188,7 @@ class EmbeddingSink(_FieldSink):
         shapes = {v.shape for v in self.vectors.values()}
         if len(shapes) > 1:
             raise ModelError(f"The model returned embeddings of different shapes: {sorted(shapes)}")
-        shape = shapes.pop() if shapes else (0,)
+        shape = shapes.pop() if shapes else (shape or (0,))
         out = np.full((len(keys),) + shape, np.nan, dtype=np.float32)
         for row, key in enumerate(keys):
             vector = self.vectors.get(key)
