@@ -306,7 +306,7 @@ class Classifications(Label):
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Classifications":
         return cls(
-            classifications=[Classification._from_dict(c) for c in d.get("classifications", [])],
+            classifications=[_built(Classification, c) for c in d.get("classifications", [])],
             logits=_unarr(d.get("logits")),
         )
 
@@ -511,7 +511,7 @@ class Detections(Label):
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Detections":
-        return cls(detections=[Detection._from_dict(x) for x in d.get("detections", [])])
+        return cls(detections=[_built(Detection, x) for x in d.get("detections", [])])
 
     def to_nucleus(self, width: int, height: int) -> List[Dict[str, Any]]:
         return [det.to_nucleus(width, height) for det in self.detections]
@@ -582,7 +582,7 @@ class Keypoints(Label):
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Keypoints":
-        return cls(keypoints=[Keypoint._from_dict(x) for x in d.get("keypoints", [])])
+        return cls(keypoints=[_built(Keypoint, x) for x in d.get("keypoints", [])])
 
 
 class Segmentation(Label):
@@ -672,7 +672,11 @@ def label_from_dict(d: Dict[str, Any]) -> Label:
         raise LabelError(
             f"Cannot build a label from {d!r:.200}: '_cls' must be one of {sorted(LABEL_TYPES)}"
         )
-    cls = LABEL_TYPES[cls_name]
+    return _built(LABEL_TYPES[cls_name], d)
+
+
+def _built(cls: Type[Label], d: Dict[str, Any]) -> Any:
+    """``cls._from_dict(d)`` with the stored extra fields of ``d`` set on it."""
     label = cls._from_dict(d)
     extra = [k for k in d if k not in _OWN_KEYS.setdefault(cls, _own_keys(cls))]
     if extra:

@@ -425,3 +425,103 @@ def test_compute_embeddings_frames(quickstart_video, classifier):
     frame_embeddings2b = _load_frame_embeddings(view, "frames.embeddings2")
     _assert_embedding_dicts_equal(frame_embeddings2a, frame_embeddings2b)
     assert [e.shape for e in frame_embeddings1a.values()] == [(6, 1280)] * 2
+
+
+def _load_patch_embeddings(samples, path):
+    embeddings_dict = {}
+    for sample_id, embeddings in zip(*samples.values(["id", path])):
+        if embeddings:
+            embeddings_dict[sample_id] = np.stack(embeddings)
+
+    return embeddings_dict
+
+
+def test_compute_patch_embeddings(quickstart, classifier):
+    view = quickstart.take(5)
+    model = classifier
+
+    patch_embeddings1a = view.compute_patch_embeddings(model, "ground_truth")
+    view.compute_patch_embeddings(model, "ground_truth", embeddings_field="patch_embeddings1")
+    patch_embeddings1b = _load_patch_embeddings(view, "ground_truth.detections.patch_embeddings1")
+    _assert_embedding_dicts_equal(patch_embeddings1a, patch_embeddings1b)
+
+    patch_embeddings2a = view.compute_patch_embeddings(model, "ground_truth", batch_size=8)
+    view.compute_patch_embeddings(model, "ground_truth", embeddings_field="patch_embeddings2")
+    patch_embeddings2b = _load_patch_embeddings(view, "ground_truth.detections.patch_embeddings2")
+    _assert_embedding_dicts_equal(patch_embeddings2a, patch_embeddings2b)
+
+
+def _load_frame_patch_embeddings(samples, path):
+    embeddings_dict = {}
+    for sample_id, frame_numbers, frame_embeddings in zip(*samples.values(["id", "frames.frame_number", path])):
+        frame_embeddings_dict = {}
+        for frame_number, embeddings in zip(frame_numbers, frame_embeddings):
+            if embeddings:
+                frame_embeddings_dict[frame_number] = np.stack(embeddings)
+
+        embeddings_dict[sample_id] = frame_embeddings_dict
+
+    return embeddings_dict
+
+
+def _assert_frame_embedding_dicts_equal(embeddings_dict1, embeddings_dict2):
+    assert set(embeddings_dict1.keys()) == set(embeddings_dict2.keys())
+    for sample_id, frame_embeddings1 in embeddings_dict1.items():
+        frame_embeddings2 = embeddings_dict2[sample_id]
+        frame_embeddings1 = {n: e for n, e in frame_embeddings1.items() if e is not None}
+        _assert_embedding_dicts_equal(frame_embeddings1, frame_embeddings2)
+
+
+def test_compute_patch_embeddings_frames(quickstart_video, classifier):
+    dataset = quickstart_video
+    for sample in dataset:  # quickstart-video has "detections" on its frames
+        for n in (1, 3, 4):
+            sample.frames[n] = fo.Frame(
+                detections=fo.Detections(detections=[fo.Detection(label="car", bounding_box=[0.1 * n, 0.2, 0.4, 0.5])])
+            )
+    view = dataset.take(1)
+    model = classifier
+
+    patch_embeddings1a = view.compute_patch_embeddings(model, "frames.detections")
+    view.compute_patch_embeddings(model, "frames.detections", embeddings_field="patch_embeddings1")
+    patch_embeddings1b = _load_frame_patch_embeddings(view, "frames.detections.detections.patch_embeddings1")
+    _assert_frame_embedding_dicts_equal(patch_embeddings1a, patch_embeddings1b)
+
+    patch_embeddings2a = view.compute_patch_embeddings(model, "frames.detections", batch_size=8)
+    view.compute_patch_embeddings(model, "frames.detections", embeddings_field="patch_embeddings2")
+    patch_embeddings2b = _load_frame_patch_embeddings(view, "frames.detections.detections.patch_embeddings2")
+    _assert_frame_embedding_dicts_equal(patch_embeddings2a, patch_embeddings2b)
+    assert [sorted(d) for d in patch_embeddings1b.values()] == [[1, 3, 4]]
+
+
+def test_compute_patch_embeddings_skip_failures(datasets, classifier):
+    dataset = _missing_files_dataset("png")
+
+    for sample in dataset:
+        sample["ground_truth"] = fo.Detections(detections=[fo.Detection(bounding_box=[0.1, 0.1, 0.8, 0.8])])
+        sample.save()
+
+    # torch, data loader, single batches
+    got = dataset.compute_patch_embeddings(classifier, "ground_truth")
+    assert all(e.shape == (1, 1280) and np.isnan(e).all() for e in got.values())
+
+    # torch, data loader, batches
+    got = dataset.compute_patch_embeddings(classifier, "ground_truth", batch_size=2)
+    assert len(got) == 4
+
+
+def test_compute_patch_embeddings_frames_skip_failures(datasets, classifier):
+    dataset = _missing_files_dataset("mp4")
+
+    for sample in dataset:
+        frame = sample.frames[1]
+        frame["ground_truth"] = fo.Detections(detections=[fo.Detection(bounding_box=[0.1, 0.1, 0.8, 0.8])])
+        sample.save()
+
+    # torch, data loader, single batches
+    got = dataset.compute_patch_embeddings(classifier, "frames.ground_truth")
+    assert all(list(frames) == [1] and np.isnan(frames[1]).all() for frames in got.values())
+
+    # torch, data loader, batches
+    report = dataset.compute_patch_embeddings(classifier, "frames.ground_truth", embeddings_field="e", batch_size=2)
+    assert len(report.failures) == 4
