@@ -22,7 +22,7 @@ from typing import Any, List, Sequence
 __all__ = ["ViewExpression", "ViewField", "to_mongo_expr"]
 
 
-def _path(name: str) -> str:
+def _stored_name(name: str) -> str:
     """A user path in stored names: ``id`` parts are stored as ``_id``."""
     return ".".join("_id" if p == "id" else p for p in name.split("."))
 
@@ -142,5 +142,5 @@ class ViewField(ViewExpression):
     def to_mongo(self, prefix: str = "$") -> Any:
         base = "$$this" if prefix == "$$this" else ("$$ROOT" if not self._name else "")
         if prefix == "$$this":
-            return base + ("." + _path(self._name) if self._name else "")
-        return base or "$" + _path(self._name)
+            return base + ("." + _stored_name(self._name) if self._name else "")
+        return base or "$" + _stored_name(self._name)

@@ -78,6 +78,38 @@ def _to_oid(value: Any) -> ObjectId:
         raise LabelError(f"Label id {value!r}: expected a 24-hex-digit ObjectId string") from None
 
 
+def _to_bson(value: Any) -> Any:
+    """An extra field's value, BSON-ready (arrays as binary, labels as documents)."""
+    if isinstance(value, np.ndarray):
+        return encode_array(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Label):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return {str(k): _to_bson(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_bson(v) for v in value]
+    return value
+
+
+def _from_bson(value: Any) -> Any:
+    """The inverse of :func:`_to_bson` for stored extra fields."""
+    from bson.binary import Binary
+
+    from .encoding import ARRAY_SUBTYPE
+
+    if isinstance(value, Binary) and value.subtype == ARRAY_SUBTYPE:
+        return decode_array(value)
+    if isinstance(value, dict):
+        if value.get("_cls") in LABEL_TYPES:
+            return label_from_dict(value)
+        return {k: _from_bson(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_bson(v) for v in value]
+    return value
+
+
 class _LabelIdField(BaseField):
     """A label's id: an ObjectId in the stored document (``_id``), a string in Python.
 
@@ -144,12 +176,10 @@ class Label(DynamicEmbeddedDocument):
     def _from_son(cls, son: Any, *args: Any, **kwargs: Any) -> Any:
         label = super()._from_son(son, *args, **kwargs)
         if label._dynamic_fields:  # extra fields holding arrays come back as arrays
-            from .fields import from_mongo_value
-
             for name in list(label._dynamic_fields):
                 value = label._data.get(name)
                 if not isinstance(value, (str, int, float, bool)) and value is not None:
-                    setattr(label, name, from_mongo_value(value))
+                    setattr(label, name, _from_bson(value))
             label._changed_fields = []
         return label
 
@@ -157,13 +187,11 @@ class Label(DynamicEmbeddedDocument):
         """``out`` with the label's extra (dynamic) fields added, BSON-ready."""
         dynamic = self._dynamic_fields
         if dynamic:
-            from .fields import to_mongo_value
-
             data = self._data
             for name in dynamic:
                 value = data.get(name)
                 if value is not None:
-                    out[name] = to_mongo_value(value)
+                    out[name] = _to_bson(value)
         return out
 
     @classmethod
@@ -680,10 +708,8 @@ def _built(cls: Type[Label], d: Dict[str, Any]) -> Any:
     label = cls._from_dict(d)
     extra = [k for k in d if k not in _OWN_KEYS.setdefault(cls, _own_keys(cls))]
     if extra:
-        from .fields import from_mongo_value
-
         for name in extra:
-            label[name] = from_mongo_value(d[name])
+            label[name] = _from_bson(d[name])
         label._changed_fields = []
     return label
 

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
-from .storage import bulk_set
+from .storage import bulk_set, collection
 
 __all__ = ["MetadataReport", "compute_metadata", "read_metadata"]
 
@@ -83,7 +83,7 @@ def compute_metadata(
     from .progress import progress_bar
 
     query = samples.query if overwrite else {"$and": [samples.query, {"metadata": None}]}
-    docs = list(samples._collection.find(query, {"filepath": 1, "media_type": 1}))
+    docs = list(collection(samples.collection_name).find(query, {"filepath": 1, "media_type": 1}))
     report = MetadataReport()
     if not docs:
         return report
