@@ -45,6 +45,8 @@ __all__ = [
     "new_label_id",
     "check_box",
     "filter_confidence",
+    "filter_classes",
+    "stored_array",
     "filter_output",
     "LABEL_TYPES",
 ]
@@ -772,3 +774,35 @@ def filter_output(output: Any, thresh: Optional[float]) -> Any:
     dets.detections = [dets.detections[j] for j in keep]
     kps.keypoints = [kps.keypoints[j] for j in keep]
     return {k: v if k in ("detections", "keypoints") else filter_confidence(v, thresh) for k, v in output.items()}
+
+
+def filter_classes(output: Any, classes: Optional[Iterable[str]]) -> Any:
+    """Keeps the predictions of one model output whose class is in ``classes``
+    (``apply_model(classes=...)``): a lone Classification/Detection of another
+    class becomes None, list labels keep their items of those classes; other
+    labels (masks, maps) are kept. ``output`` is a Label, None, or a dict of
+    them (frame-keyed dicts too)."""
+    if classes is None or output is None:
+        return output
+    wanted = set(classes)
+    if isinstance(output, dict):
+        return {k: filter_classes(v, wanted) for k, v in output.items()}
+    if isinstance(output, (Classification, Detection, Keypoint)):
+        return output if output.label in wanted else None
+    if isinstance(output, Detections):
+        output.detections = [d for d in output.detections if d.label in wanted]
+    elif isinstance(output, Classifications):
+        output.classifications = [c for c in output.classifications if c.label in wanted]
+    elif isinstance(output, Keypoints):
+        output.keypoints = [k for k in output.keypoints if k.label in wanted]
+    return output
+
+
+def stored_array(doc: Dict[str, Any], key: str = "mask", path_key: str = "mask_path") -> Optional[np.ndarray]:
+    """The array of a stored label document: in it (``key``), or in the file
+    its ``path_key`` names (written by ``apply_model(output_dir=...)``)."""
+    value = doc.get(key)
+    if value is not None:
+        return decode_array(value)
+    path = doc.get(path_key)
+    return read_array_file(path) if path else None

@@ -74,8 +74,9 @@ def compute_metadata(
         samples: a :class:`~modelzoo.Dataset` or view.
         overwrite: recompute metadata that is already there.
         num_workers: reader threads (default: ``min(8, 2 x CPUs)``).
-        progress: True/False for a progress bar, or a callable
-            ``progress(done, total)`` called as samples are read.
+        progress: True/False for a progress bar, or a callable called with
+            the progress (``.iteration``, ``.total``, ``.progress``,
+            ``.complete``) as samples are read, as FiftyOne calls it.
 
     Returns:
         a :class:`MetadataReport`.
@@ -97,18 +98,13 @@ def compute_metadata(
 
     workers = num_workers or min(8, (os.cpu_count() or 1) * 2)
     updates: Dict[Any, Dict[str, Any]] = {}
-    callback = progress if callable(progress) else None
-    with ThreadPoolExecutor(max_workers=workers) as pool, progress_bar(
-        len(docs), "metadata", enabled=None if callback or progress is None else bool(progress)
-    ) as bar:
-        for done, (oid, update) in enumerate(pool.map(_one, docs), 1):
+    with ThreadPoolExecutor(max_workers=workers) as pool, progress_bar(len(docs), "metadata", enabled=progress) as bar:
+        for oid, update in pool.map(_one, docs):
             updates[oid] = update
             if "metadata" in update:
                 report.computed += 1
             else:
                 report.failed[str(oid)] = update["ingest_error"]
             bar.update(1)
-            if callback is not None:
-                callback(done, len(docs))
     bulk_set(samples.collection_name, updates, samples.name)
     return report

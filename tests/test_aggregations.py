@@ -286,9 +286,9 @@ def test_compute_metadata_images_videos_and_failures(db, tmp_path):
     try:
         ds.add_samples([mz.Sample(filepath=p) for p in photos + [video, str(broken)]])
         seen = []
-        report = ds.compute_metadata(progress=lambda done, total: seen.append((done, total)))
+        report = ds.compute_metadata(progress=lambda pb: seen.append((pb.iteration, pb.total, pb.complete)))
         assert report.computed == 4 and list(report.failed) == [ds.values("id")[-1]]
-        assert seen[-1] == (5, 5)
+        assert seen[-1] == (5, 5, True) and len(seen) == 6
         for path, meta in zip(photos, ds.values("metadata")):
             with Image.open(path) as img:
                 assert (meta["width"], meta["height"]) == img.size
