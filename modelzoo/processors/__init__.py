@@ -19,6 +19,7 @@ from .detector import DetectorOutputProcessor, InstanceSegmenterOutputProcessor
 from .heatmap import HeatmapOutputProcessor
 from .keypoints import KeypointDetectorOutputProcessor
 from .segmenter import SemanticSegmenterOutputProcessor
+from .zero_shot import ZeroShotClassifierOutputProcessor
 
 __all__ = [
     "OutputProcessor",
@@ -29,6 +30,7 @@ __all__ = [
     "KeypointDetectorOutputProcessor",
     "SemanticSegmenterOutputProcessor",
     "HeatmapOutputProcessor",
+    "ZeroShotClassifierOutputProcessor",
     "BUILTIN_PROCESSORS",
     "get_output_processor_cls",
     "check_tensor",
@@ -45,6 +47,7 @@ BUILTIN_PROCESSORS: Dict[str, Type[OutputProcessor]] = {
         KeypointDetectorOutputProcessor,
         SemanticSegmenterOutputProcessor,
         HeatmapOutputProcessor,
+        ZeroShotClassifierOutputProcessor,
     )
 }
 
