@@ -394,3 +394,150 @@ def test_the_server_survives_fifos_dev_zero_a_pixel_bomb_nested_json_and_slow_cl
         for sock in slow:
             sock.close()
         server.kill()
+
+
+# -- imported files (item 5): COCO -----------------------------------------------------------------
+
+def _coco(tmp_path, n_images: int = 2) -> Dict[str, Any]:
+    """``n_images`` real photographs in ``tmp_path/images`` and a COCO dict with a box on each."""
+    images_dir = tmp_path / "images"
+    paths = write_photos(str(images_dir), ["astronaut", "chelsea", "coffee", "rocket"][:n_images])
+    images, anns = [], []
+    for i, path in enumerate(paths, start=1):
+        w, h = Image.open(path).size
+        images.append({"id": i, "file_name": os.path.basename(path), "width": w, "height": h})
+        anns.append({"id": 100 + i, "image_id": i, "category_id": 1, "bbox": [1, 2, 30, 20], "iscrowd": 0})
+    return {"dir": str(images_dir), "data": {"images": images, "annotations": anns,
+                                              "categories": [{"id": 1, "name": "thing"}]}}
+
+
+def _write(tmp_path, data: Dict[str, Any], name: str = "instances.json") -> str:
+    path = str(tmp_path / name)
+    with open(path, "w") as f:
+        json.dump(data, f)
+    return path
+
+
+def test_coco_file_names_stay_inside_the_images_folder(tmp_path):
+    import modelzoo as mz
+    from modelzoo.errors import FormatError
+
+    coco = _coco(tmp_path)
+    for escape in ("../../../../etc/passwd", "/etc/passwd", "sub/../../outside.jpg"):
+        data = json.loads(json.dumps(coco["data"]))
+        data["images"].append({"id": 9, "file_name": escape, "width": 10, "height": 10})
+        data["annotations"].append({"id": 900, "image_id": 9, "category_id": 1, "bbox": [0, 0, 1, 1]})
+        path = _write(tmp_path, data)
+        with pytest.raises(FormatError) as e:
+            mz.Dataset.from_coco(path, coco["dir"], name="coco-escape", overwrite=True)
+        assert (e.value.path, e.value.section, e.value.index, e.value.key) == (path, "images", 2, "file_name")
+        assert "instances.json: images[2]['file_name']" in str(e.value) and "skip_unknown=True" in str(e.value)
+        assert "coco-escape" not in mz.list_datasets()
+    ds = mz.Dataset.from_coco(path, coco["dir"], name="coco-escape", skip_unknown=True, overwrite=True)
+    try:
+        assert ds.coco_report.skipped_outside_images_dir == 1 and ds.coco_report.annotations == 2
+        assert "1 images outside the images folder skipped" in str(ds.coco_report)
+        assert sorted(ds.values("filepath")) == sorted(os.path.join(coco["dir"], im["file_name"])
+                                                       for im in coco["data"]["images"])
+    finally:
+        ds.delete()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools' own, under numpy 2
+def test_coco_masks_must_match_their_images_size_before_decoding(tmp_path):
+    import pycocotools.mask as mu
+
+    import modelzoo as mz
+    from modelzoo.errors import FormatError
+
+    coco = _coco(tmp_path)
+    image = coco["data"]["images"][0]
+    w, h = image["width"], image["height"]
+    # the review's 300-byte RLE declaring 30000 x 30000 pixels (1.0 GB once decoded)
+    bomb = {"size": [30000, 30000], "counts": mu.encode(np.asfortranarray(np.ones((1, 1), np.uint8)))["counts"].decode()}
+    good = mu.encode(np.asfortranarray(np.pad(np.ones((10, 10), np.uint8), ((2, h - 12), (1, w - 11)))))
+    cases = {
+        "the RLE's size [30000, 30000]": bomb,
+        f"the RLE's runs cover {(h + 1) * w} pixels": {
+            "size": [h, w], "counts": [0, (h + 1) * w]},                      # writes past pycocotools' buffer
+        "outside COCO's alphabet": {"size": [h, w], "counts": "~~~~"},
+        "far outside": [[0, 0, 1e9, 0, 1e9, 1e9]],                          # time and memory in its length
+        "at least 3 points": [[1, 2, 30, 2]],                                # pycocotools reads 4 numbers as a box
+        "not a finite number": [[0, 0, 10, float("nan"), 10, 10]],
+    }
+    for reason, segmentation in cases.items():
+        data = json.loads(json.dumps(coco["data"]))
+        data["annotations"][0]["segmentation"] = segmentation
+        with pytest.raises(FormatError) as e:
+            mz.Dataset.from_coco(_write(tmp_path, data), coco["dir"], name="coco-masks", overwrite=True)
+        assert "annotations[0]['segmentation']" in str(e.value) and reason in str(e.value), str(e.value)
+    # what does match its image is decoded as pycocotools decodes it
+    data = json.loads(json.dumps(coco["data"]))
+    data["annotations"][0]["segmentation"] = {"size": [h, w], "counts": good["counts"].decode()}
+    data["annotations"][0]["bbox"] = [1, 2, 10, 10]
+    data["annotations"] = data["annotations"][:1]
+    ds = mz.Dataset.from_coco(_write(tmp_path, data), coco["dir"], name="coco-masks", overwrite=True)
+    try:
+        mask = ds.first().ground_truth.detections[0].mask
+        np.testing.assert_array_equal(mask, mu.decode(good)[2:12, 1:11].astype(bool))
+    finally:
+        ds.delete()
+
+
+@pytest.mark.parametrize("section, index, key, change, reason", [
+    ("images", 0, "width", lambda d: d["images"][0].pop("width"), "missing"),                   # was KeyError
+    ("images", 1, "height", lambda d: d["images"][1].update(height=0), ">= 1"),                 # was ZeroDivisionError
+    ("images", 0, "file_name", lambda d: d["images"][0].update(file_name=None), "a file name"),
+    ("images", 1, "id", lambda d: d["images"][1].update(id=1), "used by another image"),
+    ("categories", 0, "name", lambda d: d["categories"][0].pop("name"), "missing"),           # was KeyError
+    ("annotations", 1, "bbox", lambda d: d["annotations"][1].update(bbox=[1, 2, 3]), "4 finite numbers"),
+    ("annotations", 0, "bbox", lambda d: d["annotations"][0].update(bbox=["a", 0, 1, 1]), "4 finite numbers"),
+    ("annotations", 0, "keypoints", lambda d: d["annotations"][0].update(keypoints=[1, 2, 2, 4]), "in threes"),
+    ("annotations", 1, "image_id", lambda d: d["annotations"][1].pop("image_id"), "missing"),
+    ("annotations", 0, "score", lambda d: d["annotations"][0].update(score="high"), "a number"),
+])
+def test_malformed_coco_entries_name_the_file_the_entry_and_the_key(tmp_path, section, index, key, change, reason):
+    import modelzoo as mz
+    from modelzoo.errors import FormatError
+
+    coco = _coco(tmp_path)
+    data = coco["data"]
+    change(data)
+    path = _write(tmp_path, data)
+    with pytest.raises(FormatError) as e:
+        mz.Dataset.from_coco(path, coco["dir"], name="coco-malformed", overwrite=True)
+    assert (e.value.path, e.value.section, e.value.index, e.value.key) == (path, section, index, key)
+    assert str(e.value).startswith(f"{path}: {section}[{index}]['{key}']: ") and reason in str(e.value)
+    assert isinstance(e.value, mz.DatasetError) and "coco-malformed" not in mz.list_datasets()
+
+
+def test_a_coco_import_is_whole_or_nothing(tmp_path):
+    import modelzoo as mz
+    from modelzoo.errors import FormatError
+    from modelzoo.formats import import_coco
+
+    coco = _coco(tmp_path)
+    ds = mz.Dataset("coco-whole", overwrite=True)
+    try:
+        ds.add_samples([mz.Sample(filepath=os.path.join(coco["dir"], "before.jpg"))])
+        ds.info["mine"] = 1
+        ds.save_info()
+        # the review's 400,000 categories: refused before a sample is written (were: samples, then a failure)
+        data = json.loads(json.dumps(coco["data"]))
+        data["categories"] += [{"id": i, "name": f"category number {i}", "supercategory": "many"}
+                               for i in range(2, 400_002)]
+        with pytest.raises(FormatError, match="400001 categories take .* bytes") as e:
+            import_coco(ds, _write(tmp_path, data), coco["dir"])
+        assert e.value.section == "categories"
+        assert len(ds) == 1 and mz.load_dataset("coco-whole").info == {"mine": 1}
+        # a failure while writing (an image whose sample is over the database's 16 MB document limit,
+        # after a first batch of 500 was written): what was added is removed again
+        data = json.loads(json.dumps(coco["data"]))
+        data["images"] = [dict(data["images"][0], id=i, file_name="astronaut.jpg") for i in range(1, 502)]
+        data["annotations"] = [{"id": "x" * 17_000_000, "image_id": 501, "category_id": 1, "bbox": [1, 2, 3, 4]}]
+        with pytest.raises(Exception, match="(?i)too large|BSONObj size"):
+            import_coco(ds, _write(tmp_path, data), coco["dir"])
+        assert len(ds) == 1 and ds.values("filepath") == [os.path.join(coco["dir"], "before.jpg")]
+        assert mz.load_dataset("coco-whole").info == {"mine": 1} and "coco_categories" not in ds.info
+    finally:
+        ds.delete()
