@@ -370,8 +370,8 @@ class _Loop:
         self.report.sort()
         if self.report.failed or self.report.frames_failed:
             logger.warning(
-                "%d of %d samples and %d frames failed (the returned report lists each one); first: %s",
-                self.report.failed, total, self.report.frames_failed, self.report.failures[0],
+                "%s (the returned report lists each one); first: %s",
+                self.report.failure_summary(), self.report.failures[0],
             )
         logger.info("%s", self.report)
         return self.report
@@ -452,6 +452,15 @@ def _runner(backend: str, ray_options: Optional[Mapping[str, Any]]) -> Any:
 
     import_ray()  # no Ray installed: the error names the extra, before anything is read
     return lambda source, model, sink, options: ray_run_model(source, model, sink, options, ray_options)
+
+
+def _check_sample_fields(model: Any, source: Optional[Source]) -> None:
+    """Lets a model that reads sample fields refuse the run before any sample
+    runs: ``model.check_sample_fields(names)`` gets the fields the samples
+    have (a model without the method is not asked)."""
+    check = getattr(model, "check_sample_fields", None)
+    if source is not None and callable(check):
+        check(source.field_names())
 
 
 def _needs(model: Any) -> Tuple[Tuple[str, str], ...]:
@@ -554,6 +563,7 @@ def apply_model(
         )
     whole, frame_source = _parts(Source.from_samples(samples, _needs(model)), model, frames)
     _check_backend(backend, model, frame_source)
+    _check_sample_fields(model, whole)
     missing = _missing_query(label_field) if skip_existing else None
     runs: List[Tuple[Source, Sink, int]] = []
     error_field = kwargs.get("error_field")
