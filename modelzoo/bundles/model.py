@@ -28,6 +28,7 @@ from .artifacts import extract_tops, import_function, load_pickle, safe_extract
 from .bundle import INPUTS, ModelBundle, thaw
 from .calling import accepted_keywords, call_predict, check_conventions, load_predict
 from .errors import BundleConfigError
+from .flavors import RUNNABLE_FLAVORS
 from .schemas import Schema
 from .store import BundleStore
 
@@ -203,7 +204,7 @@ class BundleModel(SamplesMixin, Model):
 
     def _start(self) -> Any:
         if self._runner is None:
-            if self.bundle.flavor.flavor in ("runnable_image", "triton_enhanced_runnable_image"):
+            if self.bundle.flavor.flavor in RUNNABLE_FLAVORS:
                 from .runnable import start_server
 
                 self._runner = start_server(self.bundle)
