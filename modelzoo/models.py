@@ -16,13 +16,38 @@ docs/video.md).
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
-from typing import Any, Callable, Hashable, List, Optional, Sequence
+import warnings
+from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, Iterator, List, Optional, Sequence
 
 from .config import Config
 from .loaders import ImageLoader, Loader, VideoLoader
 
-__all__ = ["Model", "ModelConfig"]
+if TYPE_CHECKING:
+    from .recipes import Recipe
+
+__all__ = ["Call", "Model", "ModelConfig", "SHORTCUTS"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """What one engine call asks of a model (:meth:`Model.run_batch`): the
+    per-run options, passed with each batch instead of set on the model, so
+    that one model object can serve several runs (and a
+    :class:`~modelzoo.serving.Batcher`) at once with different options.
+
+    Attributes:
+        mode: ``"predict"`` (labels) or ``"embed"`` (an ``(N, D)`` array).
+        store_logits: keep the logits on the labels.
+        loaded: the inputs come from this model's own loader
+            (:meth:`Model.build_loader`), its transforms already applied
+            and collated; False: they are plain images, as ``predict`` takes.
+    """
+
+    mode: str = "predict"
+    store_logits: bool = False
+    loaded: bool = False
 
 
 @dataclasses.dataclass(init=False)
@@ -58,6 +83,13 @@ class Model(abc.ABC):
     #: images. ``modelzoo serve`` validates request bodies with it.
     request_schema: Optional[type] = None
     response_schema: Optional[type] = None
+
+    #: inputs per ``predict_all`` call under ``apply_model`` when the caller gives no batch size
+    default_batch_size: Optional[int] = None
+
+    #: where the forward pass runs (a ``torch.device`` or a device string such
+    #: as ``"cuda:0"``); None: the model does not say, and the engine plans for the CPU
+    device: Any = None
 
     def __init__(self, config: Any = None):
         if config is None or isinstance(config, dict):
@@ -137,6 +169,19 @@ class Model(abc.ABC):
         model's options). The default puts every input in one group."""
         return None
 
+    @classmethod
+    def zoo_post_download(cls) -> None:
+        """Run by :func:`modelzoo.download_zoo_model` after a zoo model's files
+        are downloaded (a Tungsten model's ``post_build``). The default does nothing."""
+
+    def rebuild_recipe(self) -> Optional["Recipe"]:
+        """How this model is rebuilt in another process (a Ray replica, an
+        unpickling): a :class:`~modelzoo.recipes.Recipe`, or None to let
+        :func:`~modelzoo.recipes.recipe_of` decide (the recipe the model was
+        built from, else its class and config when its constructor takes only
+        a config). Adapters whose constructor takes more override it."""
+        return None
+
     # -- inference -----------------------------------------------------------------
     @abc.abstractmethod
     def predict(self, arg: Any) -> Any:
@@ -146,19 +191,61 @@ class Model(abc.ABC):
         """Predicts on a batch; one output per input, in order."""
         return [self.predict(arg) for arg in args]
 
-    # -- concurrent callers --------------------------------------------------------------
-    def batcher(self, max_batch_size: int = 32, max_wait_ms: float = 5.0, name: Optional[str] = None) -> Any:
-        """A :class:`modelzoo.serving.Batcher` over this model: many threads
-        call ``batcher(x)`` with one input each, and their inputs run
-        together through :meth:`predict_all` (grouped by :meth:`batch_key`).
-        Each caller gets its own output or its own exception. Close it (or
-        use it as a context manager) to stop its worker thread.
+    def run_batch(self, inputs: Any, call: Call, samples: Optional[Sequence[Optional[Dict[str, Any]]]] = None) -> Any:
+        """What the engine calls on each batch: ``predict_all`` (or
+        ``embed_all``) with the run's options in ``call``.
 
-        Args:
-            max_batch_size: the most inputs per :meth:`predict_all` call.
-            max_wait_ms: the most a request waits for batch-mates, in milliseconds.
-            name: the model's name in messages (default: its class name).
+        ``samples`` is given to a :class:`~modelzoo.SamplesMixin` model (its
+        ``needs_fields``, one dict per input). Override it to honour ``call``
+        without touching the model (as :class:`~modelzoo.TorchImageModel`
+        does): then one model object serves concurrent runs with different
+        options. This default serves models written to FiftyOne's API, which
+        read :attr:`preprocess` and ``store_logits`` from the model: it sets
+        them for the length of this call only, and restores them.
         """
-        from .serving.batcher import Batcher  # serving sits above models
+        with self._fiftyone_flags(call):
+            if call.mode == "embed":
+                return self.embed_all(inputs)  # type: ignore[attr-defined]
+            if samples is not None:
+                return self.predict_all(inputs, samples=samples)  # type: ignore[call-arg]
+            return self.predict_all(inputs)
 
-        return Batcher(self, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, name=name)
+    @contextlib.contextmanager
+    def _fiftyone_flags(self, call: Call) -> Iterator[None]:
+        """FiftyOne's protocol: ``preprocess`` off while the loader feeds
+        transformed inputs, ``store_logits`` on when asked for."""
+        from .mixins import LogitsMixin, TorchModelMixin
+
+        preprocess = self.preprocess if call.loaded and isinstance(self, TorchModelMixin) else None
+        logits = call.store_logits and isinstance(self, LogitsMixin) and not self.store_logits
+        if preprocess:
+            self.preprocess = False
+        if logits:
+            self.store_logits = True  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            if preprocess:
+                self.preprocess = True
+            if logits:
+                self.store_logits = False  # type: ignore[attr-defined]
+
+    # -- deprecated shortcuts to features (see SHORTCUTS) --------------------------------
+    def batcher(self, max_batch_size: int = 32, max_wait_ms: float = 5.0, name: Optional[str] = None) -> Any:
+        """Deprecated: use ``modelzoo.serving.Batcher(model, ...)``, which this returns.
+
+        The batcher is a feature beside the core, not part of the model
+        (docs/architecture.md); this alias reaches it through :data:`SHORTCUTS`.
+        """
+        warnings.warn(
+            "model.batcher(...) is deprecated; use modelzoo.serving.Batcher(model, ...)", DeprecationWarning, stacklevel=2
+        )
+        return SHORTCUTS["batcher"](self, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, name=name)
+
+
+#: Factories behind :class:`Model`'s deprecated shortcut methods, by method
+#: name (``"batcher"``: ``modelzoo.serving.Batcher``). The feature lives in
+#: its own package and the core keeps only this table, which the package root
+#: (``modelzoo/__init__.py``) fills with lazy factories: the core never
+#: imports a feature (tests/test_layering.py).
+SHORTCUTS: Dict[str, Callable[..., Any]] = {}
