@@ -9,7 +9,7 @@ port is used (a port taken before it started is named in the error).
 :func:`start_server` waits until ``/readyz`` answers 200 (polling from the
 start; it gives up ``readiness_initial_delay_seconds +
 readiness_timeout_seconds`` later, and early when the process exits or has
-opened no port by ``readiness_initial_delay_seconds``);
+opened no port 10 s after ``readiness_initial_delay_seconds``);
 each request is sent as ``POST /predict`` with a JSON body. The process
 (and its process group) is stopped by :meth:`CommandServer.close`, and at
 interpreter exit for any left running. A process that exits, or never gets
@@ -43,6 +43,8 @@ __all__ = ["CommandServer", "start_server", "free_port", "running_pids"]
 _RUNNING: Dict[int, "CommandServer"] = {}
 _RUNNING_LOCK = threading.Lock()
 _POLL_S = 0.05
+#: after readiness_initial_delay_seconds, how long a command may keep every port closed
+CLOSED_GRACE_S = 10.0
 
 
 def free_port() -> int:
@@ -234,7 +236,8 @@ class _PortWatch:
     """Follows a command whose port stays closed while it starts: when it
     listens on another port (read from ``/proc``): the bundle's env PORT or
     Launch's 5005, or its only port, that port is used; on several others,
-    or on none by ``closed_within`` seconds (readiness_initial_delay_seconds),
+    or on none by ``closed_within`` seconds (readiness_initial_delay_seconds +
+    :data:`CLOSED_GRACE_S`),
     the wait ends early with the process's stderr."""
 
     def __init__(self, server: CommandServer):
@@ -264,7 +267,7 @@ class _PortWatch:
         if srv.closed_within is not None and elapsed > srv.closed_within:
             raise BundleServerError(
                 f"Bundle {srv.name!r}: {srv.argv!r} has not opened any port after {srv.closed_within:g} s "
-                f"(readiness_initial_delay_seconds); it was stopped. {fix}, or raise "
+                f"(readiness_initial_delay_seconds + {CLOSED_GRACE_S:g} s); it was stopped. {fix}, or raise "
                 "readiness_initial_delay_seconds if it needs longer to start.",
                 stderr_tail=srv.stderr_tail(),
             )
@@ -320,7 +323,8 @@ def start_server(bundle: Any) -> Any:
         command = f.command or getattr(f, "streaming_command", ())  # a streaming bundle may have only that
         server = CommandServer(
             bundle.name, command, env, ready, predict_route=f.predict_route, healthcheck_route=f.healthcheck_route,
-            closed_within=float(f.readiness_initial_delay_seconds),
+            # a port still closed this long after the initial delay will not open: end early
+            closed_within=float(f.readiness_initial_delay_seconds) + min(float(f.readiness_timeout_seconds), CLOSED_GRACE_S),
         )
     except BaseException:
         if triton is not None:
