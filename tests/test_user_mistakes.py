@@ -313,3 +313,35 @@ def test_apply_warning_counts_samples_and_frames_apart(dataset, tmp_path, caplog
     videos = ApplyReport(processed=3, frames_processed=38, frames_failed=12,
                          failures=[Failure("v1", "v1.mp4", "bad", "load", frame_number=n) for n in range(12)])
     assert videos.failure_summary() == "1 of 3 samples (12 of 50 frames) failed"
+
+
+# -- the real peers' signatures ------------------------------------------------------------------------
+def test_launch_client_has_the_real_clients_18_bundle_methods():
+    """Every call the real ``launch.LaunchClient`` accepts for its 18 bundle methods, ours accepts:
+    the same parameters, kinds and defaults (recorded from the real source, see the JSON's
+    ``source``); parameters of ours that Launch lacks are optional keywords."""
+    import inspect
+
+    real = json.loads((Path(__file__).resolve().parent / "seeds" / "launch_client_signatures.json").read_text())["methods"]
+    assert len(real) == 18
+    matching = []
+    for name, params in real.items():
+        ours = getattr(LaunchClient, name, None)
+        assert ours is not None, f"LaunchClient.{name} is missing"
+        sig = list(inspect.signature(ours).parameters.values())[1:]  # self
+        by_name = {p.name: p for p in sig}
+        for pname, kind, default in params:
+            p = by_name.get(pname)
+            assert p is not None, f"LaunchClient.{name} lacks {pname!r}"
+            assert p.kind.name == kind, f"LaunchClient.{name}({pname}) is {p.kind.name}, Launch's is {kind}"
+            if default is not None:
+                # clone_model_bundle_with_changes_v2: UNSET keeps the config, as Launch's None does
+                # (documented: an explicit None clears it here)
+                assert p.default is not inspect.Parameter.empty and repr(p.default) in (default, "UNSET"), (name, pname)
+        positional = [p.name for p in sig if p.kind.name == "POSITIONAL_OR_KEYWORD"]
+        assert positional[: len([q for q in params if q[1] == "POSITIONAL_OR_KEYWORD"])] == [
+            q[0] for q in params if q[1] == "POSITIONAL_OR_KEYWORD"], name
+        extra = [p for p in sig if p.name not in {q[0] for q in params}]
+        assert all(p.default is not inspect.Parameter.empty for p in extra), (name, [p.name for p in extra])
+        matching.append(name)
+    assert len(matching) == 18
