@@ -81,6 +81,16 @@ def test_misspelled_tungsten_option_over_http():
         assert httpx.post(server.url + "/predict", json={"prompt": "a cat", "width": 256}, timeout=60).json() == {"width": 256}
 
 
+def test_misspelled_key_of_any_typed_model_over_http():
+    from modelzoo.serving.server import ModelServer
+    from tests.serve_models import Repeater
+
+    with ModelServer(Repeater(), name="repeater", port=0, max_batch_size=2, max_wait_ms=1) as server:
+        r = httpx.post(server.url + "/predict", json={"text": "ab", "repaet": 2}, timeout=60)
+        assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["repaet"]
+        assert "Did you mean 'repeat'?" in r.json()["detail"]
+
+
 def test_misspelled_define_model_keyword():
     with pytest.raises(TungstenDefinitionError, match="'batchsize'. Did you mean 'batch_size'?"):
         define_model(input=Prompt, output=Picture, batchsize=4)
