@@ -10,7 +10,7 @@ how to fix it.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 __all__ = [
     "ModelzooError",
@@ -25,6 +25,7 @@ __all__ = [
     "ModelError",
     "PredictionError",
     "SampleError",
+    "RequestError",
     "VideoError",
     "ZooError",
     "ModelNotFoundError",
@@ -163,6 +164,22 @@ def check_keys(
 
 class ModelError(ModelzooError):
     """A model misbehaved in a way that is not tied to one sample."""
+
+
+class RequestError(ModelzooError, ValueError):
+    """One request (one input) does not match what the model takes: a missing
+    or misspelled field, a value of the wrong type. It costs that request only
+    (``modelzoo serve`` answers it with HTTP 422).
+
+    Attributes:
+        field: the field at fault (``""`` for the whole request).
+    """
+
+    field: str = ""
+
+    def errors(self) -> List[Dict[str, Any]]:
+        """The error as FastAPI-style records (``loc``, ``msg``, ``type``)."""
+        return [{"loc": [self.field] if self.field else [], "msg": str(self), "type": "value_error"}]
 
 
 class SampleError(ModelzooError):

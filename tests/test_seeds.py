@@ -102,7 +102,8 @@ def test_launch_callable_seed_predict_apply_zoo_and_serve(bundle_home, dataset, 
         r = server.post({"x": 20, "y": "abcd"})
         assert r.status_code == 200 and r.json() == 44
         r = server.post({"x": 20, "yy": "abcd"})  # a misspelled argument: named, with the close match
-        assert r.status_code != 200 and "'yy'" in r.json()["detail"] and "Did you mean 'y'?" in r.json()["detail"]
+        assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["yy"]
+        assert "'yy'" in r.json()["detail"] and "Did you mean 'y'?" in r.json()["detail"]
     finally:
         if server is not None:
             server.kill()

@@ -31,6 +31,7 @@ from .errors import (
     BundleNotFoundError,
     BundlePredictError,
     BundleServerError,
+    RequestSchemaError,
     SchemaError,
     UnsafeArchiveError,
     UntrustedBundleError,
@@ -74,6 +75,7 @@ __all__ = [
     "UntrustedBundleError",
     "UnsafeArchiveError",
     "SchemaError",
+    "RequestSchemaError",
     "BundlePredictError",
     "BundleServerError",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from ..errors import ConfigError, ModelError, ModelzooError, did_you_mean
+from ..errors import ConfigError, ModelError, ModelzooError, RequestError, did_you_mean
 
 __all__ = [
     "BundleError",
@@ -20,6 +20,7 @@ __all__ = [
     "UntrustedBundleError",
     "UnsafeArchiveError",
     "SchemaError",
+    "RequestSchemaError",
     "BundlePredictError",
     "BundleServerError",
 ]
@@ -75,6 +76,11 @@ class SchemaError(BundleError, ValueError):
             f"Bundle {bundle!r}: the {direction} does not match {direction}_schema {schema}: "
             f"{where} = {value!r:.200}: {reason}{more}"
         )
+
+
+class RequestSchemaError(SchemaError, RequestError):
+    """A request does not validate against the bundle's request schema (an
+    unknown key included): that request only; ``modelzoo serve`` answers 422."""
 
 
 class BundlePredictError(BundleError, RuntimeError):

@@ -14,7 +14,7 @@ import json
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import did_you_mean
-from .errors import BundleConfigError, SchemaError
+from .errors import BundleConfigError, RequestSchemaError, SchemaError
 
 __all__ = ["Schema", "schema_json"]
 
@@ -115,7 +115,8 @@ class Schema:
             field, found, reason, count = self._first_error(e, value)
             if field is None:
                 raise
-            raise SchemaError(bundle, direction, field, found, reason, self.name, count) from None
+            cls = RequestSchemaError if direction == "request" else SchemaError
+            raise cls(bundle, direction, field, found, reason, self.name, count) from None
 
     def field_names(self) -> Optional[List[str]]:
         """The keys a request may hold: the model's fields (for a root model,
@@ -128,7 +129,7 @@ class Schema:
             return
         for key in value:
             if key not in names:
-                raise SchemaError(
+                raise RequestSchemaError(
                     bundle, "request", str(key), value[key],
                     f"not a field of {self.name}." + did_you_mean(str(key), names, n=1)
                     + f" Its fields: {', '.join(names)}.", self.name,

@@ -43,6 +43,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
+from ..errors import RequestError
 from ..labels import Label
 from . import defaults
 from .batcher import Batcher
@@ -229,7 +230,7 @@ def create_app(
         try:
             out = await asyncio.wrap_future(future)
             return JSONResponse(to_jsonable(out))
-        except InputError as e:  # its conversion or its schema: a RequestValidationError names each field
+        except RequestError as e:  # its conversion or its schema (the server's or the model's own): names each field
             return _error(422, str(e), e.errors())
         except BatcherClosedError as e:
             return _error(503, str(e))
