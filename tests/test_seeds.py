@@ -151,6 +151,55 @@ def test_launch_runnable_seed_over_photos(bundle_home, dataset):
     assert leftover == []
 
 
+def test_launch_and_nucleus_seeds_from_a_second_process_and_served(bundle_home, photos, tmp_path, monkeypatch):
+    weights = tmp_path / "detector.pth"
+    torch.save(tiny_detector(seed=3).state_dict(), weights)
+    monkeypatch.setenv("SEED_DETECTOR_WEIGHTS", str(weights))
+    runpy.run_path(str(SEEDS / "launch_dirs.py"), run_name="__main__")
+    runpy.run_path(str(SEEDS / "launch_app_config.py"), run_name="__main__")
+    runpy.run_path(str(SEEDS / "launch_runnable.py"), run_name="__main__")  # also named "test-bundle": newest wins
+    ns = runpy.run_path(str(SEEDS / "nucleus_detector.py"), run_name="__main__")
+    LaunchClient().create_model_bundle_from_callable_v2(
+        model_bundle_name="seed-nucleus", load_model_fn=ns["load_model_fn"], load_predict_fn=ns["load_predict_fn"],
+        request_schema=None, response_schema=None,
+    )
+    [dirs_id] = [b.id for b in LaunchClient().list_model_bundles_v2() if b.flavor.flavor == "zip_artifact"]
+    entries = []
+    for name, config in (("seed-dirs", {"bundle": dirs_id, "trust": True, "input": "request"}),
+                         ("seed-batched", {"bundle": "test-bundle-batched", "trust": True, "input": "request"}),
+                         ("seed-runnable", {"bundle": "test-bundle", "trust": True}),
+                         ("seed-nucleus", {"bundle": "seed-nucleus", "trust": True})):
+        path = tmp_path / f"{name}.json"
+        _manifest(path, name, "modelzoo.bundles.StoredBundleModel", config)
+        entries.append(str(path))
+    env = child_env(MODELZOO_MANIFEST_PATHS=os.pathsep.join(entries), MODELZOO_HOME=os.environ["MODELZOO_HOME"],
+                    SEED_DETECTOR_WEIGHTS=str(weights), PORT=None)
+    got = _second_process(
+        "import json, modelzoo as mz\n"
+        "out = [mz.load_zoo_model('seed-dirs').predict({'x': 1, 'y': 'abc'}),\n"
+        "       mz.load_zoo_model('seed-batched').predict({'kind': 'batched', 'x': [1, 2], 'y': ['a', 'bb']})]\n"
+        "with mz.load_zoo_model('seed-runnable') as m:\n"
+        "    out.append(m.predict({'x': 3, 'y': 'ab'}))\n"
+        f"dets = mz.load_zoo_model('seed-nucleus').predict(open({photos[1]!r}, 'rb').read())\n"
+        "out.append([d.bounding_box for d in dets.detections])\n"
+        "print(json.dumps(out))", env, str(tmp_path))
+    assert got[:3] == [5, [3, 6], 8]
+    image = PILImage.open(photos[1]).convert("RGB")
+    with torch.no_grad():
+        ref = tiny_detector(seed=3).eval()([TF.to_tensor(image)])[0]
+    w, h = image.size
+    np.testing.assert_allclose(got[3], [[x1 / w, y1 / h, (x2 - x1) / w, (y2 - y1) / h]
+                                        for x1, y1, x2, y2 in ref["boxes"].tolist()], atol=1e-5)
+    server = None
+    try:
+        server = Served(["seed-batched"], env, cwd=str(tmp_path))
+        r = server.post({"kind": "batched", "x": [4, 5], "y": ["", "abc"]})
+        assert r.status_code == 200 and r.json() == [8, 13]
+    finally:
+        if server is not None:
+            server.kill()
+
+
 # --------------------------------------------------------------------------------------------- Nucleus
 def test_nucleus_seed_boxes_match_torchvision_and_load_in_the_nucleus_client(bundle_home, dataset, tmp_path, monkeypatch):
     from nucleus import BoxPrediction
