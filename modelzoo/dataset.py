@@ -270,6 +270,12 @@ class SampleCollection:
 
         return export_coco(self, path, label_field, **kwargs)
 
+    def launch_app(self, **kwargs: Any) -> Any:
+        """Starts the viewer of these samples; see :func:`modelzoo.app.launch_app` (``.url``, ``.close()``)."""
+        from .app import launch_app
+
+        return launch_app(self, **kwargs)
+
     # -- evaluation (see modelzoo.evaluation) ----------------------------------------
     def evaluate_classifications(self, pred_field: str, gt_field: str = "ground_truth", eval_key: Optional[str] = None, **kwargs: Any) -> Any:
         """Accuracy, per-class precision/recall/F1, confusion matrix, top-k;
