@@ -566,7 +566,8 @@ def _cmd_app(args: argparse.Namespace) -> int:
         import webbrowser
 
         webbrowser.open(app.url)
-    app.wait()
+    app.wait()  # until Ctrl-C or SIGTERM
+    print(f"modelzoo app: viewer of {name!r} stopped", flush=True)
     return 0
 
 

@@ -46,9 +46,10 @@ def count_values(samples: Any, path: str, element_match: Optional[Mapping[str, A
     unwound elements first (a query on the list's element, as in
     ``filter_labels``)."""
     stages, _ = _unwound(path)
-    pipeline: List[Dict[str, Any]] = [{"$match": samples.query}, {"$project": {path: 1}}] + stages
+    prefix = path.rsplit(".", 1)[0]
+    keep = prefix if element_match and "." in path else path  # the whole element when it is filtered
+    pipeline: List[Dict[str, Any]] = [{"$match": samples.query}, {"$project": {keep: 1}}] + stages
     if element_match:
-        prefix = path.rsplit(".", 1)[0]
         pipeline.append({"$match": {f"{prefix}.{k}": v for k, v in element_match.items()}})
     pipeline.append({"$group": {"_id": "$" + path, "count": {"$sum": 1}}})
     return {d["_id"]: int(d["count"]) for d in _collection(samples).aggregate(pipeline)}

@@ -251,7 +251,8 @@ def create_app(samples: Any, token: str, thumbs: ThumbnailCache, cookie: str = "
         state = viewer.state(request)
         doc = viewer.find(request.path_params["id"])
         view = state.view(samples, viewer.types)
-        body = {k: (to_json(v, state.object_filter(k)) if k in viewer.types else to_json(v)) for k, v in doc.items()}
+        body = {("id" if k == "_id" else k): (to_json(v, state.object_filter(k)) if k in viewer.types else to_json(v))
+                for k, v in doc.items()}
         body["prev"] = _str(neighbor(view, doc["_id"], -1, state.sort_field, state.reverse))
         body["next"] = _str(neighbor(view, doc["_id"], 1, state.sort_field, state.reverse))
         return JSONResponse(body)

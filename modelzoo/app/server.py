@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import signal
 import socket
 import threading
 from typing import Any, Iterator, List, Optional
@@ -121,14 +122,21 @@ class App:
             raise AppError(f"modelzoo app: the server did not start: {self._error!r}")
         return self
 
+    @property
+    def running(self) -> bool:
+        """Whether the server thread is serving."""
+        return self._thread is not None and self._thread.is_alive() and not self._closed
+
     def wait(self) -> None:
-        """Blocks until the server stops (Ctrl-C: stops it)."""
+        """Serves until SIGINT (Ctrl-C) or SIGTERM, then closes. Call it from the main thread."""
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            while self._thread is not None and self._thread.is_alive():
-                self._thread.join(0.5)
-        except KeyboardInterrupt:
-            pass
+            while self.running and not stop.wait(0.5):
+                pass
         finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             self.close()
 
     def close(self, timeout: float = 10.0) -> None:

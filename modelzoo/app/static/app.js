@@ -353,6 +353,7 @@ async function refresh() {
   const count = document.getElementById("count");
   count.dataset.count = "";
   const mine = generation;
+  document.body.dataset.settled = "0";  // tests (and people) can tell when the page has caught up
   const facets = api("/api/facets", { state: serverState() }).then((f) => {
     if (mine !== generation) return;
     count.textContent = `${f.count} samples`;
@@ -360,6 +361,7 @@ async function refresh() {
     renderFacets(f);
   });
   await Promise.all([loadPage(), facets]);
+  if (mine === generation) document.body.dataset.settled = "1";
 }
 
 // ------------------------------------------------------------------ sidebar
