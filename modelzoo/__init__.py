@@ -45,7 +45,7 @@ from .labels import (
     Segmentation,
 )
 from .mixins import EmbeddingsMixin, LogitsMixin, SamplesMixin, TorchModelMixin
-from .models import Model, ModelConfig
+from .models import Call, Model, ModelConfig
 from .sample import ImageMetadata, Sample, VideoMetadata
 from .video import FrameSelection, VideoReader
 
@@ -82,6 +82,7 @@ __all__ = [
     "Keypoints",
     "Segmentation",
     # models
+    "Call",
     "Model",
     "ModelConfig",
     "EmbeddingsMixin",

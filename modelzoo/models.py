@@ -16,13 +16,37 @@ docs/video.md).
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
-from typing import Any, Callable, Hashable, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, Iterator, List, Optional, Sequence
 
 from .config import Config
 from .loaders import ImageLoader, Loader, VideoLoader
 
-__all__ = ["Model", "ModelConfig"]
+if TYPE_CHECKING:
+    from .recipes import Recipe
+
+__all__ = ["Call", "Model", "ModelConfig"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """What one engine call asks of a model (:meth:`Model.run_batch`): the
+    per-run options, passed with each batch instead of set on the model, so
+    that one model object can serve several runs (and a
+    :class:`~modelzoo.serving.Batcher`) at once with different options.
+
+    Attributes:
+        mode: ``"predict"`` (labels) or ``"embed"`` (an ``(N, D)`` array).
+        store_logits: keep the logits on the labels.
+        loaded: the inputs come from this model's own loader
+            (:meth:`Model.build_loader`), its transforms already applied
+            and collated; False: they are plain images, as ``predict`` takes.
+    """
+
+    mode: str = "predict"
+    store_logits: bool = False
+    loaded: bool = False
 
 
 @dataclasses.dataclass(init=False)
@@ -58,6 +82,13 @@ class Model(abc.ABC):
     #: images. ``modelzoo serve`` validates request bodies with it.
     request_schema: Optional[type] = None
     response_schema: Optional[type] = None
+
+    #: inputs per ``predict_all`` call under ``apply_model`` when the caller gives no batch size
+    default_batch_size: Optional[int] = None
+
+    #: where the forward pass runs (a ``torch.device`` or a device string such
+    #: as ``"cuda:0"``); None: the model does not say, and the engine plans for the CPU
+    device: Any = None
 
     def __init__(self, config: Any = None):
         if config is None or isinstance(config, dict):
@@ -137,6 +168,19 @@ class Model(abc.ABC):
         model's options). The default puts every input in one group."""
         return None
 
+    @classmethod
+    def zoo_post_download(cls) -> None:
+        """Run by :func:`modelzoo.download_zoo_model` after a zoo model's files
+        are downloaded (a Tungsten model's ``post_build``). The default does nothing."""
+
+    def rebuild_recipe(self) -> Optional["Recipe"]:
+        """How this model is rebuilt in another process (a Ray replica, an
+        unpickling): a :class:`~modelzoo.recipes.Recipe`, or None to let
+        :func:`~modelzoo.recipes.recipe_of` decide (the recipe the model was
+        built from, else its class and config when its constructor takes only
+        a config). Adapters whose constructor takes more override it."""
+        return None
+
     # -- inference -----------------------------------------------------------------
     @abc.abstractmethod
     def predict(self, arg: Any) -> Any:
@@ -145,6 +189,45 @@ class Model(abc.ABC):
     def predict_all(self, args: Sequence[Any]) -> List[Any]:
         """Predicts on a batch; one output per input, in order."""
         return [self.predict(arg) for arg in args]
+
+    def run_batch(self, inputs: Any, call: Call, samples: Optional[Sequence[Optional[Dict[str, Any]]]] = None) -> Any:
+        """What the engine calls on each batch: ``predict_all`` (or
+        ``embed_all``) with the run's options in ``call``.
+
+        ``samples`` is given to a :class:`~modelzoo.SamplesMixin` model (its
+        ``needs_fields``, one dict per input). Override it to honour ``call``
+        without touching the model (as :class:`~modelzoo.TorchImageModel`
+        does): then one model object serves concurrent runs with different
+        options. This default serves models written to FiftyOne's API, which
+        read :attr:`preprocess` and ``store_logits`` from the model: it sets
+        them for the length of this call only, and restores them.
+        """
+        with self._fiftyone_flags(call):
+            if call.mode == "embed":
+                return self.embed_all(inputs)  # type: ignore[attr-defined]
+            if samples is not None:
+                return self.predict_all(inputs, samples=samples)  # type: ignore[call-arg]
+            return self.predict_all(inputs)
+
+    @contextlib.contextmanager
+    def _fiftyone_flags(self, call: Call) -> Iterator[None]:
+        """FiftyOne's protocol: ``preprocess`` off while the loader feeds
+        transformed inputs, ``store_logits`` on when asked for."""
+        from .mixins import LogitsMixin, TorchModelMixin
+
+        preprocess = self.preprocess if call.loaded and isinstance(self, TorchModelMixin) else None
+        logits = call.store_logits and isinstance(self, LogitsMixin) and not self.store_logits
+        if preprocess:
+            self.preprocess = False
+        if logits:
+            self.store_logits = True  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            if preprocess:
+                self.preprocess = True
+            if logits:
+                self.store_logits = False  # type: ignore[attr-defined]
 
     # -- concurrent callers --------------------------------------------------------------
     def batcher(self, max_batch_size: int = 32, max_wait_ms: float = 5.0, name: Optional[str] = None) -> Any:

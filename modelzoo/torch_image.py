@@ -30,6 +30,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -41,7 +42,7 @@ from ._torch_utils import load_state_dict, optimize_module, to_channels_last, to
 from .errors import ConfigError, ModelError, did_you_mean
 from .imports import import_object
 from .mixins import EmbeddingsMixin, LogitsMixin, TorchModelMixin
-from .models import Model
+from .models import Call, Model
 from .processors import OutputProcessor, get_output_processor_cls
 from .skeleton import check_skeleton
 from .torch_image_config import (
@@ -422,6 +423,24 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
         labels, _ = self._run(self._as_batch(args), postprocess=True)
         return labels
 
+    def run_batch(self, inputs: Any, call: Call, samples: Optional[Sequence[Optional[Dict[str, Any]]]] = None) -> Any:
+        """The engine's call: ``call``'s options go with this batch only (the
+        model is not changed, so other callers, a
+        :class:`~modelzoo.serving.Batcher`'s included, keep their own). A
+        subclass (or instance) that replaces ``predict_all`` or ``embed_all``
+        is called through it, as before (:meth:`Model.run_batch`)."""
+        if self._replaced("embed_all" if call.mode == "embed" else "predict_all"):
+            return super().run_batch(inputs, call, samples)
+        batch = self._as_batch(inputs, preprocess=self.preprocess and not call.loaded)
+        if call.mode == "embed":
+            return self._embed(batch)
+        labels, _ = self._run(batch, postprocess=True, store_logits=call.store_logits or self.store_logits)
+        return labels
+
+    def _replaced(self, method: str) -> bool:
+        """Whether ``method`` is not TorchImageModel's own (a subclass's, or set on the instance)."""
+        return method in self.__dict__ or getattr(type(self), method) is not getattr(TorchImageModel, method)
+
     def predict_and_embed(self, args: Any) -> Tuple[List[Any], np.ndarray]:
         """The labels and the embeddings ``(N, D)`` of a batch, from one forward pass."""
         if not self.has_embeddings or self._processor is None or self.config.embeddings_layer is None:
@@ -438,17 +457,22 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
 
     def embed_all(self, args: Any) -> np.ndarray:
         """The embeddings of a batch, float32 ``(N, D)``."""
+        return self._embed(self._as_batch(args))
+
+    def _embed(self, batch: ImageBatch) -> np.ndarray:
         if not self.has_embeddings:
             raise ModelError(
                 "This model has no embeddings: set embeddings_layer in its config "
                 "(e.g. '<fc' for the input of the final layer)."
             )
-        outputs, embeddings = self._run(self._as_batch(args), postprocess=False)
+        outputs, embeddings = self._run(batch, postprocess=False)
         if embeddings is None:  # no processor: the outputs are the embeddings
             embeddings = np.stack([np.asarray(o, dtype=np.float32).reshape(-1) for o in outputs])
         return embeddings
 
-    def _as_batch(self, args: Any) -> ImageBatch:
+    def _as_batch(self, args: Any, preprocess: Optional[bool] = None) -> ImageBatch:
+        if preprocess is None:
+            preprocess = self.preprocess
         if isinstance(args, ImageBatch):
             return args
         if isinstance(args, torch.Tensor) and args.dim() == 4:
@@ -459,7 +483,7 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
                 items.append(arg)
             elif isinstance(arg, torch.Tensor) and arg.is_floating_point() and arg.dim() == 3:
                 items.append(ImageInput(arg, (int(arg.shape[2]), int(arg.shape[1]))))
-            elif self.preprocess:
+            elif preprocess:
                 items.append(self._transform(arg))
             else:
                 raise ModelError(
@@ -512,8 +536,14 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
             self._runner, self._channels_last, self.optimization = self._net, False, "eager"
             return self._net(x)
 
-    def _run(self, batch: ImageBatch, postprocess: bool) -> Tuple[List[Any], Optional[np.ndarray]]:
+    def _run(
+        self, batch: ImageBatch, postprocess: bool, store_logits: Optional[bool] = None
+    ) -> Tuple[List[Any], Optional[np.ndarray]]:
         n = len(batch)
+        processor = self._processor
+        if processor is not None and store_logits is not None and store_logits != processor.store_logits:
+            processor = copy.copy(processor)  # this call's option, not the model's
+            processor.store_logits = store_logits
         results: List[Any] = [None] * n
         embeddings: Optional[np.ndarray] = None
         tapped = self.config.embeddings_layer is not None
@@ -532,9 +562,9 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
                     embeddings = np.empty((n, emb.shape[1]), dtype=np.float32)
                 embeddings[indices] = emb
             sizes = [batch.image_sizes[i] for i in indices]
-            if postprocess and self._processor is not None:
+            if postprocess and processor is not None:
                 input_sizes = _input_sizes(x, len(indices))
-                labels = self._processor(out, sizes, input_sizes, self.config.confidence_thresh)
+                labels = processor(out, sizes, input_sizes, self.config.confidence_thresh)
             else:
                 labels = _split_outputs(out, len(indices))
             for i, label in zip(indices, labels):

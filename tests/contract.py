@@ -7,7 +7,7 @@ model with itself under different batching, so it holds for any model.
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import pytest
@@ -48,6 +48,41 @@ def _close(x: Any, y: Any, atol: float) -> None:
         np.testing.assert_allclose(decode_array(x), decode_array(y), atol=atol)
     else:
         assert x == y
+
+
+def check_adapter(
+    dataset_name: str,
+    ways: Sequence[Tuple[str, mz.Model]],
+    paths: Sequence[str],
+    expected: Dict[str, Tuple[str, float]],
+) -> None:
+    """The contract of an adapter, through the engine: each way of reaching
+    the model (``(name, model)``: an instance, a zoo name, a recipe...) runs
+    ``apply_model`` at batch sizes 1 and 3 over ``paths`` and stores, for
+    each file, the ``(label, confidence)`` of ``expected`` (an independent
+    reference); the runs leave torch's global state as they found it."""
+    ds = mz.Dataset(dataset_name, overwrite=True)
+    try:
+        ds.add_images(list(paths))
+        before = (torch.get_num_threads(), torch.backends.cudnn.benchmark, torch.is_grad_enabled())
+        for way, model in ways:
+            assert isinstance(model, mz.Model), way
+            for batch_size in (1, 3):
+                field = f"{way}_{batch_size}"
+                report = ds.apply_model(model, label_field=field, batch_size=batch_size, num_workers=0, progress=False)
+                assert report.processed == len(paths) and report.failed == 0, (way, report.failures)
+                for sample in ds:
+                    got, (label, confidence) = sample[field], expected[sample.filepath]
+                    assert isinstance(got, mz.Classification), (way, batch_size, got)
+                    assert got.label == label, (way, batch_size, sample.filepath)
+                    assert got.confidence == pytest.approx(confidence, abs=1e-5), (way, batch_size, sample.filepath)
+        assert (torch.get_num_threads(), torch.backends.cudnn.benchmark, torch.is_grad_enabled()) == before
+    finally:
+        ds.delete()
+        for _, model in ways:
+            close = getattr(model, "close", None)
+            if callable(close):
+                close()
 
 
 class ModelContract:

@@ -12,10 +12,13 @@
 :func:`run_model` composes them; :func:`apply_model` and :func:`compute_embeddings`
 are ``run_model`` with a label and an embedding sink. Every part is picklable, so
 the same parts run in other processes or on other machines, each on its own
-shard, and their :class:`ApplyReport` objects merge.
+shard, and their :class:`ApplyReport` objects merge. Who runs the loop is a
+:class:`Runner` chosen by name from a small registry (:mod:`.backends`:
+``"local"``, ``"ray"`` registered by :mod:`modelzoo.ray`, or your own).
 """
 
 from ..loaders import WorkItem
+from .backends import LocalRunner, Runner, available_backends, get_backend, known_implementations, register_backend
 from .report import ApplyReport, Failure
 from .run import RunOptions, apply_model, compute_embeddings, run_model
 from .sinks import EmbeddingSink, LabelSink, Sink, SinkBatch
@@ -26,12 +29,18 @@ __all__ = [
     "EmbeddingSink",
     "Failure",
     "LabelSink",
+    "LocalRunner",
+    "Runner",
     "RunOptions",
     "Sink",
     "SinkBatch",
     "Source",
     "WorkItem",
     "apply_model",
+    "available_backends",
     "compute_embeddings",
+    "get_backend",
+    "known_implementations",
+    "register_backend",
     "run_model",
 ]

@@ -24,9 +24,10 @@ from ..errors import ConfigError, DatabaseError, ModelError, PredictionError, ch
 from ..fields import check_field_name
 from ..loaders import Loader, WorkItem
 from ..mixins import EmbeddingsMixin, LogitsMixin, SamplesMixin, TorchModelMixin
-from ..models import Model
+from ..models import Call, Model
 from ..progress import progress_bar
 from ..video.selection import FrameSelection
+from .backends import Runner, get_backend
 from .batching import BatchStream, LoadedBatch, safe_load
 from .frames import FrameStream, video_tasks
 from .report import ApplyReport, Failure
@@ -56,6 +57,12 @@ class RunOptions:
         skip_failures: a sample that cannot be loaded or predicted costs that
             sample only; False raises :class:`~modelzoo.PredictionError`.
         progress: show a progress bar (default: when stderr is a terminal).
+        store_logits: keep logits on the labels (handed to the model with
+            each batch, see :meth:`~modelzoo.Model.run_batch`; the model
+            object is not changed).
+        loader: what loads the items (default: ``model.build_loader()``);
+            a Ray replica passes the loader that replays what its decoding
+            tasks loaded.
 
     With neither ``num_workers`` nor ``num_threads``, a CPU run of a
     :class:`~modelzoo.TorchModelMixin` model measures its first batches and
@@ -68,6 +75,8 @@ class RunOptions:
     num_threads: Optional[int] = None
     skip_failures: bool = True
     progress: Optional[bool] = None
+    store_logits: bool = False
+    loader: Optional[Loader] = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("predict", "embed"):
@@ -97,26 +106,9 @@ def _torch_threads(n: Optional[int]) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-@contextlib.contextmanager
-def _fed_by_loader(model: Any) -> Iterator[None]:
-    """A TorchModelMixin model's loader applies its transforms: predict must not."""
-    if not isinstance(model, TorchModelMixin) or not isinstance(model, Model):
-        yield
-        return
-    before = model.preprocess
-    model.preprocess = False
-    try:
-        yield
-    finally:
-        model.preprocess = before
-
-
-def _infer(model: Any, mode: str, inputs: Any, items: List[WorkItem]) -> Any:
-    if mode == "embed":
-        return model.embed_all(inputs)
-    if isinstance(model, SamplesMixin):
-        return model.predict_all(inputs, samples=[item.fields or {} for item in items])
-    return model.predict_all(inputs)
+def _infer(model: Model, call: Call, inputs: Any, items: List[WorkItem]) -> Any:
+    samples = [item.fields or {} for item in items] if call.mode == "predict" and isinstance(model, SamplesMixin) else None
+    return model.run_batch(inputs, call, samples)
 
 
 def _check_count(model: Any, outputs: Any, n: int) -> None:
@@ -134,12 +126,16 @@ def _check_count(model: Any, outputs: Any, n: int) -> None:
         )
 
 
-def _check_model(model: Any, source: Source, mode: str) -> None:
+def _require_model(model: Any) -> None:
     if not isinstance(model, Model):
         raise ConfigError(
             f"model must implement modelzoo.Model, got {type(model).__name__}. Wrap it in a Model "
             "subclass or a TorchImageModel, or load one with modelzoo.load_zoo_model(name)."
         )
+
+
+def _check_model(model: Any, source: Source, mode: str) -> None:
+    _require_model(model)
     if mode == "embed" and not (isinstance(model, EmbeddingsMixin) and model.has_embeddings):
         raise ModelError(
             f"{type(model).__name__} cannot compute embeddings (it does not implement EmbeddingsMixin "
@@ -168,8 +164,9 @@ class _Loop:
     def __init__(self, source: Source, model: Any, sink: Sink, options: RunOptions):
         self.source, self.model, self.sink, self.options = source, model, sink, options
         self.mode = options.mode
-        self.loader: Loader = model.build_loader()
-        self.batch_size = options.batch_size or int(getattr(model, "default_batch_size", None) or 16)
+        self.loader: Loader = options.loader if options.loader is not None else model.build_loader()
+        self.call = Call(options.mode, options.store_logits, loaded=True)
+        self.batch_size = options.batch_size or int(model.default_batch_size or 16)
         self.report = ApplyReport()
         cuda = uses_cuda(model)
         torch_fed = isinstance(model, TorchModelMixin)
@@ -251,7 +248,7 @@ class _Loop:
                     continue
                 if self.video is not None:
                     self.video.opened(item, loaded)
-                outputs = _infer(self.model, self.mode, self.loader.collate([loaded]), [item])
+                outputs = _infer(self.model, self.call, self.loader.collate([loaded]), [item])
                 _check_count(self.model, outputs, 1)
                 out.outputs.append((item, outputs[0]))
             except (ModelError, PredictionError):
@@ -270,7 +267,7 @@ class _Loop:
                 self.video.opened(item, reader)
         try:
             t0 = time.perf_counter()
-            outputs = _infer(self.model, self.mode, batch.inputs, batch.items)
+            outputs = _infer(self.model, self.call, batch.inputs, batch.items)
             self._observe((time.perf_counter() - t0) / len(batch.items))
             _check_count(self.model, outputs, len(batch.items))
             out.outputs.extend(zip(batch.items, outputs))
@@ -329,7 +326,7 @@ class _Loop:
             self.num_threads, ", calibrating" if self.calibration else "",
         )
         try:
-            with _torch_threads(self.num_threads), _fed_by_loader(self.model), self.model:
+            with _torch_threads(self.num_threads), self.model:
                 for batch in self._batches():
                     out = self._predict(batch)
                     if self.video is not None:  # frame labels, streamed in chunks as the model reads
@@ -427,48 +424,28 @@ def _missing_query(label_field: Union[str, Mapping[str, str]]) -> Optional[Dict[
     return {"$and": [{label_field: None}, {"$expr": {"$eq": [{"$size": prefixed}, 0]}}]}
 
 
-_BACKENDS = ("local", "ray")
-
-
-def _check_backend(backend: str, model: Any, frame_source: Optional[Source]) -> None:
-    if backend == "ray" and (frame_source is not None or getattr(model, "media_type", "image") == "video"):
-        raise ConfigError(
-            "backend='ray' runs image models on image samples; videos (their frames, or a video model) run "
-            "in this process. Match the images (samples.match({'media_type': 'image'})) for Ray, and run "
-            "the videos with backend='local'."
-        )
-
-
-def _runner(backend: str, ray_options: Optional[Mapping[str, Any]]) -> Any:
-    """``run_model``, or its Ray twin (imported only when asked for)."""
-    if backend not in _BACKENDS:
-        raise ConfigError(f"backend must be one of {', '.join(map(repr, _BACKENDS))}, got {backend!r}")
-    if backend == "local":
-        if ray_options is not None:
-            raise ConfigError("ray_options is for backend='ray'; pass backend='ray' or drop ray_options")
-        return run_model
-    from ..ray import run_model as ray_run_model
-    from ..ray.cluster import import_ray
-
-    import_ray()  # no Ray installed: the error names the extra, before anything is read
-    return lambda source, model, sink, options: ray_run_model(source, model, sink, options, ray_options)
+def _runner(backend: Union[str, Runner], backend_options: Optional[Mapping[str, Any]]) -> Runner:
+    """The backend's runner, its options checked (and what it needs imported) before anything is read."""
+    runner = get_backend(backend)
+    runner.check_options(backend_options)
+    return runner
 
 
 def _needs(model: Any) -> Tuple[Tuple[str, str], ...]:
     return tuple(model.needs_fields.items()) if isinstance(model, SamplesMixin) else ()
 
 
-def _parts(source: Source, model: Any, frames: Any) -> Tuple[Optional[Source], Optional[Source]]:
+def _parts(source: Source, model: Model, frames: Any) -> Tuple[Optional[Source], Optional[Source]]:
     """``(samples, frames)``: the source of the samples the model takes whole,
     and, for an image model on a dataset with videos, that of the videos'
     frames (either may be None when empty)."""
     selection = FrameSelection.parse(frames)  # checked even when no video is there
-    if getattr(model, "media_type", None) == "video" and not selection.all:
+    if model.media_type == "video" and not selection.all:
         raise ConfigError(
             f"frames= chooses the frames an image model runs on; {type(model).__name__} is a video model, "
             "which reads each whole video itself (its VideoReader). Call it without frames=."
         )
-    if getattr(model, "media_type", None) != "image" or not source.has({"media_type": "video"}):
+    if model.media_type != "image" or not source.has({"media_type": "video"}):
         return source, None
     images = source.where({"media_type": {"$ne": "video"}})
     return (images if images.has({}) else None), source.over_frames(selection)
@@ -491,7 +468,7 @@ def apply_model(
     skip_existing: bool = False,
     progress: Optional[bool] = None,
     frames: Any = None,
-    backend: str = "local",
+    backend: Union[str, Runner] = "local",
     ray_options: Optional[Mapping[str, Any]] = None,
     **kwargs: Any,
 ) -> ApplyReport:
@@ -529,10 +506,13 @@ def apply_model(
             per second), or a list of frame numbers (see
             :class:`~modelzoo.video.FrameSelection`); ``n`` and ``fps``
             together are an error.
-        backend: ``"local"`` (this process) or ``"ray"`` (a Ray cluster, see
-            :mod:`modelzoo.ray`; needs ``pip install 'modelzoo[ray]'``).
-        ray_options: with ``backend="ray"``: replicas, CPUs/GPUs per replica,
-            the cluster address... (:class:`modelzoo.ray.RayOptions`).
+        backend: ``"local"`` (this process), ``"ray"`` (a Ray cluster, see
+            :mod:`modelzoo.ray`; needs ``pip install 'modelzoo[ray]'``), the
+            name of another registered backend, or a
+            :class:`~modelzoo.engine.Runner` (see :mod:`modelzoo.engine.backends`).
+        ray_options: the backend's options; with ``backend="ray"``: replicas,
+            CPUs/GPUs per replica, the cluster address...
+            (:class:`modelzoo.ray.RayOptions`).
         **kwargs: ``error_field`` (record each failure's message on its sample
             or frame in this field) and ``num_threads`` (torch threads for the
             forward).
@@ -546,14 +526,17 @@ def apply_model(
         raise ConfigError(f"confidence_thresh must be in [0, 1], got {confidence_thresh!r}")
     if isinstance(label_field, str):
         check_field_name(label_field)
-    options = RunOptions("predict", batch_size, num_workers, kwargs.get("num_threads"), skip_failures, progress)
+    options = RunOptions(
+        "predict", batch_size, num_workers, kwargs.get("num_threads"), skip_failures, progress, bool(store_logits)
+    )
     if store_logits and not (isinstance(model, LogitsMixin) and model.has_logits):
         raise ModelError(
             f"{type(model).__name__} does not produce logits, so store_logits=True cannot be honoured. "
             "Call apply_model without store_logits."
         )
+    _require_model(model)
     whole, frame_source = _parts(Source.from_samples(samples, _needs(model)), model, frames)
-    _check_backend(backend, model, frame_source)
+    runner.check_run(model, frame_source is not None)
     missing = _missing_query(label_field) if skip_existing else None
     runs: List[Tuple[Source, Sink, int]] = []
     error_field = kwargs.get("error_field")
@@ -571,18 +554,11 @@ def apply_model(
             frame_source = dataclasses.replace(frame_source, frames_done=_frames_done(missing))
         frame_sink = FrameSink(frame_source.collection, frame_source.dataset_name, label_field, confidence_thresh, error_field)
         runs.append((frame_source, frame_sink, 0))
-    logits_before = model.store_logits if isinstance(model, LogitsMixin) else None
-    if store_logits:
-        model.store_logits = True  # type: ignore[attr-defined]
     reports = []
-    try:
-        for source, sink, skipped in runs:
-            report = runner(source, model, sink, options)
-            report.skipped += skipped
-            reports.append(report)
-    finally:
-        if logits_before is not None:
-            model.store_logits = logits_before  # type: ignore[attr-defined]
+    for source, sink, skipped in runs:
+        report = runner.run(source, model, sink, options, ray_options)
+        report.skipped += skipped
+        reports.append(report)
     if len(reports) == 1:  # as the runner made it (a Ray run's report carries its resource plan)
         return reports[0]
     return reports[0].merge(*reports[1:]) if reports else ApplyReport()
@@ -597,7 +573,7 @@ def compute_embeddings(
     skip_failures: bool = True,
     progress: Optional[bool] = None,
     frames: Any = None,
-    backend: str = "local",
+    backend: Union[str, Runner] = "local",
     ray_options: Optional[Mapping[str, Any]] = None,
     **kwargs: Any,
 ) -> Union[np.ndarray, ApplyReport]:
@@ -621,8 +597,9 @@ def compute_embeddings(
     _check_extras("compute_embeddings", kwargs)
     runner = _runner(backend, ray_options)
     options = RunOptions("embed", batch_size, num_workers, kwargs.get("num_threads"), skip_failures, progress)
+    _require_model(model)
     whole, frame_source = _parts(Source.from_samples(samples, _needs(model)), model, frames)
-    _check_backend(backend, model, frame_source)
+    runner.check_run(model, frame_source is not None)
     if embeddings_field is None and whole is not None and frame_source is not None:
         raise ConfigError(
             "compute_embeddings without embeddings_field returns one array, and these samples mix images and "
@@ -636,7 +613,7 @@ def compute_embeddings(
         if source is None:
             continue
         sink = EmbeddingSink(source.collection, source.dataset_name, embeddings_field, kwargs.get("error_field"))
-        reports.append(runner(source, model, sink, options))
+        reports.append(runner.run(source, model, sink, options, ray_options))
     if embeddings_field is not None:
         if len(reports) == 1:
             return reports[0]

@@ -73,7 +73,8 @@ def cpu_count() -> int:
 
 
 def uses_cuda(model: Any) -> bool:
-    return str(getattr(model, "device", None)).startswith("cuda")
+    """Whether ``model`` (a :class:`~modelzoo.Model`) runs on a CUDA device (its declared ``device``)."""
+    return str(model.device).startswith("cuda")
 
 
 def _modules(model: Any) -> Iterator[Any]:

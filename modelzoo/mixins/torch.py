@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from ..loaders import FileLoader, Loader, list_collate
 
@@ -10,10 +10,29 @@ __all__ = ["TorchModelMixin", "list_collate"]
 class TorchModelMixin:
     """A model fed by a torch DataLoader with its own transforms and collation.
 
-    The engine decodes images in DataLoader workers, applies the model's
-    (picklable) :attr:`transforms` there, collates with :attr:`collate_fn`,
-    and calls ``predict_all`` on the result with :attr:`preprocess` off.
+    FiftyOne's input hooks, kept under their names so that models written for
+    FiftyOne run unchanged: :attr:`transforms`, :attr:`ragged_batches`,
+    :attr:`collate_fn` (:attr:`has_collate_fn`), :meth:`build_input_loader`
+    and ``preprocess`` (:attr:`modelzoo.Model.preprocess`). They are one way
+    of writing :meth:`build_loader`, the one hook the engine calls: the
+    default here decodes each file and applies :attr:`transforms` in the
+    loader workers (:meth:`build_input_loader`), and collates with
+    :attr:`collate_fn`. The engine then calls the model with ``preprocess``
+    off for that batch (see :meth:`modelzoo.Model.run_batch`). A model that
+    overrides :meth:`build_loader` needs none of the other hooks.
     """
+
+    @property
+    def transforms(self) -> Optional[Callable[[Any], Any]]:
+        """The preprocessing applied to each input (picklable, so DataLoader
+        workers can run it), or None."""
+        return None
+
+    @property
+    def ragged_batches(self) -> bool:
+        """True when inputs of one batch may have different shapes (collated
+        as a list); False: they are stacked (torch's ``default_collate``)."""
+        return True
 
     def build_input_loader(self) -> Callable[[str], Any]:
         """A picklable ``filepath -> input`` callable that DataLoader workers
@@ -21,17 +40,22 @@ class TorchModelMixin:
         Override to decode differently (e.g. at reduced scale)."""
         from ..image_io import DecodeImage
 
-        return DecodeImage(getattr(self, "transforms", None))
+        return DecodeImage(self.transforms)
 
     def build_loader(self) -> Loader:
         """:meth:`build_input_loader` for each file, collated with :attr:`collate_fn`."""
         return FileLoader(self.build_input_loader(), self.collate_fn)
 
     @property
+    def has_collate_fn(self) -> bool:
+        """Whether this model collates its batches itself (it overrides :attr:`collate_fn`)."""
+        return type(self).collate_fn is not TorchModelMixin.collate_fn
+
+    @property
     def collate_fn(self) -> Callable[[Any], Any]:
         """Turns a list of transformed inputs into what ``predict_all`` takes.
         Must be picklable (a module-level function or a picklable object)."""
-        if getattr(self, "ragged_batches", True):
+        if self.ragged_batches:
             return list_collate
         from torch.utils.data import default_collate
 

@@ -16,27 +16,28 @@ and merges the reports.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Union
-
-import numpy as np
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from ..db import database_uri, redact_uri
 from ..db.settings import ENV_NAME, ENV_URI, ENV_WRITE_CONCERN, database_name, write_concern_name
-from ..engine import ApplyReport, EmbeddingSink, RunOptions, Sink, Source
+from ..engine import ApplyReport, EmbeddingSink, Runner, RunOptions, Sink, Source
+from ..engine import apply_model as engine_apply_model
+from ..engine import compute_embeddings as engine_compute_embeddings
 from ..errors import BackendError, ConfigError, DatabaseError, ModelError, ModelzooError
 from ..mixins import EmbeddingsMixin
 from ..models import Model
 from ..progress import progress_bar
+from ..recipes import HOW_TO_PASS, Recipe, recipe_of
 from .cluster import import_ray, session
 from .options import RayOptions, ResourcePlan, check_database_reach, plan_resources
-from .recipe import HOW_TO_PASS, Recipe, recipe_of
 from .stages import Replica, decode_shards, pack, probe, unpack
 
-__all__ = ["RayReport", "run_model", "apply_model", "compute_embeddings"]
+__all__ = ["RayReport", "RayRunner", "run_model", "apply_model", "compute_embeddings"]
 
 logger = logging.getLogger("modelzoo.ray")
 
@@ -160,7 +161,7 @@ def run_model(
         raise ConfigError(f"model must implement modelzoo.Model, got {type(model).__name__}. {HOW_TO_PASS}")
     recipe = recipe_of(model)  # no recipe: fails before Ray starts
     _check_model(model, source, options.mode)
-    batch_size = ropts.batch_size or options.batch_size or int(getattr(model, "default_batch_size", None) or 16)
+    batch_size = ropts.batch_size or options.batch_size or int(model.default_batch_size or 16)
     keep_vectors = isinstance(sink, EmbeddingSink) and sink.field is None
     report = RayReport()
     with session(ropts.address) as ray:
@@ -180,7 +181,9 @@ def run_model(
         # Enough shards that every replica gets work, at least a batch each.
         wanted = max(math.ceil(total / ropts.shard_size), min(math.ceil(total / batch_size), 4 * plan.num_replicas))
         shards = source.split(max(1, wanted))
-        engine_options = RunOptions(options.mode, batch_size, 0, plan.threads, options.skip_failures, False)
+        engine_options = RunOptions(
+            options.mode, batch_size, 0, plan.threads, options.skip_failures, False, options.store_logits
+        )
         ctx = ray.data.DataContext.get_current()
         saved = (
             ctx.enable_progress_bars, ctx.wait_for_min_actors_s, ctx.print_on_execution_start,
@@ -261,48 +264,52 @@ def run_model(
     return report
 
 
-def apply_model(
-    samples: Any,
-    model: Model,
-    label_field: Union[str, Mapping[str, str]] = "predictions",
-    confidence_thresh: Optional[float] = None,
-    store_logits: bool = False,
-    batch_size: Optional[int] = None,
-    num_workers: Optional[int] = None,
-    skip_failures: bool = True,
-    skip_existing: bool = False,
-    progress: Optional[bool] = None,
-    ray_options: Optional[Mapping[str, Any]] = None,
-    **kwargs: Any,
-) -> ApplyReport:
-    """:func:`modelzoo.apply_model` on Ray (``backend="ray"``); see :func:`run_model`.
+class RayRunner(Runner):
+    """The ``"ray"`` backend (registered when :mod:`modelzoo.ray` is imported):
+    :func:`run_model` with the backend options as ``ray_options``."""
 
-    ``num_workers`` is ignored (Ray's CPU tasks decode); ``ray_options`` is
-    a :class:`~modelzoo.ray.RayOptions` mapping.
-    """
-    from ..engine import apply_model as engine_apply
+    name = "ray"
 
-    return engine_apply(
-        samples, model, label_field, confidence_thresh, store_logits, batch_size, num_workers, skip_failures,
-        skip_existing, progress, backend="ray", ray_options=ray_options, **kwargs,
+    def check_options(self, backend_options: Optional[Mapping[str, Any]]) -> None:
+        import_ray()  # no Ray installed: the error names the extra, before anything is read
+        RayOptions.from_mapping(backend_options)
+
+    def check_run(self, model: Model, frames: bool) -> None:
+        if frames or model.media_type == "video":
+            raise ConfigError(
+                "backend='ray' runs image models on image samples; videos (their frames, or a video model) run "
+                "in this process. Match the images (samples.match({'media_type': 'image'})) for Ray, and run "
+                "the videos with backend='local'."
+            )
+
+    def run(
+        self,
+        source: Source,
+        model: Model,
+        sink: Sink,
+        options: RunOptions,
+        backend_options: Optional[Mapping[str, Any]] = None,
+    ) -> ApplyReport:
+        return run_model(source, model, sink, options, backend_options)
+
+
+def _on_ray(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (the engine's) with ``backend="ray"``: the same parameters, never a copy of them."""
+
+    @functools.wraps(fn)
+    def on_ray(*args: Any, **kwargs: Any) -> Any:
+        if "backend" in kwargs:
+            raise ConfigError(f"modelzoo.ray.{fn.__name__} runs on Ray: drop backend={kwargs['backend']!r}")
+        return fn(*args, backend="ray", **kwargs)
+
+    on_ray.__doc__ = f":func:`modelzoo.{fn.__name__}` with ``backend=\"ray\"`` (same arguments; see :func:`run_model`).\n\n" + (
+        fn.__doc__ or ""
     )
+    return on_ray
 
 
-def compute_embeddings(
-    samples: Any,
-    model: Model,
-    embeddings_field: Optional[str] = None,
-    batch_size: Optional[int] = None,
-    num_workers: Optional[int] = None,
-    skip_failures: bool = True,
-    progress: Optional[bool] = None,
-    ray_options: Optional[Mapping[str, Any]] = None,
-    **kwargs: Any,
-) -> Union[np.ndarray, ApplyReport]:
-    """:func:`modelzoo.compute_embeddings` on Ray (``backend="ray"``); see :func:`run_model`."""
-    from ..engine import compute_embeddings as engine_embed
+#: :func:`modelzoo.apply_model` with ``backend="ray"`` (``ray_options``: a :class:`~modelzoo.ray.RayOptions` mapping)
+apply_model = _on_ray(engine_apply_model)
 
-    return engine_embed(
-        samples, model, embeddings_field, batch_size, num_workers, skip_failures, progress,
-        backend="ray", ray_options=ray_options, **kwargs,
-    )
+#: :func:`modelzoo.compute_embeddings` with ``backend="ray"``
+compute_embeddings = _on_ray(engine_compute_embeddings)

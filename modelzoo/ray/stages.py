@@ -32,7 +32,7 @@ import numpy as np
 
 from ..engine import EmbeddingSink, RunOptions, Sink, Source, run_model
 from ..loaders import Loader, WorkItem
-from .recipe import Recipe
+from ..recipes import Recipe
 
 __all__ = ["pack", "unpack", "probe", "decode_shards", "Replica", "LoadedSource", "Replay", "object_column", "replica_name", "with_loaded"]
 
@@ -160,10 +160,9 @@ class Replica:
         self.model = recipe.build()
         self.model.prepare(total)
         self.replay = Replay(self.model.build_loader())
-        self.model.build_loader = lambda: self.replay  # type: ignore[method-assign]  # run_model loads the replay
         self.source = source
         self.sink = sink
-        self.options = options
+        self.options = dataclasses.replace(options, loader=self.replay)  # run_model loads the replay
         self.keep_vectors = keep_vectors
         self.name = replica_name()
 

@@ -27,6 +27,7 @@ from ..labels import filter_output
 from ..loaders import Loader, WorkItem
 from ..mixins import SamplesMixin
 from ..models import Model, ModelConfig
+from ..recipes import Recipe, rebuild
 from .convert import output_converter
 from .define import TungstenInfo
 from .errors import TungstenDefinitionError, TungstenInputError, TungstenOutputError
@@ -163,7 +164,7 @@ class TungstenModel(SamplesMixin, Model):
         return int(self.config.batch_size or self.tungsten.batch_size)
 
     @property
-    def default_batch_size(self) -> int:
+    def default_batch_size(self) -> int:  # type: ignore[override]  # Model declares it a plain attribute
         """Inputs per ``predict_all`` call under ``apply_model`` (then grouped and cut to :attr:`batch_size`)."""
         return max(16, self.batch_size)
 
@@ -233,13 +234,14 @@ class TungstenModel(SamplesMixin, Model):
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         return getattr(instance, name)
 
-    def __getstate__(self) -> Dict[str, Any]:
-        """A recipe, not the instance: unpickled, the model is built again from
-        its settings (and set up on first use)."""
-        return {"config": self.config.to_dict()}
+    def rebuild_recipe(self) -> Recipe:
+        """Its class (the decorated one) and its settings: how another process builds it."""
+        return Recipe.config(self.config.to_dict(), type(self))
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.__init__(state["config"])  # type: ignore[misc]
+    def __reduce__(self) -> Tuple[Any, Tuple[Recipe]]:
+        """A recipe, not the instance (:mod:`modelzoo.recipes`): unpickled, the
+        model is built again from its settings (and set up on first use)."""
+        return rebuild, (self.rebuild_recipe(),)
 
     def __repr__(self) -> str:
         return f"{self.name}(batch_size={self.batch_size}, options={list(self.tungsten.options)})"

@@ -148,7 +148,7 @@ def load_zoo_model(
     if download:
         _post_download(info, force=False)
     model = build_model(info, weights_path=weights_path, **overrides)
-    from ..ray.recipe import Recipe, remember  # no Ray import: how a Ray worker rebuilds this model
+    from ..recipes import Recipe, remember  # how another process (a Ray replica) rebuilds this model
 
     return remember(model, Recipe.zoo(name, **overrides))
 
