@@ -20,27 +20,34 @@ let frameChunks = {};       // chunk start -> promise
 
 // ------------------------------------------------------------------ colours
 
-function hash32(text) {  // FNV-1a: the same colour for a name in every visit
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
+// modelzoo.drawing's palette and hash (zlib.crc32 of the UTF-8 name): a class has the
+// same colour here, in every visit, and in the PNGs that `modelzoo draw` writes
+const PALETTE = [
+  [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75],
+  [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207], [255, 215, 0], [0, 128, 128],
+];
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
   }
-  return h >>> 0;
+  return t;
+})();
+
+function crc32(text) {
+  let c = 0xffffffff;
+  for (const b of new TextEncoder().encode(text)) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
 }
 
-function hslToRgb(h, s, l) {
-  const a = s * Math.min(l, 1 - l);
-  const f = (n) => {
-    const k = (n + h / 30) % 12;
-    return Math.round(255 * (l - a * Math.max(-1, Math.min(k - 3, 9 - k, 1))));
-  };
-  return [f(0), f(8), f(4)];
-}
+const colorCache = new Map();
 
 function colorOf(name) {
-  const h = hash32(String(name));
-  return hslToRgb(h % 360, 0.85 + (h >>> 9) % 15 / 100, 0.5 + ((h >>> 17) % 10) / 100);
+  const key = String(name);
+  if (!colorCache.has(key)) colorCache.set(key, PALETTE[crc32(key) % PALETTE.length]);
+  return colorCache.get(key);
 }
 
 const css = (rgb, alpha) => (alpha === undefined ? `rgb(${rgb[0]},${rgb[1]},${rgb[2]})` : `rgba(${rgb[0]},${rgb[1]},${rgb[2]},${alpha})`);
