@@ -437,3 +437,102 @@ def test_video_player_draws_each_frames_boxes_in_sync(clip: Any, browser: Any, t
         assert not near(shot, *at(x, y + bh / 2), car, radius=0)  # frame 40's edge: the box moved on (3 px)
     finally:
         handle.close()
+
+
+# --------------------------------------------------------------------------- pages, sort, evaluation (HTTP)
+
+
+def _client(handle: Any) -> Tuple[httpx.Client, str]:
+    page = httpx.get(handle.url, timeout=30)
+    return httpx.Client(cookies=page.cookies, timeout=60), handle.url.split("/?")[0]
+
+
+def _all_pages(client: httpx.Client, base: str, state: Dict[str, Any], limit: int) -> List[str]:
+    ids: List[str] = []
+    after = None
+    while True:
+        params = {"state": json.dumps(state), "limit": str(limit)}
+        if after:
+            params["after"] = after
+        body = client.get(base + "/api/samples", params=params).json()
+        ids += [s["id"] for s in body["samples"]]
+        after = body["next"]
+        if not after:
+            return ids
+
+
+def test_pages_by_keyset_cover_every_sample_once_in_sort_order(crowd: Any, tmp_path: Any) -> None:
+    dataset, truth = crowd
+    ids = dataset.ids()
+    # scores with ties and gaps (no score: sorted first, as MongoDB sorts null)
+    scores = {sid: (None if i % 5 == 0 else float(i % 3)) for i, sid in enumerate(ids)}
+    dataset.set_values("score", scores)
+    handle = dataset.launch_app(cache_dir=str(tmp_path / "thumbs"), workers=1)
+    try:
+        client, base = _client(handle)
+        assert _all_pages(client, base, {}, 5) == ids
+        key = lambda sid: ((0, 0.0) if scores[sid] is None else (1, scores[sid]), sid)  # noqa: E731
+        for reverse in (False, True):
+            expected = sorted(ids, key=key, reverse=reverse)
+            state = {"sort": {"field": "score", "reverse": reverse}}
+            assert _all_pages(client, base, state, 4) == expected
+            # the sample view steps through the same order
+            for a, b in zip(expected, expected[1:]):
+                one = client.get(base + f"/api/sample/{a}", params={"state": json.dumps(state)}).json()
+                assert one["next"] == b
+            assert client.get(base + f"/api/sample/{expected[0]}", params={"state": json.dumps(state)}).json()["prev"] is None
+        # samples without the field, and with it
+        without = {"filters": {"predictions": {"exists": False}}}
+        assert _all_pages(client, base, without, 5) == [sid for sid in ids if not truth[sid]]
+        assert client.get(base + "/api/facets", params={"state": json.dumps(without)}).json()["count"] == \
+            sum(1 for sid in ids if not truth[sid])
+    finally:
+        handle.close()
+        dataset.set_values("score", {sid: None for sid in ids})
+
+
+def test_an_evaluations_tp_fp_fn_select_samples_and_objects(crowd: Any, tmp_path: Any) -> None:
+    dataset, truth = crowd
+    ids = dataset.ids()
+    gts = {}
+    for sid, objs in truth.items():  # ground truth: the predictions' boxes, the first one's class changed
+        dets = [Detection(label=("dog" if k == 0 and c == "cat" else c), bounding_box=[0.1 * k, 0.1, 0.2, 0.2])
+                for k, (c, _) in enumerate(objs)]
+        gts[sid] = Detections(detections=dets)
+    dataset.set_values("ground_truth", gts)
+    dataset.evaluate_detections("predictions", "ground_truth", eval_key="ev")
+    handle = dataset.launch_app(cache_dir=str(tmp_path / "thumbs"), workers=1)
+    try:
+        client, base = _client(handle)
+        assert client.get(base + "/api/info").json()["evaluations"]["ev"]["kind"] == "detection"
+        for kind in ("tp", "fp", "fn"):
+            state = {"eval": {"key": "ev", "kind": kind}}
+            # the reference, by hand: which objects have which result
+            expected = {}
+            for sid, objs in truth.items():
+                n_wrong = 1 if objs and objs[0][0] == "cat" else 0
+                n = {"tp": len(objs) - n_wrong, "fp": n_wrong, "fn": n_wrong}[kind]
+                if n:
+                    expected[sid] = n
+            pages = []
+            after = None
+            while True:
+                params = {"state": json.dumps(state)}
+                if after:
+                    params["after"] = after
+                body = client.get(base + "/api/samples", params=params).json()
+                pages += body["samples"]
+                after = body["next"]
+                if not after:
+                    break
+            assert [s["id"] for s in pages] == [sid for sid in ids if sid in expected]
+            field = "ground_truth" if kind == "fn" else "predictions"
+            for s in pages:
+                objs = s["labels"][field]["detections"]
+                assert len(objs) == expected[s["id"]] and all(o["attributes"]["ev"] == kind for o in objs)
+            assert client.get(base + "/api/facets", params={"state": json.dumps(state)}).json()["count"] == \
+                dataset.match_eval("ev", kind).count() == len(expected)
+    finally:
+        handle.close()
+        dataset.delete_evaluation("ev")
+        dataset.set_values("ground_truth", {sid: None for sid in ids})
