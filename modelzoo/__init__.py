@@ -45,7 +45,7 @@ from .labels import (
     Segmentation,
 )
 from .mixins import EmbeddingsMixin, LogitsMixin, SamplesMixin, TorchModelMixin
-from .models import Call, Model, ModelConfig
+from .models import SHORTCUTS, Call, Model, ModelConfig
 from .sample import ImageMetadata, Sample, VideoMetadata
 from .video import FrameSelection, VideoReader
 
@@ -136,6 +136,18 @@ __all__ += [
     "register_zoo_model",
     "unregister_zoo_model",
 ]
+
+# -- Model's deprecated shortcuts reach their feature packages, imported on first use --------
+# (the core holds the table, never the import: docs/architecture.md)
+
+
+def _batcher(model: Model, **kwargs: object) -> object:
+    from .serving.batcher import Batcher
+
+    return Batcher(model, **kwargs)  # type: ignore[arg-type]
+
+
+SHORTCUTS["batcher"] = _batcher
 
 # -- imported on first use: `from modelzoo import TorchImageModel` ---------------------------
 # (PEP 562) torch_image imports torch (seconds); `import modelzoo` must not.

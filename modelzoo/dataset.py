@@ -30,7 +30,7 @@ from .errors import DatasetError, DatasetExistsError, DatasetNotFoundError, Samp
 from .fields import check_field_name, from_mongo_value, get_path, to_mongo_value
 from .media import list_image_files, list_media_files, read_image_metadata
 from .sample import Sample
-from .storage import FRAME_ID, bulk_set, ensure_frames_index, frames_collection_name
+from .storage import DATASET_RECORDS, FRAME_ID, bulk_set, ensure_frames_index, frames_collection_name
 
 __all__ = [
     "Dataset",
@@ -44,6 +44,26 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: The one exception to the layering rule (docs/architecture.md): the
+#: FiftyOne-named methods by which a dataset reaches a feature package, each a
+#: lazy import and one call (the logic lives in the package). Method -> the
+#: module it imports; tests/test_layering.py reads this table and checks that
+#: no other code of the core imports a feature.
+FEATURE_DELEGATES: Dict[str, str] = {
+    "SampleCollection.export_nucleus": "modelzoo.bundles.nucleus",
+    "SampleCollection.export_coco": "modelzoo.formats",
+    "SampleCollection.launch_app": "modelzoo.app",
+    "SampleCollection.evaluate_classifications": "modelzoo.evaluation",
+    "SampleCollection.evaluate_detections": "modelzoo.evaluation",
+    "SampleCollection.evaluate_segmentations": "modelzoo.evaluation",
+    "SampleCollection.list_evaluations": "modelzoo.evaluation",
+    "SampleCollection.load_evaluation": "modelzoo.evaluation",
+    "SampleCollection.delete_evaluation": "modelzoo.evaluation",
+    "SampleCollection.match_eval": "modelzoo.evaluation",
+    "Dataset.from_image_classification_dir": "modelzoo.formats",
+    "Dataset.from_coco": "modelzoo.formats",
+}
 
 _INSERT_BATCH = 1000
 
@@ -257,6 +277,7 @@ class SampleCollection:
         """Embeds these samples; see :func:`modelzoo.compute_embeddings` (``backend="ray"`` too)."""
         return compute_embeddings(self, model, embeddings_field=embeddings_field, **kwargs)
 
+    # -- FiftyOne-named methods of feature packages: one-line delegates (FEATURE_DELEGATES) --
     def export_nucleus(self, path: str, label_field: str, **kwargs: Any) -> int:
         """Writes ``label_field``'s boxes as Nucleus box predictions (JSON lines);
         see :func:`modelzoo.bundles.export_nucleus`."""
@@ -276,7 +297,6 @@ class SampleCollection:
 
         return launch_app(self, **kwargs)
 
-    # -- evaluation (see modelzoo.evaluation) ----------------------------------------
     def evaluate_classifications(self, pred_field: str, gt_field: str = "ground_truth", eval_key: Optional[str] = None, **kwargs: Any) -> Any:
         """Accuracy, per-class precision/recall/F1, confusion matrix, top-k;
         see :func:`modelzoo.evaluation.evaluate_classifications`."""
@@ -316,19 +336,10 @@ class SampleCollection:
         delete_evaluation(self.name, self.collection_name, eval_key)
 
     def match_eval(self, eval_key: str, kind: str) -> "DatasetView":
-        """The samples with results of ``kind`` under ``eval_key``: ``"tp"``,
-        ``"fp"`` or ``"fn"`` for detections (at least one such object);
-        ``"correct"`` or ``"incorrect"`` for classifications."""
-        from .evaluation import evaluation_record
+        """The samples with results of ``kind`` under ``eval_key``; see :func:`modelzoo.evaluation.match_eval`."""
+        from .evaluation import match_eval
 
-        record = evaluation_record(self.name, eval_key)
-        detection = record["results"]["kind"] == "detection"
-        kinds = ("tp", "fp", "fn") if detection else ("correct", "incorrect")
-        if kind not in kinds:
-            raise DatasetError(f"match_eval({eval_key!r}, {kind!r}): kind must be one of {', '.join(kinds)}")
-        if detection:
-            return self.match({f"{eval_key}_{kind}": {"$gt": 0}})
-        return self.match({eval_key: kind == "correct"})
+        return match_eval(self, eval_key, kind)
 
 
 class DatasetView(SampleCollection):
@@ -564,12 +575,9 @@ class Dataset(SampleCollection):
         """A new dataset of a folder-per-class tree (torchvision's ``ImageFolder``
         layout), each sample's class in ``label_field``; see
         :func:`modelzoo.formats.import_image_classification_dir`."""
-        from .formats import image_classification_classes, import_image_classification_dir
+        from .formats import dataset_from_image_classification_dir
 
-        image_classification_classes(os.path.abspath(os.fspath(root)))  # fail before creating anything
-        dataset = cls(name, overwrite=overwrite)
-        dataset.ingest_report = import_image_classification_dir(dataset, root, label_field)
-        return dataset
+        return dataset_from_image_classification_dir(cls, root, name, label_field, overwrite)
 
     @classmethod
     def from_coco(
@@ -579,15 +587,9 @@ class Dataset(SampleCollection):
     ) -> "Dataset":
         """A new dataset of a COCO file's images and annotations; the import
         report is ``dataset.coco_report``. See :func:`modelzoo.formats.import_coco`."""
-        from .formats import import_coco
+        from .formats import dataset_from_coco
 
-        dataset = cls(name, overwrite=overwrite)
-        try:
-            dataset.coco_report = import_coco(dataset, labels_json, images_dir, label_types, label_field, skip_unknown)
-        except Exception:
-            dataset.delete()
-            raise
-        return dataset
+        return dataset_from_coco(cls, labels_json, images_dir, name, label_types, label_field, skip_unknown, overwrite)
 
     #: what ``from_coco`` imported (None otherwise)
     coco_report: Any = None
@@ -684,10 +686,10 @@ class Dataset(SampleCollection):
         return int(self._collection.delete_many({"_id": {"$in": oids}}).deleted_count)
 
     def delete(self) -> None:
-        """Deletes the dataset, all its samples, their frames and its evaluations."""
-        from .evaluation.store import delete_dataset_evaluations
-
-        delete_dataset_evaluations(self._name)
+        """Deletes the dataset, all its samples, their frames and the records
+        features keep about it (its evaluations: :data:`~modelzoo.storage.DATASET_RECORDS`)."""
+        for records in DATASET_RECORDS.values():
+            _db.get_db()[records].delete_many({"dataset": self._name})
         _db.get_db().drop_collection(self.frames_collection_name)
         _db.get_db().drop_collection(self._doc.sample_collection)
         _SAMPLE_CLASSES.pop(self._doc.sample_collection, None)

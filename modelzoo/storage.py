@@ -29,12 +29,20 @@ __all__ = [
     "split_frame_path",
     "FRAME_ID",
     "FRAME_NUMBER",
+    "DATASET_RECORDS",
 ]
 
 #: the field of a frame document holding its sample's id
 FRAME_ID = "_sample_id"
 #: the field of a frame document holding its (1-based) frame number
 FRAME_NUMBER = "frame_number"
+
+#: Collections where features keep records about a dataset, one document per
+#: record with the dataset's name in its ``"dataset"`` field; deleting a
+#: dataset deletes its records there. The core holds the names only (the
+#: feature that writes them imports this): ``"evaluations"``,
+#: :mod:`modelzoo.evaluation`'s stored results.
+DATASET_RECORDS = {"evaluations": "evaluations"}
 
 _INDEXED: Set[Tuple[str, str]] = set()
 

@@ -22,7 +22,7 @@ from modelzoo import db as mzdb
 from modelzoo.db import client as mzclient
 from modelzoo.db import server as mzserver
 from modelzoo.errors import DatabaseError
-from tests.processes import child_env
+from tests.processes import child_env, stop
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,10 +59,13 @@ def _spawn_children(n: int, collection: str, env: Dict[str, str], delay: float =
         for i in range(n)
     ]
     results = []
-    for p in procs:
-        out, err = p.communicate(timeout=60)
-        assert p.returncode == 0, f"child failed:\n{err}"
-        results.append(json.loads(out.strip().splitlines()[-1]))
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=60)
+            assert p.returncode == 0, f"child failed:\n{err}"
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        stop(*procs)
     return results
 
 

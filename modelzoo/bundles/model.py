@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..labels import Label
-from ..loaders import BytesLoader, ImageLoader, Loader, PathLoader, PILLoader, WorkItem
+from ..loaders import LOADER_KINDS, Loader, WorkItem
 from ..mixins import SamplesMixin
 from ..models import Model
 from . import nucleus
@@ -47,9 +47,8 @@ class NoFileLoader(Loader):
         return None
 
 
-_LOADERS: Dict[str, Callable[[], Loader]] = {
-    "bytes": BytesLoader, "path": PathLoader, "array": ImageLoader, "pil": PILLoader, "request": NoFileLoader,
-}
+#: a bundle's ``input`` -> its loader: the core's kinds, and requests built from sample fields
+_LOADERS: Dict[str, Callable[[], Loader]] = {**LOADER_KINDS, "request": NoFileLoader}
 
 
 def _extract_code(bundle: ModelBundle) -> Tuple[str, List[str], List[str]]:

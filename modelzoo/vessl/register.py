@@ -16,6 +16,7 @@ import sys
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from ..errors import ZooError, check_keys
+from ..loaders import LOADER_KINDS
 from ..zoo import local
 from ..zoo.manifest import NAME_RE
 from . import signing, store
@@ -26,7 +27,7 @@ from .runner import check_runner, overrides
 __all__ = ["RegisteredModel", "register_model", "register_torch_model", "INPUTS"]
 
 #: what a runner's ``preprocess_data`` receives for a dataset sample under ``apply_model``
-INPUTS = ("bytes", "path", "array", "pil")
+INPUTS = tuple(LOADER_KINDS)  # the core's loader kinds (modelzoo.loaders)
 _EXTRA_KWARGS = ("organization_name", "input", "builder", "builder_kwargs")
 
 
