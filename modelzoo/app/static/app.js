@@ -660,7 +660,8 @@ function seekFrame(n) {
 // ------------------------------------------------------------------ wiring
 
 document.addEventListener("keydown", (e) => {
-  if (!current || e.target.tagName === "INPUT" || e.target.tagName === "SELECT") return;
+  const typing = e.target.tagName === "SELECT" || (e.target.tagName === "INPUT" && !["checkbox", "radio"].includes(e.target.type));
+  if (!current || typing) return;
   const video = document.getElementById("player");
   if (e.key === "ArrowRight") { step(1); e.preventDefault(); }
   else if (e.key === "ArrowLeft") { step(-1); e.preventDefault(); }
