@@ -33,6 +33,7 @@ from ._aggregations import LIST_FIELDS, bounds, count_values, field_types, neigh
 from .serialize import to_json
 from .state import FieldFilter, ViewState, parse_state
 from .thumbnails import THUMB_SIZE, ThumbnailCache
+from .video_frames import FrameServer
 
 __all__ = ["create_app", "LABEL_TYPES_DRAWN", "PAGE_SIZE"]
 
@@ -142,7 +143,9 @@ def _skeleton(dataset: Any) -> Any:
     return per_class or info.get("skeleton")
 
 
-def create_app(samples: Any, token: str, thumbs: ThumbnailCache, cookie: str = "modelzoo_app") -> Any:
+def create_app(
+    samples: Any, token: str, thumbs: ThumbnailCache, cookie: str = "modelzoo_app", video_frames: Optional[FrameServer] = None
+) -> Any:
     """The viewer's ASGI app for ``samples`` (a dataset or view).
 
     Args:
@@ -150,8 +153,10 @@ def create_app(samples: Any, token: str, thumbs: ThumbnailCache, cookie: str = "
         token: the secret every request must carry.
         thumbs: where thumbnails are made and kept.
         cookie: the name of the token's cookie (per port: cookies ignore ports).
+        video_frames: decodes the frames of videos the browser cannot play (closed by the caller).
     """
     viewer = _Viewer(samples, thumbs)
+    frame_server = video_frames or FrameServer()
 
     def guarded(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
         def run(request: Request) -> Any:
@@ -307,6 +312,19 @@ def create_app(samples: Any, token: str, thumbs: ThumbnailCache, cookie: str = "
             upright.save(buf, format="PNG", compress_level=1)
             return Response(buf.getvalue(), media_type="image/png")
 
+    def video_frame(request: Request) -> Response:
+        doc = viewer.find(request.path_params["id"], {"filepath": 1, "media_type": 1})
+        if doc.get("media_type") != "video":
+            raise _NotFound(f"Sample {request.path_params['id']} is not a video")
+        try:
+            n = int(request.path_params["n"])
+        except ValueError:
+            raise _NotFound(f"Frame numbers are integers from 1, got {request.path_params['n']!r}") from None
+        data = frame_server.jpeg(doc["filepath"], n) if n >= 1 else None
+        if data is None:
+            raise _NotFound(f"Video {doc['filepath']} has no frame {n}")
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
     routes = [
         Route("/", index),
         Route("/static/{name}", asset),
@@ -317,6 +335,7 @@ def create_app(samples: Any, token: str, thumbs: ThumbnailCache, cookie: str = "
         Route("/api/frames/{id}", guarded(frames)),
         Route("/media/{id}/thumb", thumb),
         Route("/media/{id}/full", guarded(image)),
+        Route("/media/{id}/frame/{n}", guarded(video_frame)),
     ]
     app = Starlette(routes=routes)
     app.state.viewer = viewer

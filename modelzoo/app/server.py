@@ -14,6 +14,7 @@ import uvicorn
 from ..errors import ModelzooError
 from .api import create_app
 from .thumbnails import ThumbnailCache
+from .video_frames import FrameServer
 
 __all__ = ["App", "AppError"]
 
@@ -80,8 +81,9 @@ class App:
         self._socket = sock
         self.host, self.port = host, int(sock.getsockname()[1])
         self.thumbnails = ThumbnailCache(cache_dir, workers)
+        self._frames = FrameServer()
         try:
-            asgi = create_app(samples, self.token, self.thumbnails, cookie=f"modelzoo_app_{self.port}")
+            asgi = create_app(samples, self.token, self.thumbnails, cookie=f"modelzoo_app_{self.port}", video_frames=self._frames)
         except BaseException:
             sock.close()
             self.thumbnails.close()
@@ -154,6 +156,7 @@ class App:
         else:
             self._socket.close()
         self.thumbnails.close()
+        self._frames.close()
 
     def __enter__(self) -> "App":
         return self.start()

@@ -512,6 +512,8 @@ async function openSample(id) {
   const isVideo = sample.media_type === "video";
   img.hidden = isVideo; video.hidden = !isVideo; bar.hidden = !isVideo;
   frameCache = {}; frameChunks = {};
+  frameMode = false; setPlaying(false);
+  m.dataset.mode = isVideo ? "video" : "image";
   if (isVideo) {
     img.removeAttribute("src");
     openVideo(sample, video);
@@ -607,17 +609,19 @@ let shownFrame = 0;
 
 function drawFrame() {
   const sample = current;
-  const video = document.getElementById("player");
-  if (!sample || sample.media_type !== "video" || !video.videoWidth) return;
+  // the browser's player, or (frame mode) the server's JPEG of each frame
+  const target = frameMode ? document.getElementById("full") : document.getElementById("player");
+  const natural = frameMode ? [target.naturalWidth, target.naturalHeight] : [target.videoWidth, target.videoHeight];
+  if (!sample || sample.media_type !== "video" || !natural[0]) return;
   const n = shownFrame;
   const canvas = document.getElementById("overlay");
-  const g = overlayOn(canvas, video, video.offsetWidth, video.offsetHeight);
+  const g = overlayOn(canvas, target, target.offsetWidth, target.offsetHeight);
   const labels = {};
   for (const f of info.label_fields) if (sample[f]) labels[f] = sample[f];
   const frame = frameLabels(n);
   if (frame) for (const [f, v] of Object.entries(frame)) if (v && v._cls) labels["frames." + f] = v;
-  Object.defineProperty(labels, "_size", { value: [video.videoWidth, video.videoHeight], enumerable: false });
-  const drawn = drawLabels(g, labels, video.offsetWidth, video.offsetHeight);
+  Object.defineProperty(labels, "_size", { value: natural, enumerable: false });
+  const drawn = drawLabels(g, labels, target.offsetWidth, target.offsetHeight);
   const bar = document.getElementById("frame");
   bar.textContent = `#${n}`;
   bar.dataset.frame = String(n);
@@ -639,9 +643,11 @@ function openVideo(sample, video) {
   };
   video.onloadeddata = () => { drawFrame(); };
   video.onseeked = () => { if (!("requestVideoFrameCallback" in video)) { shownFrame = Math.round(video.currentTime * fps) + 1; drawFrame(); } };
-  video.onerror = () => {
+  video.onerror = () => {  // a codec the browser lacks: frame by frame, decoded by the server
+    if (current !== sample || frameMode) return;
     document.getElementById("error").textContent =
-      `This browser cannot play ${sample.metadata ? sample.metadata.codec : "this video"}; labels are listed at the right`;
+      `This browser cannot play ${sample.metadata ? sample.metadata.codec : "this video"}: shown frame by frame`;
+    enterFrameMode(sample);
   };
   if ("requestVideoFrameCallback" in video) video.requestVideoFrameCallback(onFrame);
   video.muted = true;
@@ -649,10 +655,54 @@ function openVideo(sample, video) {
   frameLabels(1);
 }
 
+let frameMode = false;
+let framePlaying = false;
+
+function enterFrameMode(sample) {
+  frameMode = true;
+  modal().dataset.mode = "frames";
+  const video = document.getElementById("player");
+  video.removeAttribute("src");
+  video.hidden = true;
+  document.getElementById("full").hidden = false;
+  showFrame(sample, 1);
+}
+
+function showFrame(sample, n) {
+  const img = document.getElementById("full");
+  const started = performance.now();
+  img.onload = () => {
+    if (current !== sample) return;
+    shownFrame = n;
+    drawFrame();
+    if (framePlaying && n < totalFrames(sample)) {
+      setTimeout(() => { if (framePlaying && current === sample) showFrame(sample, n + 1); },
+        Math.max(0, 1000 / fpsOf(sample) - (performance.now() - started)));
+    } else {
+      setPlaying(false);
+    }
+  };
+  img.onerror = () => setPlaying(false);  // past the last frame
+  img.src = `/media/${sample.id}/frame/${n}`;
+}
+
+function setPlaying(on) {
+  framePlaying = on;
+  document.getElementById("play").textContent = on ? "pause" : "play";
+}
+
+function togglePlay() {
+  const video = document.getElementById("player");
+  if (!frameMode) { if (video.paused) video.play(); else video.pause(); return; }
+  setPlaying(!framePlaying);
+  if (framePlaying) showFrame(current, shownFrame >= totalFrames(current) ? 1 : shownFrame + 1);
+}
+
 function seekFrame(n) {
   const sample = current, video = document.getElementById("player");
   if (!sample) return;
   n = Math.max(1, Math.min(n, totalFrames(sample)));
+  if (frameMode) { setPlaying(false); showFrame(sample, n); return; }
   video.pause();
   video.currentTime = (n - 1 + 0.5) / fpsOf(sample);  // the middle of frame n: no rounding to a neighbour
 }
@@ -662,11 +712,10 @@ function seekFrame(n) {
 document.addEventListener("keydown", (e) => {
   const typing = e.target.tagName === "SELECT" || (e.target.tagName === "INPUT" && !["checkbox", "radio"].includes(e.target.type));
   if (!current || typing) return;
-  const video = document.getElementById("player");
   if (e.key === "ArrowRight") { step(1); e.preventDefault(); }
   else if (e.key === "ArrowLeft") { step(-1); e.preventDefault(); }
   else if (e.key === "Escape") closeSample();
-  else if (current.media_type === "video" && e.key === " ") { if (video.paused) video.play(); else video.pause(); e.preventDefault(); }
+  else if (current.media_type === "video" && e.key === " ") { togglePlay(); e.preventDefault(); }
   else if (current.media_type === "video" && e.key === ".") seekFrame(shownFrame + 1);
   else if (current.media_type === "video" && e.key === ",") seekFrame(shownFrame - 1);
 });
@@ -681,7 +730,7 @@ async function main() {
   document.getElementById("next").onclick = () => step(1);
   document.getElementById("close").onclick = closeSample;
   const video = document.getElementById("player");
-  document.getElementById("play").onclick = () => { if (video.paused) video.play(); else video.pause(); };
+  document.getElementById("play").onclick = togglePlay;
   video.onplay = () => { document.getElementById("play").textContent = "pause"; };
   video.onpause = () => { document.getElementById("play").textContent = "play"; };
   const frameInput = document.getElementById("frame-input");
