@@ -209,6 +209,21 @@ def test_modelzoo_app_command_serves_until_sigterm(photos: Any, tmp_path: Any) -
             proc.wait()
 
 
+def test_modelzoo_app_command_names_the_dataset_it_lacks(photos: Any, capsys: Any) -> None:
+    from modelzoo.cli import main
+
+    assert main(["app", "viewer-photoz"]) == 1
+    err = capsys.readouterr().err
+    assert "viewer-photoz" in err and "viewer-photos" in err  # the close match is suggested
+    other = mz.Dataset("viewer-other", overwrite=True)  # two datasets or more: `modelzoo app` asks which
+    try:
+        assert main(["app"]) == 1
+        err = capsys.readouterr().err
+        assert "name the dataset to show" in err and "viewer-other" in err and "viewer-photos" in err
+    finally:
+        other.delete()
+
+
 # --------------------------------------------------------------------------- the page
 
 

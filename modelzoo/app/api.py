@@ -99,6 +99,7 @@ class _Viewer:
 
     def refresh(self) -> None:
         self.types = field_types(self.samples)
+        self._bounds: Dict[str, Any] = {}  # confidence ranges of the samples shown, by path
         self.frame_types = field_types(self.samples, frames=True) if self.samples.count() and self._has_videos() else {}
         self.evaluations: Dict[str, Dict[str, Any]] = {}
         dataset = self.samples.dataset
@@ -111,6 +112,12 @@ class _Viewer:
 
     def _has_videos(self) -> bool:
         return self.samples.match({"media_type": "video"}).count() > 0
+
+    def bounds(self, path: str) -> Any:
+        """``(min, max)`` of ``path`` over the samples shown (computed once: they do not follow filters)."""
+        if path not in self._bounds:
+            self._bounds[path] = bounds(self.samples, path)
+        return self._bounds[path]
 
     def state(self, request: Request) -> ViewState:
         return parse_state(request.query_params.get("state"), self.types, self.evaluations)
@@ -218,7 +225,7 @@ def create_app(
             flt = state.filters.get(name) or FieldFilter()
             match = FieldFilter(None, flt.confidence).element_match(*state.eval_for(name))
             counts = count_values(state.view(samples, viewer.types, without=name), f"{prefix}.label", match)
-            lo, hi = bounds(samples, f"{prefix}.confidence") if kind not in ("Keypoints", "Keypoint") else (None, None)
+            lo, hi = viewer.bounds(f"{prefix}.confidence") if kind not in ("Keypoints", "Keypoint") else (None, None)
             out[name] = {
                 "classes": sorted(([str(k), v] for k, v in counts.items() if k is not None), key=lambda kv: (-kv[1], kv[0])),
                 "confidence": [lo, hi] if isinstance(lo, (int, float)) else None,
