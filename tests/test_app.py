@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import urllib.parse
@@ -184,6 +185,8 @@ def test_the_full_image_is_upright_and_thumbnails_are_made_once(app: Any, photos
         assert thumb.size[0] < thumb.size[1]  # upright too
     path = app.thumbnails.path_for(rotated.filepath)
     mtime = os.stat(path).st_mtime_ns
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600  # private, as the images are
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
     assert app.thumbnails.submit(rotated.filepath).result(60) == path
     assert os.stat(path).st_mtime_ns == mtime  # cached: not made again
 

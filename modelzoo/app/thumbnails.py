@@ -61,9 +61,12 @@ def make_thumbnail(src: str, dst: str, size: int = THUMB_SIZE, video: bool = Fal
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, img).convert("RGB")
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    os.makedirs(os.path.dirname(dst), mode=0o700, exist_ok=True)
     tmp = f"{dst}.{os.getpid()}.tmp"
-    img.save(tmp, format="JPEG", quality=85)
+    # private, as the images are: a thumbnail shows what its file shows
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        img.save(f, format="JPEG", quality=85)
     os.replace(tmp, dst)  # atomic: a reader never sees half a file
     return dst
 
@@ -80,6 +83,7 @@ class ThumbnailCache:
 
     def __init__(self, cache_dir: Optional[str] = None, workers: Optional[int] = None, size: int = THUMB_SIZE):
         self.cache_dir = os.path.abspath(cache_dir or default_cache_dir())
+        os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
         self.size = int(size)
         self.workers = workers or min(8, os.cpu_count() or 1)
         self._queue: "queue.Queue[Optional[Tuple[str, str, bool, cf.Future[str]]]]" = queue.Queue()
