@@ -377,7 +377,9 @@ def test_class_filter_and_confidence_range_show_the_counts_of_the_view(crowd: An
             "label": {"$in": ["cat"]}, "confidence": {"$gte": 0.3, "$lte": 0.9}}}})
         assert view.count() == count
         # the link shows the same view
-        browser.get(browser.current_url)
+        link = browser.current_url
+        browser.get("about:blank")  # a fresh page load, not a same-document hash change
+        browser.get(link)
         wait_for(browser, lambda d: d.execute_script("return document.body.dataset.ready === '1'") and _tiles_drawn(d),
                  "the link reopened")
         assert sorted(browser.execute_script("return [...document.querySelectorAll('.tile')].map(t => t.dataset.id)")) == expected_samples
