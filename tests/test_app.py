@@ -8,6 +8,7 @@ sleeps).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
@@ -177,11 +178,11 @@ def test_the_full_image_is_upright_and_thumbnails_are_made_once(app: Any, photos
     page = httpx.get(app.url, timeout=30)
     base = app.url.split("/?")[0]
     with httpx.Client(cookies=page.cookies, timeout=60) as client:
-        img = Image.open(__import__("io").BytesIO(client.get(base + f"/media/{rotated.id}/full").content))
+        img = Image.open(io.BytesIO(client.get(base + f"/media/{rotated.id}/full").content))
         assert img.size == (150, 220) == (rotated.metadata.width, rotated.metadata.height)
         with Image.open(rotated.filepath) as stored:
             assert stored.size == (220, 150)  # stored sideways
-        thumb = Image.open(__import__("io").BytesIO(client.get(base + f"/media/{rotated.id}/thumb").content))
+        thumb = Image.open(io.BytesIO(client.get(base + f"/media/{rotated.id}/thumb").content))
         assert thumb.size[0] < thumb.size[1]  # upright too
     path = app.thumbnails.path_for(rotated.filepath)
     mtime = os.stat(path).st_mtime_ns

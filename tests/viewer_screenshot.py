@@ -11,6 +11,7 @@ and a detection evaluation (``eval``) marks them tp / fp / fn.
 
 from __future__ import annotations
 
+import io
 import sys
 import tempfile
 from pathlib import Path
@@ -96,7 +97,7 @@ def main(out: str) -> None:
             finally:
                 driver_gen.close()
                 app.close()
-    img = Image.open(__import__("io").BytesIO(png)).convert("RGB")
+    img = Image.open(io.BytesIO(png)).convert("RGB")
     img.quantize(colors=192, method=Image.Quantize.MEDIANCUT).save(out, optimize=True)
     print(f"wrote {out} ({Path(out).stat().st_size // 1024} KiB)")
 
