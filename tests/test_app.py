@@ -24,7 +24,7 @@ from PIL import Image
 
 import modelzoo as mz
 from modelzoo.drawing import class_color
-from modelzoo.labels import Classification, Detection, Detections, Keypoint, Keypoints, Segmentation
+from modelzoo.labels import Classification, Detection, Detections, Heatmap, Keypoint, Keypoints, Segmentation
 from modelzoo.masks import box_pixels
 from tests.browser import chrome, near, parse_rgb, screenshot, wait_for
 from tests.images import photo, write_good_images, write_photos
@@ -75,7 +75,19 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     dataset.set_values("scene", {i: Classification(label="bird", confidence=0.8) for i in ids})
     seg = np.zeros((150, 225), dtype=np.uint8)
     seg[:, 100:] = 1
-    dataset.set_values("segmentation", {ids[1]: Segmentation(mask=seg, mask_targets={"1": "cat"})})
+    # the rotated photo's mask in a PNG file (as apply_model(output_dir=...) writes them): its bottom half "dog"
+    on_disk = np.zeros((220, 150), dtype=np.uint8)
+    on_disk[110:, :] = 2
+    mask_file = os.path.join(str(root), "rotated-mask.png")
+    Image.fromarray(on_disk).save(mask_file)
+    dataset.set_values("segmentation", {
+        ids[1]: Segmentation(mask=seg, mask_targets={"1": "cat"}),
+        ids[3]: Segmentation(mask_path=mask_file, mask_targets={"2": "dog"}),
+    })
+    # a heatmap on the coffee photo (300 x 200): 0 on its left third, 1 on the rest
+    heat = np.zeros((200, 300), dtype=np.float32)
+    heat[:, 100:] = 1.0
+    dataset.set_values("heat", {ids[2]: Heatmap(map=heat, range=[0.0, 1.0])})
     dataset.info["skeleton"] = {"labels": ["a", "b", "c"], "edges": EDGES}
     dataset.save_info()
     try:
@@ -240,6 +252,8 @@ def test_grid_draws_boxes_masks_and_keypoints_where_they_are(app: Any, photos: A
     assert abs(w - h) < 1 and w > 150  # the square astronaut, drawn large enough to check
     objects = json.loads(browser.execute_script(f"return document.querySelector('.tile[data-id=\"{first}\"]').dataset.objects"))
     assert objects == {"predictions": 2, "ground_truth": 1, "pose": 1, "scene": 1}
+    assert json.loads(browser.execute_script(
+        f"return document.querySelector('.tile[data-id=\"{photos.ids()[3]}\"]').dataset.objects")) == {"segmentation": 1, "scene": 1}
     shot = screenshot(browser)
     at = lambda rx, ry: (x0 + rx * w, y0 + ry * h)  # noqa: E731
     # each class in the colour modelzoo.drawing gives it (zlib.crc32 of the name into its palette)
@@ -260,12 +274,14 @@ def test_grid_draws_boxes_masks_and_keypoints_where_they_are(app: Any, photos: A
     for side in (at(gx, gy + gh / 2), at(gx + gw, gy + gh / 2)):
         assert near(shot, side[0], side[1], rocket, radius=8)
     # the instance mask: half-tinted where the mask is, untouched where it is not (in the box)
-    second = photos.ids()[1]
+    second, third, fourth = photos.ids()[1:4]
     _toggle(browser, "predictions", first, False)
     _toggle(browser, "segmentation", second, False)
+    _toggle(browser, "heat", third, False)
     bare = screenshot(browser)
     _toggle(browser, "predictions", first, True)
     _toggle(browser, "segmentation", second, True)
+    _toggle(browser, "heat", third, True)
     x, y, bw, bh = ROCKET
     masked, unmasked = at(x + bw * 0.25, y + bh * 0.3), at(x + bw * 0.78, y + bh * 0.25)
     for (px, py), inside in ((masked, True), (unmasked, False)):
@@ -288,6 +304,20 @@ def test_grid_draws_boxes_masks_and_keypoints_where_they_are(app: Any, photos: A
     assert all(np.abs(t - class_color("cat")).max() <= 25 for t in tints), tints  # mask_targets: 1 is "cat"
     assert np.abs(px(shot, 0.6, 0.3) - px(bare, 0.6, 0.3)).max() > 20  # tinted at all
     for rx, ry in ((0.1, 0.3), (0.3, 0.5), (0.2, 0.8)):
+        assert np.abs(px(shot, rx, ry) - px(bare, rx, ry)).max() <= 6
+    # the semantic mask read from its PNG file, on the upright rotated photo: its bottom half only
+    sx, sy, sw, sh = _img_rect(browser, f'.tile[data-id="{fourth}"] img')
+    for rx, ry in ((0.3, 0.7), (0.7, 0.9)):
+        assert np.abs(2 * px(shot, rx, ry) - px(bare, rx, ry) - class_color("dog")).max() <= 25
+    for rx, ry in ((0.3, 0.2), (0.7, 0.4)):
+        assert np.abs(px(shot, rx, ry) - px(bare, rx, ry)).max() <= 6
+    # the heatmap: its 1s drawn red at alpha 200/255 over the photo, its 0s not drawn
+    sx, sy, sw, sh = _img_rect(browser, f'.tile[data-id="{third}"] img')
+    alpha = 200 / 255
+    for rx, ry in ((0.5, 0.5), (0.9, 0.2)):
+        expected = (1 - alpha) * px(bare, rx, ry) + alpha * np.array([255.0, 0.0, 0.0])
+        assert np.abs(px(shot, rx, ry) - expected).max() <= 12, (px(shot, rx, ry), expected)
+    for rx, ry in ((0.1, 0.5), (0.2, 0.8)):
         assert np.abs(px(shot, rx, ry) - px(bare, rx, ry)).max() <= 6
 
 

@@ -1,11 +1,17 @@
-"""The aggregations the viewer needs, shaped like the public API that #21
-adds to datasets and views (``count_values``, ``bounds``, ``distinct``,
-``sort_by``, ``filter_labels``): each is one MongoDB aggregation over a
-view's own query (:attr:`SampleCollection.query`) in its own collection
-(:attr:`SampleCollection.collection_name`).
+"""The two reads the viewer needs that the public API does not offer.
 
-When those methods are on :class:`~modelzoo.dataset.SampleCollection`, each
-function here becomes a one-line call of the method of the same name.
+* :func:`field_types`: the fields of (a sample of) the samples and their
+  label classes, in one aggregation (``$objectToArray``), for the sidebar;
+* :func:`page` / :func:`neighbor` / :func:`one`: keyset pages, ``_id``
+  ranges or ``(sort value, _id)`` ranges, so page 1,000 costs what page 1
+  costs. ``view.sort_by(f).limit(n)`` would read every id of the view for
+  each page, and ``skip`` walks every sample before the page.
+
+Each applies the view's own selection as the library does when it reads a
+view (``view.query``, then ``view.view_stages()``: its label filters), so a
+page holds what ``iter(view)`` would yield, in the viewer's order. Counts,
+class counts and bounds use the public ``count``, ``count_values`` and
+``bounds``.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .. import db
 
-__all__ = ["count_values", "bounds", "field_types", "page", "neighbor", "LIST_FIELDS"]
+__all__ = ["field_types", "page", "neighbor", "one", "LIST_FIELDS"]
 
 #: the list inside each list label type, and the single label types (no list)
 LIST_FIELDS: Dict[str, Optional[str]] = {
@@ -28,42 +34,9 @@ def _collection(samples: Any) -> Any:
     return db.get_db()[samples.collection_name]
 
 
-def _unwound(path: str) -> Tuple[List[Dict[str, Any]], str]:
-    """``$unwind`` stages for every list of ``path`` whose elements are labels
-    (``ground_truth.detections.label`` unwinds ``ground_truth.detections``)."""
-    parts = path.split(".")
-    stages: List[Dict[str, Any]] = []
-    for i, part in enumerate(parts[:-1]):
-        if part in LIST_FIELDS.values():
-            stages.append({"$unwind": "$" + ".".join(parts[: i + 1])})
-    return stages, path
-
-
-def count_values(samples: Any, path: str, element_match: Optional[Mapping[str, Any]] = None) -> Dict[Any, int]:
-    """``{value: count}`` of ``path`` over ``samples``, list labels unwound
-    (``"predictions.detections.label"`` counts objects), as
-    ``samples.count_values(path)`` does; ``element_match`` filters the
-    unwound elements first (a query on the list's element, as in
-    ``filter_labels``)."""
-    stages, _ = _unwound(path)
-    prefix = path.rsplit(".", 1)[0]
-    keep = prefix if element_match and "." in path else path  # the whole element when it is filtered
-    pipeline: List[Dict[str, Any]] = [{"$match": samples.query}, {"$project": {keep: 1}}] + stages
-    if element_match:
-        pipeline.append({"$match": {f"{prefix}.{k}": v for k, v in element_match.items()}})
-    pipeline.append({"$group": {"_id": "$" + path, "count": {"$sum": 1}}})
-    return {d["_id"]: int(d["count"]) for d in _collection(samples).aggregate(pipeline)}
-
-
-def bounds(samples: Any, path: str) -> Tuple[Any, Any]:
-    """``(min, max)`` of ``path`` over ``samples`` (lists unwound), or ``(None, None)``."""
-    stages, _ = _unwound(path)
-    pipeline = [{"$match": samples.query}, {"$project": {path: 1}}] + stages + [
-        {"$group": {"_id": None, "lo": {"$min": "$" + path}, "hi": {"$max": "$" + path}}}
-    ]
-    for d in _collection(samples).aggregate(pipeline):
-        return d["lo"], d["hi"]
-    return None, None
+def _label_stages(samples: Any) -> List[Dict[str, Any]]:
+    """The view's label filters (its own order is the viewer's to set: ``$sort`` left out)."""
+    return [stage for stage in samples.view_stages() if "$sort" not in stage]
 
 
 def field_types(samples: Any, probe: int = 1000, frames: bool = False) -> Dict[str, str]:
@@ -93,58 +66,66 @@ def field_types(samples: Any, probe: int = 1000, frames: bool = False) -> Dict[s
     return dict(sorted(out.items()))
 
 
-def _sort_key(field: str) -> Dict[str, Any]:
-    return {"$ifNull": ["$" + field, None]}
-
-
 def page(
     samples: Any, after: Optional[Sequence[Any]] = None, limit: int = 50, sort_field: Optional[str] = None,
     reverse: bool = False, projection: Optional[Mapping[str, Any]] = None,
 ) -> Tuple[List[Dict[str, Any]], Optional[List[Any]]]:
     """One page of ``samples``' documents in order (``_id``, or ``sort_field``
     then ``_id``), after the cursor ``after`` (what the previous page
-    returned): a range query on ``_id`` (or on the sort key), never ``skip``,
-    so page 1,000 costs what page 1 costs.
+    returned): a range on ``_id`` (or on the sort key), never ``skip``. The
+    range and the order come first (the ``_id`` index serves them), the
+    view's label filters after, then the limit: MongoDB stops at the page's end.
 
     Returns:
         ``(documents, cursor of the next page or None at the end)``.
     """
-    coll = _collection(samples)
     direction = -1 if reverse else 1
+    cmp = "$lt" if reverse else "$gt"
     if sort_field is None:
         query = dict(samples.query)
         if after:
-            query = {"$and": [samples.query, {"_id": {"$lt" if reverse else "$gt": after[-1]}}]}
-        docs = list(coll.find(query, projection).sort("_id", direction).limit(limit + 1))
-        more = len(docs) > limit
-        docs = docs[:limit]
-        return docs, ([docs[-1]["_id"]] if more and docs else None)
-    pipeline: List[Dict[str, Any]] = [{"$match": samples.query}, {"$addFields": {"_mz_sort": _sort_key(sort_field)}}]
-    if after:
-        value, last_id = after
-        cmp = "$lt" if reverse else "$gt"
-        pipeline.append({"$match": {"$expr": {"$or": [
-            {cmp: ["$_mz_sort", value]},
-            {"$and": [{"$eq": ["$_mz_sort", value]}, {cmp: ["$_id", last_id]}]},
-        ]}}})
-    pipeline += [{"$sort": {"_mz_sort": direction, "_id": direction}}, {"$limit": limit + 1}]
+            query = {"$and": [samples.query, {"_id": {cmp: after[-1]}}]} if samples.query else {"_id": {cmp: after[-1]}}
+        pipeline: List[Dict[str, Any]] = [{"$match": query}, {"$sort": {"_id": direction}}]
+    else:
+        pipeline = [{"$match": samples.query}, {"$addFields": {"_mz_sort": {"$ifNull": ["$" + sort_field, None]}}}]
+        if after:
+            value, last_id = after
+            pipeline.append({"$match": {"$expr": {"$or": [
+                {cmp: ["$_mz_sort", value]},
+                {"$and": [{"$eq": ["$_mz_sort", value]}, {cmp: ["$_id", last_id]}]},
+            ]}}})
+        pipeline.append({"$sort": {"_mz_sort": direction, "_id": direction}})
+    pipeline += _label_stages(samples) + [{"$limit": limit + 1}]
     if projection:
-        pipeline.append({"$project": {**projection, "_mz_sort": 1}})
-    docs = list(coll.aggregate(pipeline, allowDiskUse=True))
+        pipeline.append({"$project": {**projection, "_mz_sort": 1} if sort_field else dict(projection)})
+    docs = list(_collection(samples).aggregate(pipeline, allowDiskUse=True))
     more = len(docs) > limit
     docs = docs[:limit]
-    cursor = [docs[-1]["_mz_sort"], docs[-1]["_id"]] if more and docs else None
+    cursor: Optional[List[Any]] = None
+    if more and docs:
+        cursor = [docs[-1]["_mz_sort"], docs[-1]["_id"]] if sort_field else [docs[-1]["_id"]]
     for d in docs:
         d.pop("_mz_sort", None)
     return docs, cursor
+
+
+def one(samples: Any, sample_id: Any, projection: Optional[Mapping[str, Any]] = None) -> Optional[Dict[str, Any]]:
+    """The document of ``sample_id`` as ``samples`` has it (its labels filtered),
+    or None when it is not one of them."""
+    query = {"$and": [samples.query, {"_id": sample_id}]} if samples.query else {"_id": sample_id}
+    pipeline: List[Dict[str, Any]] = [{"$match": query}] + _label_stages(samples) + [{"$limit": 1}]
+    if projection:
+        pipeline.append({"$project": dict(projection)})
+    for doc in _collection(samples).aggregate(pipeline):
+        return doc
+    return None
 
 
 def neighbor(samples: Any, sample_id: Any, step: int, sort_field: Optional[str] = None, reverse: bool = False) -> Any:
     """The id of the sample after (``step=1``) or before (``step=-1``)
     ``sample_id`` in ``samples``' order, or None at either end (or when
     the sample is not in ``samples``)."""
-    coll = _collection(samples)
-    me = coll.find_one({"$and": [samples.query, {"_id": sample_id}]}, {sort_field or "_id": 1})
+    me = one(samples, sample_id, {sort_field or "_id": 1})
     if me is None:
         return None
     backwards = reverse if step > 0 else not reverse

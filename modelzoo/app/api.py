@@ -29,9 +29,9 @@ from .. import db
 from ..errors import ModelzooError
 from ..media import exif_orientation_of
 from ..storage import FRAME_ID, FRAME_NUMBER
-from ._aggregations import LIST_FIELDS, bounds, count_values, field_types, neighbor, page
+from ._aggregations import LIST_FIELDS, field_types, neighbor, one, page
 from .serialize import to_json
-from .state import FieldFilter, ViewState, parse_state
+from .state import ViewState, parse_state
 from .thumbnails import THUMB_SIZE, ThumbnailCache
 from .video_frames import FrameServer
 
@@ -116,7 +116,7 @@ class _Viewer:
     def bounds(self, path: str) -> Any:
         """``(min, max)`` of ``path`` over the samples shown (computed once: they do not follow filters)."""
         if path not in self._bounds:
-            self._bounds[path] = bounds(self.samples, path)
+            self._bounds[path] = self.samples.bounds(path)
         return self._bounds[path]
 
     def state(self, request: Request) -> ViewState:
@@ -131,7 +131,7 @@ class _Viewer:
             oid = ObjectId(sample_id)
         except (InvalidId, TypeError):
             raise _NotFound(f"{sample_id!r} is not a sample id") from None
-        doc = db.get_db()[self.samples.collection_name].find_one({"$and": [self.samples.query, {"_id": oid}]}, fields)
+        doc = one(self.samples, oid, fields)
         if doc is None:
             raise _NotFound(f"No sample {sample_id} in {self.samples.name!r} as shown")
         return doc
@@ -222,16 +222,13 @@ def create_app(
                 continue
             inner = LIST_FIELDS[kind]
             prefix = f"{name}.{inner}" if inner else name
-            flt = state.filters.get(name) or FieldFilter()
-            match = FieldFilter(None, flt.confidence).element_match(*state.eval_for(name))
-            counts = count_values(state.view(samples, viewer.types, without=name), f"{prefix}.label", match)
+            counts = state.view(samples, without=name).count_values(f"{prefix}.label")
             lo, hi = viewer.bounds(f"{prefix}.confidence") if kind not in ("Keypoints", "Keypoint") else (None, None)
             out[name] = {
                 "classes": sorted(([str(k), v] for k, v in counts.items() if k is not None), key=lambda kv: (-kv[1], kv[0])),
                 "confidence": [lo, hi] if isinstance(lo, (int, float)) else None,
             }
-        view = state.view(samples, viewer.types)
-        return JSONResponse(to_json({"count": view.count(), "fields": out}))
+        return JSONResponse(to_json({"count": state.view(samples).count(), "fields": out}))
 
     def sample_page(request: Request) -> Any:
         state = viewer.state(request)
@@ -243,7 +240,7 @@ def create_app(
             return JSONResponse({"error": f"bad page cursor {after!r}"}, status_code=400)
         fields = viewer.label_fields()
         projection = {f: 1 for f in ["filepath", "media_type", "metadata", *fields]}
-        docs, next_cursor = page(state.view(samples, viewer.types), cursor, limit, state.sort_field, state.reverse, projection)
+        docs, next_cursor = page(state.view(samples), cursor, limit, state.sort_field, state.reverse, projection)
         out = []
         for doc in docs:
             video = doc.get("media_type") == "video"
@@ -255,16 +252,18 @@ def create_app(
                     "metadata": to_json(doc.get("metadata")), "labels": {}}
             for f in fields:
                 if doc.get(f) is not None:
-                    item["labels"][f] = to_json(doc[f], state.object_filter(f), max_mask=THUMB_SIZE)
+                    item["labels"][f] = to_json(doc[f], max_mask=THUMB_SIZE)
             out.append(item)
         return JSONResponse({"samples": out, "next": json_util.dumps(next_cursor) if next_cursor else None})
 
     def sample(request: Request) -> Any:
         state = viewer.state(request)
-        doc = viewer.find(request.path_params["id"])
-        view = state.view(samples, viewer.types)
-        body = {("id" if k == "_id" else k): (to_json(v, state.object_filter(k)) if k in viewer.types else to_json(v))
-                for k, v in doc.items()}
+        view = state.view(samples)
+        viewer.find(request.path_params["id"], {"_id": 1})  # one of the samples shown (404 otherwise)
+        doc = one(view, ObjectId(request.path_params["id"]))  # its labels as the filters leave them
+        if doc is None:  # shown, but not under these filters: as stored
+            doc = viewer.find(request.path_params["id"])
+        body = {("id" if k == "_id" else k): to_json(v) for k, v in doc.items()}
         body["prev"] = _str(neighbor(view, doc["_id"], -1, state.sort_field, state.reverse))
         body["next"] = _str(neighbor(view, doc["_id"], 1, state.sort_field, state.reverse))
         return JSONResponse(body)

@@ -1,6 +1,7 @@
 """Stored documents to the JSON the page draws from.
 
-Labels keep their stored shape (``_cls``, relative boxes, points); arrays
+Labels keep their stored shape (``_cls``, relative boxes, points); arrays,
+in the label or in the PNG file its ``mask_path`` / ``map_path`` names,
 become what a browser can use: an instance mask or a semantic mask is a PNG
 (data URL, one byte per pixel: 255 inside, or the class index), a heatmap a
 PNG of its values scaled to 0-255 over its ``range``; logits and other
@@ -13,7 +14,7 @@ import base64
 import datetime as _dt
 import io
 import math
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 from bson import ObjectId
@@ -21,10 +22,11 @@ from bson.binary import Binary
 from PIL import Image
 
 from ..encoding import ARRAY_SUBTYPE, decode_array
+from ..errors import LabelError
+from ..labels import stored_array
 
 __all__ = ["to_json", "png_data_url"]
 
-Keep = Optional[Callable[[Mapping[str, Any]], bool]]
 _LIST_KEYS = ("detections", "classifications", "keypoints")
 
 
@@ -44,8 +46,7 @@ def _fit(array: np.ndarray, max_size: Optional[int]) -> np.ndarray:
     return np.asarray(Image.fromarray(array).resize(size, Image.Resampling.NEAREST))
 
 
-def _mask(value: Any, kind: str, label: Mapping[str, Any], max_size: Optional[int]) -> Any:
-    arr = np.asarray(decode_array(value) if isinstance(value, (bytes, Binary)) else value)
+def _mask(arr: np.ndarray, kind: str, label: Mapping[str, Any], max_size: Optional[int]) -> Any:
     if arr.ndim != 2:
         return {"_array": list(arr.shape), "dtype": str(arr.dtype)}
     if kind == "Detection":  # instance mask: inside (255) / outside (0)
@@ -61,36 +62,41 @@ def _mask(value: Any, kind: str, label: Mapping[str, Any], max_size: Optional[in
     return {"_array": list(arr.shape), "dtype": str(arr.dtype)}
 
 
-def _label(d: Mapping[str, Any], keep: Keep, max_mask: Optional[int]) -> Dict[str, Any]:
+def _label(d: Mapping[str, Any], max_mask: Optional[int]) -> Dict[str, Any]:
     cls = d.get("_cls", "")
     out: Dict[str, Any] = {}
     for k, v in d.items():
         if k in _LIST_KEYS and isinstance(v, list):
-            out[k] = [_label(x, None, max_mask) for x in v if isinstance(x, Mapping) and (keep is None or keep(x))]
-        elif k in ("mask", "map") and v is not None:
-            out[k] = _mask(v, cls, d, max_mask)
-        elif k == "logits":
+            out[k] = [_label(x, max_mask) for x in v if isinstance(x, Mapping)]
+        elif k in ("mask", "map", "mask_path", "map_path", "logits"):
             continue
         else:
             out["id" if k == "_id" else k] = to_json(v)
+    key = "map" if cls == "Heatmap" else "mask"
+    if d.get(key) is not None or d.get(key + "_path"):  # in the label, or in the PNG file it names
+        try:
+            arr = stored_array(dict(d), key, key + "_path")
+        except (OSError, ValueError, LabelError) as e:  # a missing or unreadable file: say so, draw the rest
+            out[key] = {"error": f"{type(e).__name__}: {e}"}
+        else:
+            if arr is not None:
+                out[key] = _mask(np.asarray(arr), cls, d, max_mask)
     return out
 
 
-def to_json(value: Any, keep: Keep = None, max_mask: Optional[int] = None) -> Any:
+def to_json(value: Any, max_mask: Optional[int] = None) -> Any:
     """A stored value (a document, a label, a list, a scalar) as JSON-ready data.
 
     Args:
-        keep: for a label, which of its objects to keep (a filter's predicate).
         max_mask: semantic masks and heatmaps larger than this are scaled
             down (nearest) to it, for thumbnails.
     """
     if isinstance(value, Mapping):
         if "_cls" in value:
-            single_kept = keep is None or value.get("_cls") not in ("Detection", "Classification", "Keypoint") or keep(value)
-            return _label(value, keep, max_mask) if single_kept else None
-        return {("id" if k == "_id" else str(k)): to_json(v, None, max_mask) for k, v in value.items()}
+            return _label(value, max_mask)
+        return {("id" if k == "_id" else str(k)): to_json(v, max_mask) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [to_json(v, None, max_mask) for v in value]
+        return [to_json(v, max_mask) for v in value]
     if isinstance(value, ObjectId):
         return str(value)
     if isinstance(value, Binary) and value.subtype == ARRAY_SUBTYPE:

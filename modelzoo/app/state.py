@@ -4,8 +4,8 @@ The page keeps its state as JSON in the URL (so a link shows the same
 view) and sends it with each request; :func:`parse_state` checks it against
 the dataset's fields, and :meth:`ViewState.view` turns it into a
 :class:`~modelzoo.dataset.DatasetView` made with the public API
-(``match``, ``exists``, ``match_eval``), so ``view.count()`` is the count
-the page shows.
+(``match_eval``, ``exists``, ``filter_labels``), so ``view.count()`` is the
+count the page shows and the labels it draws are the view's.
 
 State (every key optional)::
 
@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import DatasetError, did_you_mean
-from ._aggregations import LIST_FIELDS
 
 __all__ = ["FieldFilter", "ViewState", "parse_state", "AppStateError"]
 
@@ -47,28 +46,14 @@ class FieldFilter:
     confidence: Optional[Tuple[float, float]] = None
     exists: Optional[bool] = None
 
-    def element_match(self, eval_key: Optional[str] = None, eval_kind: Optional[str] = None) -> Dict[str, Any]:
-        """The MongoDB query on one object (a list element, or the label)."""
-        out: Dict[str, Any] = {}
+    def conditions(self) -> List[Dict[str, Any]]:
+        """The MongoDB aggregation conditions on one label (``$$this``) this filter sets."""
+        out: List[Dict[str, Any]] = []
         if self.classes is not None:
-            out["label"] = {"$in": list(self.classes)}
-        if self.confidence is not None:
-            out["confidence"] = {"$gte": self.confidence[0], "$lte": self.confidence[1]}
-        if eval_key and eval_kind:
-            out[f"attributes.{eval_key}"] = eval_kind
+            out.append({"$in": ["$$this.label", list(self.classes)]})
+        if self.confidence is not None:  # a missing confidence compares below every number: dropped
+            out += [{"$gte": ["$$this.confidence", self.confidence[0]]}, {"$lte": ["$$this.confidence", self.confidence[1]]}]
         return out
-
-    def keeps(self, obj: Mapping[str, Any], eval_key: Optional[str] = None, eval_kind: Optional[str] = None) -> bool:
-        """Whether one stored object passes (the Python twin of :meth:`element_match`)."""
-        if self.classes is not None and obj.get("label") not in self.classes:
-            return False
-        if self.confidence is not None:
-            c = obj.get("confidence")
-            if not isinstance(c, (int, float)) or not self.confidence[0] <= c <= self.confidence[1]:
-                return False
-        if eval_key and eval_kind and (obj.get("attributes") or {}).get(eval_key) != eval_kind:
-            return False
-        return True
 
 
 @dataclass
@@ -82,41 +67,27 @@ class ViewState:
     sort_field: Optional[str] = None
     reverse: bool = False
 
-    def view(self, samples: Any, types: Mapping[str, str], without: Optional[str] = None) -> Any:
-        """``samples`` with every filter applied (``without``: except the
-        class filter of that field, for its own class counts)."""
+    def view(self, samples: Any, without: Optional[str] = None) -> Any:
+        """``samples`` with every filter applied, through the public view API:
+        ``match_eval``, ``exists``, and ``filter_labels`` (labels filtered in
+        MongoDB; samples left without a label of a filtered field dropped).
+        ``without``: that field's class filter is left out (for its own class counts)."""
         view = samples
         if self.eval_key and self.eval_kind:
             view = view.match_eval(self.eval_key, self.eval_kind)
-        for name, flt in self.filters.items():
+        fields = list(self.filters) + [f for f in self.eval_fields if f not in self.filters]
+        for name in fields:
+            flt = self.filters.get(name) or FieldFilter()
             if flt.exists is not None:
                 view = view.exists(name, flt.exists)
-            if name == without:
-                flt = FieldFilter(None, flt.confidence)
-            match = flt.element_match(*self.eval_for(name))
-            if match:
-                view = view.match(_label_query(name, types.get(name, ""), match))
+            mine = flt.conditions() if name != without else FieldFilter(None, flt.confidence).conditions()
+            conditions = list(mine)
+            if self.eval_kind in ("tp", "fp", "fn") and name in self.eval_fields:
+                conditions.append({"$eq": [f"$$this.attributes.{self.eval_key}", self.eval_kind]})
+            if conditions:
+                expr = conditions[0] if len(conditions) == 1 else {"$and": conditions}
+                view = view.filter_labels(name, expr, only_matches=bool(mine))
         return view
-
-    def eval_for(self, name: str) -> Tuple[Optional[str], Optional[str]]:
-        if self.eval_key and self.eval_kind in ("tp", "fp", "fn") and name in self.eval_fields:
-            return self.eval_key, self.eval_kind
-        return None, None
-
-    def object_filter(self, name: str) -> Optional[Any]:
-        """``keeps(obj) -> bool`` for the objects of field ``name``, or None when all are kept."""
-        flt = self.filters.get(name) or FieldFilter()
-        key, kind = self.eval_for(name)
-        if flt.classes is None and flt.confidence is None and not kind:
-            return None
-        return lambda obj: flt.keeps(obj, key, kind)
-
-
-def _label_query(name: str, label_type: str, match: Mapping[str, Any]) -> Dict[str, Any]:
-    inner = LIST_FIELDS.get(label_type)
-    if inner is not None:
-        return {f"{name}.{inner}": {"$elemMatch": dict(match)}}
-    return {f"{name}.{k}": v for k, v in match.items()}
 
 
 def parse_state(
