@@ -363,7 +363,8 @@ def _add_zoo_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentP
 
     p = subparsers.add_parser("apply", help="run a zoo model over a dataset or a directory", description="Run a zoo model over a dataset (or a directory of images and videos, ingested first) and store its labels; on videos it runs on their frames (--every, --fps).")
     _add_run_arguments(p)
-    p.add_argument("--label-field", required=True, help="the sample field that receives the labels")
+    p.add_argument("--label-field", default="predictions",
+                   help="the sample field that receives the labels (default: predictions, as apply_model)")
     p.add_argument("--confidence-thresh", type=float, help="drop predictions below this confidence")
     p.add_argument("--show", type=int, default=10, metavar="N", help="print the labels of the first N samples (default: 10; 0: none)")
     p.add_argument("--every", type=int, metavar="N", help="on videos: every N-th frame (default: every frame)")
