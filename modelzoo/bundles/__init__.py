@@ -30,6 +30,7 @@ from .errors import (
     BundleError,
     BundleNotFoundError,
     BundlePredictError,
+    BundleRequestError,
     BundleServerError,
     RequestSchemaError,
     SchemaError,
@@ -76,6 +77,7 @@ __all__ = [
     "UnsafeArchiveError",
     "SchemaError",
     "RequestSchemaError",
+    "BundleRequestError",
     "BundlePredictError",
     "BundleServerError",
 ]

@@ -9,7 +9,7 @@ server died) stops the run.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import ConfigError, ModelError, ModelzooError, RequestError, UntrustedError, did_you_mean
 
@@ -22,6 +22,7 @@ __all__ = [
     "SchemaError",
     "RequestSchemaError",
     "BundlePredictError",
+    "BundleRequestError",
     "BundleServerError",
 ]
 
@@ -85,6 +86,23 @@ class RequestSchemaError(SchemaError, RequestError):
 
 class BundlePredictError(BundleError, RuntimeError):
     """A runnable bundle's server answered one request with an error (that sample only)."""
+
+
+class BundleRequestError(BundlePredictError, RequestError):
+    """A runnable bundle's server refused one request as malformed (HTTP 422):
+    the input is wrong; ``modelzoo serve`` passes the 422 on.
+
+    Attributes:
+        records: the server's ``errors`` records (``loc``, ``msg``, ``type``), when it gave them.
+    """
+
+    def __init__(self, message: str, errors: Optional[list] = None):
+        self.records = errors
+        super().__init__(message)
+
+    def errors(self) -> List[Dict[str, Any]]:
+        """The server's own records when it gave them, else this error as one record."""
+        return list(self.records) if self.records else super().errors()
 
 
 class BundleServerError(BundleError, ModelError):

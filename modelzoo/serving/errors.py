@@ -6,7 +6,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ..errors import ModelError, ModelzooError, RequestError
 
-__all__ = ["ServingError", "BatcherClosedError", "InputError", "RequestValidationError", "OutputCountError"]
+__all__ = [
+    "ServingError", "BatcherClosedError", "InputError", "TooLargeError", "RequestValidationError", "OutputCountError",
+]
 
 
 class ServingError(ModelzooError):
@@ -36,6 +38,21 @@ class InputError(ServingError, RequestError):
     def errors(self) -> List[Dict[str, Any]]:
         """The error as pydantic/FastAPI-style records (``loc``, ``msg``, ``type``)."""
         return [{"loc": [self.field], "msg": self.reason, "type": "value_error"}]
+
+
+class TooLargeError(InputError):
+    """An input over one of the server's limits (a file's bytes, an image's
+    pixels); the server answers it with HTTP 413.
+
+    Attributes:
+        size: what the input has (bytes or pixels).
+        limit: the most the server takes.
+    """
+
+    def __init__(self, field: str, reason: str, size: int, limit: int):
+        self.size = size
+        self.limit = limit
+        super().__init__(field, reason)
 
 
 class RequestValidationError(InputError):
