@@ -39,6 +39,9 @@ __all__ = [
     "PILLoader",
     "VideoLoader",
     "list_collate",
+    "LOADER_KINDS",
+    "loader_for_kind",
+    "kind_of_loader",
 ]
 
 
@@ -232,3 +235,36 @@ class VideoLoader(Loader):
         from .video import VideoReader
 
         return VideoReader(_filepath(item))
+
+
+#: The loader kinds that adapters name in their ``input`` setting (bundles,
+#: VESSL models) and that the serving input adapter recognises: kind -> the
+#: loader class, built without arguments. The one table of them; a
+#: request-dict bundle adds its own ``"request"`` kind beside these.
+LOADER_KINDS: Dict[str, Callable[[], Loader]] = {
+    "bytes": BytesLoader,
+    "path": PathLoader,
+    "array": ImageLoader,
+    "pil": PILLoader,
+}
+
+
+def loader_for_kind(kind: str) -> Loader:
+    """A new loader of ``kind`` (a key of :data:`LOADER_KINDS`).
+
+    Raises:
+        ValueError: an unknown kind (the known ones are listed).
+    """
+    try:
+        factory = LOADER_KINDS[kind]
+    except KeyError:
+        raise ValueError(f"Unknown loader kind {kind!r}; the kinds are {', '.join(LOADER_KINDS)}") from None
+    return factory()
+
+
+def kind_of_loader(loader: Optional[Loader]) -> Optional[str]:
+    """The :data:`LOADER_KINDS` kind ``loader`` is an instance of, or None."""
+    for kind, cls in LOADER_KINDS.items():
+        if isinstance(cls, type) and isinstance(loader, cls):
+            return kind
+    return None

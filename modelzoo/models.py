@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import warnings
 from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, Iterator, List, Optional, Sequence
 
 from .config import Config
@@ -26,7 +27,7 @@ from .loaders import ImageLoader, Loader, VideoLoader
 if TYPE_CHECKING:
     from .recipes import Recipe
 
-__all__ = ["Call", "Model", "ModelConfig"]
+__all__ = ["Call", "Model", "ModelConfig", "SHORTCUTS"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,19 +232,22 @@ class Model(abc.ABC):
             if logits:
                 self.store_logits = False  # type: ignore[attr-defined]
 
-    # -- concurrent callers --------------------------------------------------------------
+    # -- deprecated shortcuts to features (see SHORTCUTS) --------------------------------
     def batcher(self, max_batch_size: int = 32, max_wait_ms: float = 5.0, name: Optional[str] = None) -> Any:
-        """A :class:`modelzoo.serving.Batcher` over this model: many threads
-        call ``batcher(x)`` with one input each, and their inputs run
-        together through :meth:`predict_all` (grouped by :meth:`batch_key`).
-        Each caller gets its own output or its own exception. Close it (or
-        use it as a context manager) to stop its worker thread.
+        """Deprecated: use ``modelzoo.serving.Batcher(model, ...)``, which this returns.
 
-        Args:
-            max_batch_size: the most inputs per :meth:`predict_all` call.
-            max_wait_ms: the most a request waits for batch-mates, in milliseconds.
-            name: the model's name in messages (default: its class name).
+        The batcher is a feature beside the core, not part of the model
+        (docs/architecture.md); this alias reaches it through :data:`SHORTCUTS`.
         """
-        from .serving.batcher import Batcher  # serving sits above models
+        warnings.warn(
+            "model.batcher(...) is deprecated; use modelzoo.serving.Batcher(model, ...)", DeprecationWarning, stacklevel=2
+        )
+        return SHORTCUTS["batcher"](self, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, name=name)
 
-        return Batcher(self, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, name=name)
+
+#: Factories behind :class:`Model`'s deprecated shortcut methods, by method
+#: name (``"batcher"``: ``modelzoo.serving.Batcher``). The feature lives in
+#: its own package and the core keeps only this table, which the package root
+#: (``modelzoo/__init__.py``) fills with lazy factories: the core never
+#: imports a feature (tests/test_layering.py).
+SHORTCUTS: Dict[str, Callable[..., Any]] = {}

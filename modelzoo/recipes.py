@@ -34,7 +34,7 @@ from .errors import ConfigError
 from .mixins import LogitsMixin
 from .models import Model
 
-__all__ = ["Recipe", "recipe_of", "remember", "rebuild", "HOW_TO_PASS"]
+__all__ = ["Recipe", "recipe_of", "remember", "rebuild", "HOW_TO_PASS", "NAME_LOADERS"]
 
 #: what the errors say to pass when a model has no recipe
 HOW_TO_PASS = (
@@ -45,6 +45,12 @@ HOW_TO_PASS = (
 )
 
 _KINDS = ("zoo", "config", "factory")
+
+#: What builds a ``Recipe.zoo`` recipe, keyed ``"zoo"``: filled by
+#: :mod:`modelzoo.zoo` when it is imported (the zoo sits above recipes and
+#: imports them; recipes never import the zoo). ``import modelzoo`` imports
+#: the zoo, so every process that can unpickle a recipe has it.
+NAME_LOADERS: Dict[str, Callable[..., Any]] = {}
 
 # model object -> the recipe it was built from (weak: a model's recipe goes with it)
 _remembered: "weakref.WeakKeyDictionary[Any, Recipe]" = weakref.WeakKeyDictionary()
@@ -109,9 +115,9 @@ class Recipe:
             ConfigError: the recipe does not give a :class:`~modelzoo.Model`.
         """
         if self.kind == "zoo":
-            from .zoo import load_zoo_model
-
-            model = load_zoo_model(self.target, **dict(self.kwargs))
+            if "zoo" not in NAME_LOADERS:
+                raise ConfigError(f"{self.describe()}: the zoo is not loaded; import modelzoo first")
+            model = NAME_LOADERS["zoo"](self.target, **dict(self.kwargs))
         else:
             model = self.target(*self.args, **dict(self.kwargs))
         if not isinstance(model, Model):

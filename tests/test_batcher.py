@@ -111,7 +111,7 @@ def test_64_threads_each_get_the_label_of_their_own_image(files):
     refs = _references(files)
     model = GatedClassifier()
     inputs = [_as_sent(i, files[i % len(files)]) for i in range(64)]
-    with model.batcher(max_batch_size=16, max_wait_ms=2) as batcher:
+    with Batcher(model, max_batch_size=16, max_wait_ms=2) as batcher:
         results = _send_all(batcher, inputs, model.gate)
         stats = batcher.stats
     for i, out in enumerate(results):
@@ -129,7 +129,7 @@ def test_a_corrupt_image_fails_only_its_caller(files, tmp_path):
     inputs: List[Any] = [_as_sent(i, files[i % len(files)]) for i in range(64)]
     inputs[5] = open(bad["corrupt_jpeg"], "rb").read()  # bytes that are no JPEG
     inputs[40] = bad["truncated_png"]                      # a path to a truncated file
-    with model.batcher(max_batch_size=16, max_wait_ms=2) as batcher:
+    with Batcher(model, max_batch_size=16, max_wait_ms=2) as batcher:
         results = _send_all(batcher, inputs, model.gate)
     assert isinstance(results[5], InputError) and results[5].field == "image", results[5]
     assert isinstance(results[40], InputError) and results[40].field == "path"
@@ -147,7 +147,7 @@ def test_an_input_that_makes_predict_all_raise_costs_its_caller_only(files):
     model.gate.set()  # no hold: the batch goes when full (max_wait_ms is long)
     inputs: List[Any] = [_decoded(files[i % len(files)]) for i in range(8)]
     inputs[3] = np.zeros((8, 8, 5), dtype=np.uint8)   # five channels: TorchImageModel refuses it
-    with model.batcher(max_batch_size=8, max_wait_ms=60_000) as batcher:
+    with Batcher(model, max_batch_size=8, max_wait_ms=60_000) as batcher:
         results = _send_all(batcher, inputs, None)
         stats = batcher.stats
     assert isinstance(results[3], mz.ModelError) and "(8, 8, 5)" in str(results[3])
@@ -224,6 +224,17 @@ def test_inputs_with_different_keys_never_share_a_batch_and_close_answers_the_qu
     late = batcher.submit(1)
     assert isinstance(late.exception(0), BatcherClosedError)
     batcher.close()  # idempotent
+
+
+def test_model_batcher_is_a_deprecated_alias_of_serving_batcher():
+    model = Doubler()
+    with pytest.warns(DeprecationWarning, match=r"modelzoo\.serving\.Batcher\(model"):
+        batcher = model.batcher(max_batch_size=3, max_wait_ms=60_000, name="old-spelling")
+    with batcher:
+        assert type(batcher) is Batcher and batcher.model is model
+        assert (batcher.name, batcher.max_batch_size, batcher.max_wait_ms) == ("old-spelling", 3, 60_000)
+        assert [f.result(60) for f in [batcher.submit(i) for i in range(3)]] == [0, 2, 4]
+    assert model.calls == [[0, 1, 2]]
 
 
 def test_close_with_cancel_pending_fails_the_queued_requests_clearly():

@@ -133,5 +133,5 @@ def test_db_commands_still_work(capsys):
 
 
 def test_console_entry_point_runs():
-    result = subprocess.run([sys.executable, "-m", "modelzoo", "list", "--tags", "digits"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "modelzoo", "list", "--tags", "digits"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "digits-cnn-torch@1.0" in result.stdout

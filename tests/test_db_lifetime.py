@@ -26,7 +26,7 @@ from modelzoo.db import client as mzclient
 from modelzoo.db import lifetime
 from modelzoo.db import server as mzserver
 from modelzoo.errors import DatabaseError
-from tests.processes import child_env
+from tests.processes import child_env, stop
 
 REPO = Path(__file__).resolve().parents[1]
 IDLE_S = 1.0
@@ -59,7 +59,10 @@ def _env(data_dir: Path, **overrides: Optional[str]) -> Dict[str, str]:
 
 
 class Client:
-    """A client process of the embedded server, driven through its stdin."""
+    """A client process of the embedded server, driven through its stdin. The
+    ``data_dir`` fixture kills every client a test left running."""
+
+    started: List["Client"] = []
 
     def __init__(self, env: Dict[str, str]):
         self.proc = subprocess.Popen(
@@ -72,6 +75,7 @@ class Client:
             text=True,
         )
         self.pid = self.proc.pid
+        Client.started.append(self)
 
     def answer(self) -> dict:
         line = self.proc.stdout.readline()  # the client answers or dies (EOF)
@@ -140,6 +144,8 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     path = Path(os.path.realpath(tmp_path / "db"))
     yield path
     try:
+        stop(*(c.proc for c in Client.started))
+        Client.started.clear()
         mzserver.stop_server(path, timeout=10)
     finally:
         for pid in mzserver.server_processes(path):  # a failed test must not leak one
@@ -374,7 +380,7 @@ def test_a_read_only_file_system_is_refused(tmp_path: Path, monkeypatch: pytest.
     ro = tmp_path / "ro"
     ro.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True, timeout=60
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")

@@ -6,12 +6,14 @@ import textwrap
 import time
 
 import numpy as np
+import pymongo
 import pytest
 import torch
 
 import modelzoo as mz
 from tests.contract import ModelContract
 from tests.images import photo, write_bad_images, write_good_images, write_odd_images
+from tests.processes import RESTORE_SIGINT, stop
 from tests.toy_models import MeanColor, TinyNet, TwoHeads
 
 
@@ -208,6 +210,7 @@ def test_engine_restores_model_and_torch_state(image_dirs):
 
 _RUNNER = textwrap.dedent(
     """
+    {restore_sigint}
     import sys
     sys.path.insert(0, {root!r})
     import modelzoo as mz
@@ -235,11 +238,12 @@ def test_interrupted_run_resumes_with_skip_existing(image_dirs, tmp_path, sig):
     paths = (good * 4)[:32]
     ds = mz.Dataset("resume-" + sig.name, overwrite=True)
     ds.add_images(paths)
+    proc = None
     try:
         script = tmp_path / "runner.py"
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         marker = tmp_path / "blocked"
-        script.write_text(_RUNNER.format(root=root, name=ds.name, marker=str(marker)))
+        script.write_text(_RUNNER.format(restore_sigint=RESTORE_SIGINT, root=root, name=ds.name, marker=str(marker)))
         proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         # the model blocks on its third batch until signalled: the run cannot end first
         _wait_for(lambda: marker.exists() or proc.poll() is not None, 120, "the model to block on batch 3")
@@ -253,7 +257,7 @@ def test_interrupted_run_resumes_with_skip_existing(image_dirs, tmp_path, sig):
         done_before = ds.count("predictions")
         assert done_before == 8  # the two batches before the blocked one, whole
         stamps = {s.id: s.predictions.confidence for s in ds.exists("predictions")}
-        script.write_text(_RUNNER.format(root=root, name=ds.name, marker=""))
+        script.write_text(_RUNNER.format(restore_sigint=RESTORE_SIGINT, root=root, name=ds.name, marker=""))
         out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         processed, skipped = map(int, out.stdout.split()[1:3])
@@ -261,6 +265,7 @@ def test_interrupted_run_resumes_with_skip_existing(image_dirs, tmp_path, sig):
         assert ds.count("predictions") == 32
         assert all(ds[i].predictions.confidence == c for i, c in stamps.items())
     finally:
+        stop(proc)
         ds.delete()
 
 
@@ -276,6 +281,7 @@ def test_losing_the_database_mid_run_fails_clearly_and_fast(image_dirs, tmp_path
         [mzdb.resolve_mongod(), "--dbpath", str(tmp_path / "data"), "--port", str(port), "--bind_ip", "127.0.0.1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
+    proc = None
     try:
         env = dict(os.environ, MODELZOO_DATABASE_URI=f"mongodb://127.0.0.1:{port}")
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -286,32 +292,36 @@ def test_losing_the_database_mid_run_fails_clearly_and_fast(image_dirs, tmp_path
             import modelzoo as mz
             from tests.toy_models import TinyNet
             ds = mz.Dataset.from_images({(good * 20)!r}, name="lost", overwrite=True)
-            print("STARTED", flush=True)
+            print("STARTED", ds.collection_name, flush=True)
             ds.apply_model(TinyNet(delay=0.2), batch_size=2, num_workers=0, progress=False)
             """
         )
         t_start = time.time()
         while True:  # wait for our mongod to answer
-            probe = subprocess.run([sys.executable, "-c", "import pymongo; pymongo.MongoClient(%r, serverSelectionTimeoutMS=500).admin.command('ping')" % env["MODELZOO_DATABASE_URI"]], capture_output=True)
+            probe = subprocess.run([sys.executable, "-c", "import pymongo; pymongo.MongoClient(%r, serverSelectionTimeoutMS=500).admin.command('ping')" % env["MODELZOO_DATABASE_URI"]], capture_output=True, timeout=60)
             if probe.returncode == 0 or time.time() - t_start > 20:
                 break
         proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert proc.stdout.readline().strip() == "STARTED"
-        time.sleep(1.5)
+        started, samples = proc.stdout.readline().split()
+        assert started == "STARTED"
+        from modelzoo.db.settings import database_name
+
+        # mid-run: two batches of the many are stored when the database dies
+        with pymongo.MongoClient(env["MODELZOO_DATABASE_URI"], serverSelectionTimeoutMS=5000) as client:
+            stored = client[database_name()][samples]
+            _wait_for(lambda: stored.count_documents({"predictions": {"$exists": True}}) >= 4, 60, "two batches stored")
         mongod.kill()
         t0 = time.time()
         try:
             _, err = proc.communicate(timeout=40)
         except subprocess.TimeoutExpired:
-            proc.kill()
             raise AssertionError("apply_model hung after the database died") from None
         assert time.time() - t0 < 30
         assert proc.returncode != 0
         assert "modelzoo.errors.DatabaseError: Lost the database" in err
         assert "skip_existing=True" in err
     finally:
-        mongod.kill()
-        mongod.wait()
+        stop(proc, mongod)
 
 
 def test_samples_mixin_reads_other_fields(image_dirs):

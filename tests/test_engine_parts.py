@@ -14,6 +14,7 @@ import modelzoo as mz
 from modelzoo.engine import ApplyReport, EmbeddingSink, LabelSink, RunOptions, Sink, Source, run_model
 from modelzoo.loaders import BytesLoader, PathLoader, PILLoader, WorkItem
 from tests.images import write_bad_images, write_good_images
+from tests.processes import stop
 from tests.toy_models import MeanColor, TinyNet, TwoHeads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,11 +87,14 @@ def test_three_processes_three_shards_equal_one_run(dataset, tmp_path):
         script.write_text(_SHARD_RUNNER.format(root=ROOT, path=path))
         procs.append((path, subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True)))
     reports = []
-    for path, proc in procs:
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
-        with open(path + ".report", "rb") as f:
-            reports.append(pickle.load(f))
+    try:
+        for path, proc in procs:
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err
+            with open(path + ".report", "rb") as f:
+                reports.append(pickle.load(f))
+    finally:
+        stop(*(proc for _, proc in procs))
     merged = reports[2].merge(reports[0], reports[1])  # any order
 
     single = run_model(

@@ -28,7 +28,7 @@ def installed_plugin(tmp_path_factory):
     result = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
          "--disable-pip-version-check", "--target", str(target), str(src)],
-        capture_output=True, text=True,
+        capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     sys.path.insert(0, str(target))

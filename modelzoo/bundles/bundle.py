@@ -16,6 +16,7 @@ import re
 import types
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
+from ..loaders import LOADER_KINDS
 from .calling import check_conventions
 from .errors import BundleConfigError
 from .flavors import CloudpickleArtifactFlavor, Flavor, flavor_to_dict
@@ -24,7 +25,7 @@ from .schemas import Schema
 __all__ = ["ModelBundle", "INPUTS", "UNSET", "freeze", "thaw"]
 
 #: what a bundle's ``predict_fn`` receives under ``apply_model``
-INPUTS = ("bytes", "path", "array", "pil", "request")
+INPUTS = (*LOADER_KINDS, "request")  # the core's loader kinds, and requests built from sample fields
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 

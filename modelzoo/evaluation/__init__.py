@@ -18,7 +18,7 @@ from .results import (
     SegmentationResults,
     results_from_dict,
 )
-from .store import delete_evaluation, evaluation_record, list_evaluations, load_evaluation
+from .store import delete_evaluation, evaluation_record, list_evaluations, load_evaluation, match_eval
 
 __all__ = [
     "evaluate_classifications",
@@ -33,4 +33,5 @@ __all__ = [
     "load_evaluation",
     "delete_evaluation",
     "evaluation_record",
+    "match_eval",
 ]

@@ -7,14 +7,17 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Dict, List
 
-from ..errors import EvaluationError, did_you_mean
+from ..errors import DatasetError, EvaluationError, did_you_mean
 from ..fields import check_field_name
-from ..storage import collection
+from ..storage import DATASET_RECORDS, collection
 from .results import EvaluationResults, results_from_dict
 
-__all__ = ["COLLECTION", "save_evaluation", "list_evaluations", "load_evaluation", "delete_evaluation", "evaluation_record"]
+__all__ = [
+    "COLLECTION", "save_evaluation", "list_evaluations", "load_evaluation", "delete_evaluation", "evaluation_record",
+    "match_eval",
+]
 
-COLLECTION = "evaluations"
+COLLECTION = DATASET_RECORDS["evaluations"]  # Dataset.delete() deletes a dataset's records there
 
 
 def _records() -> Any:
@@ -56,6 +59,25 @@ def evaluation_record(dataset_name: str, eval_key: str) -> Dict[str, Any]:
             + f" Evaluations: {', '.join(keys) or 'none'}."
         )
     return record
+
+
+def match_eval(samples: Any, eval_key: str, kind: str) -> Any:
+    """The samples of ``samples`` with results of ``kind`` under ``eval_key``:
+    ``"tp"``, ``"fp"`` or ``"fn"`` for detections (at least one such object);
+    ``"correct"`` or ``"incorrect"`` for classifications (what
+    ``SampleCollection.match_eval`` returns).
+
+    Raises:
+        DatasetError: ``kind`` is not one of the evaluation's kinds (they are listed).
+    """
+    record = evaluation_record(samples.name, eval_key)
+    detection = record["results"]["kind"] == "detection"
+    kinds = ("tp", "fp", "fn") if detection else ("correct", "incorrect")
+    if kind not in kinds:
+        raise DatasetError(f"match_eval({eval_key!r}, {kind!r}): kind must be one of {', '.join(kinds)}")
+    if detection:
+        return samples.match({f"{eval_key}_{kind}": {"$gt": 0}})
+    return samples.match({eval_key: kind == "correct"})
 
 
 def load_evaluation(dataset_name: str, eval_key: str) -> EvaluationResults:

@@ -1,6 +1,6 @@
 """Calling a model from many threads, or over HTTP.
 
-- :class:`Batcher` (``model.batcher(...)``): dynamic batching for
+- :class:`Batcher` (``Batcher(model, ...)``): dynamic batching for
   concurrent callers, with one answer (or one exception) per caller.
 - :mod:`modelzoo.serving.app` and :mod:`modelzoo.serving.server`: the
   ``modelzoo serve`` HTTP server (FastAPI on uvicorn, the ``serve`` extra);

@@ -26,7 +26,7 @@ inside ``with model:``. The algorithm:
 
 Example::
 
-    with model.batcher(max_batch_size=16, max_wait_ms=5) as batcher:
+    with Batcher(model, max_batch_size=16, max_wait_ms=5) as batcher:
         with ThreadPoolExecutor(32) as pool:
             labels = list(pool.map(batcher, images))
 """

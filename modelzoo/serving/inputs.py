@@ -32,7 +32,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ..loaders import BytesLoader, FileLoader, ImageLoader, Loader, PathLoader, PILLoader, WorkItem
+from ..loaders import FileLoader, Loader, WorkItem, kind_of_loader
 from ..mixins import TorchModelMixin
 from ..models import Model
 from .errors import InputError, RequestValidationError
@@ -98,14 +98,11 @@ def _read_path(path: str) -> np.ndarray:
 def _kind(model: Any, loader: Optional[Loader]) -> str:
     if getattr(model, "request_schema", None) is not None:
         return "request"
-    if isinstance(model, TorchModelMixin) or isinstance(loader, ImageLoader):
+    if isinstance(model, TorchModelMixin):
         return "array"
-    if isinstance(loader, BytesLoader):
-        return "bytes"
-    if isinstance(loader, PathLoader):
-        return "path"
-    if isinstance(loader, PILLoader):
-        return "pil"
+    kind = kind_of_loader(loader)  # the core's table: bytes, path, array (ImageLoader), pil
+    if kind is not None:
+        return kind
     if isinstance(loader, FileLoader):
         return "file"
     return "raw"

@@ -16,7 +16,7 @@ import os
 from typing import Any, Callable, Dict
 
 from ..errors import ConfigError
-from ..loaders import BytesLoader, ImageLoader, Loader, PathLoader, PILLoader
+from ..loaders import Loader, loader_for_kind
 from ..models import Model, ModelConfig
 from . import store
 from .artifacts import artifact_paths
@@ -25,8 +25,6 @@ from .register import INPUTS
 from .runner import io_types
 
 __all__ = ["RunnerModel", "RunnerModelConfig"]
-
-_LOADERS: Dict[str, Callable[[], Loader]] = {"bytes": BytesLoader, "path": PathLoader, "array": ImageLoader, "pil": PILLoader}
 
 
 def _identity(data: Any) -> Any:
@@ -129,7 +127,7 @@ class RunnerModel(Model):
         return f"RunnerModel({self.name!r}, runner={getattr(self.runner, '__qualname__', self.runner)!s})"
 
     def build_loader(self) -> Loader:
-        return _LOADERS[self.config.input]()
+        return loader_for_kind(self.config.input)
 
     def predict(self, arg: Any) -> Any:
         """``postprocess_data(predict(model, preprocess_data(arg)))``, converted for storage."""

@@ -23,9 +23,11 @@ import fnmatch
 import re
 from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
 
+from ..atomic import atomic_write
 from ..config import Config
 from ..errors import ConfigError, ZooError
 from ..imports import import_object
+from ..recipes import NAME_LOADERS, Recipe, remember
 from . import local as _local
 from . import weights as _weights
 from .manifest import (
@@ -148,9 +150,11 @@ def load_zoo_model(
     if download:
         _post_download(info, force=False)
     model = build_model(info, weights_path=weights_path, **overrides)
-    from ..recipes import Recipe, remember  # how another process (a Ray replica) rebuilds this model
-
+    # how another process (a Ray replica) rebuilds this model
     return remember(model, Recipe.zoo(name, **overrides))
+
+
+NAME_LOADERS["zoo"] = load_zoo_model
 
 
 def download_zoo_model(name: str, overwrite: bool = False, progress: Optional[bool] = None) -> Optional[str]:
@@ -193,7 +197,7 @@ def _post_download(info: ZooModelInfo, force: bool) -> None:
         return
     hook()
     os.makedirs(os.path.dirname(marker), exist_ok=True)
-    with open(marker, "w") as f:
+    with atomic_write(marker) as f:
         f.write(f"{cls.__module__}.{cls.__qualname__}\n")
 
 
