@@ -4,7 +4,9 @@ The adapter translates and does nothing else: the entry's input kind
 becomes the model's loader (run in the engine's loader workers), the model
 is loaded once when the zoo builds it (``load_model`` runs in the model's
 volume directory, like VESSL's server), and each input runs
-``postprocess_data(predict(model, preprocess_data(data)))``; the answer is
+``postprocess_data(predict(model, preprocess_data(data)))``, also in the
+volume (so relative paths resolve alike in ``predict``, ``apply_model``, Ray
+workers and ``modelzoo serve``); the answer is
 stored as Labels or plain fields (:mod:`modelzoo.vessl.outputs`). Batching,
 failures and writing stay in the engine.
 """
@@ -13,11 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Mapping
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RequestError, did_you_mean
 from ..loaders import Loader, loader_for_kind
 from ..models import Model, ModelConfig
+from ..workdir import model_directory
 from . import store
 from .artifacts import artifact_paths
 from .outputs import to_stored
@@ -53,6 +56,23 @@ class RunnerModelConfig(ModelConfig):
             raise ConfigError("RunnerModelConfig requires entry_dir (load the model with modelzoo.load_zoo_model('repo/number'))")
         if self.input not in INPUTS:
             raise ConfigError(f"RunnerModelConfig.input must be one of {list(INPUTS)}, got {self.input!r}")
+
+
+def _check_request_keys(schema: Any, data: Any, name: str) -> None:
+    """A key of a request dict that is no field of the runner's request type
+    (pydantic would drop it) is an error naming the close match."""
+    fields = getattr(schema, "model_fields", {})
+    if not isinstance(data, Mapping) or not fields or (getattr(schema, "model_config", {}) or {}).get("extra") == "allow":
+        return
+    names = list(fields) + [f.alias for f in fields.values() if getattr(f, "alias", None)]
+    for key in data:
+        if key not in names:
+            err = RequestError(
+                f"{name}: {key!r} is not a field of the request type {schema.__name__}."
+                + did_you_mean(str(key), list(fields), n=1) + f" Its fields: {', '.join(fields)}."
+            )
+            err.field = str(key)
+            raise err
 
 
 class RunnerModel(Model):
@@ -109,8 +129,20 @@ class RunnerModel(Model):
             return store.load_callable(spec, self.directory, "model instance", self.name, python)
         props = spec.get("save_output") if kind == "save_model" else None
         artifacts = artifact_paths(manifest.get("artifacts") or {}, self.volume)
-        with store.working_directory(self.volume):
+        with self.in_volume("load_model"):
             return self.runner.load_model(props, artifacts)
+
+    def in_volume(self, hook: str) -> Any:
+        """A context running the runner's hooks in the model volume (the
+        working directory VESSL gives them, wherever this process started); a
+        relative file they cannot find raises
+        :class:`~modelzoo.workdir.ModelFileNotFoundError` naming the volume."""
+        return model_directory(
+            self.volume, f"{self.name}: {getattr(self.runner, '__name__', 'runner')}.{hook}",
+            "its model volume, where register_model(artifacts=...) and save_model put files",
+            fix="Register the file with register_model(artifacts={'<local path>': '<path in the volume>'}), "
+                "or write it from save_model (relative paths land in the volume).",
+        )
 
     def _load_torch(self, spec: Dict[str, Any]) -> Any:
         import torch
@@ -134,8 +166,10 @@ class RunnerModel(Model):
         data = arg
         request: Any = self.request_schema
         if request is not None and not isinstance(arg, request):
+            _check_request_keys(request, arg, self.name)
             data = request.model_validate(arg)
-        out = self._post(self.runner.predict(self.model, self._pre(data)))
+        with self.in_volume("predict"):
+            out = self._post(self.runner.predict(self.model, self._pre(data)))
         response: Any = self.response_schema
         if response is not None:
             return out if isinstance(out, response) else response.model_validate(out)
