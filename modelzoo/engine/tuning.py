@@ -1,4 +1,14 @@
-"""Choices the engine makes when the user does not: loader workers and torch threads.
+"""Choices the engine makes when the user does not: loader workers, torch threads
+and the batch size.
+
+The batch size (CPU runs over images where the user set none): the best one
+depends on the model and the input size more than on anything a rule can
+see. At 640x480 on 2 threads eager mobilenet_v2 runs 219 ms/image at batch
+16 and 65 ms/image at batch 1 (a batch's activations no longer fit in the
+caches), while at 224x224 larger batches are the faster. So the engine
+tries a few sizes on the run's first batches (:class:`BatchSizeSearch`:
+``default``, 4, 1, each until its per-sample time settles) and keeps the
+fastest, never above :func:`memory_bound`.
 
 On the CPU, when neither ``num_workers`` nor ``num_threads`` is given, the
 engine measures instead of guessing: it loads and predicts the first batch in
@@ -47,9 +57,12 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 __all__ = [
+    "BatchSizeSearch",
+    "batch_size_candidates",
+    "memory_bound",
     "cpu_count",
     "uses_cuda",
     "is_light",
@@ -58,6 +71,8 @@ __all__ = [
     "parameter_count",
     "choose_from_costs",
     "Calibration",
+    "available_memory",
+    "input_bytes",
 ]
 
 #: models with fewer parameters than this count as light (decoding-bound on the CPU)
@@ -138,7 +153,7 @@ def default_threads(model: Any, num_workers: int) -> int:
     return free
 
 
-def choose_from_costs(load_s: float, model_s: float, cores: int) -> "tuple[int, int]":
+def choose_from_costs(load_s: float, model_s: float, cores: int, margin: float = 0.15) -> "tuple[int, int]":
     """Workers and threads from measured per-sample costs (both on one core).
 
     The first batch of a run is loaded and predicted in the main process on
@@ -157,6 +172,12 @@ def choose_from_costs(load_s: float, model_s: float, cores: int) -> "tuple[int, 
       TorchImageModel's fused mobilenet_v3_small measures 4-6 ms/sample on
       its first batch and ~1.1 steady, so ``d`` reads ~0.4 for a true ~1.0.
 
+    A worker more is taken only when the demand passes a whole number by
+    more than ``margin``: a demand measured at 0.95 one run and 1.05 the
+    next (noise of a few percent) gives the same count both times, where a
+    bare ``ceil`` flipped between 1 and 2 workers run to run. Near the
+    boundary either count is about as fast, so the deadband costs little.
+
     Measured with benchmarks/bench_apply.py on 2 cores: eager
     mobilenet_v3_small (d ~ 1.2) -> (2, 1); TorchImageModel's fused
     mobilenet_v3_small (d ~ 0.4 measured) -> (1, 1), 1.85 s where (1, 2)
@@ -167,9 +188,130 @@ def choose_from_costs(load_s: float, model_s: float, cores: int) -> "tuple[int, 
     load_s = max(float(load_s), 1e-9)
     model_s = max(float(model_s), 1e-9)
     demand = cores * load_s / (load_s + model_s)
-    workers = min(cores, max(1, math.ceil(demand - 1e-9)))
+    workers = min(cores, max(1, math.ceil(demand - max(margin, 1e-9))))
     threads = max(1, cores - max(0, math.ceil(demand - 0.25)))
     return workers, threads
+
+
+#: an input batch's bytes times this bounds a CPU forward's working set (activations
+#: of a convolutional net peak at a few times its input, several layers live at once)
+ACTIVATION_FACTOR = 32
+#: the share of the available memory a batch's working set may take
+MEMORY_SHARE = 0.25
+
+
+def available_memory() -> Optional[int]:
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def input_bytes(inputs: Any) -> int:
+    """The bytes of the arrays / tensors in a collated batch (0 when it holds none)."""
+    if isinstance(inputs, (list, tuple)):
+        return sum(input_bytes(x) for x in inputs)
+    if isinstance(inputs, dict):
+        return sum(input_bytes(x) for x in inputs.values())
+    nbytes = getattr(inputs, "nbytes", None)
+    if isinstance(nbytes, int):
+        return nbytes
+    numel, element_size = getattr(inputs, "numel", None), getattr(inputs, "element_size", None)
+    if callable(numel) and callable(element_size):
+        return int(numel()) * int(element_size())
+    return 0
+
+
+def memory_bound(bytes_per_sample: float, available: Optional[int] = None) -> Optional[int]:
+    """The largest batch whose working set (:data:`ACTIVATION_FACTOR` times its
+    input) fits in :data:`MEMORY_SHARE` of the available memory; None when
+    either is unknown. At least 1."""
+    available = available_memory() if available is None else available
+    if not available or bytes_per_sample <= 0:
+        return None
+    return max(1, int(available * MEMORY_SHARE // (bytes_per_sample * ACTIVATION_FACTOR)))
+
+
+def batch_size_candidates(default: int, total: int, bound: Optional[int] = None, max_batches: int = 4) -> List[int]:
+    """The batch sizes a run tries: 1, 4 and ``default`` (each at most ``bound``),
+    as many as a trial of ``2 * max_batches`` batches each fits in the run
+    (the nearest to the default dropped first). ``[default]`` (or the bound)
+    when there is no choice to make (a search of one size still measures
+    its per-sample cost, which the worker / thread choice needs)."""
+    top = min(default, bound) if bound else default
+    sizes = sorted({s for s in (1, 4, default) if s <= top} | {top})
+    while len(sizes) > 1 and 2 * max_batches * sum(sizes) > total:
+        sizes.pop(-2)  # the run is too short to try them all: drop the one nearest the default
+    return sizes
+
+
+class BatchSizeSearch:
+    """Tries the batch sizes ``sizes`` one after another (the default first),
+    each until two consecutive per-sample predict times are within ``settle``
+    of each other (the stop rule of :class:`Calibration`) or after
+    ``max_batches`` batches, then picks the fastest per sample. A size other
+    than the default is taken only when it is faster by more than
+    ``margin`` (so that noise does not change the batch size run to run).
+
+    Batches of other sizes (loaded ahead before the size changed, or a run's
+    last, shorter batch) are ignored.
+    """
+
+    def __init__(
+        self,
+        sizes: List[int],
+        default: int,
+        settle: float = 0.15,
+        max_batches: int = 4,
+        margin: float = 0.1,
+        default_max_batches: int = 8,
+    ):
+        self.default = default if default in sizes else max(sizes)
+        self.order = [self.default] + sorted((s for s in sizes if s != self.default), reverse=True)
+        self.settle, self.max_batches, self.margin = settle, max_batches, margin
+        # the default goes first, so it also waits out an optimized graph's first calls (as Calibration does)
+        self.default_max_batches = max(default_max_batches, max_batches)
+        self.times: Dict[int, List[float]] = {s: [] for s in self.order}
+        self.costs: Dict[int, float] = {}
+        self.chosen: Optional[int] = None
+
+    @property
+    def current(self) -> int:
+        """The size to load next."""
+        if self.chosen is not None:
+            return self.chosen
+        return next(s for s in self.order if s not in self.costs)
+
+    def observe(self, size: int, seconds_per_sample: float) -> Optional[int]:
+        """Records one batch of ``size``; returns the chosen size once decided."""
+        if self.chosen is not None or size != self.current:
+            return self.chosen
+        times = self.times[size]
+        times.append(seconds_per_sample)
+        last = times[-2:]
+        settled = len(last) == 2 and abs(last[1] - last[0]) <= self.settle * max(last)
+        limit = self.default_max_batches if size == self.default else self.max_batches
+        if settled or len(times) >= limit:
+            self.costs[size] = min(last)
+            if len(self.costs) == len(self.order):
+                best = min(self.costs, key=self.costs.__getitem__)
+                if self.costs[best] > (1 - self.margin) * self.costs[self.default]:
+                    best = self.default
+                self.chosen = best
+        return self.chosen
+
+    #: the memory bound the sizes were capped at (for the log), when known
+    bound: Optional[int] = None
+
+    def explain(self) -> str:
+        """The measured per-sample costs, for the log."""
+        text = ", ".join(f"{self.costs[s] * 1e3:.2f} ms/sample at batch {s}" for s in sorted(self.costs))
+        return text + ("" if self.bound is None else f"; memory bound {self.bound}")
 
 
 class Calibration:
@@ -199,22 +341,49 @@ class Calibration:
         max_batches: decide after this many batches whatever the times.
     """
 
-    def __init__(self, model: Any, cores: Optional[int] = None, settle: float = 0.15, max_batches: int = 8):
+    def __init__(
+        self,
+        model: Any,
+        cores: Optional[int] = None,
+        settle: float = 0.15,
+        max_batches: int = 8,
+        counts: Optional[Tuple[int, int]] = None,
+    ):
         self.cores = cores or cpu_count()
         self.light = is_light(model)
-        self.provisional: Tuple[int, int] = (1, 1) if self.light else (0, self.cores)
+        self.fixed = counts
+        if counts is not None:
+            self.provisional: Tuple[int, int] = counts
+        else:
+            self.provisional = (1, 1) if self.light else (0, self.cores)
         self.settle = settle
         self.max_batches = max_batches
         self.load_s: Optional[float] = None
         self.times: List[float] = []
+        self.search: Optional[BatchSizeSearch] = None
+
+    @property
+    def tunes_counts(self) -> bool:
+        """Whether the workers and threads are measured (else they were given)."""
+        return self.fixed is None
+
+    def search_batch_size(self, search: BatchSizeSearch) -> None:
+        """Chooses the batch size too: :meth:`observe` then feeds ``search``
+        (with each batch's size) and decides once it has chosen."""
+        self.search = search
 
     def observe_load(self, seconds_per_sample: float) -> None:
         """The cost of loading one sample in the main process, on one core."""
         self.load_s = seconds_per_sample
 
-    def observe(self, seconds_per_sample: float) -> Optional[Tuple[int, int]]:
-        """Records one batch's predict time (on the provisional counts);
-        returns ``(workers, threads)`` once decided, else None."""
+    def observe(self, seconds_per_sample: float, size: Optional[int] = None) -> Optional[Tuple[int, int]]:
+        """Records one batch's predict time (on the provisional counts; ``size``:
+        the batch's size, for the batch-size search); returns ``(workers,
+        threads)`` once decided, else None."""
+        if self.search is not None:
+            if size is None or self.search.observe(size, seconds_per_sample) is None:
+                return None
+            return self.decide()
         self.times.append(seconds_per_sample)
         last = self.times[-2:]
         settled = len(last) == 2 and abs(last[1] - last[0]) <= self.settle * max(last)
@@ -222,8 +391,27 @@ class Calibration:
             return None
         return self.decide()
 
+    @property
+    def batches_measured(self) -> int:
+        """The batches whose predict time was recorded."""
+        if self.search is not None:
+            return sum(len(t) for t in self.search.times.values())
+        return len(self.times)
+
+    @property
+    def batch_size(self) -> Optional[int]:
+        """The batch size the search chose (None without one, or before it chose)."""
+        return None if self.search is None else self.search.chosen
+
     def decide(self) -> Tuple[int, int]:
         """The counts from what was measured so far (the steady state: the
-        least of the last two per-sample times)."""
-        model_s = min(self.times[-2:]) * self.provisional[1]  # on one core
+        least of the last two per-sample times; at the chosen batch size
+        when the batch size is searched too)."""
+        if self.fixed is not None:
+            return self.fixed
+        if self.search is not None and self.search.chosen is not None:
+            per_sample = self.search.costs.get(self.search.chosen, min(self.search.costs.values()))
+        else:
+            per_sample = min(self.times[-2:])
+        model_s = per_sample * self.provisional[1]  # on one core
         return choose_from_costs(self.load_s or 0.0, model_s, self.cores)
