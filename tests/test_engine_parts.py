@@ -286,28 +286,32 @@ def test_batch_stream_resize_hands_every_batch_over_once(dataset, after, workers
 def test_batch_size_search_keeps_the_default_unless_clearly_slower():
     from modelzoo.engine.tuning import BatchSizeSearch
 
-    search = BatchSizeSearch([1, 4, 16], default=16)
-    assert search.current == 16  # the default first, then downwards
-    assert search.observe(16, 0.30) is None
-    assert search.observe(4, 0.01) is None  # a batch of another size (loaded ahead) is ignored
-    assert search.observe(16, 0.22) is None  # not settled: 0.30 -> 0.22 is more than 15%
-    assert search.observe(16, 0.219) is None  # settled at 16
-    assert search.current == 4
-    assert [search.observe(4, t) for t in (0.08, 0.078)] == [None, None]
+    # a high-resolution eager model: batch 1 wins over 4 by far, so 16 is never tried
+    search = BatchSizeSearch([1, 4, 16], default=16, start=4)
+    assert search.current == 4  # the first batch, then downwards
+    assert search.observe(4, 0.30) is None
+    assert search.observe(16, 0.01) is None  # a batch of another size (loaded ahead) is ignored
+    assert search.observe(4, 0.09) is None  # not settled: 0.30 -> 0.09 is more than 15%
+    assert search.observe(4, 0.088) is None  # settled at 4
     assert search.current == 1
     assert search.observe(1, 0.065) is None
-    assert search.observe(1, 0.066) == 1  # fastest per sample, and by far more than the margin
-    assert search.costs == {16: 0.219, 4: 0.078, 1: 0.065}
+    assert search.observe(1, 0.066) == 1  # faster than 4 by more than the margin: decided
+    assert search.costs == {4: 0.088, 1: 0.065}
     assert "65.00 ms/sample at batch 1" in search.explain()
+    # a small input: larger batches are faster; 1 loses, so 16 is tried and kept
+    small = BatchSizeSearch([1, 4, 16], default=16, start=4)
+    for size, t in ((4, 0.010), (4, 0.010), (1, 0.020), (1, 0.020), (16, 0.008)):
+        assert small.observe(size, t) is None
+    assert small.observe(16, 0.008) == 16
     # within the margin of the default: the default stays (no flip on noise)
-    close = BatchSizeSearch([1, 4, 16], default=16)
-    for size, times in ((16, (0.1, 0.1)), (4, (0.095, 0.095)), (1, (0.2, 0.2))):
+    close = BatchSizeSearch([1, 4, 16], default=16, start=4)
+    for size, times in ((4, (0.095, 0.095)), (1, (0.2, 0.2)), (16, (0.1, 0.1))):
         decisions = [close.observe(size, t) for t in times]
     assert decisions[-1] == 16 and close.costs[4] < close.costs[16]
     # a size that never settles is decided after max_batches
-    wobbly = BatchSizeSearch([4, 16], default=16, max_batches=3, default_max_batches=3)
-    assert [wobbly.observe(16, t) for t in (1.0, 2.0, 1.0)][-1] is None and wobbly.current == 4
-    assert [wobbly.observe(4, t) for t in (0.1, 0.3, 0.1)][-1] == 4 and wobbly.costs[4] == pytest.approx(0.1)
+    wobbly = BatchSizeSearch([4, 16], default=16, max_batches=3, default_max_batches=3, start=4)
+    assert [wobbly.observe(4, t) for t in (1.0, 2.0, 1.0)][-1] is None and wobbly.current == 16
+    assert [wobbly.observe(16, t) for t in (0.1, 0.3, 0.1)][-1] == 16 and wobbly.costs[16] == pytest.approx(0.1)
 
 
 def test_batch_size_candidates_and_memory_bound():
@@ -316,9 +320,8 @@ def test_batch_size_candidates_and_memory_bound():
     assert batch_size_candidates(16, total=10_000) == [1, 4, 16]
     assert batch_size_candidates(16, total=10_000, bound=8) == [1, 4, 8]  # never above the bound
     assert batch_size_candidates(16, total=10_000, bound=3) == [1, 3]
-    assert batch_size_candidates(16, total=200) == [1, 4, 16]  # 2 * 4 * 21 <= 200
-    assert batch_size_candidates(16, total=150) == [1, 16]  # 2 * 4 * 21 > 150: the one nearest 16 goes
-    assert batch_size_candidates(16, total=10) == [16]
+    assert batch_size_candidates(16, total=42) == [1, 4, 16]  # two batches of each fit
+    assert batch_size_candidates(16, total=41) == [16]
     # 640x480x3 float32 inputs, 8 GiB available: by hand
     per_sample = 640 * 480 * 3 * 4
     assert memory_bound(per_sample, available=8 << 30) == int((8 << 30) * MEMORY_SHARE // (per_sample * ACTIVATION_FACTOR))
@@ -364,7 +367,7 @@ def test_apply_model_searches_the_batch_size_and_writes_every_sample_once(files,
     good, _ = files
     ds = mz.Dataset("parts-batch-search", overwrite=True)
     try:
-        ds.add_images(good * 6)  # 60 samples: batch sizes 1 and 4 are tried (2 * 4 * 5 <= 60)
+        ds.add_images(good * 6)  # 60 samples: batch sizes 4 and 1 are tried
         model = tiny_model("classification", optimize=False)
         model.default_batch_size = 4
         calls = []
@@ -378,7 +381,7 @@ def test_apply_model_searches_the_batch_size_and_writes_every_sample_once(files,
         with caplog.at_level(logging.INFO, logger="modelzoo.engine"):
             report = run_model(source, model, sink, RunOptions(progress=False))
         assert report.processed == 60 and sum(calls) == 60
-        assert set(calls[:-1]) <= {1, 4} and 1 in calls and calls[0] == 4  # the default first, then 1 (the last may be short)
+        assert set(calls[:-1]) <= {1, 4} and 1 in calls and calls[0] == 4  # 4 first, then 1 (the last may be short)
         assert any(r.getMessage().startswith("Batch size ") for r in caplog.records)
         assert sum(writes) == 60 and all(n >= 4 for n in writes[:-1])  # batches of 1 are merged for writing
         reference = tiny_model("classification", optimize=False)

@@ -41,6 +41,7 @@ from .tuning import (
     batch_size_candidates,
     default_threads,
     default_workers,
+    first_batch_size,
     input_bytes,
     memory_bound,
     uses_cuda,
@@ -218,7 +219,7 @@ class _Loop:
             if self.calibration is None:
                 assert self.num_threads is not None
                 self.calibration = Calibration(model, counts=(self.num_workers, self.num_threads))
-            self.rebatch = Rebatch(batches, self.batch_size)
+            self.rebatch = Rebatch(batches, first_batch_size(self.batch_size))
             batches = self.rebatch
         self.stream = BatchStream(batches, self.loader, self.num_workers, pin_memory=cuda)
 
@@ -335,7 +336,8 @@ class _Loop:
         n = len(batch.items)
         bound = memory_bound(input_bytes(batch.inputs) / n) if n else None
         total = self.total if self.total is not None else 0
-        search = BatchSizeSearch(batch_size_candidates(self.batch_size, total, bound), self.batch_size)
+        sizes = batch_size_candidates(self.batch_size, total, bound)
+        search = BatchSizeSearch(sizes, self.batch_size, start=len(batch.items) + len(batch.failures))
         search.bound = bound
         self.calibration.search_batch_size(search)
 
