@@ -390,3 +390,21 @@ def test_apply_model_searches_the_batch_size_and_writes_every_sample_once(files,
             assert sample.searched.label == expected.label
     finally:
         ds.delete()
+
+
+def test_calibration_counts_a_light_model_on_large_inputs_as_heavy():
+    import torch
+
+    from modelzoo.engine.tuning import LIGHT_MODEL_PARAMS, Calibration
+
+    net = torch.nn.Linear(1000, 1000)  # 1,001,000 parameters: light by count
+    assert sum(p.numel() for p in net.parameters()) < LIGHT_MODEL_PARAMS
+    at_224 = Calibration(net, cores=2)
+    assert at_224.provisional == (1, 1)
+    assert not at_224.reconsider(3 * 224 * 224)  # 1.0 M x 1 < 5 M: stays light
+    assert at_224.provisional == (1, 1)
+    at_vga = Calibration(net, cores=2)
+    assert at_vga.reconsider(3 * 640 * 480)  # 1.0 M x 6.1 (640x480 / 224x224) >= 5 M
+    assert at_vga.provisional == (0, 2) and not at_vga.light
+    given = Calibration(net, cores=2, counts=(1, 1))
+    assert not given.reconsider(3 * 640 * 480) and given.provisional == (1, 1)  # counts the user gave stay

@@ -43,6 +43,7 @@ from .tuning import (
     default_workers,
     first_batch_size,
     input_bytes,
+    input_elements,
     memory_bound,
     uses_cuda,
 )
@@ -364,6 +365,12 @@ class _Loop:
                 return
             # the median item: the first decode of a run also pays for lazy imports and cold caches
             self.calibration.observe_load(float(np.median(times[1:] if len(times) > 2 else times)))
+            if first.items and self.calibration.reconsider(input_elements(first.inputs) / len(first.items)):
+                import torch
+
+                self.num_workers, self.num_threads = self.calibration.provisional
+                torch.set_num_threads(self.num_threads)  # restored by _torch_threads when the run ends
+                self.stream.resize(self.num_workers)
             self.stream.start()  # the provisional workers load ahead while the first batch is predicted
             yield first
         yield from self.stream

@@ -75,6 +75,7 @@ __all__ = [
     "Calibration",
     "available_memory",
     "input_bytes",
+    "input_elements",
 ]
 
 #: models with fewer parameters than this count as light (decoding-bound on the CPU)
@@ -229,6 +230,19 @@ def input_bytes(inputs: Any) -> int:
     return 0
 
 
+def input_elements(inputs: Any) -> int:
+    """The elements of the arrays / tensors in a collated batch (0 when it holds none)."""
+    if isinstance(inputs, (list, tuple)):
+        return sum(input_elements(x) for x in inputs)
+    if isinstance(inputs, dict):
+        return sum(input_elements(x) for x in inputs.values())
+    size = getattr(inputs, "size", None)
+    if isinstance(size, int):  # numpy
+        return size
+    numel = getattr(inputs, "numel", None)
+    return int(numel()) if callable(numel) else 0
+
+
 def memory_bound(bytes_per_sample: float, available: Optional[int] = None) -> Optional[int]:
     """The largest batch whose working set (:data:`ACTIVATION_FACTOR` times its
     input) fits in :data:`MEMORY_SHARE` of the available memory; None when
@@ -368,7 +382,8 @@ class Calibration:
         counts: Optional[Tuple[int, int]] = None,
     ):
         self.cores = cores or cpu_count()
-        self.light = is_light(model)
+        self._params = parameter_count(model)
+        self.light = self._params == 0 or self._params < LIGHT_MODEL_PARAMS
         self.fixed = counts
         if counts is not None:
             self.provisional: Tuple[int, int] = counts
@@ -379,6 +394,21 @@ class Calibration:
         self.load_s: Optional[float] = None
         self.times: List[float] = []
         self.search: Optional[BatchSizeSearch] = None
+
+    def reconsider(self, elements_per_sample: float) -> bool:
+        """Seen the first batch: a light model (by parameters) whose inputs are
+        much larger than 224x224 is heavy after all (its compute grows with
+        the pixels: mobilenet_v2 at 640x480 costs ~65 ms/image on 2 threads,
+        resnet18's ballpark at 224x224), so it is measured on every core with
+        no worker instead. Returns whether the provisional counts changed."""
+        if self.fixed is not None or not self.light or elements_per_sample <= 0:
+            return False
+        pixels = elements_per_sample / 3
+        if self._params * max(1.0, pixels / (224 * 224)) < LIGHT_MODEL_PARAMS:
+            return False
+        self.light = False
+        self.provisional = (0, self.cores)
+        return True
 
     @property
     def tunes_counts(self) -> bool:
