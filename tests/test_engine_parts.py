@@ -408,3 +408,16 @@ def test_calibration_counts_a_light_model_on_large_inputs_as_heavy():
     assert at_vga.provisional == (0, 2) and not at_vga.light
     given = Calibration(net, cores=2, counts=(1, 1))
     assert not given.reconsider(3 * 640 * 480) and given.provisional == (1, 1)  # counts the user gave stay
+
+
+def test_input_elements_counts_the_tensors_of_a_collated_batch():
+    import torch
+
+    from modelzoo.engine.tuning import input_elements
+    from modelzoo.transforms import ImageBatch
+
+    stacked = ImageBatch(torch.zeros(2, 3, 480, 640, dtype=torch.uint8), [(640, 480)] * 2)
+    assert input_elements(stacked) == 2 * 3 * 480 * 640
+    ragged = ImageBatch([torch.zeros(3, 480, 640), torch.zeros(3, 224, 300)], [(640, 480), (300, 224)])
+    assert input_elements(ragged) == 3 * 480 * 640 + 3 * 224 * 300
+    assert input_elements({"a": [np.zeros((2, 5))], "b": "text"}) == 10

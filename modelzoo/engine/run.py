@@ -42,7 +42,6 @@ from .tuning import (
     default_threads,
     default_workers,
     first_batch_size,
-    input_bytes,
     input_elements,
     memory_bound,
     uses_cuda,
@@ -321,10 +320,7 @@ class _Loop:
         search = calibration.search
         if search is not None and search.chosen is not None:
             self.batch_size = search.chosen
-            logger.info(
-                "Batch size %d: measured %s%s", search.chosen, search.explain(),
-                "" if search.chosen == search.default else f" (the default {search.default} is slower by more than {search.margin:.0%})",
-            )
+            logger.info("Batch size %d: measured %s (%s)", search.chosen, search.explain(), search.reason())
         if not calibration.tunes_counts:
             self.calibration = None
             return
@@ -335,7 +331,7 @@ class _Loop:
         """The batch sizes to try, bounded by memory from the first batch's input bytes."""
         assert self.calibration is not None and self.rebatch is not None
         n = len(batch.items)
-        bound = memory_bound(input_bytes(batch.inputs) / n) if n else None
+        bound = memory_bound(4 * input_elements(batch.inputs) / n) if n else None  # float32 in the forward
         total = self.total if self.total is not None else 0
         sizes = batch_size_candidates(self.batch_size, total, bound)
         search = BatchSizeSearch(sizes, self.batch_size, start=len(batch.items) + len(batch.failures))
@@ -401,8 +397,9 @@ class _Loop:
         writer = BackgroundWriter(self.sink.write)
         bar = progress_bar(total, "embed" if self.mode == "embed" else "apply", enabled=self.options.progress, smoothing=0.1)
         logger.info(
-            "Running %s on %d samples of %r (batch %d, %d workers, %s torch threads%s)",
-            type(self.model).__name__, total, self.source.dataset_name, self.batch_size, self.num_workers,
+            "Running %s on %d samples of %r (batch %s, %d workers, %s torch threads%s)",
+            type(self.model).__name__, total, self.source.dataset_name,
+            f"searched from {self.rebatch.size}" if self.rebatch is not None else self.batch_size, self.num_workers,
             self.num_threads, ", calibrating" if self.calibration else "",
         )
         try:

@@ -55,6 +55,7 @@ process (the GIL is released while PIL decodes).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -74,7 +75,6 @@ __all__ = [
     "choose_from_costs",
     "Calibration",
     "available_memory",
-    "input_bytes",
     "input_elements",
 ]
 
@@ -215,27 +215,16 @@ def available_memory() -> Optional[int]:
     return None
 
 
-def input_bytes(inputs: Any) -> int:
-    """The bytes of the arrays / tensors in a collated batch (0 when it holds none)."""
-    if isinstance(inputs, (list, tuple)):
-        return sum(input_bytes(x) for x in inputs)
-    if isinstance(inputs, dict):
-        return sum(input_bytes(x) for x in inputs.values())
-    nbytes = getattr(inputs, "nbytes", None)
-    if isinstance(nbytes, int):
-        return nbytes
-    numel, element_size = getattr(inputs, "numel", None), getattr(inputs, "element_size", None)
-    if callable(numel) and callable(element_size):
-        return int(numel()) * int(element_size())
-    return 0
-
-
 def input_elements(inputs: Any) -> int:
-    """The elements of the arrays / tensors in a collated batch (0 when it holds none)."""
+    """The elements of the arrays / tensors in a collated batch (in lists,
+    tuples, dicts and dataclasses such as :class:`~modelzoo.transforms.ImageBatch`;
+    0 when it holds none)."""
     if isinstance(inputs, (list, tuple)):
         return sum(input_elements(x) for x in inputs)
     if isinstance(inputs, dict):
         return sum(input_elements(x) for x in inputs.values())
+    if dataclasses.is_dataclass(inputs) and not isinstance(inputs, type):
+        return sum(input_elements(getattr(inputs, f.name)) for f in dataclasses.fields(inputs))
     size = getattr(inputs, "size", None)
     if isinstance(size, int):  # numpy
         return size
@@ -245,8 +234,9 @@ def input_elements(inputs: Any) -> int:
 
 def memory_bound(bytes_per_sample: float, available: Optional[int] = None) -> Optional[int]:
     """The largest batch whose working set (:data:`ACTIVATION_FACTOR` times its
-    input) fits in :data:`MEMORY_SHARE` of the available memory; None when
-    either is unknown. At least 1."""
+    input's bytes as float32, ``4 * input_elements``) fits in
+    :data:`MEMORY_SHARE` of the available memory; None when either is
+    unknown. At least 1."""
     available = available_memory() if available is None else available
     if not available or bytes_per_sample <= 0:
         return None
@@ -339,6 +329,14 @@ class BatchSizeSearch:
 
     #: the memory bound the sizes were capped at (for the log), when known
     bound: Optional[int] = None
+
+    def reason(self) -> str:
+        """Why :attr:`chosen` was chosen, for the log."""
+        if self.chosen == self.default:
+            return "the default" if len(self.costs) == 1 else f"no other size beat the default by more than {self.margin:.0%}"
+        if self.default not in self.costs:
+            return f"faster than batch {self._start} by more than {self.margin:.0%}; larger sizes not tried"
+        return f"faster than the default {self.default} by more than {self.margin:.0%}"
 
     def explain(self) -> str:
         """The measured per-sample costs, for the log."""
