@@ -28,6 +28,7 @@ from ..config import Config
 from ..errors import ConfigError, ZooError
 from ..imports import import_object
 from .manifest import ManifestChecker, ModelSpec, ZooModelInfo, parse_requirements, parse_weights
+from .protocols import ModelLoader, VersionedLoader
 from .trust import check_record, sign_record
 from .weights import zoo_home
 
@@ -116,11 +117,10 @@ def recipe_for(model: Any, model_cls: Optional[type], config: Optional[Mapping[s
         if data is None:
             return None, why
         return {"kind": "class", "type": cls_path, "config": data}, ""
-    bundle_id = getattr(model, "zoo_version", None)
-    if bundle_id and type(model).__module__.startswith("modelzoo.bundles") and hasattr(model, "load_model"):
+    if isinstance(model, VersionedLoader) and model.zoo_version and type(model).__module__.startswith("modelzoo.bundles"):
         return {"kind": "factory", "target": "modelzoo.bundles.zoo_source.load_bundle",
-                "kwargs": {"bundle_id": str(bundle_id)}}, ""
-    if hasattr(model, "load_model") and callable(model.load_model):
+                "kwargs": {"bundle_id": str(model.zoo_version)}}, ""
+    if isinstance(model, ModelLoader):
         path, why = import_path(model)  # a loader object importable by name (a module-level instance)
         if path is None:
             return None, f"a loader object is kept by its import path, and {why or 'it has none'}"
@@ -285,6 +285,6 @@ def resolve_spec(info: ZooModelInfo) -> ZooModelInfo:
         return dataclasses.replace(info, model=ModelSpec(type=fn, kind="factory"))
     if isinstance(target, type) and issubclass(target, Model):
         return dataclasses.replace(info, model=ModelSpec(type=target, config=recipe.get("config") or {}, kind="class"))
-    if hasattr(target, "load_model"):
+    if isinstance(target, ModelLoader):
         return dataclasses.replace(info, model=ModelSpec(type=target, kind="loader"))
     return dataclasses.replace(info, model=ModelSpec(type=target, kind="factory"))
