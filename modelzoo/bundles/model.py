@@ -30,7 +30,7 @@ from . import nucleus
 from .artifacts import extract_tops, import_function, load_pickle, safe_extract, tree_digest, zip_digest
 from .bundle import INPUTS, ModelBundle, thaw
 from .calling import accepted_keywords, call_predict, check_conventions, load_predict
-from .errors import BundleConfigError, BundleNotFoundError, UntrustedBundleError
+from .errors import BundleConfigError, UntrustedBundleError
 from .flavors import RUNNABLE_FLAVORS
 from .schemas import Schema
 from .store import BundleStore, read_checked
@@ -256,18 +256,16 @@ class BundleModel(SamplesMixin, Model):
             BundleConfigError: the bundle is not stored (built in this process
                 only): says how to store it.
         """
-        from .zoo_source import load_bundle
+        from .zoo_source import is_stored, load_bundle
 
-        try:
-            BundleStore().get(self.bundle.id)
-        except BundleNotFoundError:
+        if not is_stored(self.bundle.id):
             raise BundleConfigError(
                 f"Bundle {self.bundle.name!r} ({self.bundle.id}) is not stored, so another process cannot load it: "
                 "a BundleModel travels as the id of its stored, signed bundle, never as pickled code. Store it with "
                 "LaunchClient().create_model_bundle_from_callable_v2(...) (or _from_dirs_v2, _from_runnable_image_v2) "
                 "and use client.get_model_bundle_v2(bundle_id).to_model(), or pass "
                 "modelzoo.recipes.Recipe.factory(fn).build() with fn a module-level function that builds the model."
-            ) from None
+            )
         options: Dict[str, Any] = {
             "input": self.input, "input_fields": dict(self.input_fields), "output": self.output, "validate": self._validate,
         }

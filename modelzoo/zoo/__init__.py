@@ -45,7 +45,7 @@ from .manifest import (
     parse_weights,
 )
 from .plugins import ENTRY_POINT_GROUP, ENV_MANIFEST_PATHS
-from .protocols import ModelLoader, VersionedLoader
+from .protocols import ModelLoader, RecordedLoader, VersionedLoader
 from .registry import registry
 from .requirements import check_device, check_requirements
 from .sources import ZooSource, register_zoo_source
@@ -65,6 +65,7 @@ __all__ = [
     "register_zoo_source",
     "ZooSource",
     "ModelLoader",
+    "RecordedLoader",
     "VersionedLoader",
     "get_zoo_model_info",
     "load_zoo_model",

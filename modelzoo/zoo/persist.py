@@ -28,7 +28,7 @@ from ..config import Config
 from ..errors import ConfigError, ZooError
 from ..imports import import_object
 from .manifest import ManifestChecker, ModelSpec, ZooModelInfo, parse_requirements, parse_weights
-from .protocols import ModelLoader, VersionedLoader
+from .protocols import ModelLoader, RecordedLoader
 from .trust import check_record, sign_record
 from .weights import zoo_home
 
@@ -117,9 +117,11 @@ def recipe_for(model: Any, model_cls: Optional[type], config: Optional[Mapping[s
         if data is None:
             return None, why
         return {"kind": "class", "type": cls_path, "config": data}, ""
-    if isinstance(model, VersionedLoader) and model.zoo_version and type(model).__module__.startswith("modelzoo.bundles"):
-        return {"kind": "factory", "target": "modelzoo.bundles.zoo_source.load_bundle",
-                "kwargs": {"bundle_id": str(model.zoo_version)}}, ""
+    if isinstance(model, RecordedLoader):
+        record = model.zoo_record()
+        if record is None:
+            return None, f"{model!r} can be rebuilt in this process only (its zoo_record() is None)"
+        return dict(record), ""
     if isinstance(model, ModelLoader):
         path, why = import_path(model)  # a loader object importable by name (a module-level instance)
         if path is None:

@@ -4,7 +4,7 @@
 subclass, a factory, or an object that loads its own model (a model bundle).
 The zoo never probes such an object for attributes it happens to have: it
 asks whether the object is a :class:`ModelLoader` (and a
-:class:`VersionedLoader`), the protocols below, which a class satisfies by
+:class:`VersionedLoader`, a :class:`RecordedLoader`), the protocols below, which a class satisfies by
 defining their members (no base class to inherit). A model class's
 download hook is declared on :class:`~modelzoo.Model` itself
 (``Model.zoo_post_download``).
@@ -12,9 +12,9 @@ download hook is declared on :class:`~modelzoo.Model` itself
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Mapping, Optional, Protocol, runtime_checkable
 
-__all__ = ["ModelLoader", "VersionedLoader"]
+__all__ = ["ModelLoader", "VersionedLoader", "RecordedLoader"]
 
 
 @runtime_checkable
@@ -42,4 +42,17 @@ class VersionedLoader(ModelLoader, Protocol):
     @property
     def zoo_date(self) -> str:
         """When this version was made (ISO 8601): orders its versions."""
+        ...
+
+
+@runtime_checkable
+class RecordedLoader(ModelLoader, Protocol):
+    """A loader that says how ``register_zoo_model`` keeps it for other
+    processes (a model bundle: by its stored id)."""
+
+    def zoo_record(self) -> Optional[Mapping[str, Any]]:
+        """The kept registration's JSON recipe, ``{"kind": "factory", "target":
+        "<module>.<function>", "kwargs": {...}}`` (the function returns the
+        model), or None when it can be rebuilt in this process only (a
+        bundle that is not stored)."""
         ...
