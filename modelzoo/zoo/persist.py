@@ -27,6 +27,7 @@ from ..atomic import write_json_atomic
 from ..config import Config
 from ..errors import ConfigError, ZooError
 from ..imports import import_object
+from .local import subdir_signature
 from .manifest import ManifestChecker, ModelSpec, ZooModelInfo, parse_requirements, parse_weights
 from .protocols import ModelLoader, RecordedLoader
 from .trust import check_record, sign_record
@@ -184,21 +185,11 @@ def delete(name: str, version: Optional[str] = None) -> bool:
 
 
 def _signature() -> Tuple[Any, ...]:
-    root = registered_root()
-    sig: List[Any] = [root]
-    try:
-        names = sorted(os.scandir(root), key=lambda e: e.name)
-    except FileNotFoundError:
-        return tuple(sig)
-    for d in names:
-        if not d.is_dir() or d.name.startswith("."):
-            continue
-        try:
-            sig.append((d.name, tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size)
-                                              for e in os.scandir(d.path) if e.name.endswith(".json")))))
-        except FileNotFoundError:
-            continue
-    return tuple(sig)
+    def of_name(d: "os.DirEntry[str]") -> object:
+        return (d.name, tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size)
+                                     for e in os.scandir(d.path) if e.name.endswith(".json"))))
+
+    return subdir_signature(registered_root(), of_name)
 
 
 def _info(path: str, record: Mapping[str, Any]) -> ZooModelInfo:
