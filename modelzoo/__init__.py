@@ -1,7 +1,6 @@
 """modelzoo: run any trained model over image datasets in-process, fast, and
 keep the predictions with the data (in MongoDB)."""
 
-from .apply import ApplyReport, Failure, apply_model, compute_embeddings, compute_patch_embeddings
 from .dataset import (
     Dataset,
     DatasetView,
@@ -12,6 +11,7 @@ from .dataset import (
     list_datasets,
     load_dataset,
 )
+from .engine import ApplyReport, Failure, apply_model, compute_embeddings, compute_patch_embeddings
 from .errors import (
     BackendError,
     ChecksumError,
@@ -31,6 +31,8 @@ from .errors import (
     RequirementsError,
     SampleError,
     SampleNotFoundError,
+    TrustKeyError,
+    UntrustedError,
     VideoError,
     ZooError,
 )
@@ -121,6 +123,8 @@ __all__ = [
     "RequirementsError",
     "BackendError",
     "ExtraNotInstalledError",
+    "UntrustedError",
+    "TrustKeyError",
 ]
 
 # -- the zoo -------------------------------------------------------------------------------

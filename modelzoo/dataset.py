@@ -480,6 +480,20 @@ class _FrameMatchView(DatasetView):
         return f"<DatasetView of {self.name!r}: {self._query}, frames {'' if self._value else 'not '}{self._frame_query}>"
 
 
+def check_dataset_name(name: Any) -> str:
+    """A dataset name: a non-empty string (a dict would be run as a query).
+
+    Raises:
+        DatasetError: naming what was given and what is expected.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise DatasetError(
+            f"A dataset name must be a non-empty string, got {type(name).__name__} {name!r:.80}. "
+            "Pass the name as text, e.g. load_dataset('photos'); modelzoo.list_datasets() lists them."
+        )
+    return name
+
+
 def _collection_name(name: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9_]+", "_", name)[:40]
     return f"samples.{slug}.{uuid.uuid4().hex[:8]}"
@@ -511,7 +525,7 @@ class Dataset(SampleCollection):
         if _doc is None:
             if name is None:
                 name = "dataset-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-            name = str(name)
+            name = check_dataset_name(name)  # before any record is written
             existing = _DatasetDocument.objects(name=name).first()
             if existing is not None:
                 if not overwrite:
@@ -813,6 +827,7 @@ class Dataset(SampleCollection):
 
 
 def _find_doc(name: str) -> Optional[_DatasetDocument]:
+    check_dataset_name(name)  # a dict here would be a query ({"$gt": ""} matches every dataset)
     _db.connect()
     return _DatasetDocument.objects(name=name).first()
 

@@ -38,13 +38,15 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ._torch_utils import load_state_dict, optimize_module, to_channels_last, to_cpu_float
+from .checkpoints import load_state_dict
 from .errors import ConfigError, ModelError, did_you_mean
 from .imports import import_object
 from .mixins import EmbeddingsMixin, LogitsMixin, PromptMixin, TorchModelMixin
 from .models import Call, Model
+from .optimize import optimize_module
 from .processors import OutputProcessor, get_output_processor_cls
 from .skeleton import check_skeleton
+from .tensors import to_channels_last, to_cpu_float
 from .torch_image_config import (
     ENV_OPTIMIZE_MIN_SAMPLES,
     OPTIMIZE_MIN_SAMPLES,

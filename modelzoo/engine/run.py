@@ -21,7 +21,7 @@ import numpy as np
 import pymongo.errors
 
 from ..errors import ConfigError, DatabaseError, ModelError, PredictionError
-from ..fields import check_field_name
+from ..fields import check_label_field
 from ..loaders import Loader, WorkItem
 from ..mixins import EmbeddingsMixin, LogitsMixin, SamplesMixin, TorchModelMixin
 from ..models import Call, Model
@@ -570,8 +570,7 @@ def apply_model(
     if confidence_thresh is not None and not 0 <= confidence_thresh <= 1:
         raise ConfigError(f"confidence_thresh must be in [0, 1], got {confidence_thresh!r}")
     label_field, frames_only = strip_frames_prefix(label_field, "label_field")  # FiftyOne's "frames.<field>"
-    if isinstance(label_field, str):
-        check_field_name(label_field)
+    check_label_field(label_field)  # a sample's own fields (filepath, metadata...) are refused before anything runs
     options = RunOptions(
         "predict", batch_size, num_workers, kwargs.get("num_threads"), skip_failures, progress, bool(store_logits)
     )

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import ModelError
-from ..fields import check_field_name, label_updates
+from ..fields import check_output_field, label_updates
 from ..labels import filter_classes, filter_output
 from ..loaders import WorkItem
 from ..storage import bulk_set
@@ -65,7 +65,7 @@ class _FieldSink(Sink):
     def __init__(self, collection: str, dataset_name: str = "", error_field: Optional[str] = None):
         self.collection = collection
         self.dataset_name = dataset_name
-        self.error_field = check_field_name(error_field) if error_field else None
+        self.error_field = check_output_field(error_field, "error_field") if error_field else None
 
     def _updates(self, batch: SinkBatch) -> Dict[Any, Dict[str, Any]]:
         if not self.error_field:
@@ -163,7 +163,7 @@ class EmbeddingSink(_FieldSink):
         error_field: Optional[str] = None,
     ):
         super().__init__(collection, dataset_name, error_field)
-        self.field = check_field_name(field) if field else None
+        self.field = check_output_field(field, "embeddings_field") if field else None
         self.vectors: Dict[Any, np.ndarray] = {}
         self.failed: List[Any] = []
 
