@@ -7,6 +7,7 @@ an ``_add_<group>_commands(subparsers)`` function and call it from
 
 Example:
     $ modelzoo list --tags classification
+    $ modelzoo list --source torchvision --tags detection
     $ modelzoo info mobilenet-v2-imagenet-torch
     $ modelzoo apply mobilenet-v2-imagenet-torch photos/ --label-field imagenet
     $ modelzoo datasets
@@ -15,6 +16,7 @@ Example:
     $ modelzoo db status
     $ modelzoo db stop
     $ modelzoo serve mobilenet-v2-imagenet-torch --port 8000
+    $ modelzoo app photos
 """
 
 from __future__ import annotations
@@ -150,7 +152,7 @@ def _human_size(n: Optional[int]) -> str:
 def _cmd_list(args: argparse.Namespace) -> int:
     from modelzoo import zoo
 
-    keys = zoo.list_zoo_models(tags=args.tags or None, pattern=args.pattern, versions=True)
+    keys = zoo.list_zoo_models(tags=args.tags or None, pattern=args.pattern, versions=True, source=args.source or None)
     infos = [zoo.get_zoo_model_info(k) for k in keys]
     if args.json:
         print(json.dumps([i.to_dict() for i in infos], indent=2))
@@ -158,11 +160,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if not infos:
         print("No zoo models match.")
         return 0
+    def size(info: Any) -> str:
+        mb = info.metadata.get("file_size_mb")
+        return _human_size(info.size_bytes if info.size_bytes is not None or mb is None else int(mb * 2**20))
+
     rows = [
-        (i.key, "yes" if zoo.is_zoo_model_downloaded(i.key) else "no", _human_size(i.size_bytes), ",".join(i.tags))
+        (i.key, i.zoo_source, "yes" if zoo.is_zoo_model_downloaded(i.key) else "no", size(i), ",".join(i.tags))
         for i in infos
     ]
-    _print_table(("NAME@VERSION", "LOCAL", "SIZE", "TAGS"), rows)
+    _print_table(("NAME@VERSION", "SOURCE", "LOCAL", "SIZE", "TAGS"), rows)
     return 0
 
 
@@ -175,11 +181,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(d, indent=2))
         return 0
     d["origin"] = info.origin
+    d["zoo_source"] = info.zoo_source
     d["downloaded"] = zoo.is_zoo_model_downloaded(info.key)
     if info.weights is not None:
         from modelzoo.zoo import weights
+        from modelzoo.zoo.sources import get_zoo_source
 
-        d["cache_path"] = weights.cache_path(info)
+        # the names of one file share one copy (a library's aliases)
+        d["cache_path"] = weights.cache_path(get_zoo_source(info.zoo_source or "registered").weights_entry(info))
     width = max(len(k) for k in d)
     for key, value in d.items():
         if isinstance(value, (dict, list)):
@@ -340,6 +349,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def _add_zoo_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = subparsers.add_parser("list", help="list the zoo's models", description="List the zoo's models and whether their weights are on this machine.")
+    p.add_argument("--source", nargs="+", metavar="SOURCE",
+                   help="only models of these zoo sources (manifests, plugins, torchvision, remote, local, registered)")
     p.add_argument("--tags", nargs="+", metavar="TAG", help="only models with all these tags")
     p.add_argument("--pattern", help="only names matching this glob (or containing this text)")
     p.add_argument("--json", action="store_true", help="print the full entries as JSON")
@@ -362,7 +373,8 @@ def _add_zoo_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentP
 
     p = subparsers.add_parser("apply", help="run a zoo model over a dataset or a directory", description="Run a zoo model over a dataset (or a directory of images and videos, ingested first) and store its labels; on videos it runs on their frames (--every, --fps).")
     _add_run_arguments(p)
-    p.add_argument("--label-field", required=True, help="the sample field that receives the labels")
+    p.add_argument("--label-field", default="predictions",
+                   help="the sample field that receives the labels (default: predictions, as apply_model)")
     p.add_argument("--confidence-thresh", type=float, help="drop predictions below this confidence")
     p.add_argument("--show", type=int, default=10, metavar="N", help="print the labels of the first N samples (default: 10; 0: none)")
     p.add_argument("--every", type=int, metavar="N", help="on videos: every N-th frame (default: every frame)")
@@ -570,6 +582,50 @@ def _add_serve_commands(subparsers: "argparse._SubParsersAction[argparse.Argumen
     p.set_defaults(handler=_cmd_serve)
 
 
+# --------------------------------------------------------------------------- app
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    from modelzoo.dataset import list_datasets, load_dataset
+    from modelzoo.errors import DatasetError, RequirementsError
+
+    try:
+        from modelzoo.app import App
+    except ImportError as e:  # the app extra is not installed
+        raise RequirementsError(f"modelzoo app needs Starlette and uvicorn ({e}): pip install 'modelzoo[app]'") from None
+    name = args.dataset
+    if name is None:
+        names = list_datasets()
+        if len(names) != 1:
+            raise DatasetError(
+                "modelzoo app: name the dataset to show: " + (", ".join(names) if names else "there are no datasets yet")
+            )
+        name = names[0]
+    app = App(load_dataset(name), port=args.port, cache_dir=args.cache_dir).start()
+    print(f"Viewer of {name!r}: {app.url}", flush=True)  # one line a parent process can read
+    print("Ctrl-C stops it.", file=sys.stderr, flush=True)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(app.url)
+    app.wait()  # until Ctrl-C or SIGTERM
+    print(f"modelzoo app: viewer of {name!r} stopped", flush=True)
+    return 0
+
+
+def _add_app_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = subparsers.add_parser(
+        "app", help="look at a dataset in the browser (grid, labels, filters, videos)",
+        description="Start the viewer of a dataset on 127.0.0.1 and print its URL (with its access token). "
+        "Ctrl-C stops it.",
+    )
+    p.add_argument("dataset", nargs="?", metavar="DATASET", help="the dataset (optional when there is only one)")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--cache-dir", metavar="DIR", help="where thumbnails are kept (default: $MODELZOO_HOME/app/thumbnails)")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.set_defaults(handler=_cmd_app)
+
+
 # --------------------------------------------------------------------------- wiring
 
 
@@ -595,6 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_commands(subparsers)
     _add_db_commands(subparsers)
     _add_serve_commands(subparsers)
+    _add_app_commands(subparsers)
     return parser
 
 
