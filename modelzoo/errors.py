@@ -10,7 +10,7 @@ how to fix it.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 __all__ = [
     "ModelzooError",
@@ -20,11 +20,14 @@ __all__ = [
     "DatasetNotFoundError",
     "SampleNotFoundError",
     "LabelError",
+    "InvalidInputError",
+    "FormatError",
     "EvaluationError",
     "ConfigError",
     "ModelError",
     "PredictionError",
     "SampleError",
+    "RequestError",
     "VideoError",
     "ZooError",
     "ModelNotFoundError",
@@ -95,6 +98,28 @@ class SampleNotFoundError(DatasetError, KeyError):
 
 class LabelError(ModelzooError, ValueError):
     """A label holds a value it cannot hold (e.g. a box outside [0, 1])."""
+
+
+class FormatError(DatasetError, ValueError):
+    """An imported file (a COCO JSON...) holds an entry that cannot be imported.
+
+    Attributes:
+        path: the file (``"<dict>"`` for data given in memory).
+        index: the entry's position in its list (e.g. ``annotations[12]``), or None.
+        key: the key that is missing or wrong, or None.
+    """
+
+    def __init__(self, path: str, reason: str, section: Optional[str] = None, index: Optional[int] = None,
+                 key: Optional[str] = None):
+        self.path = path
+        self.section = section
+        self.index = index
+        self.key = key
+        self.reason = reason
+        where = f"{section}[{index}]" if section is not None and index is not None else (section or "")
+        if key is not None:
+            where += f"[{key!r}]" if where else repr(key)
+        super().__init__(f"{path}: {where + ': ' if where else ''}{reason}")
 
 
 class EvaluationError(ModelzooError, ValueError):
@@ -176,6 +201,26 @@ class TrustKeyError(ModelzooError, PermissionError):
 
 class ModelError(ModelzooError):
     """A model misbehaved in a way that is not tied to one sample."""
+
+
+class RequestError(ModelzooError, ValueError):
+    """One request (one input) does not match what the model takes: a missing
+    or misspelled field, a value of the wrong type. It costs that request only
+    (``modelzoo serve`` answers it with HTTP 422).
+
+    Attributes:
+        field: the field at fault (``""`` for the whole request).
+    """
+
+    field: str = ""
+
+    def errors(self) -> List[Dict[str, Any]]:
+        """The error as FastAPI-style records (``loc``, ``msg``, ``type``)."""
+        return [{"loc": [self.field] if self.field else [], "msg": str(self), "type": "value_error"}]
+
+
+#: The same class under the name the server's hardening used first.
+InvalidInputError = RequestError
 
 
 class SampleError(ModelzooError):

@@ -30,7 +30,9 @@ from .errors import (
     BundleError,
     BundleNotFoundError,
     BundlePredictError,
+    BundleRequestError,
     BundleServerError,
+    RequestSchemaError,
     SchemaError,
     UnsafeArchiveError,
     UntrustedBundleError,
@@ -38,14 +40,18 @@ from .errors import (
 from .flavors import (
     CloudpickleArtifactFlavor,
     RunnableImageFlavor,
+    StreamingEnhancedRunnableImageFlavor,
     TritonEnhancedRunnableImageFlavor,
     ZipArtifactFlavor,
 )
 from .model import BundleModel
 from .nucleus import detection_to_box, detections_from_boxes, export_nucleus, label_to_boxes
 from .schemas import Schema
+from .stored import StoredBundleConfig, StoredBundleModel
 
 __all__ = [
+    "StoredBundleModel",
+    "StoredBundleConfig",
     "ModelBundle",
     "BundleModel",
     "LaunchClient",
@@ -55,6 +61,7 @@ __all__ = [
     "ZipArtifactFlavor",
     "RunnableImageFlavor",
     "TritonEnhancedRunnableImageFlavor",
+    "StreamingEnhancedRunnableImageFlavor",
     "Schema",
     "INPUTS",
     "UNSET",
@@ -69,6 +76,8 @@ __all__ = [
     "UntrustedBundleError",
     "UnsafeArchiveError",
     "SchemaError",
+    "RequestSchemaError",
+    "BundleRequestError",
     "BundlePredictError",
     "BundleServerError",
 ]

@@ -9,9 +9,9 @@ server died) stops the run.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
-from ..errors import ConfigError, ModelError, ModelzooError, UntrustedError, did_you_mean
+from ..errors import ConfigError, ModelError, ModelzooError, RequestError, UntrustedError, did_you_mean
 
 __all__ = [
     "BundleError",
@@ -20,7 +20,9 @@ __all__ = [
     "UntrustedBundleError",
     "UnsafeArchiveError",
     "SchemaError",
+    "RequestSchemaError",
     "BundlePredictError",
+    "BundleRequestError",
     "BundleServerError",
 ]
 
@@ -77,8 +79,30 @@ class SchemaError(BundleError, ValueError):
         )
 
 
+class RequestSchemaError(SchemaError, RequestError):
+    """A request does not validate against the bundle's request schema (an
+    unknown key included): that request only; ``modelzoo serve`` answers 422."""
+
+
 class BundlePredictError(BundleError, RuntimeError):
     """A runnable bundle's server answered one request with an error (that sample only)."""
+
+
+class BundleRequestError(BundlePredictError, RequestError):
+    """A runnable bundle's server refused one request as malformed (HTTP 422):
+    the input is wrong; ``modelzoo serve`` passes the 422 on.
+
+    Attributes:
+        records: the server's ``errors`` records (``loc``, ``msg``, ``type``), when it gave them.
+    """
+
+    def __init__(self, message: str, errors: Optional[list] = None):
+        self.records = errors
+        super().__init__(message)
+
+    def errors(self) -> List[Dict[str, Any]]:
+        """The server's own records when it gave them, else this error as one record."""
+        return list(self.records) if self.records else super().errors()
 
 
 class BundleServerError(BundleError, ModelError):

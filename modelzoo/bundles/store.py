@@ -28,6 +28,7 @@ import pymongo
 import pymongo.errors
 
 from .. import signing
+from ..atomic import write_bytes_atomic
 from .bundle import ModelBundle
 from .errors import BundleConfigError, BundleNotFoundError, UntrustedBundleError
 from .flavors import flavor_from_dict
@@ -76,11 +77,7 @@ class BundleStore:
         for name, data in files.items():
             path = self.path(bundle.id, name)
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            write_bytes_atomic(path, data, file_mode=0o600)
         digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
         doc: Dict[str, Any] = {"_id": bundle.id, **bundle.record(), "files": sorted(files), "file_sha256": digests}
         doc["signature"] = signing.sign(_payload(doc))

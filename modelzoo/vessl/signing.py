@@ -21,6 +21,7 @@ import os
 from typing import Sequence
 
 from .. import signing
+from ..atomic import atomic_write
 from ..signing import ENV_TRUST_KEY, key_path
 
 __all__ = ["ENV_TRUST_KEY", "key_path", "sign", "verify", "SIGNATURE_FILE"]
@@ -44,7 +45,7 @@ def sign(directory: str, files: Sequence[str]) -> None:
         TrustKeyError: the key file is unsafe (the message says ``chmod 600 PATH``).
     """
     signature = signing.sign_bytes(_files_digest_input(directory, files))
-    with open(os.path.join(directory, SIGNATURE_FILE), "w") as f:
+    with atomic_write(os.path.join(directory, SIGNATURE_FILE)) as f:
         f.write(_VERSION + signature + "\n")
 
 

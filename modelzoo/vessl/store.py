@@ -26,6 +26,7 @@ import threading
 import types
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
+from ..atomic import write_json_atomic
 from ..errors import ConfigError
 from ..imports import import_object
 from ..zoo.local import ENTRY_FILE
@@ -154,11 +155,7 @@ def working_directory(path: str) -> Iterator[None]:
 
 
 def write_json(path: str, data: Any) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, data, indent=2, sort_keys=True)
 
 
 def read_manifest(directory: str, name: str) -> Dict[str, Any]:

@@ -40,6 +40,7 @@ import urllib.request
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import unquote, urlparse
 
+from ..atomic import write_json_atomic
 from ..checksum import sha256_file
 from ..errors import ChecksumError, DownloadError, ZooError
 from ..progress import progress_bar
@@ -103,10 +104,7 @@ def _read_json(path: str) -> Optional[Dict]:
 
 
 def _write_json_atomic(path: str, data: Dict) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    write_json_atomic(path, data, indent=2)
 
 
 def _is_recorded(record: Optional[Dict], path: str, sha256: str) -> bool:
