@@ -131,18 +131,26 @@ __all__ = [
 from .zoo import (  # noqa: E402
     ZooModelInfo,
     delete_zoo_model,
+    delete_zoo_model_source,
     download_zoo_model,
     get_zoo_model_info,
     is_zoo_model_downloaded,
+    list_zoo_model_sources,
     list_zoo_models,
+    list_zoo_sources,
     load_zoo_model,
     register_zoo_model,
+    register_zoo_model_source,
     unregister_zoo_model,
 )
 
 __all__ += [
     "ZooModelInfo",
     "list_zoo_models",
+    "list_zoo_sources",
+    "register_zoo_model_source",
+    "list_zoo_model_sources",
+    "delete_zoo_model_source",
     "get_zoo_model_info",
     "load_zoo_model",
     "download_zoo_model",
