@@ -146,6 +146,18 @@ def test_another_user_cannot_connect_read_or_write_the_database(open_parent, mon
         mzdb.reset()
 
 
+def test_the_socket_uri_counts_as_this_machine_only_for_ray(db):
+    from modelzoo.ray.options import check_database_reach, uri_is_loopback
+
+    uri = mzdb.database_uri()
+    assert uri.startswith("mongodb://%2F") and uri_is_loopback(uri)
+    here = {"NodeID": "a", "Alive": True, "NodeManagerAddress": "10.0.0.1"}
+    other = {"NodeID": "b", "Alive": True, "NodeManagerAddress": "10.0.0.2"}
+    check_database_reach(uri, [here], "a")  # workers on this machine use the socket
+    with pytest.raises(mz.DatabaseError, match="loopback only"):
+        check_database_reach(uri, [here, other], "a")  # another machine cannot reach it
+
+
 def test_server_side_javascript_is_refused(db):
     db.sec_js.insert_one({"x": 1})
     try:
