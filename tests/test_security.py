@@ -389,6 +389,27 @@ def test_vessl_entry_without_pickles_is_verified_too(vessl_home):
     assert not marker.exists()
 
 
+def test_a_local_entry_edited_to_name_another_callable_is_refused_before_anything_runs(vessl_home):
+    """entry.json is signed, but the signature is checked by the type it names: an
+    entry edited to name another callable (os.system) would skip the check."""
+    name = str(register_model("typ", runner_cls=Doubler, model_instance={"k": 2}))
+    entry, marker = _entry(name), vessl_home / "pwned"
+    doc = json.loads((entry / "entry.json").read_text())
+    doc["models"][0]["model"] = {"type": "os.system", "config": {"command": f"touch {marker}"}}
+    (entry / "entry.json").write_text(json.dumps(doc))
+    mz.zoo.reload_zoo()
+    try:
+        with pytest.raises(mz.ZooError, match="os.system") as e:
+            mz.load_zoo_model(name, trust=True)
+        assert "register the model again" in str(e.value)
+        assert not marker.exists()
+    finally:
+        import shutil
+
+        shutil.rmtree(entry)
+        mz.zoo.reload_zoo()
+
+
 # -- reserved fields and names (high 6, medium 1) ------------------------------------------------------
 @pytest.fixture
 def photos(tmp_path):
