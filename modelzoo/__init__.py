@@ -1,7 +1,6 @@
 """modelzoo: run any trained model over image datasets in-process, fast, and
 keep the predictions with the data (in MongoDB)."""
 
-from .apply import ApplyReport, Failure, apply_model, compute_embeddings
 from .dataset import (
     Dataset,
     DatasetView,
@@ -12,6 +11,7 @@ from .dataset import (
     list_datasets,
     load_dataset,
 )
+from .engine import ApplyReport, Failure, apply_model, compute_embeddings, compute_patch_embeddings
 from .errors import (
     BackendError,
     ChecksumError,
@@ -31,20 +31,26 @@ from .errors import (
     RequirementsError,
     SampleError,
     SampleNotFoundError,
+    TrustKeyError,
+    UntrustedError,
     VideoError,
     ZooError,
 )
+from .expressions import ViewExpression, ViewField
+from .frames import Frame
 from .labels import (
     Classification,
     Classifications,
     Detection,
     Detections,
+    Heatmap,
     Keypoint,
     Keypoints,
     Label,
     Segmentation,
 )
-from .mixins import EmbeddingsMixin, LogitsMixin, SamplesMixin, TorchModelMixin
+from .metadata import MetadataReport
+from .mixins import EmbeddingsMixin, LogitsMixin, PromptMixin, SamplesMixin, TorchModelMixin
 from .models import SHORTCUTS, Call, Model, ModelConfig
 from .sample import ImageMetadata, Sample, VideoMetadata
 from .video import FrameSelection, VideoReader
@@ -63,6 +69,10 @@ __all__ = [
     "VideoMetadata",
     "VideoReader",
     "FrameSelection",
+    "Frame",
+    "ViewField",
+    "ViewExpression",
+    "MetadataReport",
     "list_datasets",
     "load_dataset",
     "delete_dataset",
@@ -70,6 +80,7 @@ __all__ = [
     # engine
     "apply_model",
     "compute_embeddings",
+    "compute_patch_embeddings",
     "ApplyReport",
     "Failure",
     # labels
@@ -81,12 +92,14 @@ __all__ = [
     "Keypoint",
     "Keypoints",
     "Segmentation",
+    "Heatmap",
     # models
     "Call",
     "Model",
     "ModelConfig",
     "EmbeddingsMixin",
     "LogitsMixin",
+    "PromptMixin",
     "SamplesMixin",
     "TorchModelMixin",
     # errors
@@ -110,6 +123,8 @@ __all__ = [
     "RequirementsError",
     "BackendError",
     "ExtraNotInstalledError",
+    "UntrustedError",
+    "TrustKeyError",
 ]
 
 # -- the zoo -------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ __all__ = [
     "ExtraNotInstalledError",
     "BackendError",
     "UnknownKeyError",
+    "UntrustedError",
+    "TrustKeyError",
     "did_you_mean",
     "check_keys",
 ]
@@ -188,6 +190,17 @@ def check_keys(
             + (f" Valid {kind}s: {listed}." if valid else f" It takes no {kind}s."),
             key, valid, what,
         )
+
+
+class UntrustedError(ModelzooError):
+    """Stored code (a bundle, a VESSL entry, a zoo registration) is not signed
+    by this user's key, and the caller did not pass ``trust=True``. The
+    message names what was refused and how to proceed (see :mod:`modelzoo.signing`)."""
+
+
+class TrustKeyError(ModelzooError, PermissionError):
+    """The signing key file is unsafe (readable by others, or another user's);
+    the message says how to fix it (``chmod 600 PATH``)."""
 
 
 class ModelError(ModelzooError):

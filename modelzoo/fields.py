@@ -17,11 +17,27 @@ from .encoding import ARRAY_SUBTYPE, decode_array, encode_array
 from .errors import LabelError
 from .labels import LABEL_TYPES, Label, label_from_dict
 
-__all__ = ["label_updates", "label_key_fn", "to_mongo_value", "from_mongo_value", "check_field_name"]
+__all__ = [
+    "label_updates",
+    "label_key_fn",
+    "to_mongo_value",
+    "from_mongo_value",
+    "check_field_name",
+    "check_output_field",
+    "check_label_field",
+    "SAMPLE_FIELDS",
+    "FRAME_FIELDS",
+]
 
 LabelField = Union[str, Mapping[str, str], None]
 
 _RESERVED = {"_id", "id", "_cls"}
+
+#: a sample's own fields: what the dataset keeps for every sample. Model outputs
+#: (label_field, embeddings_field, error_field, dict targets, prefixes) can never name them.
+SAMPLE_FIELDS = ("_id", "id", "_cls", "filepath", "media_type", "metadata", "tags", "created_at", "ingest_error", "frames")
+#: a frame document's own fields (``frames.<n>.<field>`` cannot name them)
+FRAME_FIELDS = ("_id", "id", "_cls", "_sample_id", "frame_number")
 
 
 def check_field_name(name: str) -> str:
@@ -39,6 +55,47 @@ def check_field_name(name: str) -> str:
             "'frames.<frame number>.<field>' (frame numbers start at 1); name a sample field otherwise"
         )
     return name
+
+
+def check_output_field(name: Any, what: str = "label_field") -> str:
+    """Rejects a field that a model's output would be written to when it names
+    a sample's own field (:data:`SAMPLE_FIELDS`, or a path inside one, such as
+    ``metadata.width``) or a frame's (``frames.<n>.frame_number``): writing
+    there would overwrite the sample's file path, id or metadata.
+
+    Raises:
+        LabelError: naming the field, the role and what to use instead.
+    """
+    check_field_name(name)
+    parts = name.split(".")
+    own = parts[0] in SAMPLE_FIELDS and not (parts[0] == "frames" and len(parts) > 2 and parts[2] not in FRAME_FIELDS)
+    if own:
+        field = parts[2] if parts[0] == "frames" and len(parts) > 2 else parts[0]
+        raise LabelError(
+            f"{what}={name!r} names the sample's own field {field!r}, which holds what the dataset keeps for each "
+            f"sample ({', '.join(f for f in SAMPLE_FIELDS if f != '_cls')}, and a frame's "
+            f"{', '.join(f for f in FRAME_FIELDS if f != '_cls')}); writing model outputs there would overwrite it. "
+            f"Choose another name, e.g. {what}={'predictions' if what != 'error_field' else 'errors'!r}."
+        )
+    return name
+
+
+def check_label_field(label_field: Any) -> None:
+    """Checks a ``label_field`` argument before anything runs: a field or prefix
+    (a string), or a ``{key: field}`` mapping whose fields are checked.
+
+    Raises:
+        LabelError: a reserved or invalid field, or a mapping of non-strings.
+    """
+    if label_field is None:
+        return
+    if isinstance(label_field, Mapping):
+        for key, field in label_field.items():
+            if not isinstance(field, str):
+                raise LabelError(f"label_field[{key!r}] must be a field name (a string), got {field!r}")
+            check_output_field(field, f"label_field[{key!r}]")
+        return
+    check_output_field(label_field, "label_field")
 
 
 def label_key_fn(label_field: LabelField) -> Callable[[str], str]:
@@ -76,17 +133,17 @@ def label_updates(labels: Any, label_field: LabelField = "predictions") -> Dict[
                     raise LabelError(f"Frame numbers start at 1, got {frame_number}")
                 if isinstance(frame_labels, Mapping):
                     for k, v in frame_labels.items():
-                        out[f"frames.{int(frame_number)}.{check_field_name(key(k))}"] = v
+                        out[check_output_field(f"frames.{int(frame_number)}.{key(k)}", "the label's field")] = v
                 else:
                     name = label_field if isinstance(label_field, str) else "predictions"
-                    out[f"frames.{int(frame_number)}.{check_field_name(name)}"] = frame_labels
+                    out[check_output_field(f"frames.{int(frame_number)}.{name}", "label_field")] = frame_labels
             return out
-        return {check_field_name(key(str(k))): v for k, v in labels.items()}
+        return {check_output_field(key(str(k)), f"the field of the model's output {str(k)!r}"): v for k, v in labels.items()}
     if not isinstance(label_field, str):
         raise LabelError(
             f"label_field must be a string when the model returns a single label, got {label_field!r}"
         )
-    return {check_field_name(label_field): labels}
+    return {check_output_field(label_field, "label_field"): labels}
 
 
 def to_mongo_value(value: Any) -> Any:

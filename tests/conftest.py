@@ -35,6 +35,8 @@ def _database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         mp.delenv(mzdb.ENV_MONGOD, raising=False)
         mp.delenv(mzdb.ENV_NAME, raising=False)
         mp.delenv(mzdb.ENV_WRITE_CONCERN, raising=False)
+        # the session's own signing key (modelzoo.signing), never the user's ~/.modelzoo/trust.key
+        mp.setenv("MODELZOO_TRUST_KEY", str(base / "trust.key"))
         with mzdb.temporary(parent=base, idle_s=SESSION_IDLE_S):
             yield
     deadline = time.monotonic() + LEFTOVER_WAIT_S

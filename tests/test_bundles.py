@@ -254,24 +254,28 @@ def _other_process(code, env_extra=None):
                           text=True, timeout=120)
 
 
-def test_a_second_process_lists_them_and_needs_trust_to_unpickle(bundle_home):
+def test_a_second_process_runs_them_when_signed_by_this_user_else_needs_trust(bundle_home):
     ns = _run(SEED_CALLABLE)
     bundle_id = ns["response"].model_bundle_id
-    out = _other_process(f"""
+    code = f"""
         from modelzoo.bundles import LaunchClient, UntrustedBundleError
         client = LaunchClient()
         print("LIST", [(b.name, b.id) for b in client.list_model_bundles_v2()])
         bundle = client.get_model_bundle_v2({bundle_id!r})
         try:
-            bundle.to_model(input="request")
+            print("SIGNED", bundle.to_model(input="request").predict({{"x": 5, "y": "abc"}}))
         except UntrustedBundleError as e:
             print("REFUSED", e)
-        print("TRUSTED", bundle.to_model(input="request", trust=True).predict({{"x": 5, "y": "abc"}}))
-    """)
-    assert out.returncode == 0, out.stderr
-    assert f"LIST [('test-bundle', '{bundle_id}')]" in out.stdout
-    assert "REFUSED" in out.stdout and "trust=True" in out.stdout and "unpickling runs arbitrary code" in out.stdout
-    assert "TRUSTED 13" in out.stdout
+            print("TRUSTED", bundle.to_model(input="request", trust=True).predict({{"x": 5, "y": "abc"}}))
+    """
+    same_user = _other_process(code)
+    assert same_user.returncode == 0, same_user.stderr
+    assert f"LIST [('test-bundle', '{bundle_id}')]" in same_user.stdout
+    assert "SIGNED 13" in same_user.stdout  # the record carries this user's signature
+    other_key = _other_process(code, {"MODELZOO_TRUST_KEY": str(bundle_home / "someone-else.key")})
+    assert other_key.returncode == 0, other_key.stderr
+    assert "REFUSED" in other_key.stdout and "trust=True" in other_key.stdout
+    assert "unpickling runs arbitrary code" in other_key.stdout and "TRUSTED 13" in other_key.stdout
 
 
 # -- from directories ------------------------------------------------------------------------

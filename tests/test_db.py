@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
@@ -40,7 +42,7 @@ CHILD = textwrap.dedent(
     coll = database.get_collection(collection, write_concern=WriteConcern(w=1, j=True))
     coll.insert_one({"tag": tag})
     s = db.status()
-    print(json.dumps({"pid": s["pid"], "port": s["port"], "uri": db.database_uri()}))
+    print(json.dumps({"pid": s["pid"], "socket": s["socket"], "uri": db.database_uri()}))
     """
 )
 
@@ -80,19 +82,21 @@ def _mongod_pids(dbpath: Path) -> List[int]:
     return pids
 
 
-def _listen_addresses(port: int) -> List[str]:
-    """Local addresses (hex, as in /proc/net/tcp*) listening on ``port``."""
+def _tcp_listeners(pid: int) -> List[str]:
+    """The TCP sockets process ``pid`` listens on (``addr:port`` in hex, as in /proc/net/tcp*)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
     found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            addr, hexport = fields[1].split(":")
-            if int(hexport, 16) == port and fields[3] == "0A":  # 0A: LISTEN
-                found.append(addr)
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    found.append(fields[1])
     return found
 
 
@@ -127,19 +131,23 @@ def test_server_is_local_and_uses_the_configured_dir(db) -> None:
     data_dir = Path(os.path.realpath(os.environ[mzdb.ENV_DIR]))
     assert s["mode"] == "embedded" and s["running"] is True
     assert s["data_dir"] == str(data_dir)
-    assert s["uri"] == f"mongodb://127.0.0.1:{s['port']}/" == mzdb.database_uri()
+    assert s["socket"] == str(data_dir / "mongod.sock") and s["port"] is None
+    assert s["uri"] == "mongodb://" + s["socket"].replace("/", "%2F") + "/" == mzdb.database_uri()
     assert s["database"] == "modelzoo" == db.name
 
     opts = mzdb.get_client().admin.command("getCmdLineOpts")["parsed"]
-    assert opts["net"]["bindIp"] == "127.0.0.1"
-    assert opts["net"]["port"] == s["port"]
+    assert opts["net"]["bindIp"] == s["socket"]  # a Unix socket, and nothing else
+    assert opts["net"]["unixDomainSocket"]["enabled"] is False  # not mongod's default one in /tmp either
+    assert opts["security"]["javascriptEnabled"] is False
     assert opts["storage"]["dbPath"] == str(data_dir / "data")
-    assert _listen_addresses(s["port"]) == ["0100007F"]  # 127.0.0.1 and nothing else
+    assert _tcp_listeners(s["pid"]) == []  # no TCP port at all
+    assert stat.S_ISSOCK(os.stat(s["socket"]).st_mode)
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700  # only its user can enter
 
     assert list((data_dir / "data").glob("WiredTiger*"))
     assert (data_dir / "mongod.log").stat().st_size > 0
     port_file = json.loads((data_dir / "mongod.json").read_text())
-    assert {k: port_file[k] for k in ("pid", "port")} == {"pid": s["pid"], "port": s["port"]}
+    assert {k: port_file[k] for k in ("pid", "socket")} == {"pid": s["pid"], "socket": s["socket"]}
     assert port_file["binary"] == s["binary"] and port_file["started_at"]
     assert _mongod_pids(data_dir / "data") == [s["pid"]]
 
@@ -200,7 +208,7 @@ def test_two_processes_share_the_server(db) -> None:
         results = _spawn_children(2, "test_db_shared", child_env(), delay=0.5)
         s = mzdb.status()
         for r in results:
-            assert (r["pid"], r["port"]) == (s["pid"], s["port"])
+            assert (r["pid"], r["socket"]) == (s["pid"], s["socket"])
         tags = sorted(d["tag"] for d in db.test_db_shared.find())
         assert tags == ["child-0", "child-1"]
     finally:
@@ -211,7 +219,7 @@ def test_concurrent_startup_starts_one_server(other_dir: Path) -> None:
     # A long idle time: the server must still run when we look, after the children exit.
     env = child_env(MODELZOO_DATABASE_DIR=str(other_dir), MODELZOO_DATABASE_IDLE_S="600")
     results = _spawn_children(3, "race", env)
-    assert len({(r["pid"], r["port"]) for r in results}) == 1, results
+    assert len({(r["pid"], r["socket"]) for r in results}) == 1, results
     assert _mongod_pids(other_dir / "data") == [results[0]["pid"]]
     assert json.loads((other_dir / "mongod.json").read_text())["pid"] == results[0]["pid"]
 
@@ -251,20 +259,23 @@ def test_a_killed_server_is_replaced_and_keeps_its_data(
     assert mzdb.stop() is False  # repeatable
 
 
-def test_port_taken_before_mongod_binds_is_retried(
-    other_dir: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_data_dir_too_deep_for_a_socket_address_listens_in_a_private_tmp_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with socket.socket() as squatter:  # takes "our" free port, as a racing program would
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen()
-        taken = squatter.getsockname()[1]
-        ports = iter([taken])
-        real_free_port = mzserver.free_port
-        monkeypatch.setattr(mzserver, "free_port", lambda: next(ports, None) or real_free_port())
-        monkeypatch.setenv(mzdb.ENV_DIR, str(other_dir))
+    deep = Path(os.path.realpath(tmp_path)) / ("d" * 60) / ("e" * 60) / "db"  # > 108 bytes with mongod.sock
+    monkeypatch.setenv(mzdb.ENV_DIR, str(deep))
+    try:
         mzdb.connect().command("ping")
-        assert mzdb.status()["port"] not in (None, taken)
-    assert "Address already in use" in (other_dir / "mongod.log").read_text()
+        sock = Path(mzdb.status()["socket"])
+        assert sock.parent != deep and len(str(sock)) < 108 and stat.S_ISSOCK(sock.stat().st_mode)
+        assert sock.parent.name == f"modelzoo-{os.geteuid()}" and stat.S_IMODE(sock.parent.stat().st_mode) == 0o700
+        assert sock.parent.stat().st_uid == os.geteuid()
+    finally:
+        mzdb.stop()
+        for pid in _mongod_pids(deep / "data"):
+            os.kill(pid, signal.SIGKILL)
+        mzdb.reset()
+    assert not sock.exists()  # stopping removes it
 
 
 def test_lock_wait_times_out_with_a_clear_error(
@@ -368,13 +379,13 @@ def _cli(*args: str, **env: Optional[str]) -> subprocess.CompletedProcess:
     )
 
 
-def test_cli_db_status_prints_the_port() -> None:
-    port = mzdb.status()["port"]
+def test_cli_db_status_prints_the_socket() -> None:
+    sock = mzdb.status()["socket"]
     result = _cli("db", "status")
     assert result.returncode == 0, result.stderr
-    assert str(port) in result.stdout and "embedded" in result.stdout
+    assert sock in result.stdout and "embedded" in result.stdout
     as_json = json.loads(_cli("db", "status", "--json").stdout)
-    assert as_json["port"] == port and as_json["running"] is True
+    assert as_json["socket"] == sock and as_json["port"] is None and as_json["running"] is True
 
 
 def test_cli_usage_errors_and_help() -> None:

@@ -6,6 +6,7 @@ import textwrap
 import time
 
 import numpy as np
+import pymongo
 import pytest
 import torch
 
@@ -291,7 +292,7 @@ def test_losing_the_database_mid_run_fails_clearly_and_fast(image_dirs, tmp_path
             import modelzoo as mz
             from tests.toy_models import TinyNet
             ds = mz.Dataset.from_images({(good * 20)!r}, name="lost", overwrite=True)
-            print("STARTED", flush=True)
+            print("STARTED", ds.collection_name, flush=True)
             ds.apply_model(TinyNet(delay=0.2), batch_size=2, num_workers=0, progress=False)
             """
         )
@@ -301,8 +302,14 @@ def test_losing_the_database_mid_run_fails_clearly_and_fast(image_dirs, tmp_path
             if probe.returncode == 0 or time.time() - t_start > 20:
                 break
         proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert proc.stdout.readline().strip() == "STARTED"
-        time.sleep(1.5)
+        started, samples = proc.stdout.readline().split()
+        assert started == "STARTED"
+        from modelzoo.db.settings import database_name
+
+        # mid-run: two batches of the many are stored when the database dies
+        with pymongo.MongoClient(env["MODELZOO_DATABASE_URI"], serverSelectionTimeoutMS=5000) as client:
+            stored = client[database_name()][samples]
+            _wait_for(lambda: stored.count_documents({"predictions": {"$exists": True}}) >= 4, 60, "two batches stored")
         mongod.kill()
         t0 = time.time()
         try:

@@ -116,3 +116,25 @@ def test_segmentation_iou_equals_numpy(dataset):
     assert results.pixel_accuracy == pytest.approx(np.mean(g == p))
     assert dataset.values("seg_accuracy") == pytest.approx([np.mean(a == b) for a, b in zip(gts, preds)])
     assert len(ids) == 5
+
+
+def test_deleting_a_dataset_forgets_its_evaluations_and_only_its_own():
+    names = [f"test-forget-{i}" for i in range(2)]
+    datasets = [mz.Dataset(name, overwrite=True) for name in names]
+    try:
+        for ds in datasets:
+            ds.add_samples(["a.jpg", "b.jpg"])
+            ds.set_values("gt", [mz.Classification(label="x"), mz.Classification(label="y")])
+            ds.set_values("pred", [mz.Classification(label="x"), mz.Classification(label="x")])
+            assert ds.evaluate_classifications("pred", "gt", eval_key="ev").accuracy == 0.5
+        datasets[0].delete()
+        again = mz.Dataset(names[0], overwrite=True)  # the same name: no record left behind for it
+        datasets[0] = again
+        assert again.list_evaluations() == []
+        with pytest.raises(mz.EvaluationError, match="has no evaluation 'ev'"):
+            again.match_eval("ev", "correct")
+        assert datasets[1].list_evaluations() == ["ev"]
+        assert len(datasets[1].match_eval("ev", "incorrect")) == 1
+    finally:
+        for ds in datasets:
+            ds.delete()

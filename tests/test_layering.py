@@ -16,20 +16,13 @@ PKG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 #: the core: what runs a model over a dataset and stores its labels
 CORE = (
     "modelzoo.models", "modelzoo.mixins", "modelzoo.engine", "modelzoo.loaders", "modelzoo.storage",
-    "modelzoo.sample", "modelzoo.labels", "modelzoo.zoo", "modelzoo.db", "modelzoo.dataset",
+    "modelzoo.sample", "modelzoo.labels", "modelzoo.zoo", "modelzoo.db", "modelzoo.dataset", "modelzoo.recipes",
 )
 #: features: they stand beside the core and import it, never the other way
 FEATURES = (
     "modelzoo.ray", "modelzoo.serving", "modelzoo.bundles", "modelzoo.tungsten", "modelzoo.vessl",
     "modelzoo.evaluation", "modelzoo.formats", "modelzoo.drawing", "modelzoo.app",
 )
-
-#: TEMPORARY, issue #26 items 1-2 (backends and recipes plug in): the engine
-#: still picks Ray by name and the zoo still records recipes in ray/recipe.py.
-#: Empty this once that work is merged; an entry that no longer occurs fails
-#: the test, so the list cannot outlive the edges it excuses.
-PENDING_ISSUE_26_BACKEND_EDGES: Set[Tuple[str, str]] = set()
-
 
 class Import(NamedTuple):
     importer: str   # the importing module
@@ -92,12 +85,14 @@ def _imports() -> List[Import]:
                     else:
                         found.append(Import(module, scope, target, alias.name, node.lineno, typing_only))
             if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
-                typing_only = True
-            for child in ast.iter_child_nodes(node):
+                children = [(c, True) for c in node.body] + [(c, typing_only) for c in node.orelse]  # else runs
+            else:
+                children = [(c, typing_only) for c in ast.iter_child_nodes(node)]
+            for child, flag in children:
                 if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                    visit(child, f"{scope}.{child.name}" if scope else child.name, typing_only)
+                    visit(child, f"{scope}.{child.name}" if scope else child.name, flag)
                 else:
-                    visit(child, scope, typing_only)
+                    visit(child, scope, flag)
 
         visit(_parse(path), "")
     return found
@@ -130,8 +125,6 @@ def test_no_module_of_the_core_imports_a_feature():
     for i in _core_to_feature():
         if i.importer == "modelzoo.dataset" and delegates.get(i.scope) == i.module:
             continue  # a listed delegate (its shape is checked below)
-        if (i.importer, _package(i.module)) in PENDING_ISSUE_26_BACKEND_EDGES:
-            continue
         where = f"{i.importer}:{i.lineno}" + (f" ({i.scope})" if i.scope else "")
         offenders.append(f"{where} imports {i.module}{'.' + i.name if i.name else ''}")
     assert not offenders, (
@@ -145,12 +138,6 @@ def test_the_scan_sees_imports_inside_methods_with_their_scope():
     found = {(i.importer, i.scope, i.module, i.name) for i in _imports()}
     assert ("modelzoo.dataset", "SampleCollection.evaluate_detections", "modelzoo.evaluation", "evaluate_detections") in found
     assert ("modelzoo.dataset", "", "modelzoo.engine", "apply_model") in found
-
-
-def test_the_temporary_backend_allow_list_holds_only_edges_that_still_exist():
-    present = {(i.importer, _package(i.module)) for i in _core_to_feature()}
-    stale = PENDING_ISSUE_26_BACKEND_EDGES - present
-    assert not stale, f"remove these from PENDING_ISSUE_26_BACKEND_EDGES in tests/test_layering.py: {sorted(stale)}"
 
 
 def _methods(tree: ast.Module) -> Dict[str, ast.FunctionDef]:
@@ -195,8 +182,6 @@ def test_no_import_cycle_between_packages():
         a, b = _package(i.importer), _package(i.module)
         if i.module.startswith("modelzoo.") and i.importer != "modelzoo" and a != b and not i.typing_only:
             edges.setdefault(a, {}).setdefault(b, f"{i.importer}:{i.lineno}")
-    for a, b in PENDING_ISSUE_26_BACKEND_EDGES:
-        edges.get(_package(a), {}).pop(_package(b), None)
 
     cycles = []
     for start in sorted(edges):

@@ -187,6 +187,7 @@ def test_a_replica_killed_mid_run_then_skip_existing_labels_every_sample_once(lo
         assert sample.mean.label == str(int(round(float(pixels.mean()))))
 
 
+@pytest.mark.slow  # starts the module's Ray cluster (local_ray)
 def test_a_recipe_that_fails_on_the_workers_fails_before_any_work(local_ray, dataset, tmp_path):
     """The weights exist where the driver built the model, not where the workers run."""
     import torch
@@ -207,6 +208,7 @@ def test_a_recipe_that_fails_on_the_workers_fails_before_any_work(local_ray, dat
     assert dataset.count("never") == 0
 
 
+@pytest.mark.slow  # starts the module's Ray cluster (local_ray)
 def test_an_unreachable_database_is_an_error_within_30_s(local_ray, dataset):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -222,6 +224,7 @@ def test_an_unreachable_database_is_an_error_within_30_s(local_ray, dataset):
     assert dataset.count("never") == 0
 
 
+@pytest.mark.slow  # starts the module's Ray cluster (local_ray)
 def test_loopback_database_with_another_node_is_refused(local_ray):
     nodes = ray.nodes()
     here = ray.get_runtime_context().get_node_id()

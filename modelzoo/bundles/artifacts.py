@@ -9,6 +9,7 @@ outside their directory, and their modules are imported without staying in
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import io
 import os
@@ -19,7 +20,13 @@ from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
 
 from .errors import BundleConfigError, UnsafeArchiveError, UntrustedBundleError
 
+#: what a bundle zip may hold once extracted (a zip bomb is refused before anything is written)
+MAX_EXTRACTED_BYTES = 2 * 1024**3
+MAX_ENTRIES = 100_000
+
 __all__ = [
+    "MAX_EXTRACTED_BYTES",
+    "MAX_ENTRIES",
     "pickle_callables",
     "pickle_schemas",
     "load_pickle",
@@ -27,6 +34,9 @@ __all__ = [
     "zip_modules",
     "safe_extract",
     "import_function",
+    "zip_digest",
+    "tree_digest",
+    "extract_tops",
 ]
 
 
@@ -50,22 +60,24 @@ def pickle_schemas(request_schema: Any, response_schema: Any) -> bytes:
     return cloudpickle.dumps({"request_schema": request_schema, "response_schema": response_schema})
 
 
-def load_pickle(path: str, trust: bool, bundle: str, what: str) -> Dict[str, Any]:
-    """Unpickles a stored artifact, only when ``trust`` is True.
+def load_pickle(data: bytes, path: str, trusted: bool, bundle: str, what: str) -> Dict[str, Any]:
+    """Unpickles a stored artifact (its bytes, already checked against its
+    signed digest), only when it is ``trusted`` (signed by this user, or the
+    caller passed ``trust=True``).
 
     Raises:
-        UntrustedBundleError: ``trust`` is False; says why and how to proceed.
+        UntrustedBundleError: not trusted; says why and how to proceed.
     """
-    if not trust:
+    if not trusted:
         raise UntrustedBundleError(
             f"Bundle {bundle!r}: its {what} are stored as a pickle ({path}), and unpickling runs arbitrary "
-            "code. This process did not create the bundle, so it is not loaded. If you trust where it came "
+            "code. Its record is not signed by this user's modelzoo key (another user or process wrote it, or it "
+            "was changed since), so it is not loaded. Create it again as its owner, or, if you trust where it came "
             "from, pass trust=True (bundle.to_model(trust=True) or load_zoo_model(name, trust=True))."
         )
     import cloudpickle
 
-    with open(path, "rb") as f:
-        return cloudpickle.load(f)
+    return cloudpickle.loads(data)
 
 
 # -- zips -------------------------------------------------------------------------------------
@@ -121,15 +133,29 @@ def zip_modules(data: bytes) -> List[str]:
     return sorted(out)
 
 
+def _bounded(zf: zipfile.ZipFile) -> List[zipfile.ZipInfo]:
+    """The zip's entries, refusing a zip bomb (zipfile reads no more than an entry declares)."""
+    infos = zf.infolist()
+    total = sum(i.file_size for i in infos)
+    if total > MAX_EXTRACTED_BYTES or len(infos) > MAX_ENTRIES:
+        raise UnsafeArchiveError(
+            f"Refusing to extract the bundle zip: it declares {len(infos)} entries and {total} bytes once "
+            f"extracted (at most {MAX_ENTRIES} and {MAX_EXTRACTED_BYTES} bytes). Bundle code only; keep data "
+            "and weights out of base_paths."
+        )
+    return infos
+
+
 def safe_extract(data: bytes, dest: str) -> List[str]:
     """Extracts a bundle zip into ``dest`` and returns the top directories.
 
     Raises:
         UnsafeArchiveError: an entry is absolute, holds ``..``, or is a link;
-            nothing is extracted then.
+            the zip would extract to more than :data:`MAX_EXTRACTED_BYTES` or
+            :data:`MAX_ENTRIES`; nothing is extracted then.
     """
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        infos = zf.infolist()
+        infos = _bounded(zf)
         for info in infos:
             name = info.filename
             norm = posixpath.normpath(name.replace("\\", "/"))
@@ -158,11 +184,14 @@ def _isolated_imports(paths: Sequence[str]) -> Iterator[None]:
     functions keep their modules alive through their globals)."""
     before = set(sys.modules)
     saved_path = list(sys.path)
+    saved_bytecode = sys.dont_write_bytecode
     sys.path[:0] = list(paths)
+    sys.dont_write_bytecode = True  # the extracted tree must stay exactly the zip's (see tree_digest)
     importlib.invalidate_caches()
     try:
         yield
     finally:
+        sys.dont_write_bytecode = saved_bytecode
         sys.path[:] = saved_path
         for name in set(sys.modules) - before:
             del sys.modules[name]
@@ -203,6 +232,36 @@ def import_function(root: str, tops: Sequence[str], dotted: str, what: str, bund
             f"Bundle {bundle!r}: module {module_name!r} has no {fn_name!r} ({what}). Its functions: {', '.join(names)}"
         )
     return fn
+
+
+def zip_digest(data: bytes) -> str:
+    """A digest of a zip's files (names and contents), as :func:`tree_digest` gives for its extraction."""
+    mac = hashlib.sha256()
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        for info in sorted(_bounded(zf), key=lambda i: i.filename):
+            if info.is_dir():
+                continue
+            mac.update(posixpath.normpath(info.filename).encode() + b"\0" + hashlib.sha256(zf.read(info)).digest())
+    return mac.hexdigest()
+
+
+def tree_digest(root: str) -> str:
+    """A digest of the regular files under ``root`` (relative names and contents);
+    a link or any other kind of file makes it ``"!"`` (never a zip's digest)."""
+    mac = hashlib.sha256()
+    entries = []
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full) or not (os.path.isdir(full) or os.path.isfile(full)):
+                return "!"
+        for name in files:
+            full = os.path.join(dirpath, name)
+            entries.append((os.path.relpath(full, root).replace(os.sep, "/"), full))
+    for rel, full in sorted(entries):
+        with open(full, "rb") as f:
+            mac.update(rel.encode() + b"\0" + hashlib.sha256(f.read()).digest())
+    return mac.hexdigest()
 
 
 def extract_tops(data: bytes) -> Tuple[List[str], List[str]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from ..errors import ConfigError, InvalidInputError, ModelError, ModelzooError, did_you_mean
+from ..errors import ConfigError, InvalidInputError, ModelError, ModelzooError, UntrustedError, did_you_mean
 
 __all__ = [
     "BundleError",
@@ -48,7 +48,7 @@ class BundleNotFoundError(BundleError, KeyError):
         return str(self.args[0])
 
 
-class UntrustedBundleError(BundleConfigError):
+class UntrustedBundleError(BundleConfigError, UntrustedError):
     """Loading the bundle would unpickle code that this process did not create."""
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -23,13 +24,14 @@ from ..labels import Label
 from ..loaders import LOADER_KINDS, Loader, WorkItem
 from ..mixins import SamplesMixin
 from ..models import Model
+from ..signing import key_path
 from . import nucleus
-from .artifacts import extract_tops, import_function, load_pickle, safe_extract
+from .artifacts import extract_tops, import_function, load_pickle, safe_extract, tree_digest, zip_digest
 from .bundle import INPUTS, ModelBundle, thaw
 from .calling import accepted_keywords, call_predict, check_conventions, load_predict
-from .errors import BundleConfigError
+from .errors import BundleConfigError, UntrustedBundleError
 from .schemas import Schema
-from .store import BundleStore
+from .store import BundleStore, read_checked
 
 __all__ = ["BundleModel", "NoFileLoader", "resolve_code"]
 
@@ -52,45 +54,86 @@ _LOADERS: Dict[str, Callable[[], Loader]] = {**LOADER_KINDS, "request": NoFileLo
 
 
 def _extract_code(bundle: ModelBundle) -> Tuple[str, List[str], List[str]]:
+    """The bundle's ``code.zip``, checked against its signed sha256, extracted
+    (once per bundle; the extraction is checked file by file on every use and
+    extracted again when it changed)."""
     store = BundleStore()
     zip_path = store.path(bundle.id, "code.zip")
     if not os.path.isfile(zip_path):
         raise BundleConfigError(f"Bundle {bundle.name!r} ({bundle.id}): its code {zip_path} is missing")
-    with open(zip_path, "rb") as f:
-        data = f.read()
+    data = read_checked(zip_path, bundle.artifact_sha256, bundle.name)
+    want = zip_digest(data)
     tops, modules = extract_tops(data)
     root = store.path(bundle.id, "code")
+    if os.path.isdir(root) and tree_digest(root) != want:
+        shutil.rmtree(root, ignore_errors=True)  # changed since it was extracted: extract it again
     if not os.path.isdir(root):
         tmp = tempfile.mkdtemp(prefix=".code-", dir=os.path.dirname(root))
         safe_extract(data, tmp)
         try:
             os.rename(tmp, root)
         except OSError:  # another process extracted it first
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
+    if tree_digest(root) != want:
+        raise UntrustedBundleError(
+            f"Bundle {bundle.name!r} ({bundle.id}): its extracted code in {root} does not match its code.zip "
+            "(something changes it while it is used), so it is not imported. Remove that directory and retry."
+        )
     return root, tops, modules
+
+
+def _what_runs(bundle: ModelBundle) -> str:
+    kind = bundle.flavor.flavor
+    if kind in ("runnable_image", "triton_enhanced_runnable_image"):
+        return f"runs the command {list(getattr(bundle.flavor, 'command', []) or [])!r:.200}"
+    if kind == "zip_artifact":
+        return "imports the Python code of its code.zip"
+    return "unpickles its functions (unpickling runs arbitrary code)"
 
 
 def resolve_code(bundle: ModelBundle, trust: bool) -> Dict[str, Any]:
     """The bundle's callables and schemas: from this object when it holds
-    them, else from its stored artifacts (a pickle needs ``trust``).
+    them, else from its stored artifacts.
+
+    A bundle read from the store runs only when its record carries this
+    user's signature (see :meth:`BundleStore.trusted_files`) or the caller
+    passes ``trust``; its files are checked against the sha256 the record gives.
 
     Returns:
         ``{load_predict_fn, load_model_fn, model, request_schema, response_schema}``
         (the functions are None for a runnable bundle).
+
+    Raises:
+        UntrustedBundleError: a stored record not signed by this user, and not
+            ``trust``; or a file that changed since it was stored.
     """
     kind = bundle.flavor.flavor
     store = BundleStore()
+    if kind == "cloudpickle_artifact" and bundle.load_predict_fn is not None:
+        return {k: getattr(bundle, k) for k in ("load_predict_fn", "load_model_fn", "model", "request_schema", "response_schema")}
+    digests = store.trusted_files(bundle)
+    if digests is None and not trust:
+        raise UntrustedBundleError(
+            f"Bundle {bundle.name!r} ({bundle.id}) {_what_runs(bundle)}, and its record is not signed by this "
+            f"user's modelzoo key ({key_path()}): another user or process wrote it, or it was changed since it was "
+            "stored, so it is not run. Create it again as its owner, or, if you trust its author, pass trust=True "
+            "(bundle.to_model(trust=True) or load_zoo_model(name, trust=True))."
+        )
+    digests = digests or {}
+
+    def stored(name: str, expected: str = "") -> Tuple[str, bytes]:
+        path = store.path(bundle.id, name)
+        return path, read_checked(path, expected or digests.get(name, ""), bundle.name)
+
     if kind == "cloudpickle_artifact":
-        if bundle.load_predict_fn is not None:
-            return {k: getattr(bundle, k) for k in ("load_predict_fn", "load_model_fn", "model", "request_schema", "response_schema")}
-        return load_pickle(store.path(bundle.id, "callables.pkl"), trust, bundle.name, "functions and schemas")
+        path, data = stored("callables.pkl", bundle.artifact_sha256)
+        return load_pickle(data, path, True, bundle.name, "functions and schemas")
     parts: Dict[str, Any] = {"load_predict_fn": None, "load_model_fn": None, "model": None}
     if bundle.holds_code:
         parts.update(request_schema=bundle.request_schema, response_schema=bundle.response_schema)
     else:
-        parts.update(load_pickle(store.path(bundle.id, "schemas.pkl"), trust, bundle.name, "schemas"))
+        path, data = stored("schemas.pkl")
+        parts.update(load_pickle(data, path, True, bundle.name, "schemas"))
     if kind == "zip_artifact":
         flavor = bundle.flavor
         root, tops, modules = _extract_code(bundle)

@@ -15,6 +15,7 @@ import math
 import os
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
+from ..atomic import atomic_write
 from ..errors import LabelError
 from ..labels import Detection, Detections
 
@@ -167,8 +168,7 @@ def export_nucleus(
             a field that is not Detections.
     """
     n = 0
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
+    with atomic_write(path) as f:  # a failure leaves no partial file
         for sample in samples:
             label = sample._data.get(label_field)
             if label is None:
@@ -183,5 +183,4 @@ def export_nucleus(
             for box in label_to_boxes(label, meta.width, meta.height, ref, classes):
                 f.write(json.dumps(box) + "\n")
                 n += 1
-    os.replace(tmp, path)
     return n

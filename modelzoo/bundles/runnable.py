@@ -8,7 +8,9 @@ answers 200 (polling from the start; it gives up
 ``readiness_initial_delay_seconds + readiness_timeout_seconds`` later);
 each request is sent as ``POST /predict`` with a JSON body. The process
 (and its process group) is stopped by :meth:`CommandServer.close`, and at
-interpreter exit for any left running. A process that exits, or never gets
+interpreter exit for any left running. On Linux the command runs as a "child
+subreaper" (``PR_SET_CHILD_SUBREAPER``), so a grandchild that leaves the
+group (``setsid``) stays its descendant and is stopped with it. A process that exits, or never gets
 ready, fails with its exit code and the tail of its stderr.
 
 A Triton-enhanced bundle also starts ``tritonserver`` (which must be on
@@ -24,6 +26,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -51,6 +54,54 @@ def running_pids() -> List[int]:
     """The pids of the servers this process started and has not stopped."""
     with _RUNNING_LOCK:
         return sorted(_RUNNING)
+
+
+#: runs argv[1:] with PR_SET_CHILD_SUBREAPER set (kept across exec): orphaned descendants stay under it
+_SUBREAPER = (
+    "import ctypes, os, sys\n"
+    "ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)\n"
+    "os.execvp(sys.argv[1], sys.argv[1:])\n"
+)
+
+
+def _launcher(argv: List[str]) -> List[str]:
+    """``argv`` run through the subreaper launcher where there is one (Linux), else as is."""
+    if not sys.platform.startswith("linux") or not sys.executable:
+        return argv
+    return [sys.executable, "-I", "-S", "-c", _SUBREAPER, *argv]
+
+
+def _descendants(pid: int) -> List[int]:
+    """Every live descendant of ``pid`` (from /proc; empty where there is none)."""
+    children: Dict[int, List[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _signal_all(pids: Sequence[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _substitute(command: Sequence[str], port: int) -> List[str]:
@@ -98,10 +149,15 @@ class CommandServer:
         self.request_timeout = request_timeout
         self.argv = _substitute(command, self.port)
         full_env = {**os.environ, **{k: str(v) for k, v in (env or {}).items()}, "PORT": str(self.port)}
+        if shutil.which(self.argv[0], path=full_env.get("PATH")) is None:
+            raise BundleServerError(
+                f"Bundle {name!r}: cannot start {self.argv!r}: {self.argv[0]!r} is not an executable file "
+                "(nor found on PATH)"
+            )
         self._stderr = tempfile.TemporaryFile()
         try:
             self.process = subprocess.Popen(
-                self.argv, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                _launcher(self.argv), env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=self._stderr, start_new_session=True,  # its own group: children are stopped too
             )
         except OSError as e:
@@ -193,13 +249,16 @@ class CommandServer:
             ) from None
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stops the process group: SIGTERM, then SIGKILL after ``timeout``. Idempotent."""
+        """Stops the process group and every descendant (a ``setsid`` grandchild
+        included): SIGTERM, then SIGKILL after ``timeout``. Idempotent."""
         proc = self.process
         if proc.poll() is None:
+            others = _descendants(proc.pid)  # while the server lives, its orphans are its own (subreaper)
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
             except (ProcessLookupError, PermissionError):
                 pass
+            _signal_all(others, signal.SIGTERM)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -208,12 +267,21 @@ class CommandServer:
                 except (ProcessLookupError, PermissionError):
                     pass
                 proc.wait()
+            _signal_all([p for p in others if _alive(p)], signal.SIGKILL)
         with _RUNNING_LOCK:
             _RUNNING.pop(proc.pid, None)
         try:
             self._stderr.close()
         except OSError:  # pragma: no cover
             pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().split(b")")[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 class _WithTriton:

@@ -6,9 +6,11 @@ is decided at call time from the environment:
 ``MODELZOO_DATABASE_URI``
     Connect to this server (any MongoDB URI). modelzoo never starts or stops it.
 ``MODELZOO_DATABASE_DIR``
-    Otherwise modelzoo runs its own ``mongod`` on 127.0.0.1, started on demand,
-    with its data in ``<dir>/data`` and its log in ``<dir>/mongod.log``
-    (default ``~/.modelzoo/db``). The server is shared by every process that
+    Otherwise modelzoo runs its own ``mongod``, started on demand, with its
+    data in ``<dir>/data`` and its log in ``<dir>/mongod.log`` (default
+    ``~/.modelzoo/db``). It listens on no TCP port, only on the Unix socket
+    ``<dir>/mongod.sock``, and ``<dir>`` is kept at mode 0700: only its user
+    can reach it. The server is shared by every process that
     uses the same directory, and runs as long as one of them is alive: each
     registers itself, and a small monitor process stops the server cleanly
     once none is left.
@@ -126,8 +128,9 @@ def status() -> Dict[str, Any]:
 
     Returns:
         ``mode`` ("uri" or "embedded"), ``uri`` (password masked; None when the
-        embedded server is not running), ``running``, ``pid`` and ``port`` (of the
-        embedded server, else None), ``database``, ``write_concern`` (the choice
+        embedded server is not running), ``running``, ``pid`` and ``socket`` (of the
+        embedded server, else None), ``port`` (None: the embedded server has no
+        TCP port; kept for compatibility), ``database``, ``write_concern`` (the choice
         in effect, "uri" when the URI sets it; None if the setting is invalid),
         ``data_dir`` and ``binary`` (embedded mode only, else None), and for the
         running embedded server ``clients`` (live registered processes),
@@ -164,6 +167,7 @@ def status() -> Dict[str, Any]:
             "uri": redact_uri(uri),
             "running": running,
             "pid": None,
+            "socket": None,
             "port": None,
             "database": name,
             "write_concern": wc,
@@ -179,6 +183,7 @@ def status() -> Dict[str, Any]:
         "uri": embedded["uri"],
         "running": embedded["running"],
         "pid": embedded["pid"],
+        "socket": embedded["socket"],
         "port": embedded["port"],
         "database": name,
         "write_concern": wc,

@@ -23,7 +23,7 @@ import pymongo.write_concern
 
 from modelzoo.errors import DatabaseError
 
-from .server import ensure_server, pid_alive
+from .server import ensure_server, pid_alive, socket_uri
 from .settings import (
     DEFAULT_WRITE_CONCERN,
     ENV_URI,
@@ -241,7 +241,7 @@ def get_client() -> pymongo.MongoClient:
         else:
             kwargs = client_kwargs(uri="")  # checks the settings before starting anything
             info = ensure_server(Path(key[1]))  # also registers this process as a client
-            uri = f"mongodb://127.0.0.1:{info['port']}/"
+            uri = socket_uri(info["socket"])  # a Unix socket in a directory only this user can enter
             client = pymongo.MongoClient(uri, **kwargs)
             _conn = _Conn(os.getpid(), key, wc, uri, client, info["pid"])
         return _conn.client

@@ -15,7 +15,8 @@ removes the port file and exits. It also exits, stopping nothing, when mongod
 exits without it (a crash, or ``modelzoo db stop``). A ``keep`` file in the data
 directory keeps the server running without clients.
 
-This module imports only the standard library, on purpose: besides being
+This module imports only the standard library (and :mod:`modelzoo.atomic`,
+which does too, by its file when run as a program), on purpose: besides being
 imported by :mod:`modelzoo.db.server`, it is the monitor's program
 (``python -I lifetime.py --data-dir DIR --mongod-pid PID ...``), which must
 start in milliseconds and stay small, so it must not import modelzoo (whose
@@ -36,6 +37,17 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+
+if __package__:
+    from ..atomic import write_json_atomic
+else:  # the monitor's program (python -I lifetime.py): the package's one atomic writer, from its file
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location("modelzoo_atomic", Path(__file__).resolve().parent.parent / "atomic.py")
+    assert _spec is not None and _spec.loader is not None
+    _atomic = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_atomic)
+    write_json_atomic = _atomic.write_json_atomic
 
 __all__ = [
     "LOCK_FILE",
@@ -145,7 +157,7 @@ def send_signal(pid: int, sig: int) -> None:
 @contextlib.contextmanager
 def try_lock(path: Path) -> Iterator[bool]:
     """Tries once to take the exclusive ``flock`` on ``path``; yields whether it did."""
-    fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -162,12 +174,7 @@ def try_lock(path: Path) -> Iterator[bool]:
 
 def write_json(path: Path, data: Dict[str, Any]) -> None:
     """Writes ``data`` to ``path`` atomically: readers see the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_json_atomic(path, data, file_mode=0o600)  # only this user reads it
 
 
 def read_json(path: Path) -> Optional[Dict[str, Any]]:
@@ -195,7 +202,7 @@ def _now() -> str:
 def register_client(data_dir: Path, pid: int) -> Path:
     """Registers process ``pid`` (normally this one) as a client; returns its file."""
     clients = data_dir / CLIENTS_DIR
-    clients.mkdir(exist_ok=True)
+    clients.mkdir(mode=0o700, exist_ok=True)
     path = clients / f"{pid}-{start_time(pid) or 0}"
     if not path.exists():
         command = " ".join(cmdline(pid) or [])

@@ -9,6 +9,14 @@ atomically). A server that crashed or was killed leaves a stale
 longer a mongod on this directory) and starts a fresh server on the same data,
 which mongod's journal makes safe.
 
+Only its user can reach the server: mongod listens on no TCP port, only on a
+Unix domain socket, ``<data dir>/mongod.sock``, and the data directory is
+kept at mode 0700 (so nobody else can open the socket, read the data files or
+the logs). Where that path is too long for a socket address (108 bytes), the
+socket lives in ``$TMPDIR/modelzoo-<uid>/`` instead, a 0700 directory that
+must belong to this user. Server-side JavaScript (``$where``, ``$function``,
+``mapReduce``) is off (``--noscripting``).
+
 Each process that connects registers itself as a client, and a small monitor
 process started beside mongod stops it once no client has been alive for
 ``$MODELZOO_DATABASE_IDLE_S`` seconds (see :mod:`modelzoo.db.lifetime`).
@@ -23,6 +31,7 @@ import atexit
 import contextlib
 import datetime
 import fcntl
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -37,6 +46,7 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
+from urllib.parse import quote
 
 import pymongo
 import pymongo.errors
@@ -78,6 +88,7 @@ __all__ = [
     "resolve_mongod",
     "server_processes",
     "server_status",
+    "socket_uri",
     "stop_server",
     "wait_exit",
 ]
@@ -87,13 +98,15 @@ WHEEL_MONGOD = "fiftyone/db/bin/mongod"
 
 LOG_FILE = "mongod.log"
 DATA_SUBDIR = "data"
+SOCKET_FILE = "mongod.sock"
+#: a Unix socket address holds at most 107 bytes and a NUL; mongod wants some margin
+_MAX_SOCKET_PATH = 100
 
 # Every wait is bounded. Module constants so that tests can shorten them.
 _LOCK_TIMEOUT_S = 30.0  # waiting for another process to start/stop the server
 _START_TIMEOUT_S = 20.0  # mongod start-up until it answers a ping
 _PROBE_TIMEOUT_S = 2.0  # one ping to a server that should already be up
 _KILL_WAIT_S = 5.0  # after SIGKILL
-_PORT_ATTEMPTS = 5  # another process may take the free port before mongod binds it
 _LOG_ROTATE_BYTES = 64 * 1024 * 1024
 _MONITOR_LOG_ROTATE_BYTES = 1024 * 1024  # a few lines per server start
 
@@ -196,7 +209,7 @@ def _file_lock(path: Path, timeout: Optional[float] = None) -> Iterator[None]:
     """Holds an exclusive ``flock`` on ``path`` (released by the OS if we die)."""
     timeout = _LOCK_TIMEOUT_S if timeout is None else timeout
     try:
-        fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as e:
         raise DatabaseError(
             f"Cannot open the lock file {path}: {e}. Make the directory writable, or point "
@@ -230,7 +243,9 @@ def _read_port_file(data_dir: Path) -> Optional[Dict[str, Any]]:
     if not path.exists():
         return None
     info = read_json(path)
-    if info is not None and isinstance(info.get("pid"), int) and isinstance(info.get("port"), int):
+    if info is not None and isinstance(info.get("pid"), int) and (
+        isinstance(info.get("socket"), str) or isinstance(info.get("port"), int)  # port: a server of an older modelzoo
+    ):
         return info
     # Unreadable or half-written by a much older version: treat it as stale.
     _remove_port_file(data_dir)
@@ -342,12 +357,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _ping(port: int, timeout: float = _PROBE_TIMEOUT_S) -> bool:
-    """Whether a MongoDB server answers on 127.0.0.1:``port`` within ``timeout`` s."""
+def socket_uri(path: str) -> str:
+    """The MongoDB URI of a server on the Unix socket ``path``: ``mongodb://%2F...sock/``."""
+    return f"mongodb://{quote(path, safe='')}/"
+
+
+def _ping(sock: str, timeout: float = _PROBE_TIMEOUT_S) -> bool:
+    """Whether a MongoDB server answers on the Unix socket ``sock`` within ``timeout`` s."""
     ms = max(int(timeout * 1000), 1)
     client: pymongo.MongoClient = pymongo.MongoClient(
-        "127.0.0.1",
-        port,
+        socket_uri(sock),
         directConnection=True,
         serverSelectionTimeoutMS=ms,
         connectTimeoutMS=ms,
@@ -362,10 +381,52 @@ def _ping(port: int, timeout: float = _PROBE_TIMEOUT_S) -> bool:
         client.close()
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+def _socket_open(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        return s.connect_ex(path) == 0
+
+
+def _private_dir(path: Path, what: str) -> None:
+    """Makes ``path`` (created if missing) a directory only this user can enter: mode 0700.
+
+    Raises:
+        DatabaseError: it is a link, not a directory, or another user's.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        owner = "a link or not a directory" if not stat.S_ISDIR(st.st_mode) else f"owned by {_user(st.st_uid)}"
+        raise DatabaseError(
+            f"{what} {path} is {owner}, so the database would not be private to you. Remove it, or set "
+            f"{ENV_DIR} to a directory of your own."
+        )
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+def socket_path(data_dir: Path) -> Path:
+    """Where the server of ``data_dir`` listens: ``<data dir>/mongod.sock``, or, when
+    that path is too long for a socket address, ``$TMPDIR/modelzoo-<uid>/<hash>.sock``."""
+    inside = data_dir / SOCKET_FILE
+    if len(os.fsencode(str(inside))) <= _MAX_SOCKET_PATH:
+        return inside
+    import tempfile
+
+    digest = hashlib.sha256(os.fsencode(str(data_dir))).hexdigest()[:20]
+    return Path(tempfile.gettempdir()) / f"modelzoo-{os.geteuid()}" / f"{digest}.sock"
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """Removes a socket left by a mongod that was killed (ours; anything else is an error)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
+        raise DatabaseError(f"{path} is in the way of the database's socket and is not a socket of yours: remove it.")
+    os.unlink(path)
 
 
 # --------------------------------------------------------------------------- the server
@@ -412,14 +473,16 @@ def ensure_server(data_dir: Path, keep: bool = False) -> Dict[str, Any]:
             ``$MODELZOO_DATABASE_KEEP``), until :func:`stop_server`.
 
     Returns:
-        The port-file record: ``pid``, ``port``, ``binary``, ``started_at``, ``monitor``.
+        The port-file record: ``pid``, ``socket``, ``binary``, ``started_at``, ``monitor``.
 
     Raises:
         DatabaseError: the directory is unusable, or mongod cannot be started or reached.
     """
     _check_data_dir(data_dir)
     try:
-        (data_dir / DATA_SUBDIR).mkdir(parents=True, exist_ok=True)
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        _private_dir(data_dir, "The database directory")
+        (data_dir / DATA_SUBDIR).mkdir(mode=0o700, exist_ok=True)
     except OSError as e:
         raise DatabaseError(f"Cannot create the database directory {data_dir}: {e}. {_HINT_DIR}") from e
     keep = keep or keep_requested()
@@ -451,21 +514,27 @@ def _running_server(data_dir: Path) -> Optional[Dict[str, Any]]:
     info = _read_port_file(data_dir)
     if info is None:
         return None
-    pid, port = info["pid"], info["port"]
+    pid, sock = info["pid"], info.get("socket")
+    if pid_alive(pid) and _is_our_mongod(pid, dbpath) and not isinstance(sock, str):
+        # A server an older modelzoo started on a TCP port: stop it, and start a private one.
+        _shutdown(pid, None, _START_TIMEOUT_S)
+        _remove_port_file(data_dir)
+        return None
     if pid_alive(pid) and _is_our_mongod(pid, dbpath):
-        if _ping(port):
+        assert isinstance(sock, str)
+        if _ping(sock):
             return info
         # Alive but silent: maybe still recovering its journal. Give it the
         # start-up budget rather than start a second mongod on the same files.
         deadline = time.monotonic() + _START_TIMEOUT_S
         while time.monotonic() < deadline and pid_alive(pid):
-            if _ping(port, 1.0):
+            if _ping(sock, 1.0):
                 return info
             time.sleep(0.2)
         if pid_alive(pid):
             raise DatabaseError(
                 f"The embedded mongod (pid {pid}) for {data_dir} is running but has "
-                f"not answered on 127.0.0.1:{port} for {_START_TIMEOUT_S:g} s. Stop it "
+                f"not answered on {sock} for {_START_TIMEOUT_S:g} s. Stop it "
                 f"with `modelzoo db stop` (or kill {pid}) and retry. Its log "
                 f"{data_dir / LOG_FILE} ends with:\n{_log_tail(data_dir / LOG_FILE)}"
             )
@@ -520,102 +589,100 @@ def _spawn_detached(args: List[str], log_path: Path) -> "subprocess.Popen[bytes]
     """Starts ``args`` in a new session (it outlives us and our terminal's
     Ctrl-C), output appended to ``log_path``, no pipes (nothing blocks when
     nobody reads them)."""
-    with open(log_path, "ab") as log:
+    fd = os.open(str(log_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, 0o600)  # a log an older modelzoo made 0644
+    with os.fdopen(fd, "ab") as log:
         return subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True
         )
 
 
 def _start_server(data_dir: Path) -> Dict[str, Any]:
-    """Starts mongod for ``data_dir``; the caller holds the lock."""
+    """Starts mongod for ``data_dir`` on its Unix socket; the caller holds the lock."""
     binary = resolve_mongod()
     dbpath = data_dir / DATA_SUBDIR
     log_path = data_dir / LOG_FILE
     _rotate(log_path, _LOG_ROTATE_BYTES)
+    sock = socket_path(data_dir)
+    if sock.parent != data_dir:
+        _private_dir(sock.parent, "The database's socket directory")
+    _remove_stale_socket(sock)  # no server runs on it: we hold the lock and found none
 
     deadline = time.monotonic() + _START_TIMEOUT_S
-    for _attempt in range(_PORT_ATTEMPTS):
-        port = free_port()
-        offset = log_path.stat().st_size if log_path.exists() else 0
-        args = [
-            binary,
-            "--dbpath", str(dbpath),
-            "--port", str(port),
-            "--bind_ip", "127.0.0.1",
-            "--nounixsocket",
-        ]  # fmt: skip
-        try:
-            proc = _spawn_detached(args, log_path)
-        except OSError as e:
-            raise DatabaseError(
-                f"Cannot run mongod {binary}: {e}. " + _HINT_EMBEDDED
-            ) from e
-        _children[proc.pid] = proc
-        info = {
-            "pid": proc.pid,
-            "port": port,
-            "binary": binary,
-            "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        }
-        # Written before the ping too, so that if we die during start-up the next
-        # process finds this mongod instead of colliding with it on the same files.
-        _write_port_file(data_dir, info)
-
-        while proc.poll() is None and time.monotonic() < deadline:
-            if _port_open(port) and _ping(port, 1.0) and proc.poll() is None:
-                return info
-            time.sleep(0.05)
-
-        _remove_port_file(data_dir)
-        logged = _read_log(log_path, offset)
-        tail = _log_tail(log_path, offset)
-        if proc.poll() is None:  # timed out
-            proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(_KILL_WAIT_S)
-            raise DatabaseError(
-                f"mongod ({binary}) did not answer on 127.0.0.1:{port} within "
-                f"{_START_TIMEOUT_S:g} s and was killed. Its log {log_path} ends with:\n{tail}"
-            )
-        if "Address already in use" in logged and time.monotonic() < deadline:
-            continue  # another process took the port between our probe and mongod's bind
-        hint = ""
-        if "DBPathInUse" in logged:
-            hint = f" Another mongod is using {dbpath}: stop it first."
-        raise DatabaseError(
-            f"mongod ({binary}) exited with code {proc.returncode} while starting on "
-            f"{dbpath}.{hint} Its log {log_path} ends with:\n{tail}"
-        )
-    raise DatabaseError(
-        f"mongod could not bind a free port on 127.0.0.1 in {_PORT_ATTEMPTS} attempts "
-        f"(another program keeps taking them). See {log_path}."
-    )
-
-
-def _shutdown(pid: int, port: int, timeout: float) -> None:
-    """Stops mongod ``pid``: the shutdown command, else SIGTERM; SIGKILL after ``timeout``."""
-    graceful = False
-    client: pymongo.MongoClient = pymongo.MongoClient(
-        "127.0.0.1",
-        port,
-        directConnection=True,
-        serverSelectionTimeoutMS=int(_PROBE_TIMEOUT_S * 1000),
-        connectTimeoutMS=int(_PROBE_TIMEOUT_S * 1000),
-        socketTimeoutMS=int(max(timeout, 1.0) * 1000),
-    )
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    args = [
+        binary,
+        "--dbpath", str(dbpath),
+        "--bind_ip", str(sock),   # a socket path and nothing else: no TCP port
+        "--nounixsocket",         # nor mongod's default /tmp/mongodb-<port>.sock
+        "--filePermissions", "0700",
+        "--noscripting",          # no server-side JavaScript ($where, $function, mapReduce)
+    ]  # fmt: skip
     try:
-        client.admin.command("shutdown")
-        graceful = True
-    except (pymongo.errors.AutoReconnect, pymongo.errors.ConnectionFailure) as e:
-        # The server closing our connection is how a successful shutdown looks,
-        # but server selection failing means it never heard us.
-        graceful = not isinstance(e, pymongo.errors.ServerSelectionTimeoutError)
-    except pymongo.errors.PyMongoError:
-        graceful = False
-    finally:
-        client.close()
+        proc = _spawn_detached(args, log_path)
+    except OSError as e:
+        raise DatabaseError(f"Cannot run mongod {binary}: {e}. " + _HINT_EMBEDDED) from e
+    _children[proc.pid] = proc
+    info = {
+        "pid": proc.pid,
+        "socket": str(sock),
+        "binary": binary,
+        "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+    }
+    # Written before the ping too, so that if we die during start-up the next
+    # process finds this mongod instead of colliding with it on the same files.
+    _write_port_file(data_dir, info)
+
+    while proc.poll() is None and time.monotonic() < deadline:
+        if _socket_open(str(sock)) and _ping(str(sock), 1.0) and proc.poll() is None:
+            return info
+        time.sleep(0.05)
+
+    _remove_port_file(data_dir)
+    logged = _read_log(log_path, offset)
+    tail = _log_tail(log_path, offset)
+    if proc.poll() is None:  # timed out
+        proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(_KILL_WAIT_S)
+        raise DatabaseError(
+            f"mongod ({binary}) did not answer on {sock} within "
+            f"{_START_TIMEOUT_S:g} s and was killed. Its log {log_path} ends with:\n{tail}"
+        )
+    hint = ""
+    if "DBPathInUse" in logged:
+        hint = f" Another mongod is using {dbpath}: stop it first."
+    raise DatabaseError(
+        f"mongod ({binary}) exited with code {proc.returncode} while starting on "
+        f"{dbpath}.{hint} Its log {log_path} ends with:\n{tail}"
+    )
+
+
+def _shutdown(pid: int, sock: Optional[str], timeout: float) -> None:
+    """Stops mongod ``pid``: the shutdown command on its socket, else SIGTERM; SIGKILL after ``timeout``."""
+    graceful = False
+    if sock is not None:
+        client: pymongo.MongoClient = pymongo.MongoClient(
+            socket_uri(sock),
+            directConnection=True,
+            serverSelectionTimeoutMS=int(_PROBE_TIMEOUT_S * 1000),
+            connectTimeoutMS=int(_PROBE_TIMEOUT_S * 1000),
+            socketTimeoutMS=int(max(timeout, 1.0) * 1000),
+        )
+        try:
+            client.admin.command("shutdown")
+            graceful = True
+        except (pymongo.errors.AutoReconnect, pymongo.errors.ConnectionFailure) as e:
+            # The server closing our connection is how a successful shutdown looks,
+            # but server selection failing means it never heard us.
+            graceful = not isinstance(e, pymongo.errors.ServerSelectionTimeoutError)
+        except pymongo.errors.PyMongoError:
+            graceful = False
+        finally:
+            client.close()
     if not graceful:
-        send_signal(pid, signal.SIGTERM)
+        send_signal(pid, signal.SIGTERM)  # mongod's clean shutdown too
     if wait_exit(pid, timeout):
         return
     send_signal(pid, signal.SIGKILL)
@@ -660,10 +727,13 @@ def stop_server(data_dir: Path, timeout: float) -> bool:
         if info is not None:
             pid = info["pid"]
             if pid_alive(pid) and _is_our_mongod(pid, dbpath):
-                _shutdown(pid, info["port"], timeout)
+                _shutdown(pid, info.get("socket"), timeout)
                 stopped = True
             _children.pop(pid, None)
             _remove_port_file(data_dir)
+            if isinstance(info.get("socket"), str) and not pid_alive(pid):
+                with contextlib.suppress(DatabaseError, OSError):
+                    _remove_stale_socket(Path(info["socket"]))
         for name in (MONITOR_FILE, KEEP_FILE):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(data_dir / name)
@@ -678,16 +748,19 @@ def server_status(data_dir: Path) -> Dict[str, Any]:
     """The embedded server of ``data_dir``, its clients and its idle timer. Starts nothing.
 
     Returns:
-        ``uri`` (None when not running), ``running``, ``pid`` and ``port``
-        (None when not running), ``binary`` (the one it runs, else the one
-        that would run; None when none is found), and while it runs:
-        ``clients`` (the live registered processes: ``pid``, ``command``,
-        ``since``), ``monitor_pid``, ``idle_s`` (how long it outlives its last
-        client), ``keep`` (kept running without clients) and ``stops_in_s``
-        (seconds until the monitor stops it; None while it has clients or is kept).
+        ``uri`` (None when not running), ``running``, ``pid`` and ``socket``
+        (the Unix socket it listens on; None when not running), ``port``
+        (always None: the embedded server has no TCP port), ``binary`` (the
+        one it runs, else the one that would run; None when none is found),
+        and while it runs: ``clients`` (the live registered processes:
+        ``pid``, ``command``, ``since``), ``monitor_pid``, ``idle_s`` (how
+        long it outlives its last client), ``keep`` (kept running without
+        clients) and ``stops_in_s`` (seconds until the monitor stops it; None
+        while it has clients or is kept).
     """
     info = _read_port_file(data_dir) if data_dir.is_dir() else None
-    running = info is not None and "pid" in info and pid_alive(info["pid"]) and _ping(info["port"])
+    sock = info.get("socket") if info else None
+    running = isinstance(sock, str) and info is not None and pid_alive(info["pid"]) and _ping(sock)
     binary: Optional[str] = info.get("binary") if info else None
     if not binary:
         try:
@@ -695,10 +768,11 @@ def server_status(data_dir: Path) -> Dict[str, Any]:
         except DatabaseError:
             binary = None
     result: Dict[str, Any] = {
-        "uri": f"mongodb://127.0.0.1:{info['port']}/" if running and info else None,
+        "uri": socket_uri(sock) if running and isinstance(sock, str) else None,
         "running": running,
         "pid": info["pid"] if running and info else None,
-        "port": info["port"] if running and info else None,
+        "socket": sock if running else None,
+        "port": None,
         "binary": binary,
         "clients": [],
         "monitor_pid": None,

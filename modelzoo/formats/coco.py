@@ -29,6 +29,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..errors import DatasetError, FormatError, RequirementsError
 from ..labels import Detection, Detections, Keypoint, Keypoints, check_box
 from ..masks import crop_to_box, full_mask
@@ -359,7 +360,7 @@ def export_coco(
                 ann["keypoints"], ann["num_keypoints"] = _coco_keypoints(keypoint, width, height)
             annotations.append(ann)
     out = {"images": images, "annotations": annotations, "categories": sorted(cats.values(), key=lambda c: c["id"])}
-    with open(os.fspath(path), "w") as f:
+    with atomic_write(path) as f:
         json.dump(out, f)
     return len(annotations)
 

@@ -6,8 +6,10 @@ Rules (VESSL's, checked before anything is copied):
 - the only glob is one trailing ``*``, on both sides: ``{"ckpt/*": "weights/*"}``
   copies every entry of ``ckpt/`` to ``weights/<its name>`` (in general, the
   text a match has after the local prefix replaces the ``*``);
-- the volume path is relative, with no ``..``: nothing is written outside
-  the model's volume directory.
+- the volume path is relative, with no ``..`` and no ``~``: nothing is
+  written outside the model's volume directory;
+- a directory's symbolic links must point inside it: a link out of it (to
+  ``~/.ssh``, say) is refused rather than copied into the volume.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ def _volume_path(remote: str, local: str) -> str:
     if not isinstance(remote, str) or not remote.strip():
         raise ArtifactError(f"artifacts[{local!r}]: the volume path must be a non-empty string, got {remote!r}")
     text = remote.replace("\\", "/")
+    if text.split("/")[0].startswith("~"):
+        raise ArtifactError(
+            f"artifacts[{local!r}] = {remote!r}: volume paths are inside the model's volume, where '~' is not "
+            f"your home but a folder named '~'; give the path inside the volume, e.g. {text.lstrip('~/') or 'model.pt'!r}"
+        )
     if text.startswith("/") or (len(text) > 1 and text[1] == ":") or ".." in text.split("/"):
         raise ArtifactError(
             f"artifacts[{local!r}] = {remote!r}: the volume path must be relative and stay inside the model's "
@@ -92,6 +99,9 @@ def plan_artifacts(artifacts: Optional[Mapping[str, str]]) -> List[Tuple[str, st
             if not os.path.isdir(source):
                 raise ArtifactError(f"artifacts[{local!r}] = {remote!r}: a file needs a file name in the volume")
         plan.append((local, source, dest))
+    for key, source, _ in plan:
+        if os.path.isdir(source):
+            _check_links(key, source)
     seen: Dict[str, str] = {}
     for key, _, dest in plan:
         d = dest.rstrip("/")
@@ -99,6 +109,23 @@ def plan_artifacts(artifacts: Optional[Mapping[str, str]]) -> List[Tuple[str, st
             raise ArtifactError(f"artifacts {seen[d]!r} and {key!r} both go to {d!r} in the volume")
         seen[d] = key
     return plan
+
+
+def _check_links(key: str, directory: str) -> None:
+    """Refuses a symbolic link under ``directory`` that resolves outside it."""
+    root = os.path.realpath(directory)
+    for dirpath, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                continue
+            target = os.path.realpath(path)
+            if target != root and not target.startswith(root + os.sep):
+                raise ArtifactError(
+                    f"artifacts[{key!r}]: {path} is a symbolic link to {target}, outside {directory}; its target "
+                    "would be copied into the model's volume. Copy the file into the directory, or list it as an "
+                    "artifact of its own."
+                )
 
 
 def copy_artifacts(plan: List[Tuple[str, str, str]], volume: str) -> None:

@@ -7,7 +7,7 @@ unpickled.
 
 from __future__ import annotations
 
-from ..errors import ConfigError, ModelzooError
+from ..errors import ConfigError, ModelzooError, UntrustedError
 
 __all__ = ["VesslError", "InvalidParamsError", "RunnerDefinitionError", "ArtifactError", "UntrustedModelError"]
 
@@ -31,6 +31,6 @@ class ArtifactError(InvalidParamsError):
     or would be stored outside the model's directory."""
 
 
-class UntrustedModelError(VesslError, ConfigError):
+class UntrustedModelError(VesslError, ConfigError, UntrustedError):
     """Loading the model would unpickle data that cannot be shown to come from
     this user's own registration (see ``docs/vessl.md``, "Trust")."""

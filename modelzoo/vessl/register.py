@@ -101,7 +101,8 @@ def _dir_size(path: str) -> int:
     return total
 
 
-def _entry_writer(repository_name: str, description: str, tags: Sequence[str], requirements: Sequence[str], config: Dict[str, Any]) -> Callable[[str, int], None]:
+def _entry_writer(repository_name: str, description: str, tags: Sequence[str], requirements: Sequence[str],
+                  config: Dict[str, Any], manifest: Mapping[str, Any]) -> Callable[[str, int], None]:
     def write(staging: str, number: int) -> None:
         entry = {
             "name": f"{repository_name}/{number}",
@@ -118,6 +119,7 @@ def _entry_writer(repository_name: str, description: str, tags: Sequence[str], r
             "training_data": "unspecified",
         }
         store.write_json(os.path.join(staging, local.ENTRY_FILE), {"manifest_version": 1, "models": [entry]})
+        signing.sign(staging, store.signed_files(staging, manifest))  # after entry.json: it names the number
 
     return write
 
@@ -126,11 +128,10 @@ def _publish(repository_name: str, model_number: Optional[int], overwrite: bool,
              description: str, tags: Sequence[str], requirements: Sequence[str], config: Dict[str, Any]) -> RegisteredModel:
     try:
         store.write_json(os.path.join(staging, store.MANIFEST_FILE), manifest)
-        signing.sign(staging, [store.MANIFEST_FILE, *store.pickled_files(manifest)])
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    writer = _entry_writer(repository_name, description, tags, requirements, config)
+    writer = _entry_writer(repository_name, description, tags, requirements, config, manifest)
     number = local.publish(staging, repository_name, model_number, overwrite, writer)
     return RegisteredModel(repository_name, number)
 

@@ -7,7 +7,7 @@
     vessl.runner.pkl      the runner class, only when it cannot be imported (defined in __main__)
     vessl.model.pkl       the model instance, only when neither save_model nor load_model is overridden
     vessl.model.pt        register_torch_model: the module's state dict (loaded with weights_only=True)
-    vessl.signature       this user's HMAC of the manifest and pickles (see :mod:`.signing`)
+    vessl.signature       this user's HMAC of entry.json, the manifest, pickles and state dict (see :mod:`.signing`)
     volume/               the model volume: the artifacts, and what save_model wrote
 
 Parts are named by dotted path whenever the object can be imported back;
@@ -26,8 +26,10 @@ import threading
 import types
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
+from ..atomic import write_json_atomic
 from ..errors import ConfigError
 from ..imports import import_object
+from ..zoo.local import ENTRY_FILE
 from .errors import InvalidParamsError, UntrustedModelError
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "read_manifest",
     "pickled_files",
     "check_trust",
+    "signed_files",
     "now",
     "MANIFEST_VERSION",
 ]
@@ -152,11 +155,7 @@ def working_directory(path: str) -> Iterator[None]:
 
 
 def write_json(path: str, data: Any) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, data, indent=2, sort_keys=True)
 
 
 def read_manifest(directory: str, name: str) -> Dict[str, Any]:
@@ -186,23 +185,58 @@ def pickled_files(manifest: Mapping[str, Any]) -> List[str]:
     return sorted(set(out))
 
 
+def signed_files(directory: str, manifest: Mapping[str, Any]) -> List[str]:
+    """The files an entry's signature covers: the manifest, ``entry.json``,
+    the pickles and the state dict (those of them that exist)."""
+    names = [MANIFEST_FILE, ENTRY_FILE, STATE_DICT, *pickled_files(manifest)]
+    return sorted({n for n in names if n in (MANIFEST_FILE, ENTRY_FILE) or os.path.isfile(os.path.join(directory, n))})
+
+
 def check_trust(directory: str, manifest: Mapping[str, Any], name: str, trust: bool) -> None:
-    """Refuses an entry holding pickles unless ``trust`` or this user's signature vouches for it.
+    """Refuses an entry unless the caller's ``trust`` or this user's signature vouches for it.
+
+    Every entry is checked, with or without pickles: its manifest names the
+    runner, the builder and its kwargs, which are imported and called.
+    ``trust`` is the caller's (``load_zoo_model(name, trust=True)``); an
+    ``entry.json`` that sets it itself is refused.
 
     Raises:
-        UntrustedModelError: naming the pickles and how to proceed.
+        UntrustedModelError: naming the entry and how to proceed.
     """
-    from .signing import key_path, verify
+    from ..signing import key_path
+    from .signing import verify
 
+    entry_path = os.path.join(directory, ENTRY_FILE)
+    if _entry_sets_trust(entry_path):
+        raise UntrustedModelError(
+            f"Zoo model {name!r}: {entry_path} sets 'trust' in the model's config, a decision only the caller may "
+            "make: a record cannot vouch for itself. Remove 'trust' from that file, and pass trust=True to "
+            f"load_zoo_model({name!r}, trust=True) if you trust its author."
+        )
     pickles = pickled_files(manifest)
-    if not pickles or trust or verify(directory, [MANIFEST_FILE, *pickles]):
+    if trust or verify(directory, signed_files(directory, manifest), legacy_files=[MANIFEST_FILE, *pickles]):
         return
+    holds = f"holds pickled code or data ({', '.join(pickles)} in {directory}), and unpickling runs arbitrary code" if pickles \
+        else f"names code that is imported and called when it loads (its manifest in {directory})"
     raise UntrustedModelError(
-        f"Zoo model {name!r} holds pickled code or data ({', '.join(pickles)} in {directory}), and unpickling runs "
-        f"arbitrary code. Its signature does not match this user's key ({key_path()}): it was not registered by "
-        "you on this machine, or its files changed since. If you trust where it came from, pass trust=True "
-        f"(load_zoo_model({name!r}, trust=True))."
+        f"Zoo model {name!r} {holds}. Its signature does not match this user's key ({key_path()}): it was not "
+        "registered by you on this machine, or its files changed since. Register it again as its owner, or, if you "
+        f"trust where it came from, pass trust=True (load_zoo_model({name!r}, trust=True))."
     )
+
+
+def _entry_sets_trust(entry_path: str) -> bool:
+    try:
+        with open(entry_path) as f:
+            entry = json.load(f)
+    except (OSError, ValueError):
+        return False
+    models = entry.get("models") if isinstance(entry, dict) else None
+    for model in models if isinstance(models, list) else []:
+        config = model.get("model", {}).get("config") if isinstance(model, dict) and isinstance(model.get("model"), dict) else None
+        if isinstance(config, dict) and "trust" in config:
+            return True
+    return False
 
 
 def now() -> str:

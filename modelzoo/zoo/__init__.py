@@ -23,6 +23,7 @@ import fnmatch
 import re
 from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
 
+from ..atomic import atomic_write
 from ..config import Config
 from ..errors import ConfigError, ZooError
 from ..imports import import_object
@@ -196,7 +197,7 @@ def _post_download(info: ZooModelInfo, force: bool) -> None:
         return
     hook()
     os.makedirs(os.path.dirname(marker), exist_ok=True)
-    with open(marker, "w") as f:
+    with atomic_write(marker) as f:
         f.write(f"{cls.__module__}.{cls.__qualname__}\n")
 
 

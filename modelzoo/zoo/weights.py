@@ -13,8 +13,13 @@ Where a model's weights file is looked for, in order:
    with resume (HTTP ``Range``), verified, then atomically renamed into place.
 
 A file's sha256 is checked before its first use; a verified file gets a
-``<file>.verified`` record (size, mtime, sha256) so that later loads skip the
-hash while the file is unchanged. A mismatch sets the file aside as
+``<file>.verified`` record (size, mtime, inode, change time, sha256) so that
+later loads skip the hash while the file is unchanged. The change time
+(``st_ctime``) cannot be set back by anyone but root (``os.utime`` sets the
+modification time, not it), so a file rewritten and re-dated is hashed again.
+Downloads are written to a 0600 ``.part`` file; a verified file then gets
+its final mode (the source's for ``file://``, 0644 less the umask for HTTP),
+and a mismatch stays 0600. A mismatch sets the file aside as
 ``<file>.sha256-mismatch`` and raises :class:`~modelzoo.errors.ChecksumError`
 with both hashes. ``MODELZOO_OFFLINE=1`` forbids downloads; every download
 error names the URL and the exact path where the file can be placed by hand.
@@ -32,9 +37,10 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import unquote, urlparse
 
+from ..atomic import write_json_atomic
 from ..checksum import sha256_file
 from ..errors import ChecksumError, DownloadError, ZooError
 from ..progress import progress_bar
@@ -84,9 +90,9 @@ def cache_path(info: ZooModelInfo) -> str:
 # -- verification records ------------------------------------------------------------------
 
 
-def _stat_key(path: str) -> Tuple[int, int]:
+def _stat_key(path: str) -> Tuple[int, int, int, int]:
     st = os.stat(path)
-    return st.st_size, st.st_mtime_ns
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
 
 
 def _read_json(path: str) -> Optional[Dict]:
@@ -98,25 +104,41 @@ def _read_json(path: str) -> Optional[Dict]:
 
 
 def _write_json_atomic(path: str, data: Dict) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    write_json_atomic(path, data, indent=2)
 
 
 def _is_recorded(record: Optional[Dict], path: str, sha256: str) -> bool:
     if not record or record.get("sha256") != sha256 or record.get("path", path) != path:
         return False
     try:
-        size, mtime = _stat_key(path)
+        size, mtime, ino, ctime = _stat_key(path)
     except OSError:
         return False
-    return record.get("size") == size and record.get("mtime_ns") == mtime
+    return (record.get("size"), record.get("mtime_ns"), record.get("ino"), record.get("ctime_ns")) == (size, mtime, ino, ctime)
 
 
 def _record(path: str, sha256: str) -> Dict:
-    size, mtime = _stat_key(path)
-    return {"path": path, "sha256": sha256, "size": size, "mtime_ns": mtime}
+    size, mtime, ino, ctime = _stat_key(path)
+    return {"path": path, "sha256": sha256, "size": size, "mtime_ns": mtime, "ino": ino, "ctime_ns": ctime}
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (Linux); 0o022 where it cannot be read."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def _open_part(part: str, append: bool) -> Any:
+    """The ``.part`` file, only this user can read it (until it is verified)."""
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC), 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab" if append else "wb")
 
 
 def _set_aside(path: str) -> str:
@@ -344,8 +366,9 @@ def download_weights(
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     part = dest + ".part"
     scheme = urlparse(url).scheme
+    final_mode = 0o644 & ~_umask()
     if scheme == "file":
-        _copy_file_url(info, url, part, dest, progress)
+        final_mode = _copy_file_url(info, url, part, dest, progress) & final_mode
     else:
         attempt = 0
         while True:
@@ -373,6 +396,7 @@ def download_weights(
             dest, info.weights.sha256, actual,
             hint=f"The downloaded file was set aside as {aside}; the URL {url} serves a different file.",
         )
+    os.chmod(part, final_mode)
     os.replace(part, dest)  # atomic: the cache never holds an unverified file under its final name
     _write_json_atomic(dest + ".verified", _record(dest, actual))
     return dest
@@ -419,7 +443,7 @@ def _http_download(url: str, part: str, expected_size: Optional[int], desc: str,
         total = start + int(length) if length and length.isdigit() else expected_size
         mode = "ab" if start else "wb"
         received = 0
-        with open(part, mode) as f, progress_bar(total, desc, unit="B", enabled=progress, initial=start) as bar:
+        with _open_part(part, mode == "ab") as f, progress_bar(total, desc, unit="B", enabled=progress, initial=start) as bar:
             try:
                 while True:
                     chunk = response.read(_CHUNK)
@@ -434,7 +458,8 @@ def _http_download(url: str, part: str, expected_size: Optional[int], desc: str,
             raise _Interrupted(f"connection closed after {start + received} of {start + int(length)} bytes")
 
 
-def _copy_file_url(info: ZooModelInfo, url: str, part: str, dest: str, progress: Optional[bool]) -> None:
+def _copy_file_url(info: ZooModelInfo, url: str, part: str, dest: str, progress: Optional[bool]) -> int:
+    """Copies a ``file://`` source to ``part`` (0600); returns the source's permission bits."""
     parsed = urlparse(url)
     src = unquote(parsed.path)
     if parsed.netloc and parsed.netloc != "localhost":
@@ -444,13 +469,14 @@ def _copy_file_url(info: ZooModelInfo, url: str, part: str, dest: str, progress:
             f"Cannot copy weights of zoo model {info.key} from {url}: {src} does not exist. " + _manual_hint(info, dest)
         )
     size = os.path.getsize(src)
-    with open(src, "rb") as fin, open(part, "wb") as fout, progress_bar(size, info.weights.filename if info.weights else "", unit="B", enabled=progress) as bar:
+    with open(src, "rb") as fin, _open_part(part, False) as fout, progress_bar(size, info.weights.filename if info.weights else "", unit="B", enabled=progress) as bar:
         while True:
             chunk = fin.read(_CHUNK)
             if not chunk:
                 break
             fout.write(chunk)
             bar.update(len(chunk))
+        return os.fstat(fin.fileno()).st_mode & 0o777
 
 
 def delete_weights(info: ZooModelInfo) -> bool:

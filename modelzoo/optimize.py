@@ -1,125 +1,21 @@
-"""Helpers behind :mod:`modelzoo.torch_image`: weight files, moving outputs
-around, and the ``optimize`` step (channels_last + a frozen or compiled graph,
-verified against eager). Dotted-path imports are in :mod:`modelzoo.imports`,
-checksums in :mod:`modelzoo.checksum` (both torch-free)."""
+"""The ``optimize`` step of :mod:`modelzoo.torch_image`: a faster equivalent
+of a module (channels_last, then a frozen, oneDNN-fused or compiled graph),
+verified against eager on example inputs before it is used."""
 
 from __future__ import annotations
 
 import logging
 import time
 import warnings
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
-from .checksum import sha256_file
-from .errors import ChecksumError, ConfigError
+from .tensors import outputs_close, to_channels_last, to_cpu_float
 
-__all__ = [
-    "load_state_dict",
-    "to_cpu_float",
-    "outputs_close",
-    "optimize_module",
-    "OptimizeResult",
-]
+__all__ = ["optimize_module", "OptimizeResult", "onednn_fusion_available", "OneDNNFused"]
 
 logger = logging.getLogger("modelzoo.torch_image")
-
-
-def load_state_dict(path: str, sha256: Optional[str] = None) -> Dict[str, torch.Tensor]:
-    """Loads a checkpoint's state dict with ``weights_only=True`` after checking its sha256.
-
-    Accepts a bare state dict or one wrapped under ``"state_dict"`` / ``"model"``.
-
-    Raises:
-        ChecksumError: the file's sha256 is not ``sha256`` (the file is not loaded).
-        ConfigError: the file is missing or holds no state dict.
-    """
-    try:
-        if sha256 is not None:
-            actual = sha256_file(path)
-            if actual.lower() != sha256.lower():
-                raise ChecksumError(path, sha256.lower(), actual, hint="Check weights_path and weights_sha256.")
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ConfigError(f"weights_path {path!r} does not exist") from None
-    except ChecksumError:
-        raise
-    except Exception as e:
-        raise ConfigError(
-            f"Cannot load weights {path!r} with torch.load(weights_only=True): {type(e).__name__}: {e}"
-        ) from e
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "model"):
-            inner = obj.get(key)
-            if isinstance(inner, Mapping) and not isinstance(obj.get(key), torch.Tensor):
-                obj = inner
-                break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ConfigError(f"weights_path {path!r} does not hold a state dict (a dict of tensors)")
-    return dict(obj)
-
-
-# -- outputs ---------------------------------------------------------------------------
-
-
-def to_cpu_float(obj: Any) -> Any:
-    """Moves every tensor in a nested output to the CPU; floating ones become float32."""
-    if isinstance(obj, torch.Tensor):
-        obj = obj.detach()
-        if obj.is_floating_point() and obj.dtype != torch.float32:
-            obj = obj.float()
-        return obj.cpu()
-    if isinstance(obj, Mapping):
-        return {k: to_cpu_float(v) for k, v in obj.items()}
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
-        return type(obj)(*(to_cpu_float(v) for v in obj))
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_cpu_float(v) for v in obj)
-    return obj
-
-
-def outputs_close(a: Any, b: Any, rtol: float = 1e-4) -> Tuple[bool, str]:
-    """Compares two nested outputs. Tensors match when
-    ``max|a - b| <= rtol * max|b|`` (relative to the reference's scale) and
-    integer tensors are equal. Returns ``(ok, why_not)``."""
-    if isinstance(b, torch.Tensor):
-        if not isinstance(a, torch.Tensor):
-            return False, f"expected a tensor, got {type(a).__name__}"
-        if a.shape != b.shape:
-            return False, f"shape {tuple(a.shape)} != {tuple(b.shape)}"
-        if not b.is_floating_point():
-            return (bool(torch.equal(a.cpu(), b.cpu())), "integer outputs differ")
-        if b.numel() == 0:
-            return True, ""
-        a32, b32 = a.detach().float().cpu(), b.detach().float().cpu()
-        if not torch.isfinite(a32).all() or not torch.isfinite(b32).all():
-            return False, "non-finite values"
-        diff = (a32 - b32).abs().max().item()
-        scale = b32.abs().max().item()
-        if diff > rtol * max(scale, 1e-30):
-            return False, f"max abs difference {diff:.3g} > {rtol:g} x max |reference| {scale:.3g}"
-        return True, ""
-    if isinstance(b, Mapping):
-        if not isinstance(a, Mapping) or set(a) != set(b):
-            return False, "output dict keys differ"
-        for k in b:
-            ok, why = outputs_close(a[k], b[k], rtol)
-            if not ok:
-                return False, f"[{k!r}]: {why}"
-        return True, ""
-    if isinstance(b, (list, tuple)):
-        if not isinstance(a, (list, tuple)) or len(a) != len(b):
-            return False, "output sequence lengths differ"
-        for i, (x, y) in enumerate(zip(a, b)):
-            ok, why = outputs_close(x, y, rtol)
-            if not ok:
-                return False, f"[{i}]: {why}"
-        return True, ""
-    return (a == b, f"{a!r} != {b!r}")
-
-
-# -- optimize ----------------------------------------------------------------------------
 
 
 class OptimizeResult:
@@ -150,17 +46,6 @@ class OptimizeResult:
 
     def __repr__(self) -> str:
         return f"OptimizeResult(kind={self.kind!r}, notes={self.notes!r})"
-
-
-def to_channels_last(x: Any) -> Any:
-    """Puts a batch (NCHW tensor or list of CHW tensors) in channels_last order."""
-    if isinstance(x, list):
-        return [to_channels_last(t) for t in x]
-    if isinstance(x, torch.Tensor) and x.dim() == 4:
-        return x.contiguous(memory_format=torch.channels_last)
-    if isinstance(x, torch.Tensor) and x.dim() == 3:
-        return x.unsqueeze(0).contiguous(memory_format=torch.channels_last)[0]
-    return x
 
 
 def optimize_module(

@@ -1,5 +1,0 @@
-"""Public entry points of the engine (see :mod:`modelzoo.engine`)."""
-
-from .engine import ApplyReport, Failure, apply_model, compute_embeddings
-
-__all__ = ["ApplyReport", "Failure", "apply_model", "compute_embeddings"]
