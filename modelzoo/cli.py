@@ -7,6 +7,7 @@ an ``_add_<group>_commands(subparsers)`` function and call it from
 
 Example:
     $ modelzoo list --tags classification
+    $ modelzoo list --source torchvision --tags detection
     $ modelzoo info mobilenet-v2-imagenet-torch
     $ modelzoo apply mobilenet-v2-imagenet-torch photos/ --label-field imagenet
     $ modelzoo datasets
@@ -151,7 +152,7 @@ def _human_size(n: Optional[int]) -> str:
 def _cmd_list(args: argparse.Namespace) -> int:
     from modelzoo import zoo
 
-    keys = zoo.list_zoo_models(tags=args.tags or None, pattern=args.pattern, versions=True)
+    keys = zoo.list_zoo_models(tags=args.tags or None, pattern=args.pattern, versions=True, source=args.source or None)
     infos = [zoo.get_zoo_model_info(k) for k in keys]
     if args.json:
         print(json.dumps([i.to_dict() for i in infos], indent=2))
@@ -159,11 +160,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if not infos:
         print("No zoo models match.")
         return 0
+    def size(info: Any) -> str:
+        mb = info.metadata.get("file_size_mb")
+        return _human_size(info.size_bytes if info.size_bytes is not None or mb is None else int(mb * 2**20))
+
     rows = [
-        (i.key, "yes" if zoo.is_zoo_model_downloaded(i.key) else "no", _human_size(i.size_bytes), ",".join(i.tags))
+        (i.key, i.zoo_source, "yes" if zoo.is_zoo_model_downloaded(i.key) else "no", size(i), ",".join(i.tags))
         for i in infos
     ]
-    _print_table(("NAME@VERSION", "LOCAL", "SIZE", "TAGS"), rows)
+    _print_table(("NAME@VERSION", "SOURCE", "LOCAL", "SIZE", "TAGS"), rows)
     return 0
 
 
@@ -176,11 +181,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(d, indent=2))
         return 0
     d["origin"] = info.origin
+    d["zoo_source"] = info.zoo_source
     d["downloaded"] = zoo.is_zoo_model_downloaded(info.key)
     if info.weights is not None:
         from modelzoo.zoo import weights
+        from modelzoo.zoo.sources import get_zoo_source
 
-        d["cache_path"] = weights.cache_path(info)
+        # the names of one file share one copy (a library's aliases)
+        d["cache_path"] = weights.cache_path(get_zoo_source(info.zoo_source or "registered").weights_entry(info))
     width = max(len(k) for k in d)
     for key, value in d.items():
         if isinstance(value, (dict, list)):
@@ -341,6 +349,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def _add_zoo_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = subparsers.add_parser("list", help="list the zoo's models", description="List the zoo's models and whether their weights are on this machine.")
+    p.add_argument("--source", nargs="+", metavar="SOURCE",
+                   help="only models of these zoo sources (manifests, plugins, torchvision, remote, local, registered)")
     p.add_argument("--tags", nargs="+", metavar="TAG", help="only models with all these tags")
     p.add_argument("--pattern", help="only names matching this glob (or containing this text)")
     p.add_argument("--json", action="store_true", help="print the full entries as JSON")

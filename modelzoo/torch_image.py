@@ -212,10 +212,7 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin
         self._processor = self._build_processor()
         if self._zero_shot:
             self._embed_class_prompts()
-        self._transform = ImageTransform(
-            size_wh(cfg.image_size), cfg.image_min_dim, cfg.image_max_dim, cfg.image_mean, cfg.image_std,
-            preprocessing=cfg.preprocessing,
-        )
+        self._transform = self._build_transform()
         self._runner: Callable[..., Any] = self._net
         self._auto_tried = False
         self._channels_last = False
@@ -265,6 +262,14 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin
                     f"unexpected keys {result.unexpected_keys[:5]}{'...' if len(result.unexpected_keys) > 5 else ''}"
                 )
         return module.eval().to(device=self._device, dtype=self._dtype)
+
+    def _build_transform(self) -> ImageTransform:
+        """The preprocessing of each image (a subclass may resize and crop otherwise)."""
+        cfg = self.config
+        return ImageTransform(
+            size_wh(cfg.image_size), cfg.image_min_dim, cfg.image_max_dim, cfg.image_mean, cfg.image_std,
+            preprocessing=cfg.preprocessing,
+        )
 
     def _make_tap(self, layer: str) -> torch.nn.Module:
         use_input = layer.startswith("<")

@@ -37,14 +37,14 @@ pytestmark = pytest.mark.usefixtures("zoo_env")
 
 
 def _zoo_names():
-    """The zoo's models as the registry lists them (built-in manifests and
-    installed plugins; user manifests left out, as zoo_env does), read at
-    collection time so that each is its own test."""
+    """The zoo's manifest models as the registry lists them (built-in manifests and
+    installed plugins; user manifests left out, as zoo_env does; the library
+    catalogues have their own tests), read at collection time so that each is its own test."""
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv(zoo.ENV_MANIFEST_PATHS, raising=False)
         zoo.reload_zoo()
         try:
-            return zoo.list_zoo_models()
+            return zoo.list_zoo_models(source=["manifests", "plugins"])
         finally:
             zoo.reload_zoo()
 
@@ -95,7 +95,7 @@ def test_builtin_manifests_list_the_shipped_models():
     for name in REQUIRED:
         assert name in names
     assert "digits-cnn-torch" in zoo.list_zoo_models(tags="digits")
-    assert zoo.list_zoo_models(tags=["detection", "keypoints"]) == ["keypoint-rcnn-resnet50-fpn-coco-torch"]
+    assert zoo.list_zoo_models(tags=["detection", "keypoints"], source="manifests") == ["keypoint-rcnn-resnet50-fpn-coco-torch"]
     assert set(zoo.list_zoo_models(pattern="*-imagenet-*")) >= {"mobilenet-v2-imagenet-torch", "resnet50-imagenet-torch"}
     assert "mobilenet-v2-imagenet-torch" in zoo.list_zoo_models(pattern="mobilenet")
     assert "mobilenet-v2-imagenet-torch@1.0" in zoo.list_zoo_models(versions=True)
@@ -181,7 +181,7 @@ def test_torchvision_entries_match_torchvision_official_weights():
 
     checked = 0
     for info in registry.all():
-        if not info.weights or not (info.weights.url or "").startswith("https://download.pytorch.org/models/"):
+        if info.zoo_source != "manifests" or not info.weights or not (info.weights.url or "").startswith("https://download.pytorch.org/models/"):
             continue
         stem = info.weights.filename[: -len(".pth")]
         prefix = stem.rsplit("-", 1)[1]
@@ -229,9 +229,9 @@ def test_bad_manifest_fails_naming_file_entry_and_key(tmp_path, monkeypatch, cha
 
 def test_missing_key_and_config_typo_are_errors(tmp_path, monkeypatch):
     entry = _entry()
-    del entry["license"]
+    del entry["name"], entry["model"]
     _use_manifests(monkeypatch, _write_manifest(tmp_path / "a.json", entry))
-    with pytest.raises(ManifestError, match="'license'.*missing required key"):
+    with pytest.raises(ManifestError, match="missing required keys 'name', 'model'"):
         zoo.list_zoo_models()
 
     entry = _entry()
@@ -254,6 +254,23 @@ def test_missing_key_and_config_typo_are_errors(tmp_path, monkeypatch):
     _use_manifests(monkeypatch, _write_manifest(tmp_path / "d.json", entry))
     with pytest.raises(ManifestError, match="model.type.*TorchImageModel"):
         zoo.list_zoo_models()
+
+
+def test_a_python_model_needs_only_a_name_and_an_import_path(tmp_path, monkeypatch):
+    """``{"name", "model": "package.module.Name"}``: a Model subclass or a
+    factory; every other key defaults (version 1.0, no weights, no tags)."""
+    path = _write_manifest(
+        tmp_path / "short.json",
+        {"name": "short-class", "model": "test_zoo._ConstantModel"},
+        {"name": "short-factory", "model": {"type": "modelzoo.testing.tiny_model", "config": {"task": "segmentation"}}},
+    )
+    monkeypatch.syspath_prepend(os.path.dirname(os.path.abspath(__file__)))
+    _use_manifests(monkeypatch, path)
+    info = zoo.get_zoo_model_info("short-class")
+    assert info.version == "1.0" and info.tags == () and info.weights is None and info.license == ""
+    assert zoo.load_zoo_model("short-class").predict(np.zeros((2, 2, 3), np.uint8)).label == "constant"
+    factory = zoo.load_zoo_model("short-factory", optimize=False)
+    assert isinstance(factory.predict(np.zeros((16, 16, 3), np.uint8)), mz.Segmentation)
 
 
 def test_invalid_json_and_duplicates_are_errors(tmp_path, monkeypatch):
@@ -300,7 +317,8 @@ def test_versions_newest_by_default_and_name_at_version(tmp_path, monkeypatch):
 def test_unknown_name_suggests_close_matches():
     with pytest.raises(ModelNotFoundError) as e:
         zoo.load_zoo_model("resnet-50")
-    assert "Did you mean 'resnet50-imagenet-torch'?" in str(e.value)
+    assert "Did you mean one of " in str(e.value)
+    assert "'resnet50-imagenet-torch'" in str(e.value) and "'torchvision/resnet50'" in str(e.value)
     with pytest.raises(ModelNotFoundError, match="mobilenet-v2-imagenet-torch"):
         zoo.get_zoo_model_info("mobilenet-v2-imagenet")
     assert isinstance(e.value, KeyError) and isinstance(e.value, mz.ModelzooError)

@@ -9,12 +9,16 @@ Example::
     model = mz.load_zoo_model("digits-cnn-torch@1.0", confidence_thresh=0.5)
     dataset.apply_model(model, label_field="predictions")
 
-Entries come from ``manifests/*.json`` (see :mod:`modelzoo.zoo.manifest`),
-``MODELZOO_MANIFEST_PATHS``, plugins (:mod:`modelzoo.zoo.plugins`),
-:func:`register_zoo_model`, and the local zoo of ``repository/number``
-models registered on this machine (:mod:`modelzoo.zoo.local`, written by
-:mod:`modelzoo.vessl`). Weights are cached under ``MODELZOO_HOME``
-(:mod:`modelzoo.zoo.weights`).
+Names come from zoo sources (:mod:`modelzoo.zoo.sources`): the manifests
+(``manifests/*.json``, ``MODELZOO_MANIFEST_PATHS``), plugins
+(:mod:`modelzoo.zoo.plugins`), every torchvision builder x weights
+(:mod:`modelzoo.zoo.torchvision_source`, ``torchvision/resnet50``),
+FiftyOne-style remote sources (:mod:`modelzoo.zoo.remote`), the local zoo
+(``repository/number`` models and the lasting registrations of
+:func:`register_zoo_model`, :mod:`modelzoo.zoo.persist`), this process's
+registrations, and bundles by name. Weights are cached under
+``MODELZOO_HOME`` (:mod:`modelzoo.zoo.weights`); ``pretrained=False`` builds
+any model without them.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import fnmatch
 import re
 from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
 
-from ..atomic import atomic_write
 from ..config import Config
 from ..errors import ConfigError, ZooError
 from ..imports import import_object
@@ -42,8 +45,9 @@ from .manifest import (
     parse_weights,
 )
 from .plugins import ENTRY_POINT_GROUP, ENV_MANIFEST_PATHS
-from .registry import build_model, registry
+from .registry import registry
 from .requirements import check_device, check_requirements
+from .sources import ZooSource, register_zoo_source
 from .weights import ENV_HOME, ENV_OFFLINE, ENV_WEIGHTS_PATH, zoo_home
 
 __all__ = [
@@ -53,6 +57,12 @@ __all__ = [
     "ModelSpec",
     "ManifestError",
     "list_zoo_models",
+    "list_zoo_sources",
+    "register_zoo_model_source",
+    "list_zoo_model_sources",
+    "delete_zoo_model_source",
+    "register_zoo_source",
+    "ZooSource",
     "get_zoo_model_info",
     "load_zoo_model",
     "download_zoo_model",
@@ -74,27 +84,53 @@ __all__ = [
 
 
 def list_zoo_models(
-    tags: Union[str, Sequence[str], None] = None, pattern: Optional[str] = None, versions: bool = False
+    tags: Union[str, Sequence[str], None] = None,
+    pattern: Optional[str] = None,
+    versions: bool = False,
+    source: Union[str, Sequence[str], None] = None,
 ) -> List[str]:
-    """The names of the zoo's models, sorted.
+    """The names of the zoo's models, sorted. Imports no model library
+    (torch, timm...): library catalogues are read from generated indexes.
 
     Args:
         tags: keep models that have all of these tags.
         pattern: keep names matching this glob (``"*-imagenet-*"``); without
             wildcards, names containing it.
         versions: list every ``name@version`` instead of names.
+        source: keep models of this zoo source (or of any of these):
+            ``"manifests"``, ``"plugins"``, ``"torchvision"``, ``"remote"``,
+            ``"local"``, ``"registered"`` (:func:`list_zoo_sources` lists them).
+
+    Raises:
+        ZooError: an unknown source.
     """
     wanted = {tags} if isinstance(tags, str) else set(tags or ())
+    sources = {source} if isinstance(source, str) else set(source or ())
+    if sources:
+        from .sources import zoo_source_names
+
+        unknown = sorted(sources - set(zoo_source_names()))
+        if unknown:
+            raise ZooError(f"Unknown zoo source {unknown[0]!r}; the sources are {', '.join(zoo_source_names())}")
     if pattern is not None and not any(c in pattern for c in "*?["):
         pattern = f"*{pattern}*"
     out = []
     for info in registry.all():
+        if sources and info.zoo_source not in sources:
+            continue
         if wanted and not wanted.issubset(info.tags):
             continue
         if pattern is not None and not fnmatch.fnmatchcase(info.name, pattern):
             continue
         out.append(info.key if versions else info.name)
     return sorted(set(out), key=out.index) if not versions else out
+
+
+def list_zoo_sources() -> List[str]:
+    """The names of the zoo's sources (see :mod:`modelzoo.zoo.sources`)."""
+    from .sources import zoo_source_names
+
+    return zoo_source_names()
 
 
 def get_zoo_model_info(name: str) -> ZooModelInfo:
@@ -112,6 +148,7 @@ def load_zoo_model(
     install_requirements: bool = False,
     download: bool = True,
     progress: Optional[bool] = None,
+    pretrained: bool = True,
     **overrides: Any,
 ) -> Any:
     """Loads a zoo model, downloading its weights on first use.
@@ -123,6 +160,10 @@ def load_zoo_model(
         install_requirements: pip-install missing packages instead of raising.
         download: allow downloading the weights (else they must be on this machine).
         progress: show a download progress bar (default: when stderr is a terminal).
+        pretrained: False builds the architecture alone: random weights
+            (seeded, the same in every process), the entry's classes and
+            preprocessing; nothing is downloaded. For tests, fine-tuning and
+            offline trials.
         **overrides: settings that replace the entry's config (``device="cpu"``,
             ``confidence_thresh=0.5``...). ``weights_path`` replaces the zoo's weights.
 
@@ -132,7 +173,8 @@ def load_zoo_model(
     Raises:
         ModelNotFoundError: unknown name (close matches are suggested).
         RequirementsError: missing packages, or a GPU-only model without a GPU.
-        DownloadError: the weights cannot be fetched; names the URL and the manual path.
+        DownloadError: the weights cannot be fetched; names the file, the URL
+            and the exact path to place it in.
         ChecksumError: the weights do not have the expected sha256.
         ConfigError: an unknown or invalid override.
 
@@ -140,18 +182,23 @@ def load_zoo_model(
 
         model = load_zoo_model("mobilenet-v2-imagenet-torch", device="cpu")
         label = model.predict(image)
+        untrained = load_zoo_model("torchvision/resnet18", pretrained=False)
     """
+    from .sources import get_zoo_source
+
     info = registry.get(name)
     check_requirements(info, install=install_requirements)
     check_device(info, overrides.get("device"))
-    weights_path = None
-    if "weights_path" not in overrides and info.model.kind == "class":
-        weights_path = _weights.resolve_weights(info, download=download, progress=progress)
-    if download:
-        _post_download(info, force=False)
-    model = build_model(info, weights_path=weights_path, **overrides)
+    source = get_zoo_source(info.zoo_source or "registered")
+    model = source.load(info, pretrained=pretrained, download=download, progress=progress, **overrides)
     # how another process (a Ray replica) rebuilds this model
-    return remember(model, Recipe.zoo(name, **overrides))
+    return remember(model, Recipe.zoo(name, **overrides, **({} if pretrained else {"pretrained": False})))
+
+
+def _source_of(info: ZooModelInfo) -> Any:
+    from .sources import get_zoo_source
+
+    return get_zoo_source(info.zoo_source or "registered")
 
 
 NAME_LOADERS["zoo"] = load_zoo_model
@@ -163,51 +210,20 @@ def download_zoo_model(name: str, overwrite: bool = False, progress: Optional[bo
     checksum is used without downloading, unless ``overwrite``. A model class
     with a ``zoo_post_download()`` hook (a Tungsten-style model's
     ``post_build``) has it run the first time, and again with ``overwrite``.
+    A remote source's model runs its ``download_model``.
 
     Raises:
         DownloadError, ChecksumError: see :func:`load_zoo_model`.
     """
     info = registry.get(name)
-    path: Optional[str] = None
-    if info.weights is not None and overwrite:
-        path = _weights.download_weights(info, progress=progress, overwrite=True)
-    elif info.weights is not None:
-        path = _weights.resolve_weights(info, download=True, progress=progress)
-    _post_download(info, force=overwrite)
-    return path
-
-
-def _post_download(info: ZooModelInfo, force: bool) -> None:
-    """Runs the model class's ``zoo_post_download()`` hook, if it has one (a
-    Tungsten-style model's ``post_build``), once per entry: the first
-    download or load, and again on ``download_zoo_model(overwrite=True)``.
-    A marker file in the entry's cache directory records that it ran."""
-    import os
-
-    if info.model.kind != "class":
-        return
-    cls = info.model.type
-    if isinstance(cls, str):
-        cls = import_object(cls, "model.type")
-    hook = getattr(cls, "zoo_post_download", None)
-    if not callable(hook):
-        return
-    marker = os.path.join(_weights.model_dir(info), ".post_download")
-    if os.path.exists(marker) and not force:
-        return
-    hook()
-    os.makedirs(os.path.dirname(marker), exist_ok=True)
-    with atomic_write(marker) as f:
-        f.write(f"{cls.__module__}.{cls.__qualname__}\n")
+    return _source_of(info).download(info, overwrite=overwrite, progress=progress)
 
 
 def is_zoo_model_downloaded(name: str) -> bool:
     """Whether the model's verified weights are on this machine (in the cache or
     a local source). True for a model without weights."""
     info = registry.get(name)
-    if info.weights is None:
-        return True
-    return _weights.find_weights(info) is not None
+    return bool(_source_of(info).is_downloaded(info))
 
 
 def delete_zoo_model(name: str) -> bool:
@@ -217,7 +233,31 @@ def delete_zoo_model(name: str) -> bool:
     info = registry.get(name)
     if _local.is_local(info):
         return _local.delete_local_entry(info)
-    return _weights.delete_weights(info)
+    return bool(_source_of(info).delete(info))
+
+
+def register_zoo_model_source(path_or_url: str, overwrite: bool = False) -> List[str]:
+    """Registers a FiftyOne-style remote source of models (a folder, a GitHub
+    ``user/repo`` or URL, a git URL or an archive URL) and returns its
+    models' names. Registering is your explicit trust in its code: it is
+    recorded, signed, and runs only while unchanged (see :mod:`modelzoo.zoo.remote`)."""
+    from .remote import register_zoo_model_source as register
+
+    return register(path_or_url, overwrite=overwrite)
+
+
+def list_zoo_model_sources() -> List[str]:
+    """The registered remote sources (the folders or URLs they were registered from)."""
+    from .remote import list_zoo_model_sources as listing
+
+    return listing()
+
+
+def delete_zoo_model_source(path_or_url: str) -> None:
+    """Deletes a registered remote source and its downloaded models."""
+    from .remote import delete_zoo_model_source as delete
+
+    delete(path_or_url)
 
 
 def reload_zoo() -> None:
@@ -307,8 +347,11 @@ def make_zoo_model_info(
     import datetime as _dt
 
     ck = ManifestChecker(origin, repr(name))
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise ck.fail("name", f"{name!r} must be lowercase letters, digits, '.', '_' or '-' (no '@')")
+    if not isinstance(name, str) or not all(NAME_RE.match(part) for part in name.split("/")):
+        raise ck.fail(
+            "name", f"{name!r} must be lowercase letters, digits, '.', '_' or '-' (no '@'); a source's names may "
+            "have a 'source/' prefix"
+        )
     if version is None:  # a bundle files itself under its id, ordered by its creation time
         version = getattr(model, "zoo_version", None) or "1.0"
         date_added = date_added or getattr(model, "zoo_date", None)
@@ -349,9 +392,11 @@ def register_zoo_model(
     model_cls: Optional[type] = None,
     config: Optional[Mapping[str, Any]] = None,
     overwrite: bool = False,
+    persist: Optional[bool] = None,
     **metadata: Any,
 ) -> ZooModelInfo:
-    """Registers a model of your own under ``name`` so that :func:`load_zoo_model` finds it.
+    """Registers a model of your own under ``name`` so that :func:`load_zoo_model` finds it,
+    in this process and, when it can be rebuilt elsewhere, in every later one.
 
     Args:
         name: the model's name (lowercase, digits, ``.``, ``_``, ``-``).
@@ -364,7 +409,8 @@ def register_zoo_model(
             - a :class:`~modelzoo.Model` subclass (built with ``config``);
             - a factory function: ``factory(**overrides) -> Model``;
             - a bundle: an object with ``load_model(**overrides) -> Model``
-              (a :class:`~modelzoo.bundles.ModelBundle` is filed under its id).
+              (a :class:`~modelzoo.bundles.ModelBundle` is filed under its id);
+            - the import path of any of these (``"my_package.models:build"``).
         version: its version (default ``"1.0"``, a bundle's id); ``name@version``
             loads it. Registering a new version of a registered name keeps both.
         model_cls: the :class:`~modelzoo.Model` subclass that takes ``model``
@@ -375,6 +421,14 @@ def register_zoo_model(
             and verified like a manifest's (config models only).
         requirements: ``{"packages": [...], "cpu": bool, "gpu": bool}``.
         overwrite: replace a model of the same name (else that raises).
+        persist: keep the registration in the user's zoo
+            (``$MODELZOO_HOME/_registered``, signed) so that other processes
+            (``modelzoo serve NAME``, your next script) find it. None (the
+            default): when the model can be rebuilt from a record (an import
+            path, a config whose model class imports, a module-level class or
+            factory, a bundle); otherwise it stays in this process and a
+            warning says why (a lambda, a class in ``__main__``...). True:
+            raise instead; False: this process only.
         **metadata: ``source``, ``license``, ``size_bytes``, ``training_data``, ``date_added``.
 
     Raises:
@@ -386,12 +440,42 @@ def register_zoo_model(
         register_zoo_model("my-classifier", TorchImageModelConfig({...}), tags=["classification"])
         model = load_zoo_model("my-classifier")
     """
+    import dataclasses
+    import logging
+
+    from . import persist as _persist
+
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ManifestChecker("registered", repr(name)).fail(
+            "name", f"{name!r} must be lowercase letters, digits, '.', '_' or '-' (no '@', no '/')"
+        )
+
+    target = import_object(model.replace(":", "."), "model") if isinstance(model, str) else model
     info = make_zoo_model_info(
-        name, model, version=version, description=description, tags=tags, weights=weights,
+        name, target, version=version, description=description, tags=tags, weights=weights,
         requirements=requirements, model_cls=model_cls, config=config, **metadata,
     )
-    registry.register(info, overwrite=overwrite)
-    return info
+    recipe, why = (None, "persist=False was passed") if persist is False else _persist.recipe_for(model, model_cls, config)
+    if recipe is None:
+        if persist:
+            raise ZooError(
+                f"Zoo model {name!r} cannot be kept for other processes: {why}. Register a class, a factory "
+                "or a config whose classes can be imported (a module-level definition in an importable module), "
+                "or pass persist=False."
+            )
+        registry.register(info, overwrite=overwrite)
+        if persist is None:
+            logging.getLogger("modelzoo.zoo").warning(
+                "Zoo model %r is registered in this process only: %s. Other processes (modelzoo serve, your next "
+                "script) will not find it; register an importable class, factory or config to keep it.", name, why,
+            )
+        return dataclasses.replace(info, metadata={**info.metadata, "persisted": None, "in_process_only": why})
+    registry.check_free(info, overwrite=overwrite)
+    if overwrite:
+        registry.drop_registered(name)
+        _persist.delete(name)
+    _persist.write(info, recipe)
+    return registry.get(info.key)
 
 
 def unregister_zoo_model(name: str) -> None:

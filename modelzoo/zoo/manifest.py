@@ -16,10 +16,11 @@ A manifest file is ``{"manifest_version": 1, "models": [entry, ...]}``; each ent
       "training_data": "ImageNet-1k (ILSVRC2012) train split"
     }
 
-Every key is required (``weights`` may be null, ``local_sources`` may be
-omitted); an unknown key, a wrong type or a malformed value raises
-:class:`ManifestError` naming the file, the entry and the key. Nothing is
-skipped with a warning.
+Only ``name`` and ``model`` are required (``"model": "package.module.Name"``,
+a Model subclass or a factory, is enough for a Python model); the other keys
+default to empty, ``version`` to ``"1.0"``. An unknown key, a wrong type or
+a malformed value raises :class:`ManifestError` naming the file, the entry
+and the key (every missing key at once). Nothing is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -57,9 +58,10 @@ _VERSION_RE = re.compile(r"^\d+(\.\d+){0,3}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _URL_SCHEMES = ("http://", "https://", "file://")
 
-_ENTRY_KEYS = (
-    "name", "version", "description", "source", "license", "size_bytes", "tags",
-    "requirements", "weights", "model", "date_added", "training_data",
+_ENTRY_REQUIRED = ("name", "model")
+_ENTRY_OPTIONAL = (
+    "version", "description", "source", "license", "size_bytes", "tags",
+    "requirements", "weights", "date_added", "training_data",
 )
 _REQUIREMENTS_KEYS = ("packages", "cpu", "gpu")
 _WEIGHTS_KEYS = ("url", "sha256", "filename")
@@ -123,6 +125,17 @@ class WeightsSpec:
     filename: str
     local_sources: Tuple[str, ...] = ()
 
+    @property
+    def full_sha256(self) -> bool:
+        """Whether :attr:`sha256` is the whole hash, not only a prefix (a
+        library catalogue's entry knows only the prefix its file name carries,
+        torch hub's rule; the whole hash is recorded on first download)."""
+        return len(self.sha256) == 64
+
+    def matches(self, sha256: str) -> bool:
+        """Whether a file of this sha256 (64 hex digits) is these weights."""
+        return bool(self.sha256) and sha256.startswith(self.sha256)
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
@@ -163,6 +176,10 @@ class ZooModelInfo:
     date_added: Optional[str] = None
     training_data: str = ""
     origin: str = "registered"
+    #: the zoo source the entry comes from (``"manifests"``, ``"torchvision"``...)
+    zoo_source: str = ""
+    #: what the source knows beyond the manifest keys (a library's own metadata)
+    metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, hash=False)
 
     @property
     def key(self) -> str:
@@ -247,10 +264,13 @@ class ManifestChecker:
             check_keys(obj, list(required) + list(optional), what)
         except UnknownKeyError as e:
             raise self.fail(f"{prefix}{e.key}", str(e)) from None
-        for k in required:
-            if k not in obj:
-                prefix = f"{key}." if key else ""
-                raise self.fail(f"{prefix}{k}", "missing required key")
+        missing = [k for k in required if k not in obj]
+        if len(missing) == 1:
+            raise self.fail(f"{prefix}{missing[0]}", "missing required key")
+        if missing:  # every missing key at once, so one edit fixes the entry
+            raise self.fail(
+                f"{prefix}{missing[0]}", "missing required keys " + ", ".join(repr(f"{prefix}{k}") for k in missing)
+            )
         return obj
 
     def string(self, value: Any, key: str, allow_empty: bool = False) -> str:
@@ -328,28 +348,31 @@ def parse_weights(ck: ManifestChecker, obj: Any, key: str = "weights") -> Option
 
 
 def parse_requirements(ck: ManifestChecker, obj: Any, key: str = "requirements") -> Requirements:
-    ck.keys(obj, key, _REQUIREMENTS_KEYS)
-    packages = ck.strings(obj["packages"], f"{key}.packages")
+    ck.keys(obj, key, (), _REQUIREMENTS_KEYS)
+    packages = ck.strings(obj.get("packages", []), f"{key}.packages")
     for i, p in enumerate(packages):
         _check_package_requirement(ck, p, f"{key}.packages[{i}]")
-    cpu = ck.boolean(obj["cpu"], f"{key}.cpu")
-    gpu = ck.boolean(obj["gpu"], f"{key}.gpu")
+    cpu = ck.boolean(obj.get("cpu", True), f"{key}.cpu")
+    gpu = ck.boolean(obj.get("gpu", True), f"{key}.gpu")
     if not cpu and not gpu:
         raise ck.fail(f"{key}.cpu", "a model must run on the CPU, the GPU or both")
     return Requirements(packages=packages, cpu=cpu, gpu=gpu)
 
 
 def parse_entry(obj: Any, path: str, index: int) -> ZooModelInfo:
-    """Validates one manifest entry.
+    """Validates one manifest entry. Only ``name`` and ``model`` are required:
+    ``"model": "package.module.Name"`` (a :class:`~modelzoo.Model` subclass
+    or a factory returning one) or ``{"type": ..., "config": {...}}``; the
+    other keys default to empty (``version`` to ``"1.0"``).
 
     Raises:
-        ManifestError: naming ``path``, the entry and the key.
+        ManifestError: naming ``path``, the entry and the key (every missing key at once).
     """
     label = f"#{index}"
     if isinstance(obj, Mapping) and isinstance(obj.get("name"), str):
         label = f"#{index} ({obj['name']!r})"
     ck = ManifestChecker(path, label)
-    ck.keys(obj, "", _ENTRY_KEYS)
+    ck.keys(obj, "", _ENTRY_REQUIRED, _ENTRY_OPTIONAL)
     name = ck.string(obj["name"], "name")
     if not NAME_RE.match(name) and not NUMBERED_NAME_RE.match(name):
         raise ck.fail(
@@ -357,45 +380,50 @@ def parse_entry(obj: Any, path: str, index: int) -> ZooModelInfo:
             f"{name!r} must be lowercase letters, digits, '.', '_' or '-' (no '@'), starting with a letter or digit "
             "(or 'repository/number', such a name then a positive number)",
         )
-    version = obj["version"]
+    version = obj.get("version", "1.0")
     if not isinstance(version, str) or not _VERSION_RE.match(version):
         raise ck.fail("version", f"expected a version string such as '1.0', got {version!r:.80}")
     for k in ("description", "source", "license", "training_data"):
-        ck.string(obj[k], k)
-    size = obj["size_bytes"]
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        ck.string(obj.get(k, ""), k, allow_empty=k not in obj)
+    size = obj.get("size_bytes")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
         raise ck.fail("size_bytes", f"expected a non-negative integer, got {size!r:.80}")
-    tags = ck.strings(obj["tags"], "tags")
-    date = ck.string(obj["date_added"], "date_added")
-    try:
-        _dt.date.fromisoformat(date)
-    except ValueError:
-        raise ck.fail("date_added", f"expected an ISO date 'YYYY-MM-DD', got {date!r}") from None
-    requirements = parse_requirements(ck, obj["requirements"])
-    weights = parse_weights(ck, obj["weights"])
-    model = ck.keys(obj["model"], "model", _MODEL_KEYS)
+    tags = ck.strings(obj.get("tags", []), "tags")
+    date = obj.get("date_added")
+    if date is not None:
+        ck.string(date, "date_added")
+        try:
+            _dt.date.fromisoformat(date)
+        except ValueError:
+            raise ck.fail("date_added", f"expected an ISO date 'YYYY-MM-DD', got {date!r}") from None
+    requirements = parse_requirements(ck, obj.get("requirements", {}))
+    weights = parse_weights(ck, obj.get("weights"))
+    model = obj["model"]
+    if isinstance(model, str):
+        model = {"type": model}
+    model = ck.keys(model, "model", ("type",), ("config",))
     model_type = ck.string(model["type"], "model.type")
     if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$", model_type):
-        raise ck.fail("model.type", f"expected the dotted path of a Model subclass, got {model_type!r}")
-    config = model["config"]
-    if not isinstance(config, Mapping):
+        raise ck.fail("model.type", f"expected the dotted path of a Model subclass or a factory, got {model_type!r}")
+    config = model.get("config")
+    if config is not None and not isinstance(config, Mapping):
         raise ck.fail("model.config", f"expected an object of settings, got {type(config).__name__}")
     for k in _ZOO_FILLED:
-        if k in config:
+        if config is not None and k in config:
             raise ck.fail(f"model.config.{k}", "is filled in by the zoo from 'weights'; remove it")
     return ZooModelInfo(
         name=name,
         version=version,
-        description=obj["description"],
-        source=obj["source"],
-        license=obj["license"],
+        description=obj.get("description", ""),
+        source=obj.get("source", ""),
+        license=obj.get("license", ""),
         size_bytes=size,
         tags=tags,
         requirements=requirements,
         weights=weights,
-        model=ModelSpec(type=model_type, config=dict(config), kind="class"),
+        model=ModelSpec(type=model_type, config=None if config is None else dict(config), kind="class"),
         date_added=date,
-        training_data=obj["training_data"],
+        training_data=obj.get("training_data", ""),
         origin=path,
     )
 
@@ -485,7 +513,9 @@ def validate_model_config(info: ZooModelInfo) -> None:
             except ConfigError as e:
                 raise ck.fail("model.type", str(e)) from None
         if not (isinstance(cls, type) and issubclass(cls, Model)):
-            raise ck.fail("model.type", f"{info.model.type!r} is not a modelzoo.Model subclass")
+            if callable(cls):  # a factory: its settings are its keyword arguments
+                return
+            raise ck.fail("model.type", f"{info.model.type!r} is not a modelzoo.Model subclass nor a factory")
         config_cls = getattr(cls, "config_cls", None)
     if config_cls is None or not dataclasses.is_dataclass(config_cls):
         return

@@ -1,14 +1,16 @@
 """The registry: every zoo entry by name and version, and building models from entries.
 
-Entries come from the built-in manifests, ``MODELZOO_MANIFEST_PATHS``, plugins
-(see :mod:`modelzoo.zoo.plugins`) and :func:`modelzoo.register_zoo_model`.
-Manifests are read once, on first use; :meth:`ZooRegistry.reload` reads them
-again. Two manifests defining the same ``name@version`` is an error naming
-both files; a registration under a taken name raises unless ``overwrite=True``.
+Entries come from the zoo sources (:mod:`modelzoo.zoo.sources`): the
+manifests, plugins and library catalogues are read once, on first use
+(:meth:`ZooRegistry.reload` reads them again), and two of them defining the
+same ``name@version`` is an error naming both; the local zoo and this
+process's registrations are read on every lookup and replace entries of
+their names; a registration under a taken name raises unless ``overwrite=True``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import re
@@ -19,7 +21,7 @@ from ..errors import ConfigError, ModelNotFoundError, ZooError, check_keys
 from ..imports import import_object
 from .manifest import ManifestError, ZooModelInfo, parse_version, split_numbered, validate_model_config
 
-__all__ = ["ZooRegistry", "registry", "build_model", "expand_placeholders", "version_key"]
+__all__ = ["ZooRegistry", "registry", "build_model", "expand_placeholders", "version_key", "validate_entry"]
 
 
 def _close_names(name: str, names: List[str]) -> List[str]:
@@ -65,64 +67,73 @@ def _not_found(name: str, names: List[str]) -> ModelNotFoundError:
 
 
 class ZooRegistry:
-    """All zoo entries, by name then version. Thread-safe."""
+    """All zoo entries, by name then version, gathered from the zoo sources
+    (:mod:`modelzoo.zoo.sources`). Thread-safe.
+
+    Library and manifest sources are read once (until :meth:`reload`); two of
+    them defining the same ``name@version`` is an error naming both. The
+    sources that shadow (the local zoo, this process's registrations) are
+    asked on every lookup and replace any entry of their names.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._manifest: Optional[Dict[str, Dict[str, ZooModelInfo]]] = None
         self._registered: Dict[str, Dict[str, ZooModelInfo]] = {}
         self._hidden: Set[str] = set()
-        self._local_sig: Any = None
-        self._local: Dict[str, Dict[str, ZooModelInfo]] = {}
 
     # -- loading --------------------------------------------------------------------------
     def reload(self) -> None:
-        """Forgets the manifests read so far; they are read again on next use
+        """Forgets what the sources gave so far; they are read again on next use
         (registrations are kept)."""
+        from .sources import reload_sources
+
         with self._lock:
             self._manifest = None
+            reload_sources()
 
     def _load(self) -> Dict[str, Dict[str, ZooModelInfo]]:
+        from .sources import get_zoo_source, listing_source_names
+
         with self._lock:
             if self._manifest is None:
-                from .plugins import builtin_entries, env_entries, plugin_entries
-
                 table: Dict[str, Dict[str, ZooModelInfo]] = {}
-                for info in [*builtin_entries(), *env_entries(), *plugin_entries()]:
-                    other = table.get(info.name, {}).get(info.version)
-                    if other is not None:
-                        raise ManifestError(
-                            info.origin,
-                            f"{info.key} is already defined in {other.origin}; rename one of them or bump its version",
-                            entry=repr(info.name), key="name",
-                        )
-                    table.setdefault(info.name, {})[info.version] = info
+                for source_name in listing_source_names():
+                    source = get_zoo_source(source_name)
+                    if source.shadows:
+                        continue
+                    for info in source.entries():
+                        if not info.zoo_source:
+                            info = dataclasses.replace(info, zoo_source=source_name)
+                        other = table.get(info.name, {}).get(info.version)
+                        if other is not None:
+                            raise ManifestError(
+                                info.origin,
+                                f"{info.key} is already defined in {other.origin}; rename one of them or bump its version",
+                                entry=repr(info.name), key="name",
+                            )
+                        table.setdefault(info.name, {})[info.version] = info
                 for versions in table.values():
                     for info in versions.values():
-                        _validate_config(info)
+                        validate_entry(info)
                 self._manifest = table
             return self._manifest
 
-    def _load_local(self) -> Dict[str, Dict[str, ZooModelInfo]]:
-        """The local zoo (:mod:`modelzoo.zoo.local`), read again whenever it changed on disk
-        (another process may have registered a model)."""
-        from . import local
-
-        with self._lock:
-            sig = local.signature()
-            if sig != self._local_sig:
-                table: Dict[str, Dict[str, ZooModelInfo]] = {}
-                for info in local.local_entries():
-                    _validate_config(info)
-                    table.setdefault(info.name, {})[info.version] = info
-                self._local, self._local_sig = table, sig
-            return self._local
-
     def _table(self) -> Dict[str, Dict[str, ZooModelInfo]]:
+        from .sources import get_zoo_source, listing_source_names
+
         manifest = self._load()
         table = {k: v for k, v in manifest.items() if k not in self._hidden}
-        table.update(self._load_local())
-        table.update(self._registered)
+        for source_name in listing_source_names():
+            source = get_zoo_source(source_name)
+            if not source.shadows:
+                continue
+            shadowing: Dict[str, Dict[str, ZooModelInfo]] = {}
+            for info in source.entries():
+                if not info.zoo_source:
+                    info = dataclasses.replace(info, zoo_source=source_name)
+                shadowing.setdefault(info.name, {})[info.version] = info
+            table.update(shadowing)
         return table
 
     # -- queries --------------------------------------------------------------------------
@@ -136,9 +147,25 @@ class ZooRegistry:
         with self._lock:
             return sorted(self._table())
 
+    def registered_entries(self) -> List[ZooModelInfo]:
+        """The entries registered in this process."""
+        with self._lock:
+            return [info for versions in self._registered.values() for info in versions.values()]
+
+    def _described(self, name: str) -> Optional[ZooModelInfo]:
+        """An entry that a source accepts without listing it (open-ended names)."""
+        from .sources import get_zoo_source, zoo_source_names
+
+        for source_name in zoo_source_names():
+            info = get_zoo_source(source_name).describe(name)
+            if info is not None:
+                return info if info.zoo_source else dataclasses.replace(info, zoo_source=source_name)
+        return None
+
     def get(self, name: str) -> ZooModelInfo:
         """The entry for ``"name"`` (newest version) or ``"name@version"``; a
         repository of the local zoo by itself (``"repo"``) is its newest number.
+        Names are matched exactly, then ignoring case (``torchvision/resnet50.imagenet1k_v2``).
 
         Raises:
             ModelNotFoundError: with the close matches.
@@ -149,11 +176,19 @@ class ZooRegistry:
         with self._lock:
             table = self._table()
         versions = table.get(base)
+        if not versions:
+            folded = [n for n in table if n.lower() == base.lower()]
+            if len(folded) == 1:
+                base = folded[0]
+                versions = table[base]
         if not versions and not version:
             numbered = [n for n in table if (split_numbered(n) or ("",))[0] == base]
             if numbered:
                 versions = table[max(numbered, key=_name_key)]
         if not versions:
+            described = self._described(name)
+            if described is not None:
+                return described
             raise _not_found(name, sorted(table))
         if not version:
             return max(versions.values(), key=version_key)
@@ -163,22 +198,39 @@ class ZooRegistry:
         return versions[version]
 
     # -- registration ---------------------------------------------------------------------
-    def register(self, info: ZooModelInfo, overwrite: bool = False) -> None:
+    def check_free(self, info: ZooModelInfo, overwrite: bool = False) -> None:
+        """Raises unless ``info`` may be registered: a registered name may gain
+        versions (bundle versions); the same ``name@version``, or another
+        source's name, is taken (unless ``overwrite``).
+
+        Raises:
+            ZooError: the name is taken.
+        """
         with self._lock:
             table = self._table()
-            # A registered name may gain versions (bundle versions); the same
-            # name@version, or a manifest's name, is taken.
-            taken = info.name in table and (info.name not in self._registered or info.version in table[info.name])
+            mine = {i.name for i in self.registered_entries()} | {
+                i.name for i in table.get(info.name, {}).values() if i.metadata.get("persisted")
+            }
+            taken = info.name in table and (info.name not in mine or info.version in table[info.name])
             if taken and not overwrite:
                 origins = sorted({i.origin for i in table[info.name].values()})
                 raise ZooError(
                     f"Zoo model {info.name!r} is already registered (from {', '.join(origins)}). "
                     "Pass overwrite=True to replace it, or choose another name."
                 )
+
+    def register(self, info: ZooModelInfo, overwrite: bool = False) -> None:
+        with self._lock:
+            self.check_free(info, overwrite)
             if overwrite or info.name not in self._registered:
                 self._registered[info.name] = {}
             self._registered[info.name][info.version] = info
             self._hidden.discard(info.name)
+
+    def drop_registered(self, name: str) -> None:
+        """Forgets this process's registrations of ``name`` (kept ones stay)."""
+        with self._lock:
+            self._registered.pop(name, None)
 
     def unregister(self, name: str) -> None:
         """Removes a registered model, or hides a manifest model (until a model
@@ -187,9 +239,14 @@ class ZooRegistry:
         Raises:
             ModelNotFoundError: no model has that name.
         """
+        from . import persist
+
         with self._lock:
+            kept = persist.delete(name)
             if name in self._registered:
                 del self._registered[name]
+                return
+            if kept:
                 return
             table = self._table()
             if name not in table:
@@ -208,11 +265,16 @@ def version_key(info: ZooModelInfo) -> Any:
     return (1, (), info.date_added or "")
 
 
-def _validate_config(info: ZooModelInfo) -> None:
-    """Validates an entry's model config now, unless its packages are missing
-    (then :func:`~modelzoo.zoo.requirements.check_requirements` reports that at load)."""
+def validate_entry(info: ZooModelInfo) -> None:
+    """Validates an entry's model config now, unless its source vouches for it
+    (a generated catalogue, checked by its own test; a registration, checked
+    when it was made and never imported before its signature is) or its packages are
+    missing (then :func:`~modelzoo.zoo.requirements.check_requirements`
+    reports that at load)."""
     from .requirements import missing_packages
 
+    if info.metadata.get("prevalidated"):
+        return
     if info.model.kind != "class" or missing_packages(info.requirements.packages):
         return
     expanded = info if info.model.config is None else _with_config(info, expand_placeholders(info.model.config, info))
@@ -220,8 +282,6 @@ def _validate_config(info: ZooModelInfo) -> None:
 
 
 def _with_config(info: ZooModelInfo, config: Mapping[str, Any]) -> ZooModelInfo:
-    import dataclasses
-
     return dataclasses.replace(info, model=dataclasses.replace(info.model, config=dict(config)))
 
 
@@ -291,6 +351,14 @@ def build_model(info: ZooModelInfo, weights_path: Optional[str] = None, **overri
     if isinstance(cls, str):
         cls = import_object(cls, "model.type")
     config: Dict[str, Any] = dict(expand_placeholders(dict(spec.config or {}), info))
+    from ..models import Model
+
+    if not (isinstance(cls, type) and issubclass(cls, Model)):
+        if not callable(cls):
+            raise ConfigError(f"Zoo model {info.key}: model.type {spec.type!r} is neither a Model subclass nor a factory")
+        if weights_path is not None:
+            config["weights_path"] = weights_path
+        return _check_model(cls(**{**config, **overrides}), info)  # a factory named by its import path
     if weights_path is not None:
         config["weights_path"] = weights_path
     config.update(overrides)

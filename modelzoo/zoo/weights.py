@@ -12,7 +12,10 @@ Where a model's weights file is looked for, in order:
 4. the entry's URL (``http(s)://`` or ``file://``), downloaded to ``<file>.part``
    with resume (HTTP ``Range``), verified, then atomically renamed into place.
 
-A file's sha256 is checked before its first use; a verified file gets a
+A file's sha256 is checked before its first use (a library catalogue's
+entry may know only the hash prefix its file name carries, torch hub's rule:
+the file must match it, and the whole hash is recorded then, see
+:func:`recorded_sha256`); a verified file gets a
 ``<file>.verified`` record (size, mtime, inode, change time, sha256) so that
 later loads skip the hash while the file is unchanged. The change time
 (``st_ctime``) cannot be set back by anyone but root (``os.utime`` sets the
@@ -57,6 +60,7 @@ __all__ = [
     "resolve_weights",
     "download_weights",
     "delete_weights",
+    "recorded_sha256",
 ]
 
 logger = logging.getLogger("modelzoo.zoo")
@@ -108,7 +112,9 @@ def _write_json_atomic(path: str, data: Dict) -> None:
 
 
 def _is_recorded(record: Optional[Dict], path: str, sha256: str) -> bool:
-    if not record or record.get("sha256") != sha256 or record.get("path", path) != path:
+    """Whether ``record`` says ``path`` (unchanged since) has a hash starting
+    with ``sha256`` (the whole hash, or the prefix a library's file name carries)."""
+    if not record or not str(record.get("sha256", "")).startswith(sha256) or record.get("path", path) != path:
         return False
     try:
         size, mtime, ino, ctime = _stat_key(path)
@@ -156,7 +162,7 @@ def _verify_cached(info: ZooModelInfo, path: str) -> bool:
     if _is_recorded(_read_json(marker), path, info.weights.sha256):
         return True
     actual = sha256_file(path)
-    if actual != info.weights.sha256:
+    if not info.weights.matches(actual):
         aside = _set_aside(path)
         raise ChecksumError(
             path, info.weights.sha256, actual,
@@ -165,6 +171,22 @@ def _verify_cached(info: ZooModelInfo, path: str) -> bool:
         )
     _write_json_atomic(marker, _record(path, actual))
     return True
+
+
+def recorded_sha256(info: ZooModelInfo) -> Optional[str]:
+    """The whole sha256 of the entry's weights: the entry's own, or the one
+    recorded when a file known by its hash prefix (torch hub's rule) was
+    first downloaded or found and verified; None while neither is known."""
+    if info.weights is None:
+        return None
+    if info.weights.full_sha256:
+        return info.weights.sha256
+    for record_path in (cache_path(info) + ".verified", os.path.join(model_dir(info), _LINK_FILE)):
+        record = _read_json(record_path)
+        sha = str((record or {}).get("sha256", ""))
+        if len(sha) == 64 and info.weights.matches(sha):
+            return sha
+    return None
 
 
 # -- local sources -------------------------------------------------------------------------
@@ -254,7 +276,7 @@ def find_local_weights(info: ZooModelInfo) -> Optional[str]:
             try:
                 if size and os.path.getsize(path) != size:
                     continue
-                if sha256_file(path) == info.weights.sha256:
+                if info.weights.matches(sha256_file(path)):
                     logger.info("Zoo model %s: using weights found at %s", info.key, path)
                     return os.path.abspath(path)
             except OSError:
@@ -289,7 +311,7 @@ def find_weights(info: ZooModelInfo, search: bool = True) -> Optional[str]:
     if found is not None:
         try:
             os.makedirs(model_dir(info), exist_ok=True)
-            _write_json_atomic(link, _record(found, info.weights.sha256))
+            _write_json_atomic(link, _record(found, sha256_file(found) if not info.weights.full_sha256 else info.weights.sha256))
         except OSError as e:  # a read-only home only costs a search next time
             logger.debug("Cannot record %s: %s", link, e)
     return found
@@ -311,9 +333,11 @@ def resolve_weights(info: ZooModelInfo, download: bool = True, progress: Optiona
     if found is not None:
         return found
     if not download:
+        url = f" from {info.weights.url}" if info.weights.url else ""
         raise DownloadError(
-            f"Weights of zoo model {info.key} are not on this machine. Download them with "
-            f"modelzoo.download_zoo_model({info.key!r}), or place the file at {cache_path(info)}."
+            f"Weights of zoo model {info.key} ({info.weights.filename}) are not on this machine. Download them{url} "
+            f"with modelzoo.download_zoo_model({info.key!r}), or place the file at {cache_path(info)}; "
+            "or load the architecture alone with pretrained=False."
         )
     return download_weights(info, progress=progress)
 
@@ -323,8 +347,10 @@ def resolve_weights(info: ZooModelInfo, download: bool = True, progress: Optiona
 
 def _manual_hint(info: ZooModelInfo, dest: str) -> str:
     assert info.weights is not None
+    sha = info.weights.sha256
+    which = f"sha256 {sha}" if info.weights.full_sha256 else f"its sha256 starts with {sha}"
     return (
-        f"Download it by hand and place it at {dest} (sha256 {info.weights.sha256}), "
+        f"Download it by hand and place it at {dest} ({which}), "
         f"or set {ENV_WEIGHTS_PATH} to a directory that holds it."
     )
 
@@ -390,7 +416,7 @@ def download_weights(
                     f"Cannot download weights of zoo model {info.key} from {url}: {e}. " + _manual_hint(info, dest)
                 ) from None
     actual = sha256_file(part)
-    if actual != info.weights.sha256:
+    if not info.weights.matches(actual):
         aside = _set_aside(part)
         raise ChecksumError(
             dest, info.weights.sha256, actual,
