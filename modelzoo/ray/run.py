@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional
@@ -32,6 +33,7 @@ from ..errors import BackendError, ConfigError, DatabaseError, ModelError, Model
 from ..models import Model
 from ..progress import progress_bar
 from ..recipes import HOW_TO_PASS, Recipe, recipe_of
+from ..signing import ENV_TRUST_KEY, key_path
 from .cluster import import_ray, session
 from .options import RayOptions, ResourcePlan, check_database_reach, plan_resources
 from .stages import Replica, decode_shards, pack, probe, unpack
@@ -61,6 +63,8 @@ class RayReport(ApplyReport):
 
 def _worker_env(uri: str) -> Dict[str, str]:
     env = {ENV_URI: uri, ENV_NAME: database_name()}
+    if os.environ.get(ENV_TRUST_KEY):  # workers verify stored code with the driver's signing key
+        env[ENV_TRUST_KEY] = key_path()
     wc = write_concern_name()
     if wc is not None:
         env[ENV_WRITE_CONCERN] = wc

@@ -38,7 +38,7 @@ from ..models import Model
 from . import defaults
 from .app import create_app
 from .batcher import Batcher
-from .connections import protocol_class
+from .connections import LOOPBACK_HOSTS, HostCheck, protocol_class
 from .decoding import DecodePool
 from .errors import ServingError
 from .limits import Limits
@@ -154,6 +154,8 @@ class ModelServer:
             raise
         self.decode_pool = DecodePool(limits.decode_workers, self.name)
         self.app = create_app(self.batcher, self.name, allow_paths=self.allow_paths, limits=limits, pool=self.decode_pool)
+        if is_loopback(host):  # answers only to its own names: no DNS rebinding
+            self.app.add_middleware(HostCheck, allowed=LOOPBACK_HOSTS)
         config = uvicorn.Config(
             self.app, log_level=log_level, timeout_graceful_shutdown=max(1, math.ceil(graceful_timeout_s)), lifespan="on",
             http=protocol_class(limits.header_timeout_s), timeout_keep_alive=limits.keep_alive_timeout_s,  # type: ignore[arg-type]
