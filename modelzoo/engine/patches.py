@@ -27,7 +27,7 @@ from ..errors import ConfigError, DatasetError
 from ..fields import check_field_name
 from ..loaders import Loader, WorkItem
 from ..storage import FRAME_ID, FRAME_NUMBER, bulk_set, collection, frames_collection_name
-from .embeddings import strip_frames_prefix
+from .embeddings import stack_rows, strip_frames_prefix
 from .report import ApplyReport
 from .sinks import Sink, SinkBatch
 from .source import Source
@@ -311,12 +311,7 @@ def _result(sink: PatchSink, source: PatchSource, model: Any, report: ApplyRepor
     def stack(keys: Optional[List[Tuple[Any, Any, int]]]) -> Optional[np.ndarray]:
         if not keys or shape is None:
             return None
-        out = np.full((len(keys),) + shape, np.nan, dtype=np.float32)
-        for row, key in enumerate(keys):
-            vector = sink.vectors.get(key)
-            if vector is not None:
-                out[row] = vector
-        return out
+        return stack_rows(sink.vectors, keys, shape)
 
     ids = [d["_id"] for d in source.documents({"_id": 1})]
     if not source.on_frames:
