@@ -8,6 +8,7 @@ from .dataset import (
     SampleCollection,
     dataset_exists,
     delete_dataset,
+    delete_datasets,
     list_datasets,
     load_dataset,
 )
@@ -28,6 +29,7 @@ from .errors import (
     ModelNotFoundError,
     ModelzooError,
     PredictionError,
+    RequestError,
     RequirementsError,
     SampleError,
     SampleNotFoundError,
@@ -76,6 +78,7 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "delete_dataset",
+    "delete_datasets",
     "dataset_exists",
     # engine
     "apply_model",
@@ -115,6 +118,7 @@ __all__ = [
     "ConfigError",
     "ModelError",
     "SampleError",
+    "RequestError",
     "PredictionError",
     "ZooError",
     "ModelNotFoundError",

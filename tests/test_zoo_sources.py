@@ -241,7 +241,6 @@ def test_a_changed_remote_source_does_not_run(remote_folder):
 
 
 def test_a_remote_source_registered_by_another_key_is_refused(remote_folder, tmp_path, monkeypatch):
-    pytest.importorskip("modelzoo.signing")
     from modelzoo.errors import UntrustedError
 
     monkeypatch.setenv("MODELZOO_TRUST_KEY", str(tmp_path / "key-a"))

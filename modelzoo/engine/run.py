@@ -49,7 +49,7 @@ from .tuning import (
 from .video_outputs import VideoOutputs
 from .writer import BackgroundWriter
 
-__all__ = ["RunOptions", "run_model", "apply_model", "compute_embeddings"]
+__all__ = ["RunOptions", "check_model", "run_model", "apply_model", "compute_embeddings"]
 
 logger = logging.getLogger("modelzoo.engine")
 
@@ -148,7 +148,17 @@ def _require_model(model: Any) -> None:
         )
 
 
-def _check_model(model: Any, source: Source, mode: str) -> None:
+def check_model(model: Any, source: Source, mode: str) -> None:
+    """Checks, before anything runs, that ``model`` can run over ``source``
+    in ``mode``: a :class:`~modelzoo.Model`, able to embed for ``"embed"``,
+    of the samples' media type (a video model is not run on frames). Every
+    backend calls it on the driver (:mod:`modelzoo.ray` too).
+
+    Raises:
+        ConfigError: not a Model, or a media type the samples do not have
+            (the message names the first such sample and the view to use).
+        ModelError: ``mode="embed"`` and the model has no embeddings.
+    """
     _require_model(model)
     if mode == "embed" and not (isinstance(model, EmbeddingsMixin) and model.has_embeddings):
         raise ModelError(
@@ -477,7 +487,7 @@ def run_model(source: Source, model: Model, sink: Sink, options: Optional[RunOpt
         DatabaseError: the database went away (finished batches are kept).
     """
     options = options or RunOptions()
-    _check_model(model, source, options.mode)
+    check_model(model, source, options.mode)
     total = source.count_items()  # frames, for a run over the frames of videos
     model.prepare(total)  # before the loader is built: an optimized graph may change its layout
     return _Loop(source, model, sink, options, total).run(total)
