@@ -105,3 +105,18 @@ def test_ray_is_registered_by_name_and_its_entry_points_are_the_engines():
         # no copied parameter list: the alias takes whatever the engine's function takes
         assert list(inspect.signature(alias, follow_wrapped=False).parameters) == ["args", "kwargs"]
         assert alias.__wrapped__ is getattr(mz.engine, name)
+
+
+def test_the_ray_driver_makes_the_engines_model_checks_before_ray_starts(dataset):
+    import ray
+
+    from modelzoo.recipes import Recipe
+
+    model = Recipe.factory(Brightness).build()  # a model Ray could rebuild, which cannot embed
+    messages = []
+    for backend in ("local", "ray"):
+        with pytest.raises(mz.ModelError) as e:
+            dataset.compute_embeddings(model, backend=backend)
+        messages.append(str(e.value))
+    assert messages[0] == messages[1] and "Brightness cannot compute embeddings" in messages[0]
+    assert not ray.is_initialized()  # refused on the driver, before any cluster
