@@ -171,7 +171,7 @@ def _small(info):
             args["box_detections_per_img"] = 5
         else:
             args["detections_per_img"] = 5
-        return {"entrypoint_args": args}
+        return {"entrypoint_args": args, "confidence_thresh": 0.0}  # FiftyOne's names keep its 0.3
     if info.metadata["task"] == "video-classification":
         # short clips where the network allows: MViT's positional table is 16
         # frames; S3D pools time by 8, then by 2 (at least 9 frames)

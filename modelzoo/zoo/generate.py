@@ -108,6 +108,11 @@ def _transforms(weights: Any) -> Dict[str, Any]:
     return out
 
 
+def _metrics(metrics: Dict[str, Dict[str, float]]) -> Dict[str, Dict[str, Optional[float]]]:
+    """torchvision's metrics, NaN (not measured) as null: JSON has no NaN, and NaN never equals itself."""
+    return {d: {k: (None if v != v else v) for k, v in values.items()} for d, values in metrics.items()}
+
+
 def _size(value: Optional[List[int]]) -> Any:
     """torchvision's ``[n]`` (the shorter side) as ``n``; ``[h, w]`` as is."""
     return value[0] if value and len(value) == 1 else value
@@ -226,7 +231,7 @@ def generate(fiftyone: Optional[Sequence[Dict[str, Any]]] = None) -> Dict[str, A
                     "sha256_prefix": prefix.group(1),
                     "file_size_mb": meta.get("_file_size"),
                     "num_params": meta.get("num_params"),
-                    "metrics": meta.get("_metrics", {}),
+                    "metrics": _metrics(meta.get("_metrics", {})),
                     "recipe": meta.get("recipe", ""),
                     "license": meta.get("license", "BSD-3-Clause"),
                     "categories": category_key(cats, categories) if cats else None,

@@ -60,7 +60,9 @@ def read_catalog() -> Dict[str, Any]:
 def _metrics_text(metrics: Dict[str, Dict[str, float]]) -> str:
     parts = []
     for dataset, values in metrics.items():
-        parts.append(dataset + " " + ", ".join(f"{k} {v}" for k, v in values.items()))
+        measured = [f"{k} {v}" for k, v in values.items() if v is not None]
+        if measured:
+            parts.append(dataset + " " + ", ".join(measured))
     return "; ".join(parts)
 
 
