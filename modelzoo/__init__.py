@@ -11,7 +11,7 @@ from .dataset import (
     list_datasets,
     load_dataset,
 )
-from .engine import ApplyReport, Failure, apply_model, compute_embeddings
+from .engine import ApplyReport, Failure, apply_model, compute_embeddings, compute_patch_embeddings
 from .errors import (
     BackendError,
     ChecksumError,
@@ -36,17 +36,21 @@ from .errors import (
     VideoError,
     ZooError,
 )
+from .expressions import ViewExpression, ViewField
+from .frames import Frame
 from .labels import (
     Classification,
     Classifications,
     Detection,
     Detections,
+    Heatmap,
     Keypoint,
     Keypoints,
     Label,
     Segmentation,
 )
-from .mixins import EmbeddingsMixin, LogitsMixin, SamplesMixin, TorchModelMixin
+from .metadata import MetadataReport
+from .mixins import EmbeddingsMixin, LogitsMixin, PromptMixin, SamplesMixin, TorchModelMixin
 from .models import SHORTCUTS, Call, Model, ModelConfig
 from .sample import ImageMetadata, Sample, VideoMetadata
 from .video import FrameSelection, VideoReader
@@ -65,6 +69,10 @@ __all__ = [
     "VideoMetadata",
     "VideoReader",
     "FrameSelection",
+    "Frame",
+    "ViewField",
+    "ViewExpression",
+    "MetadataReport",
     "list_datasets",
     "load_dataset",
     "delete_dataset",
@@ -72,6 +80,7 @@ __all__ = [
     # engine
     "apply_model",
     "compute_embeddings",
+    "compute_patch_embeddings",
     "ApplyReport",
     "Failure",
     # labels
@@ -83,12 +92,14 @@ __all__ = [
     "Keypoint",
     "Keypoints",
     "Segmentation",
+    "Heatmap",
     # models
     "Call",
     "Model",
     "ModelConfig",
     "EmbeddingsMixin",
     "LogitsMixin",
+    "PromptMixin",
     "SamplesMixin",
     "TorchModelMixin",
     # errors

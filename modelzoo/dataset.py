@@ -24,13 +24,15 @@ from bson.errors import InvalidId
 from mongoengine import Document
 from mongoengine.fields import DateTimeField, DictField, StringField
 
+from . import aggregations as _agg
 from . import db as _db
 from .engine import ApplyReport, apply_model, compute_embeddings
 from .errors import DatasetError, DatasetExistsError, DatasetNotFoundError, SampleNotFoundError
-from .fields import check_field_name, from_mongo_value, get_path, to_mongo_value
+from .fields import check_field_name, to_mongo_value
 from .media import list_image_files, list_media_files, read_image_metadata
 from .sample import Sample
 from .storage import DATASET_RECORDS, FRAME_ID, bulk_set, ensure_frames_index, frames_collection_name
+from .view_stages import ViewState, label_filter, sort_stages
 
 __all__ = [
     "Dataset",
@@ -160,9 +162,31 @@ class SampleCollection:
     def __len__(self) -> int:
         return self._collection.count_documents(self.query)
 
+    #: the view's order and label filters (a dataset has none)
+    _state: ViewState = ViewState()
+
+    def view_stages(self, frames: bool = False) -> List[Dict[str, Any]]:
+        """The aggregation stages this view applies after its ``query`` when read:
+        its label filters and order (on frame documents with ``frames=True``)."""
+        return self._state.stages(frames)
+
+    def _documents(self, projection: Optional[Dict[str, Any]] = None) -> Iterator[Dict[str, Any]]:
+        """The raw documents of these samples, in order (one find, or one aggregation for a view
+        with an order or label filters)."""
+        stages = self.view_stages()
+        if not stages:
+            yield from self._collection.find(self.query, projection).sort("_id", 1)
+            return
+        pipeline = _agg.sample_pipeline(self)
+        if not any("$sort" in s for s in pipeline):
+            pipeline.append({"$sort": {"_id": 1}})
+        if projection:
+            pipeline.append({"$project": projection})
+        yield from self._collection.aggregate(pipeline, allowDiskUse=True)
+
     def __iter__(self) -> Iterator[Sample]:
         cls = self._dataset._sample_cls
-        for son in self._collection.find(self.query).sort("_id", 1):
+        for son in self._documents():
             yield cls.from_document(son)
 
     def first(self) -> Sample:
@@ -172,25 +196,49 @@ class SampleCollection:
 
     def ids(self) -> List[str]:
         """The sample ids, as strings, in sample order."""
-        return [str(d["_id"]) for d in self._collection.find(self.query, {"_id": 1}).sort("_id", 1)]
+        return [str(d["_id"]) for d in self._documents({"_id": 1})]
 
-    def values(self, field: str) -> List[Any]:
-        """The value of ``field`` (a dotted path is followed) on each sample, in
-        order; ``None`` where missing. Labels come back as Label objects."""
+    def values(self, field: Union[str, Sequence[str]]) -> List[Any]:
+        """The value of ``field`` on each sample, in order (one aggregation).
+
+        ``field`` is a dotted path, through label lists too
+        (``"ground_truth.detections.label"`` gives a list per sample), or a
+        frame path (``"frames.detections"``: a list over each sample's stored
+        frames, in frame order), or a list of paths (then one list of values
+        per path). ``None`` where missing; labels are Label objects, arrays
+        numpy arrays, ids strings. See :func:`modelzoo.aggregations.values`.
+        """
         if field == "id":
             return self.ids()
-        cursor = self._collection.find(self.query, {field: 1}).sort("_id", 1)
-        return [from_mongo_value(get_path(d, field)) for d in cursor]
+        return _agg.values(self, field)
 
     def count(self, field: Optional[str] = None) -> int:
-        """The number of samples, or of samples with a non-null ``field``;
-        ``"frames.<field>"``: of frames (of these samples) with a non-null
-        ``<field>``, and ``"frames"``: of stored frames."""
+        """The number of samples, or of non-null values of ``field`` (one per
+        element through label lists: ``"predictions.detections"`` counts
+        detections); ``"frames.<field>"``: over the frames of these samples,
+        and ``"frames"``: of stored frames."""
         if field is None:
             return len(self)
-        if field == "frames" or field.startswith("frames.") and not field.split(".")[1].isdigit():
-            return self._count_frames(None if field == "frames" else field[len("frames."):])
+        if field == "frames":
+            return self._count_frames(None)
+        on_frames, _ = _agg.split_frames_path(field)
+        if on_frames or _agg.LIST_FIELDS.intersection(field.split(".")[1:]) or self.view_stages():
+            return _agg.count(self, field)
         return self._collection.count_documents({"$and": [self.query, {field: {"$ne": None}}]})
+
+    def count_values(self, field: str) -> Dict[Any, int]:
+        """``{value: count}`` of ``field`` over these samples (or their frames:
+        ``"frames.detections.detections.label"``), through label lists element
+        by element; one aggregation. A missing sample-level value counts as ``None``."""
+        return _agg.count_values(self, field)
+
+    def distinct(self, field: str) -> List[Any]:
+        """The distinct non-null values of ``field`` (sample, list or frame path), sorted."""
+        return _agg.distinct(self, field)
+
+    def bounds(self, field: str) -> Any:
+        """``(min, max)`` of the non-null values of ``field``; ``(None, None)`` when there are none."""
+        return _agg.bounds(self, field)
 
     @property
     def frames_collection_name(self) -> str:
@@ -208,10 +256,18 @@ class SampleCollection:
         query = {field: {"$ne": None}} if field else None
         return _db.get_db()[self.frames_collection_name].count_documents(self._frames_filter(query))
 
+    def compute_metadata(self, overwrite: bool = False, num_workers: Optional[int] = None, progress: Any = None) -> Any:
+        """Reads image and video metadata for the samples that lack it, in
+        parallel; unreadable files are recorded per sample (``ingest_error``).
+        See :func:`modelzoo.metadata.compute_metadata`."""
+        from .metadata import compute_metadata
+
+        return compute_metadata(self, overwrite=overwrite, num_workers=num_workers, progress=progress)
+
     # -- selecting -----------------------------------------------------------------
     def match(self, query: Mapping[str, Any]) -> "DatasetView":
         """The samples that match a MongoDB query on the stored documents."""
-        return DatasetView(self._dataset, {"$and": [self.query, dict(query)]})
+        return DatasetView(self._dataset, {"$and": [self.query, dict(query)]}, self._state.with_(frame_matches=[]))
 
     def exists(self, field: str, value: bool = True) -> "DatasetView":
         """The samples that have a non-null ``field`` (or, with ``value=False``, lack it);
@@ -235,8 +291,47 @@ class SampleCollection:
 
     def limit(self, n: int) -> "DatasetView":
         """The first ``n`` samples (in sample order)."""
-        oids = [d["_id"] for d in self._collection.find(self.query, {"_id": 1}).sort("_id", 1).limit(int(n))]
+        oids = [d["_id"] for d in self._documents({"_id": 1})][: int(n)]
         return self.match({"_id": {"$in": oids}})
+
+    def take(self, size: int, seed: Optional[int] = None) -> "DatasetView":
+        """``size`` samples drawn at random (MongoDB's ``$sample``); with a
+        ``seed`` the same samples every time. The draw is made once, when the
+        view is made."""
+        return self.match({"_id": {"$in": _agg.take_ids(self, size, seed)}})
+
+    def sort_by(self, field_or_expr: Any, reverse: bool = False) -> "DatasetView":
+        """These samples ordered by a field path (``"predictions.confidence"``)
+        or a ``ViewField`` expression (``F("predictions.detections").length()``),
+        ties by id; ``reverse=True`` for descending. Missing values sort first."""
+        return DatasetView(self._dataset, self.query, self._state.with_(sort=sort_stages(field_or_expr, reverse)))
+
+    def filter_labels(self, field: str, filter: Any, only_matches: bool = True) -> "DatasetView":
+        """A view whose ``field`` labels are filtered in MongoDB when read.
+
+        Args:
+            field: a label field, or ``"frames.<field>"``.
+            filter: a ``ViewField`` expression on one label
+                (``F("confidence") > 0.5``, ``F("label").is_in(["cat"])``) or a
+                MongoDB aggregation expression over ``"$$this"``.
+            only_matches: keep only the samples with at least one label left.
+
+        List labels (Detections, Classifications, Keypoints) keep the elements
+        that pass; a single label (Classification) is dropped where it fails.
+        The stored labels are unchanged; saving a sample read from such a view
+        writes the fields you assign (filtered lists included).
+        """
+        on_frames, path = _agg.split_frames_path(field)
+        spec = label_filter(_agg.mongo_path(path), filter)
+        state = self._state
+        if on_frames:
+            state = state.with_(frame_labels=state.frame_labels + [spec["set"]])
+            if only_matches:
+                state = state.with_(frame_matches=state.frame_matches + [{"$expr": spec["match"]}])
+            return DatasetView(self._dataset, self.query, state)
+        state = state.with_(labels=state.labels + [spec["set"]])
+        query = {"$and": [self.query, {"$expr": spec["match"]}]} if only_matches else self.query
+        return DatasetView(self._dataset, query, state)
 
     # -- writing -------------------------------------------------------------------
     def set_values(self, field: str, values: Union[Mapping[Any, Any], Sequence[Any]]) -> int:
@@ -275,6 +370,13 @@ class SampleCollection:
     def compute_embeddings(self, model: Any, embeddings_field: Optional[str] = None, **kwargs: Any) -> Any:
         """Embeds these samples; see :func:`modelzoo.compute_embeddings` (``backend="ray"`` too)."""
         return compute_embeddings(self, model, embeddings_field=embeddings_field, **kwargs)
+
+    def compute_patch_embeddings(self, model: Any, patches_field: str, embeddings_field: Optional[str] = None, **kwargs: Any) -> Any:
+        """Embeds the boxes of ``patches_field`` (crops cut in the loader workers);
+        see :func:`modelzoo.engine.patches.compute_patch_embeddings`."""
+        from .engine import compute_patch_embeddings
+
+        return compute_patch_embeddings(self, model, patches_field, embeddings_field=embeddings_field, **kwargs)
 
     # -- FiftyOne-named methods of feature packages: one-line delegates (FEATURE_DELEGATES) --
     def export_nucleus(self, path: str, label_field: str, **kwargs: Any) -> int:
@@ -339,13 +441,21 @@ class DatasetView(SampleCollection):
     """A subset of a dataset's samples, defined by a MongoDB query. Cheap to
     make, picklable, re-evaluated on each read."""
 
-    def __init__(self, dataset: "Dataset", query: Dict[str, Any]):
+    def __init__(self, dataset: "Dataset", query: Dict[str, Any], state: Optional[ViewState] = None):
         self._dataset = dataset
         self._query = query
+        if state is not None:
+            self._state = state
 
     @property
     def query(self) -> Dict[str, Any]:
-        return self._query
+        if not self._state.frame_matches:
+            return self._query
+        frames = _db.get_db()[self._dataset.frames_collection_name]
+        parts = [self._query] if self._query else []
+        for frame_query in self._state.frame_matches:
+            parts.append({"_id": {"$in": frames.distinct(FRAME_ID, frame_query)}})
+        return {"$and": parts} if len(parts) > 1 else parts[0]
 
     def __repr__(self) -> str:
         return f"<DatasetView of {self.name!r}: {self._query}>"
@@ -492,14 +602,27 @@ class Dataset(SampleCollection):
         """Adds samples (or filepaths) in bulk and returns their ids, in order."""
         ids: List[str] = []
         batch: List[Dict[str, Any]] = []
+        pending: List[Any] = []  # frames given to samples before they were added
         coll = self._collection
+
+        def _insert() -> None:
+            inserted = coll.insert_many(batch, ordered=True).inserted_ids
+            ids.extend(str(i) for i in inserted)
+            frames: Dict[Any, Dict[str, Any]] = {}
+            for oid, sample_frames in zip(inserted, pending):
+                if sample_frames is not None:
+                    frames.update(sample_frames.updates(oid))
+            if frames:
+                bulk_set(self.collection_name, frames, self._name)
+
         for sample in samples:
             batch.append(self._sample_doc(sample))
+            pending.append(getattr(sample, "__dict__", {}).get("_pending_frames"))
             if len(batch) >= _INSERT_BATCH:
-                ids.extend(str(i) for i in coll.insert_many(batch, ordered=True).inserted_ids)
-                batch = []
+                _insert()
+                batch, pending = [], []
         if batch:
-            ids.extend(str(i) for i in coll.insert_many(batch, ordered=True).inserted_ids)
+            _insert()
         return ids
 
     # -- ingest --------------------------------------------------------------------

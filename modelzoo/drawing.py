@@ -159,9 +159,10 @@ def draw_image(
             if not det.bounding_box:
                 continue
             x, y, w, h = det.bounding_box
+            # boxes may extend past the image: drawn clipped to it
             box = (
-                int(round(x * width)), int(round(y * height)),
-                min(int(round((x + w) * width)), width - 1), min(int(round((y + h) * height)), height - 1),
+                min(max(int(round(x * width)), 0), width - 1), min(max(int(round(y * height)), 0), height - 1),
+                min(max(int(round((x + w) * width)), 0), width - 1), min(max(int(round((y + h) * height)), 0), height - 1),
             )
             color = _object_color(det, eval_key)
             if gt:

@@ -12,41 +12,72 @@ Example::
 from __future__ import annotations
 
 import numbers
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from .errors import LabelError
 from .fields import check_field_name, from_mongo_value
 from .storage import FRAME_ID, FRAME_NUMBER, bulk_set, collection, frames_collection_name
 
-__all__ = ["Frames", "Frame"]
+__all__ = ["Frames", "Frame", "PendingFrames", "frame_fields"]
 
 _OWN = ("_id", FRAME_ID, FRAME_NUMBER)
 
 
 class Frame:
-    """One frame's fields (a snapshot read when the frame was looked up).
+    """One frame's fields.
 
-    ``frame["field"]`` reads a field (``KeyError`` when the frame lacks it);
-    ``frame["field"] = value`` writes it to the database at once (``None``
-    removes it).
+    ``Frame(detections=..., note="blurry")`` builds a frame to assign
+    (``sample.frames[3] = Frame(...)``, as in FiftyOne). A frame read from a
+    stored sample (``sample.frames[3]``) is a snapshot of its document:
+    ``frame["field"] = value`` (or ``frame.field = value``) writes to the
+    database at once (``None`` removes the field), so a later
+    ``sample.save()`` has nothing left to do for it. ``frame["field"]`` reads a
+    field (``KeyError`` when the frame lacks it).
     """
 
-    def __init__(self, frames: "Frames", frame_number: int, fields: Dict[str, Any]):
-        self._frames = frames
-        self.frame_number = frame_number
-        self._fields = fields
+    def __init__(self, **fields: Any):
+        for name in fields:
+            check_field_name(name)
+        object.__setattr__(self, "_frames", None)
+        object.__setattr__(self, "frame_number", None)
+        object.__setattr__(self, "_fields", {k: v for k, v in fields.items() if v is not None})
+
+    @classmethod
+    def _attached(cls, frames: Any, frame_number: int, fields: Dict[str, Any]) -> "Frame":
+        frame = cls()
+        object.__setattr__(frame, "_frames", frames)
+        object.__setattr__(frame, "frame_number", frame_number)
+        object.__setattr__(frame, "_fields", fields)
+        return frame
 
     def __getitem__(self, field: str) -> Any:
         if field not in self._fields:
-            raise KeyError(f"Frame {self.frame_number} of sample {self._frames.sample_id} has no field {field!r}")
+            owner = f" of sample {self._frames.sample_id}" if self._frames is not None else ""
+            raise KeyError(f"Frame {self.frame_number}{owner} has no field {field!r}")
         return self._fields[field]
 
     def __setitem__(self, field: str, value: Any) -> None:
-        self._frames.set(self.frame_number, field, value)
+        check_field_name(field)
+        if self._frames is not None:
+            self._frames.set(self.frame_number, field, value)
         if value is None:
             self._fields.pop(field, None)
         else:
             self._fields[field] = value
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._fields[name]
+        except KeyError:
+            raise AttributeError(f"Frame {self.frame_number} has no field {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_") or name == "frame_number":
+            object.__setattr__(self, name, value)
+        else:
+            self[name] = value
 
     def __contains__(self, field: object) -> bool:
         return field in self._fields
@@ -62,7 +93,63 @@ class Frame:
         return dict(self._fields)
 
     def __repr__(self) -> str:
-        return f"<Frame {self.frame_number} of {self._frames.sample_id}: {self._fields}>"
+        owner = f" of {self._frames.sample_id}" if self._frames is not None else ""
+        return f"<Frame {self.frame_number}{owner}: {self._fields}>"
+
+
+def frame_fields(frame: Any) -> Dict[str, Any]:
+    """The fields of a :class:`Frame` or a dict of fields, checked."""
+    if isinstance(frame, Frame):
+        return frame.to_dict()
+    if isinstance(frame, Mapping):
+        return {check_field_name(str(k)): v for k, v in frame.items()}
+    raise LabelError(f"A frame is a Frame(...) or a dict of fields, got {type(frame).__name__}")
+
+
+class PendingFrames:
+    """The frames of a sample not yet in a dataset, kept in memory until
+    ``dataset.add_sample(s)`` stores them (FiftyOne's
+    ``sample.frames[n] = Frame(...)`` before ``dataset.add_samples``)."""
+
+    def __init__(self) -> None:
+        self._frames: Dict[int, Frame] = {}
+
+    def __getitem__(self, frame_number: int) -> Frame:
+        number = _check_number(frame_number)
+        frame = self._frames.get(number)
+        if frame is None:  # as FiftyOne: reading a frame creates it
+            frame = self._frames[number] = Frame()
+            object.__setattr__(frame, "frame_number", number)
+        return frame
+
+    def __setitem__(self, frame_number: int, frame: Any) -> None:
+        number = _check_number(frame_number)
+        new = Frame(**frame_fields(frame))
+        object.__setattr__(new, "frame_number", number)
+        self._frames[number] = new
+
+    def __contains__(self, frame_number: object) -> bool:
+        return frame_number in self._frames
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.keys())
+
+    def keys(self) -> List[int]:
+        return sorted(self._frames)
+
+    def items(self) -> Iterator[tuple]:
+        for n in self.keys():
+            yield n, self._frames[n]
+
+    def updates(self, sample_id: Any) -> Dict[Any, Dict[str, Any]]:
+        """``{(sample_id, n): fields}`` for :func:`modelzoo.storage.bulk_set`."""
+        return {(sample_id, n): f.to_dict() for n, f in sorted(self._frames.items()) if f.to_dict()}
+
+    def __repr__(self) -> str:
+        return f"<Frames of an unsaved sample: {self.keys()}>"
 
 
 class Frames:
@@ -101,14 +188,27 @@ class Frames:
         """Frame ``frame_number`` (1-based); a frame without fields is empty."""
         number = _check_number(frame_number)
         doc = self._collection.find_one({FRAME_ID: self.sample_id, FRAME_NUMBER: number}) or {}
-        return Frame(self, number, _fields(doc))
+        return Frame._attached(self, number, _fields(doc))
+
+    def __setitem__(self, frame_number: int, frame: Any) -> None:
+        """Replaces frame ``frame_number``'s fields with those of ``frame``
+        (a :class:`Frame` or a dict), written at once."""
+        number = _check_number(frame_number)
+        fields = frame_fields(frame)
+        from .storage import replace_frame
+
+        replace_frame(self.samples_collection, self.sample_id, number, fields, self.dataset_name)
+
+    def __delitem__(self, frame_number: int) -> None:
+        """Deletes frame ``frame_number``'s stored fields."""
+        self._collection.delete_one({FRAME_ID: self.sample_id, FRAME_NUMBER: _check_number(frame_number)})
 
     def items(self, fields: Optional[List[str]] = None) -> Iterator[tuple]:
         """``(frame_number, Frame)`` for every stored frame, in order,
         streamed (only ``fields`` when given)."""
         projection = None if fields is None else {f: 1 for f in list(fields) + [FRAME_NUMBER]}
         for doc in self._collection.find({FRAME_ID: self.sample_id}, projection).sort(FRAME_NUMBER, 1):
-            yield doc[FRAME_NUMBER], Frame(self, doc[FRAME_NUMBER], _fields(doc))
+            yield doc[FRAME_NUMBER], Frame._attached(self, doc[FRAME_NUMBER], _fields(doc))
 
     def values(self, field: str) -> Dict[int, Any]:
         """``{frame_number: value}`` of ``field`` on the frames that have it."""

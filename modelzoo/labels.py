@@ -17,7 +17,7 @@ import numpy as np
 from bson import ObjectId
 from bson.errors import InvalidId
 from bson.son import SON
-from mongoengine import EmbeddedDocument
+from mongoengine import DynamicEmbeddedDocument
 from mongoengine.base import BaseField
 from mongoengine.fields import (
     DictField,
@@ -39,10 +39,14 @@ __all__ = [
     "Keypoint",
     "Keypoints",
     "Segmentation",
+    "Heatmap",
+    "read_array_file",
     "label_from_dict",
     "new_label_id",
     "check_box",
     "filter_confidence",
+    "filter_classes",
+    "stored_array",
     "filter_output",
     "LABEL_TYPES",
 ]
@@ -74,6 +78,38 @@ def _to_oid(value: Any) -> ObjectId:
         return ObjectId(str(value))
     except (InvalidId, TypeError):
         raise LabelError(f"Label id {value!r}: expected a 24-hex-digit ObjectId string") from None
+
+
+def _to_bson(value: Any) -> Any:
+    """An extra field's value, BSON-ready (arrays as binary, labels as documents)."""
+    if isinstance(value, np.ndarray):
+        return encode_array(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Label):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return {str(k): _to_bson(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_bson(v) for v in value]
+    return value
+
+
+def _from_bson(value: Any) -> Any:
+    """The inverse of :func:`_to_bson` for stored extra fields."""
+    from bson.binary import Binary
+
+    from .encoding import ARRAY_SUBTYPE
+
+    if isinstance(value, Binary) and value.subtype == ARRAY_SUBTYPE:
+        return decode_array(value)
+    if isinstance(value, dict):
+        if value.get("_cls") in LABEL_TYPES:
+            return label_from_dict(value)
+        return {k: _from_bson(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_bson(v) for v in value]
+    return value
 
 
 class _LabelIdField(BaseField):
@@ -112,8 +148,14 @@ _TRUSTED_STATE: Dict[type, Any] = {}
 _COPIED_SLOTS = ("_initialised", "_created", "_db_field_map", "_instance")
 
 
-class Label(EmbeddedDocument):
-    """Base of every label. Subclasses implement ``to_dict``/``_from_dict``."""
+class Label(DynamicEmbeddedDocument):
+    """Base of every label. Subclasses implement ``to_dict``/``_from_dict``.
+
+    Like FiftyOne's labels, a label takes extra fields (``detection["embedding"]
+    = array``, ``Detection(label="cat", iscrowd=1)``): they are stored next to
+    the label's own fields, numpy arrays as binary, and come back on reads
+    (``compute_patch_embeddings`` stores its vectors so).
+    """
 
     meta = {"abstract": True, "allow_inheritance": False}
 
@@ -127,6 +169,32 @@ class Label(EmbeddedDocument):
     def to_dict(self) -> Dict[str, Any]:
         """The BSON-ready document stored in MongoDB (arrays as binary)."""
         raise NotImplementedError
+
+    def to_mongo(self, *args: Any, **kwargs: Any) -> Any:
+        """The stored document (mongoengine saves labels met in samples with it)."""
+        return SON(self.to_dict())
+
+    @classmethod
+    def _from_son(cls, son: Any, *args: Any, **kwargs: Any) -> Any:
+        label = super()._from_son(son, *args, **kwargs)
+        if label._dynamic_fields:  # extra fields holding arrays come back as arrays
+            for name in list(label._dynamic_fields):
+                value = label._data.get(name)
+                if not isinstance(value, (str, int, float, bool)) and value is not None:
+                    setattr(label, name, _from_bson(value))
+            label._changed_fields = []
+        return label
+
+    def _extras(self, out: Dict[str, Any]) -> Dict[str, Any]:
+        """``out`` with the label's extra (dynamic) fields added, BSON-ready."""
+        dynamic = self._dynamic_fields
+        if dynamic:
+            data = self._data
+            for name in dynamic:
+                value = data.get(name)
+                if value is not None:
+                    out[name] = _to_bson(value)
+        return out
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Label":
@@ -242,7 +310,7 @@ class Classification(Label):
         v = data.get("attributes")
         if v:
             out["attributes"] = v
-        return out
+        return self._extras(out)
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Classification":
@@ -259,16 +327,16 @@ class Classifications(Label):
     logits = NumpyArrayField()
 
     def to_dict(self) -> Dict[str, Any]:
-        return _prune({
+        return self._extras(_prune({
             "_cls": "Classifications",
             "classifications": [c.to_dict() for c in self._data.get("classifications") or ()],
             "logits": _arr(self._data.get("logits")),
-        })
+        }))
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Classifications":
         return cls(
-            classifications=[Classification._from_dict(c) for c in d.get("classifications", [])],
+            classifications=[_built(Classification, c) for c in d.get("classifications", [])],
             logits=_unarr(d.get("logits")),
         )
 
@@ -276,12 +344,17 @@ class Classifications(Label):
 def check_box(box: Any, owner: str = "Detection.bounding_box") -> List[float]:
     """Validates a relative box and returns it as four floats.
 
+    Boxes may extend past the image (``x < 0`` or ``x + width > 1``), as
+    detectors and annotators round them and as FiftyOne and COCO accept them;
+    evaluation uses them as they are (as pycocotools does) and drawing clips
+    them to the image.
+
     Args:
-        box: ``[x, y, width, height]`` in ``[0, 1]`` of the image (the box inside it).
+        box: ``[x, y, width, height]`` relative to the image size.
         owner: what holds the box, for the error (``"MyProcessor: box 3"``).
 
     Raises:
-        LabelError: not four finite numbers, a negative size, or outside the image.
+        LabelError: not four finite numbers, or a negative size.
     """
     try:
         values = [float(v) for v in box]
@@ -289,18 +362,53 @@ def check_box(box: Any, owner: str = "Detection.bounding_box") -> List[float]:
         raise LabelError(f"{owner} = {box!r}: expected four numbers [x, y, width, height]") from None
     if len(values) != 4:
         raise LabelError(f"{owner} = {box!r}: expected four numbers [x, y, width, height], got {len(values)}")
-    x, y, w, h = values
     if not all(math.isfinite(v) for v in values):
         raise LabelError(f"{owner} = {values}: coordinates must be finite")
-    if w < 0 or h < 0:
-        raise LabelError(f"{owner} = {values}: width and height must be >= 0")
-    if x < -_EPS or y < -_EPS or x + w > 1 + _EPS or y + h > 1 + _EPS:
+    if values[2] < 0 or values[3] < 0:
         raise LabelError(
-            f"{owner} = {values}: expected relative coordinates with the box inside [0, 1] "
-            "(x, y >= 0 and x + width, y + height <= 1). Divide pixel coordinates by the "
-            "image width and height, or use Detection.from_abs_xyxy(box, width, height)."
+            f"{owner} = {values}: width and height must be >= 0 (boxes are [x, y, width, height]; "
+            "for corners use Detection.from_abs_xyxy(box, width, height))"
         )
     return values
+
+
+def read_array_file(path: str) -> np.ndarray:
+    """The array stored as an image file (a mask or heatmap PNG written by
+    ``apply_model(output_dir=...)``, or any 8/16-bit grayscale image).
+
+    Raises:
+        LabelError: the file is missing or not a readable image (the path is named).
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img)
+    except (OSError, ValueError) as e:
+        raise LabelError(f"Cannot read the array file {path!r}: {e}") from None
+
+
+class _OnDiskArrayField(NumpyArrayField):
+    """An array stored in the label, or in the file named by another field
+    (``mask_path``, ``map_path``): reading the attribute loads the file when
+    the label holds no array, so every reader gets the pixels."""
+
+    def __init__(self, path_field: str, as_bool: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._path_field = path_field
+        self._as_bool = as_bool
+
+    def __get__(self, instance: Any, owner: Any) -> Any:
+        if instance is None:
+            return self
+        value = instance._data.get(self.name)
+        if value is None:
+            path = instance._data.get(self._path_field)
+            if path:
+                value = read_array_file(path)
+                if self._as_bool:
+                    value = value != 0
+        return value
 
 
 class _BoxField(ListField):
@@ -322,7 +430,8 @@ class Detection(Label):
 
     Args:
         label: the class name.
-        bounding_box: ``[x, y, width, height]``, relative to the image size, in ``[0, 1]``.
+        bounding_box: ``[x, y, width, height]``, relative to the image size (it may
+            extend past the image: see :func:`check_box`).
         confidence: the score.
         mask: a boolean ``(h, w)`` array covering the box only (instance segmentation).
         attributes: free-form extra values (must be BSON-serialisable).
@@ -333,7 +442,8 @@ class Detection(Label):
     label = StringField()
     bounding_box = _BoxField()
     confidence = FloatField()
-    mask = NumpyArrayField()
+    mask = _OnDiskArrayField("mask_path", as_bool=True)
+    mask_path = StringField()
     attributes = DictField()
 
     def to_dict(self) -> Dict[str, Any]:
@@ -355,10 +465,13 @@ class Detection(Label):
         v = data.get("mask")
         if v is not None:
             out["mask"] = encode_array(v)
+        v = data.get("mask_path")
+        if v is not None:
+            out["mask_path"] = v
         v = data.get("attributes")
         if v:
             out["attributes"] = v
-        return out
+        return self._extras(out)
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Detection":
@@ -368,6 +481,7 @@ class Detection(Label):
             bounding_box=d.get("bounding_box"),
             confidence=d.get("confidence"),
             mask=_unarr(d.get("mask")),
+            mask_path=d.get("mask_path"),
             attributes=d.get("attributes") or {},
         )
 
@@ -422,11 +536,12 @@ class Detections(Label):
     detections = EmbeddedDocumentListField(Detection)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"_cls": "Detections", "detections": [det.to_dict() for det in self._data.get("detections") or ()]}
+        out = {"_cls": "Detections", "detections": [det.to_dict() for det in self._data.get("detections") or ()]}
+        return self._extras(out)
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Detections":
-        return cls(detections=[Detection._from_dict(x) for x in d.get("detections", [])])
+        return cls(detections=[_built(Detection, x) for x in d.get("detections", [])])
 
     def to_nucleus(self, width: int, height: int) -> List[Dict[str, Any]]:
         return [det.to_nucleus(width, height) for det in self.detections]
@@ -465,7 +580,7 @@ class Keypoint(Label):
 
     def to_dict(self) -> Dict[str, Any]:
         data = self._data
-        return _prune({
+        return self._extras(_prune({
             "_cls": "Keypoint",
             "_id": data.get("id"),
             "label": data.get("label"),
@@ -473,7 +588,7 @@ class Keypoint(Label):
             "confidence": data.get("confidence") or None,
             "bounding_box": data.get("bounding_box"),
             "attributes": data.get("attributes") or None,
-        })
+        }))
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Keypoint":
@@ -493,36 +608,90 @@ class Keypoints(Label):
     keypoints = EmbeddedDocumentListField(Keypoint)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"_cls": "Keypoints", "keypoints": [k.to_dict() for k in self._data.get("keypoints") or ()]}
+        return self._extras({"_cls": "Keypoints", "keypoints": [k.to_dict() for k in self._data.get("keypoints") or ()]})
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Keypoints":
-        return cls(keypoints=[Keypoint._from_dict(x) for x in d.get("keypoints", [])])
+        return cls(keypoints=[_built(Keypoint, x) for x in d.get("keypoints", [])])
 
 
 class Segmentation(Label):
     """A semantic segmentation: an ``(H, W)`` integer mask of class indices
-    at the image's size; ``mask_targets`` maps indices to class names."""
+    at the image's size; ``mask_targets`` maps indices to class names.
 
-    mask = NumpyArrayField()
+    The mask is in the label (``mask``) or in a PNG file (``mask_path``,
+    written by ``apply_model(output_dir=...)``); reading ``mask`` loads the
+    file, so every reader gets the pixels either way.
+    """
+
+    mask = _OnDiskArrayField("mask_path")
+    mask_path = StringField()
     mask_targets = DictField()
+
+    def get_mask(self) -> Optional[np.ndarray]:
+        """The mask, from the label or its file (FiftyOne's name)."""
+        return self.mask
 
     def to_dict(self) -> Dict[str, Any]:
         data = self._data
-        return _prune({
+        return self._extras(_prune({
             "_cls": "Segmentation",
             "mask": _arr(data.get("mask")),
+            "mask_path": data.get("mask_path"),
             "mask_targets": data.get("mask_targets") or None,
-        })
+        }))
 
     @classmethod
     def _from_dict(cls, d: Dict[str, Any]) -> "Segmentation":
-        return cls(mask=_unarr(d.get("mask")), mask_targets=d.get("mask_targets") or {})
+        return cls(mask=_unarr(d.get("mask")), mask_path=d.get("mask_path"), mask_targets=d.get("mask_targets") or {})
+
+
+class Heatmap(Label):
+    """A dense single-channel map over the image (depth, saliency, a score
+    per pixel), as FiftyOne's ``Heatmap``.
+
+    Args:
+        map: an ``(H, W)`` array (any numeric dtype).
+        map_path: the PNG file holding the map instead (written by
+            ``apply_model(output_dir=...)``); reading ``map`` loads it.
+        range: ``[min, max]`` of the values the map can take (for display and
+            to map PNG pixel values back), e.g. ``[0, 1]``.
+    """
+
+    map = _OnDiskArrayField("map_path")
+    map_path = StringField()
+    range = ListField(FloatField())
+
+    def get_map(self) -> Optional[np.ndarray]:
+        """The map, from the label or its file (FiftyOne's name)."""
+        return self.map
+
+    def validate(self, clean: bool = True) -> None:
+        super().validate(clean)
+        _check_range(self.range)
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = self._data
+        return self._extras(_prune({
+            "_cls": "Heatmap",
+            "map": _arr(data.get("map")),
+            "map_path": data.get("map_path"),
+            "range": [float(v) for v in data["range"]] if data.get("range") else None,
+        }))
+
+    @classmethod
+    def _from_dict(cls, d: Dict[str, Any]) -> "Heatmap":
+        return cls(map=_unarr(d.get("map")), map_path=d.get("map_path"), range=d.get("range") or [])
+
+
+def _check_range(value: Any) -> None:
+    if value and (len(value) != 2 or not all(math.isfinite(float(v)) for v in value) or value[0] > value[1]):
+        raise LabelError(f"Heatmap.range = {list(value)!r}: expected [min, max], finite, min <= max")
 
 
 LABEL_TYPES: Dict[str, Type[Label]] = {
     c.__name__: c
-    for c in (Classification, Classifications, Detection, Detections, Keypoint, Keypoints, Segmentation)
+    for c in (Classification, Classifications, Detection, Detections, Keypoint, Keypoints, Segmentation, Heatmap)
 }
 
 
@@ -533,7 +702,25 @@ def label_from_dict(d: Dict[str, Any]) -> Label:
         raise LabelError(
             f"Cannot build a label from {d!r:.200}: '_cls' must be one of {sorted(LABEL_TYPES)}"
         )
-    return LABEL_TYPES[cls_name]._from_dict(d)
+    return _built(LABEL_TYPES[cls_name], d)
+
+
+def _built(cls: Type[Label], d: Dict[str, Any]) -> Any:
+    """``cls._from_dict(d)`` with the stored extra fields of ``d`` set on it."""
+    label = cls._from_dict(d)
+    extra = [k for k in d if k not in _OWN_KEYS.setdefault(cls, _own_keys(cls))]
+    if extra:
+        for name in extra:
+            label[name] = _from_bson(d[name])
+        label._changed_fields = []
+    return label
+
+
+_OWN_KEYS: Dict[type, frozenset] = {}
+
+
+def _own_keys(cls: type) -> frozenset:
+    return frozenset({"_cls", "_id"} | {f.db_field for f in cls._fields.values()})  # type: ignore[attr-defined]
 
 
 def filter_confidence(label: Any, thresh: Optional[float]) -> Any:
@@ -587,3 +774,35 @@ def filter_output(output: Any, thresh: Optional[float]) -> Any:
     dets.detections = [dets.detections[j] for j in keep]
     kps.keypoints = [kps.keypoints[j] for j in keep]
     return {k: v if k in ("detections", "keypoints") else filter_confidence(v, thresh) for k, v in output.items()}
+
+
+def filter_classes(output: Any, classes: Optional[Iterable[str]]) -> Any:
+    """Keeps the predictions of one model output whose class is in ``classes``
+    (``apply_model(classes=...)``): a lone Classification/Detection of another
+    class becomes None, list labels keep their items of those classes; other
+    labels (masks, maps) are kept. ``output`` is a Label, None, or a dict of
+    them (frame-keyed dicts too)."""
+    if classes is None or output is None:
+        return output
+    wanted = set(classes)
+    if isinstance(output, dict):
+        return {k: filter_classes(v, wanted) for k, v in output.items()}
+    if isinstance(output, (Classification, Detection, Keypoint)):
+        return output if output.label in wanted else None
+    if isinstance(output, Detections):
+        output.detections = [d for d in output.detections if d.label in wanted]
+    elif isinstance(output, Classifications):
+        output.classifications = [c for c in output.classifications if c.label in wanted]
+    elif isinstance(output, Keypoints):
+        output.keypoints = [k for k in output.keypoints if k.label in wanted]
+    return output
+
+
+def stored_array(doc: Dict[str, Any], key: str = "mask", path_key: str = "mask_path") -> Optional[np.ndarray]:
+    """The array of a stored label document: in it (``key``), or in the file
+    its ``path_key`` names (written by ``apply_model(output_dir=...)``)."""
+    value = doc.get(key)
+    if value is not None:
+        return decode_array(value)
+    path = doc.get(path_key)
+    return read_array_file(path) if path else None

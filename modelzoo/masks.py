@@ -2,7 +2,8 @@
 
 A :class:`~modelzoo.labels.Detection` keeps its mask at the size of its box:
 the mask's top-left pixel is at ``(round(x * width), round(y * height))`` of
-the image (the convention of the instance segmenter's processor). Evaluation,
+the image, clipped to the image (the convention of the instance segmenter's
+processor): a box extending past the image has a mask of its visible part. Evaluation,
 drawing and COCO export need the image-sized mask; COCO import needs the crop.
 """
 

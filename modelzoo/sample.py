@@ -115,18 +115,32 @@ class Sample(DynamicDocument):
     def dataset_name(self) -> Optional[str]:
         return getattr(type(self), "_dataset_name", None)
 
+    def __init__(self, *args: Any, **values: Any):
+        super().__init__(*args, **values)
+        if "media_type" not in values and self.filepath:
+            from .media import is_video_path
+
+            if is_video_path(self.filepath):  # as FiftyOne: the media type follows the file
+                self.media_type = "video"
+
     @property
     def frames(self) -> Any:
         """The sample's frame-level fields by frame number
         (:class:`~modelzoo.frames.Frames`): ``sample.frames[n]["field"]``,
-        ``sample.frames.keys()``.
+        ``sample.frames[n] = Frame(...)``, ``sample.frames.keys()``.
 
-        Raises:
-            DatasetError: the sample is not in a dataset (frames are stored
-                in the dataset's frames collection).
+        A sample not yet in a dataset keeps its frames in memory
+        (:class:`~modelzoo.frames.PendingFrames`) until ``dataset.add_sample(s)``
+        stores them.
         """
-        from .frames import Frames
+        from .frames import Frames, PendingFrames
 
+        if self.dataset_name is None or getattr(self, "id", None) is None:
+            pending = self.__dict__.get("_pending_frames")
+            if pending is None:
+                pending = PendingFrames()
+                object.__setattr__(self, "_pending_frames", pending)
+            return pending
         return Frames(self._attached_collection("frames"), self.id, self.dataset_name or "")
 
     def _attached_collection(self, what: str) -> str:

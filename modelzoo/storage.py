@@ -27,6 +27,7 @@ __all__ = [
     "frames_collection_name",
     "ensure_frames_index",
     "split_frame_path",
+    "replace_frame",
     "FRAME_ID",
     "FRAME_NUMBER",
     "DATASET_RECORDS",
@@ -157,6 +158,20 @@ def _write_frames(name: str, frames: Mapping[Tuple[Any, int], Mapping[str, Any]]
         return 0
     result = collection(name).bulk_write(ops, ordered=False)
     return result.matched_count + result.upserted_count
+
+
+def replace_frame(
+    collection_name: str, sample_id: Any, frame_number: int, fields: Mapping[str, Any], dataset_name: str = ""
+) -> None:
+    """Replaces the fields of one frame of a stored sample (creating the frame)."""
+    coll = collection(collection_name)
+    if coll.count_documents({"_id": sample_id}, limit=1) == 0:
+        raise SampleNotFoundError(str(sample_id), dataset_name or collection_name)
+    name = frames_collection_name(collection_name)
+    ensure_frames_index(name)
+    doc = {k: to_mongo_value(v) for k, v in fields.items() if v is not None}
+    doc.update({FRAME_ID: sample_id, FRAME_NUMBER: int(frame_number)})
+    collection(name).replace_one({FRAME_ID: sample_id, FRAME_NUMBER: int(frame_number)}, doc, upsert=True)
 
 
 def _raise_missing(coll: Any, ids: List[Any], where: str) -> None:

@@ -41,7 +41,7 @@ import torch
 from .checkpoints import load_state_dict
 from .errors import ConfigError, ModelError, did_you_mean
 from .imports import import_object
-from .mixins import EmbeddingsMixin, LogitsMixin, TorchModelMixin
+from .mixins import EmbeddingsMixin, LogitsMixin, PromptMixin, TorchModelMixin
 from .models import Call, Model
 from .optimize import optimize_module
 from .processors import OutputProcessor, get_output_processor_cls
@@ -165,7 +165,19 @@ def _example_image(width: int, height: int, seed: int) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
+class _ImageEncoder(torch.nn.Module):
+    """A CLIP-like module's ``encode_image`` as a forward (what a zero-shot
+    TorchImageModel runs, traces and embeds with)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Any) -> torch.Tensor:
+        return self.model.encode_image(x)  # type: ignore[operator]
+
+
+class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin, Model):
     """A torch image model built from a :class:`TorchImageModelConfig`.
 
     The model is built, its weights loaded and checked, and (with
@@ -192,9 +204,14 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
         self._classes = load_classes(cfg.classes, cfg.labels_string, cfg.labels_path)
         self._module = self._build_module()
         self._net: torch.nn.Module = self._module
+        self._zero_shot = cfg.text_prompt is not None
+        if self._zero_shot:
+            self._net = self._zero_shot_encoder()
         if cfg.embeddings_layer is not None:
             self._net = self._make_tap(cfg.embeddings_layer)
         self._processor = self._build_processor()
+        if self._zero_shot:
+            self._embed_class_prompts()
         self._transform = self._build_transform()
         self._runner: Callable[..., Any] = self._net
         self._auto_tried = False
@@ -265,8 +282,58 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
             )
         return _EmbeddingTap(self._module, name, use_input)
 
+    # -- zero-shot (text_prompt) -------------------------------------------------------------
+    def _zero_shot_encoder(self) -> torch.nn.Module:
+        missing = [m for m in ("encode_image", "encode_text") if not callable(getattr(self._module, m, None))]
+        if missing:
+            raise ConfigError(
+                f"text_prompt makes a zero-shot classifier, which needs a CLIP-like module with encode_image(images) "
+                f"and encode_text(prompts); {self.config.entrypoint_fcn!r} built {type(self._module).__name__}, "
+                f"which lacks {' and '.join(missing)}"
+            )
+        return _ImageEncoder(self._module)
+
+    def _embed_class_prompts(self) -> None:
+        """Embeds each class's prompt once, for the zero-shot processor."""
+        if not self._classes:
+            raise ConfigError("text_prompt (zero-shot) needs classes: give classes, labels_string or labels_path")
+        prompts = [f"{self.config.text_prompt} {c}".strip() for c in self._classes]
+        setter = getattr(self._processor, "set_prompt_embeddings", None)
+        if setter is None:
+            raise ConfigError(
+                f"text_prompt (zero-shot) needs a processor that takes prompt embeddings "
+                f"(ZeroShotClassifierOutputProcessor), got {type(self._processor).__name__}"
+            )
+        setter(self.embed_prompts(prompts))
+
+    @property
+    def can_embed_prompts(self) -> bool:
+        """Whether the module embeds text (a zero-shot model, ``text_prompt``)."""
+        return self._zero_shot
+
+    def embed_prompts(self, args: Sequence[Any]) -> np.ndarray:
+        """The text embeddings of ``args`` (strings), float32 ``(N, D)``, from
+        the module's ``encode_text``."""
+        if not self._zero_shot:
+            raise ModelError("This model embeds no prompts: it is zero-shot only with text_prompt in its config")
+        with torch.inference_mode():
+            out = self._module.encode_text(list(args))  # type: ignore[operator]
+        return np.asarray(to_cpu_float(out).reshape(len(args), -1), dtype=np.float32)
+
+    def embed_prompt(self, arg: Any) -> np.ndarray:
+        return self.embed_prompts([arg])[0]
+
     def _build_processor(self) -> Optional[OutputProcessor]:
         cfg = self.config
+        if cfg.output_processor_cls is None and cfg.text_prompt is not None:
+            from .processors import ZeroShotClassifierOutputProcessor
+
+            kwargs = dict(cfg.output_processor_args or {})
+            kwargs.setdefault("classes", self._classes)
+            scale = getattr(self._module, "logit_scale", None)
+            if scale is not None and "logit_scale" not in kwargs:  # CLIP keeps log(scale) as a parameter
+                kwargs["logit_scale"] = float(torch.as_tensor(scale).detach().float().exp())
+            return ZeroShotClassifierOutputProcessor(**kwargs)
         if cfg.output_processor_cls is None:
             return None
         cls = get_output_processor_cls(cfg.output_processor_cls)
@@ -405,7 +472,7 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, LogitsMixin, Model):
 
     @property
     def has_embeddings(self) -> bool:
-        return self.config.embeddings_layer is not None or self._processor is None
+        return self.config.embeddings_layer is not None or self._processor is None or self._zero_shot
 
     # -- context ----------------------------------------------------------------------------
     def __enter__(self) -> "TorchImageModel":

@@ -100,6 +100,13 @@ class TorchImageModelConfig(ModelConfig):
             either way.
         exif_orientation: decode images upright, their EXIF orientation
             applied (default); False keeps the stored pixel order.
+        text_prompt: a zero-shot classifier (FiftyOne's CLIP setting): the
+            module built by ``entrypoint_fcn`` has ``encode_image(NCHW)`` and
+            ``encode_text(list of str)``; each class's prompt is
+            ``f"{text_prompt} {class}"``, embedded once when the model is
+            built, and images are classified by the softmax of their
+            similarity to the prompts (``ZeroShotClassifierOutputProcessor``,
+            the default processor then).
     """
 
     #: the model class this config builds (see :func:`modelzoo.register_zoo_model`);
@@ -132,6 +139,7 @@ class TorchImageModelConfig(ModelConfig):
     fast_decode: bool = False
     preprocessing: str = "tensor"
     exif_orientation: bool = True
+    text_prompt: Optional[str] = None
 
     def validate(self) -> None:
         super().validate()
@@ -199,6 +207,11 @@ class TorchImageModelConfig(ModelConfig):
             except (RuntimeError, TypeError) as e:
                 raise ConfigError(f"device {self.device!r} is not a torch device ({e})") from None
         check_skeleton(self.skeleton)
+        if self.text_prompt is not None:
+            if not isinstance(self.text_prompt, str):
+                raise ConfigError(f"text_prompt must be a string such as 'A photo of', got {self.text_prompt!r}")
+            if self.embeddings_layer is not None:
+                raise ConfigError("text_prompt (zero-shot) embeds images with encode_image; drop embeddings_layer")
 
 
 def size_wh(size: Any) -> Optional[Tuple[int, int]]:

@@ -158,13 +158,11 @@ def test_fps_and_n_together_are_an_error(video_dataset):
 def test_embeddings_of_frames_in_sample_then_frame_order(video_dataset, reference):
     model = tiny_model("classification", embeddings_layer="<head")
     vectors = video_dataset.compute_embeddings(model, frames={"n": 10}, num_workers=1, progress=False)
-    expected = []
-    for name in [os.path.splitext(os.path.basename(p))[0] for p in video_dataset.values("filepath")]:
-        frames = reference[name][::10]
-        expected.append(model.embed_all(frames))
-    expected = np.concatenate(expected)
-    assert vectors.shape == expected.shape == (sum(len(range(0, len(f), 10)) for f in reference.values()), 16)
-    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+    assert list(vectors) == video_dataset.values("id")  # {sample_id: (n_frames, D)}, as FiftyOne returns them
+    for sid, path in zip(*video_dataset.values(["id", "filepath"])):
+        expected = model.embed_all(reference[os.path.splitext(os.path.basename(path))[0]][::10])
+        assert vectors[sid].shape == expected.shape
+        np.testing.assert_allclose(vectors[sid], expected, atol=1e-5)
     report = video_dataset.compute_embeddings(model, "emb", frames=[2], num_workers=0, progress=False)
     assert report.frames_processed == 3
     sample = video_dataset.first()

@@ -19,6 +19,7 @@ shard, and their :class:`ApplyReport` objects merge. Who runs the loop is a
 
 from ..loaders import WorkItem
 from .backends import LocalRunner, Runner, available_backends, get_backend, known_implementations, register_backend
+from .patches import compute_patch_embeddings
 from .report import ApplyReport, Failure
 from .run import RunOptions, apply_model, compute_embeddings, run_model
 from .sinks import EmbeddingSink, LabelSink, Sink, SinkBatch
@@ -39,6 +40,7 @@ __all__ = [
     "apply_model",
     "available_backends",
     "compute_embeddings",
+    "compute_patch_embeddings",
     "get_backend",
     "known_implementations",
     "register_backend",

@@ -15,12 +15,12 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pymongo.errors
 
-from ..errors import ConfigError, DatabaseError, ModelError, PredictionError, check_keys
+from ..errors import ConfigError, DatabaseError, ModelError, PredictionError
 from ..fields import check_label_field
 from ..loaders import Loader, WorkItem
 from ..mixins import EmbeddingsMixin, LogitsMixin, SamplesMixin, TorchModelMixin
@@ -29,7 +29,9 @@ from ..progress import progress_bar
 from ..video.selection import FrameSelection
 from .backends import Runner, get_backend
 from .batching import BatchStream, LoadedBatch, safe_load
+from .embeddings import embeddings_array, strip_frames_prefix, video_embeddings
 from .frames import FrameStream, video_tasks
+from .mask_files import MaskWriter
 from .report import ApplyReport, Failure
 from .sinks import EmbeddingSink, FrameSink, LabelSink, Sink, SinkBatch
 from .source import Source
@@ -56,7 +58,9 @@ class RunOptions:
         num_threads: torch threads for the forward pass.
         skip_failures: a sample that cannot be loaded or predicted costs that
             sample only; False raises :class:`~modelzoo.PredictionError`.
-        progress: show a progress bar (default: when stderr is a terminal).
+        progress: show a progress bar (default: when stderr is a terminal);
+            a callable is called with the progress on each batch instead
+            (FiftyOne's callback: ``.iteration``, ``.total``, ``.progress``).
         store_logits: keep logits on the labels (handed to the model with
             each batch, see :meth:`~modelzoo.Model.run_batch`; the model
             object is not changed).
@@ -74,7 +78,7 @@ class RunOptions:
     num_workers: Optional[int] = None
     num_threads: Optional[int] = None
     skip_failures: bool = True
-    progress: Optional[bool] = None
+    progress: Any = None
     store_logits: bool = False
     loader: Optional[Loader] = None
 
@@ -406,7 +410,9 @@ def run_model(source: Source, model: Model, sink: Sink, options: Optional[RunOpt
 
 # -- apply_model / compute_embeddings ----------------------------------------------------------
 def _check_extras(fn: str, kwargs: Mapping[str, Any]) -> None:
-    check_keys(kwargs, _EXTRAS, f"{fn}()", kind="argument")
+    from ..keywords import check_call_keywords
+
+    check_call_keywords(globals()[fn], kwargs, _EXTRAS)  # lists every keyword of the call
 
 
 def _missing_query(label_field: Union[str, Mapping[str, str]]) -> Optional[Dict[str, Any]]:
@@ -433,6 +439,25 @@ def _runner(backend: Union[str, Runner], backend_options: Optional[Mapping[str, 
 
 def _needs(model: Any) -> Tuple[Tuple[str, str], ...]:
     return tuple(model.needs_fields.items()) if isinstance(model, SamplesMixin) else ()
+
+
+def _run_needs(model: Any, kwargs: Dict[str, Any]) -> Tuple[Tuple[str, str], ...]:
+    """The fields a :class:`SamplesMixin` model reads in this run: its
+    ``needs_fields``, updated by ``needs_fields=`` and by every keyword that
+    is not an option (removed from ``kwargs``), as FiftyOne maps them."""
+    if not isinstance(model, SamplesMixin):
+        return ()
+    needs = dict(model.needs_fields)
+    needs.update(kwargs.pop("needs_fields", None) or {})
+    for key in [k for k in kwargs if k not in _EXTRAS]:
+        value = kwargs.pop(key)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(
+                f"apply_model({key}={value!r}): {type(model).__name__} reads sample fields, so an extra keyword "
+                "names the field one of its inputs comes from (a string such as prompt_field='question')"
+            )
+        needs[key] = value
+    return tuple(needs.items())
 
 
 def _parts(source: Source, model: Model, frames: Any) -> Tuple[Optional[Source], Optional[Source]]:
@@ -466,10 +491,13 @@ def apply_model(
     num_workers: Optional[int] = None,
     skip_failures: bool = True,
     skip_existing: bool = False,
-    progress: Optional[bool] = None,
+    progress: Any = None,
     frames: Any = None,
     backend: Union[str, Runner] = "local",
     ray_options: Optional[Mapping[str, Any]] = None,
+    classes: Optional[Sequence[str]] = None,
+    output_dir: Optional[str] = None,
+    rel_dir: Optional[str] = None,
     **kwargs: Any,
 ) -> ApplyReport:
     """Runs ``model`` on ``samples`` and stores its labels on them.
@@ -513,17 +541,35 @@ def apply_model(
         ray_options: the backend's options; with ``backend="ray"``: replicas,
             CPUs/GPUs per replica, the cluster address...
             (:class:`modelzoo.ray.RayOptions`).
+        classes: keep only the predictions of these classes (a lone label
+            of another class is not stored; list labels keep their items of
+            these classes).
+        output_dir: write each ``Segmentation`` mask, instance mask and
+            ``Heatmap`` map as a PNG under this directory (from the writer
+            thread) and store its path (``mask_path`` / ``map_path``) instead
+            of the pixels; reading the label loads the file
+            (:mod:`modelzoo.engine.mask_files`).
+        rel_dir: with ``output_dir``: the inputs' paths relative to it are
+            kept under ``output_dir``.
         **kwargs: ``error_field`` (record each failure's message on its sample
             or frame in this field) and ``num_threads`` (torch threads for the
-            forward).
+            forward). For a :class:`~modelzoo.SamplesMixin` model, any other
+            keyword maps one of its inputs to a sample field for this run
+            (FiftyOne's ``prompt_field="question"``), as does
+            ``needs_fields={...}``; the model object is not changed.
 
     Returns:
         an :class:`ApplyReport` (frames are counted apart from samples).
     """
+    needs = _run_needs(model, kwargs)  # a SamplesMixin's extra keywords are its inputs' fields
     _check_extras("apply_model", kwargs)
     runner = _runner(backend, ray_options)
+    mask_writer = MaskWriter(output_dir, rel_dir) if output_dir is not None else None
+    if rel_dir is not None and output_dir is None:
+        raise ConfigError("rel_dir is only used with output_dir: pass output_dir too, or drop rel_dir")
     if confidence_thresh is not None and not 0 <= confidence_thresh <= 1:
         raise ConfigError(f"confidence_thresh must be in [0, 1], got {confidence_thresh!r}")
+    label_field, frames_only = strip_frames_prefix(label_field, "label_field")  # FiftyOne's "frames.<field>"
     check_label_field(label_field)  # a sample's own fields (filepath, metadata...) are refused before anything runs
     options = RunOptions(
         "predict", batch_size, num_workers, kwargs.get("num_threads"), skip_failures, progress, bool(store_logits)
@@ -534,7 +580,9 @@ def apply_model(
             "Call apply_model without store_logits."
         )
     _require_model(model)
-    whole, frame_source = _parts(Source.from_samples(samples, _needs(model)), model, frames)
+    whole, frame_source = _parts(Source.from_samples(samples, needs), model, frames)
+    if frames_only:
+        _frames_only(whole, model, "label_field", label_field)
     runner.check_run(model, frame_source is not None)
     missing = _missing_query(label_field) if skip_existing else None
     runs: List[Tuple[Source, Sink, int]] = []
@@ -547,11 +595,13 @@ def apply_model(
                 todo = todo.where({"_id": {"$nin": todo.frames_with(_frames_done(missing))}})
             skipped = whole.count() - todo.count()
             whole = todo
-        runs.append((whole, LabelSink(whole.collection, whole.dataset_name, label_field, confidence_thresh, error_field), skipped))
+        runs.append((whole, LabelSink(whole.collection, whole.dataset_name, label_field, confidence_thresh, error_field,
+                                      classes, mask_writer), skipped))
     if frame_source is not None:
         if skip_existing:
             frame_source = dataclasses.replace(frame_source, frames_done=_frames_done(missing))
-        frame_sink = FrameSink(frame_source.collection, frame_source.dataset_name, label_field, confidence_thresh, error_field)
+        frame_sink = FrameSink(frame_source.collection, frame_source.dataset_name, label_field, confidence_thresh, error_field,
+                               classes, mask_writer)
         runs.append((frame_source, frame_sink, 0))
     reports = []
     for source, sink, skipped in runs:
@@ -570,12 +620,12 @@ def compute_embeddings(
     batch_size: Optional[int] = None,
     num_workers: Optional[int] = None,
     skip_failures: bool = True,
-    progress: Optional[bool] = None,
+    progress: Any = None,
     frames: Any = None,
     backend: Union[str, Runner] = "local",
     ray_options: Optional[Mapping[str, Any]] = None,
     **kwargs: Any,
-) -> Union[np.ndarray, ApplyReport]:
+) -> Union[np.ndarray, Dict[str, Any], ApplyReport]:
     """Embeds ``samples`` with ``model`` (an :class:`~modelzoo.EmbeddingsMixin`).
 
     On video samples, an image model embeds their frames (``frames`` as in
@@ -583,10 +633,15 @@ def compute_embeddings(
 
     Returns:
         without ``embeddings_field``: a float32 ``(N, D)`` array in sample
-        order, or for videos one row per selected frame in (sample, frame
-        number) order (rows of failed samples or frames are NaN; they are
-        logged). With it: the embeddings are stored on each sample (each
-        frame, for videos) and an :class:`ApplyReport` is returned.
+        order, or for videos ``{sample_id: (n_frames, D) array}`` (one row
+        per selected frame, in frame order; None for a video that could not
+        be opened). Rows of failed samples or frames are NaN rows of the
+        model's width, never an ``(N, 0)`` array (a run where every sample
+        failed asks the model its width: see
+        :mod:`modelzoo.engine.embeddings`). With ``embeddings_field`` (FiftyOne's
+        ``"frames.<field>"`` names a frame field): the embeddings are stored
+        on each sample (each frame, for videos) and an :class:`ApplyReport`
+        is returned.
 
     Raises:
         ConfigError: no ``embeddings_field`` for samples that mix images and
@@ -597,7 +652,10 @@ def compute_embeddings(
     runner = _runner(backend, ray_options)
     options = RunOptions("embed", batch_size, num_workers, kwargs.get("num_threads"), skip_failures, progress)
     _require_model(model)
+    embeddings_field, frames_only = strip_frames_prefix(embeddings_field, "embeddings_field")
     whole, frame_source = _parts(Source.from_samples(samples, _needs(model)), model, frames)
+    if frames_only:
+        _frames_only(whole, model, "embeddings_field", embeddings_field)
     runner.check_run(model, frame_source is not None)
     if embeddings_field is None and whole is not None and frame_source is not None:
         raise ConfigError(
@@ -617,4 +675,19 @@ def compute_embeddings(
         if len(reports) == 1:
             return reports[0]
         return reports[0].merge(*reports[1:]) if reports else ApplyReport()
-    return sink.array() if sink is not None else np.zeros((0, 0), dtype=np.float32)
+    if sink is None:
+        return embeddings_array(EmbeddingSink(), model, None)
+    if frame_source is not None:  # videos: {sample_id: (n_frames, D)}, as FiftyOne returns them
+        ids = [d["_id"] for d in frame_source.documents({"_id": 1})]
+        return video_embeddings(sink, model, reports[-1], ids)
+    return embeddings_array(sink, model, reports[-1])
+
+
+def _frames_only(whole: Optional[Source], model: Model, name: str, field: Any) -> None:
+    """A ``"frames."`` field names frame fields: only an image model on videos writes those."""
+    if whole is not None:
+        raise ConfigError(
+            f"{name}='frames.{field}' names a frame-level field, but {type(model).__name__} also runs on "
+            "samples taken whole (images, or videos given to a video model), whose labels are sample fields. "
+            f"Run it on the videos only (samples.match({{'media_type': 'video'}})) or drop the 'frames.' prefix."
+        )

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..fields import check_output_field, label_updates
-from ..labels import filter_output
+from ..labels import filter_classes, filter_output
 from ..loaders import WorkItem
 from ..storage import bulk_set
 
@@ -91,6 +91,10 @@ class LabelSink(_FieldSink):
         confidence_thresh: drop predictions below it (paired detections and
             keypoints are dropped together; see :func:`modelzoo.labels.filter_output`).
         error_field: also store each failure's message in this field.
+        classes: keep only predictions of these classes (see
+            :func:`modelzoo.labels.filter_classes`).
+        mask_writer: a :class:`~modelzoo.engine.mask_files.MaskWriter`: masks
+            and maps go to PNG files, the labels keep their paths.
     """
 
     def __init__(
@@ -100,15 +104,23 @@ class LabelSink(_FieldSink):
         label_field: Union[str, Mapping[str, str]] = "predictions",
         confidence_thresh: Optional[float] = None,
         error_field: Optional[str] = None,
+        classes: Optional[Sequence[str]] = None,
+        mask_writer: Any = None,
     ):
         super().__init__(collection, dataset_name, error_field)
         self.label_field = label_field
         self.confidence_thresh = confidence_thresh
+        self.classes = list(classes) if classes is not None else None
+        self.mask_writer = mask_writer
 
     def write(self, batch: SinkBatch) -> None:
         updates = self._updates(batch)
         for item, output in batch.outputs:
-            updates[item.key] = label_updates(_filtered(output, self.confidence_thresh), self.label_field)
+            output = filter_classes(_filtered(output, self.confidence_thresh), self.classes)
+            if self.mask_writer is not None:  # masks and maps to PNG files, here in the writer thread
+                field = self.label_field if isinstance(self.label_field, str) else "labels"
+                output = self.mask_writer.externalize(output, item.sample_id, item.filepath, field, item.frame_number)
+            updates[item.key] = label_updates(output, self.label_field)
         self._store(updates)
 
 
@@ -173,12 +185,13 @@ class EmbeddingSink(_FieldSink):
         self.failed.extend(other.failed)
         return self
 
-    def array(self, keys: Optional[Sequence[Any]] = None) -> np.ndarray:
+    def array(self, keys: Optional[Sequence[Any]] = None, shape: Optional[Tuple[int, ...]] = None) -> np.ndarray:
         """The kept vectors as a float32 ``(len(keys), D)`` array in the order
         of ``keys`` (item keys: sample ids, or ``(sample id, frame number)``
         for frames; default: every item seen, in sample (then frame) order);
         rows without a vector (failed items) are NaN. In a run over frames, a
-        video that could not be opened has no frames, so no rows."""
+        video that could not be opened has no frames, so no rows. ``shape``:
+        the shape of one vector, for a run where none was produced."""
         if keys is None:
             seen = set(self.vectors) | set(self.failed)
             if any(isinstance(k, tuple) for k in seen):
@@ -187,7 +200,7 @@ class EmbeddingSink(_FieldSink):
         shapes = {v.shape for v in self.vectors.values()}
         if len(shapes) > 1:
             raise ModelError(f"The model returned embeddings of different shapes: {sorted(shapes)}")
-        shape = shapes.pop() if shapes else (0,)
+        shape = shapes.pop() if shapes else (shape or (0,))
         out = np.full((len(keys),) + shape, np.nan, dtype=np.float32)
         for row, key in enumerate(keys):
             vector = self.vectors.get(key)

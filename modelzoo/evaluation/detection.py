@@ -29,8 +29,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from bson import ObjectId
 
-from ..encoding import decode_array
 from ..errors import EvaluationError
+from ..labels import stored_array
 from ..masks import box_pixels
 from .reading import check_fields, image_size, iter_docs
 
@@ -173,14 +173,16 @@ def _objects(label: Any, width: int, height: int, with_masks: bool, is_pred: boo
     crowd = np.array([bool(a.get(_CROWD, 0)) for a in attrs], dtype=bool) if not is_pred else np.zeros(n, bool)
     masks = None
     if with_masks:
-        if any(d.get("mask") is None for d in dets):
+        if any(d.get("mask") is None and not d.get("mask_path") for d in dets):
             raise EvaluationError(
                 f"use_masks=True, but a {'prediction' if is_pred else 'ground-truth object'} has no mask"
                 " (pass use_masks=None to compare masks only when every object has one)"
             )
         masks = np.empty(n, dtype=object)
         for i, d in enumerate(dets):
-            masks[i] = _placed_mask(decode_array(d["mask"]), d.get("bounding_box"), width, height)
+            mask = stored_array(d)  # in the label, or its PNG (apply_model(output_dir=...))
+            assert mask is not None  # checked above
+            masks[i] = _placed_mask(mask, d.get("bounding_box"), width, height)
     # a prediction's area is its box's, as pycocotools' loadRes computes it for
     # results with a bbox; ground truth: the annotation's area, else the mask's
     if masks is not None and not is_pred:
@@ -198,7 +200,7 @@ def _objects(label: Any, width: int, height: int, with_masks: bool, is_pred: boo
 
 def _has_masks(label: Any) -> bool:
     dets = (label or {}).get("detections") or []
-    return bool(dets) and all(d.get("mask") is not None for d in dets)
+    return bool(dets) and all(d.get("mask") is not None or d.get("mask_path") for d in dets)
 
 
 def evaluate_detections_docs(

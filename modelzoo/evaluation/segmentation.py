@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..encoding import decode_array
+from ..labels import stored_array
 from .reading import check_fields, iter_docs
 
 __all__ = ["segmentation_metrics", "compare_segmentations"]
@@ -61,10 +61,13 @@ def compare_segmentations(
     targets: Dict[int, str] = {int(k): str(v) for k, v in (mask_targets or {}).items()}
     for doc in iter_docs(samples, [pred_field, gt_field]):
         gt, pred = doc.get(gt_field), doc.get(pred_field)
-        if not gt or gt.get("mask") is None:
+        if not gt or (gt.get("mask") is None and not gt.get("mask_path")):
             continue
-        g = decode_array(gt["mask"]).astype(np.int64)
-        p = decode_array(pred["mask"]).astype(np.int64) if pred and pred.get("mask") is not None else np.full_like(g, -1)
+        g_mask = stored_array(gt)  # in the label, or its PNG (apply_model(output_dir=...))
+        assert g_mask is not None  # checked above
+        g = g_mask.astype(np.int64)
+        p_mask = stored_array(pred) if pred else None
+        p = p_mask.astype(np.int64) if p_mask is not None else np.full_like(g, -1)
         pairs.append((g, _resize_nearest(p, g.shape)))
         ids.append(doc["_id"])
         if mask_targets is None:

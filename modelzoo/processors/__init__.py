@@ -2,7 +2,7 @@
 
 Built-ins: :class:`ClassifierOutputProcessor`, :class:`DetectorOutputProcessor`,
 :class:`InstanceSegmenterOutputProcessor`, :class:`KeypointDetectorOutputProcessor`,
-:class:`SemanticSegmenterOutputProcessor`. Write your own by subclassing
+:class:`SemanticSegmenterOutputProcessor`, :class:`HeatmapOutputProcessor`. Write your own by subclassing
 :class:`OutputProcessor` and name it by dotted path in ``output_processor_cls``.
 """
 
@@ -16,8 +16,10 @@ from ..imports import import_object
 from .base import ImageSize, OutputProcessor, check_classes, check_tensor
 from .classifier import ClassifierOutputProcessor
 from .detector import DetectorOutputProcessor, InstanceSegmenterOutputProcessor
+from .heatmap import HeatmapOutputProcessor
 from .keypoints import KeypointDetectorOutputProcessor
 from .segmenter import SemanticSegmenterOutputProcessor
+from .zero_shot import ZeroShotClassifierOutputProcessor
 
 __all__ = [
     "OutputProcessor",
@@ -27,6 +29,8 @@ __all__ = [
     "InstanceSegmenterOutputProcessor",
     "KeypointDetectorOutputProcessor",
     "SemanticSegmenterOutputProcessor",
+    "HeatmapOutputProcessor",
+    "ZeroShotClassifierOutputProcessor",
     "BUILTIN_PROCESSORS",
     "get_output_processor_cls",
     "check_tensor",
@@ -42,6 +46,8 @@ BUILTIN_PROCESSORS: Dict[str, Type[OutputProcessor]] = {
         InstanceSegmenterOutputProcessor,
         KeypointDetectorOutputProcessor,
         SemanticSegmenterOutputProcessor,
+        HeatmapOutputProcessor,
+        ZeroShotClassifierOutputProcessor,
     )
 }
 
