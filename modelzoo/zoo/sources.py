@@ -11,6 +11,9 @@ none of them (nor their libraries) until it needs them:
 ``manifests``      the built-in ``manifests/*.json`` and ``MODELZOO_MANIFEST_PATHS``
 ``plugins``        the ``modelzoo.models`` entry points of installed packages
 ``torchvision``    every torchvision builder x weights (a generated index)
+``timm``           every pretrained tag of timm (a generated index; ``modelzoo[timm]``)
+``transformers``   Hugging Face vision models, ``hf/<repo>`` (``modelzoo[transformers]``)
+``ultralytics``    Ultralytics YOLO by FiftyOne's names (``modelzoo[ultralytics]``, AGPL-3.0)
 ``remote``         FiftyOne-style remote sources the user registered
 ``local``          models persisted on this machine (``repository/number``, and
                    :func:`~modelzoo.register_zoo_model`'s lasting registrations)
@@ -142,6 +145,9 @@ known_sources: Dict[str, Dict[str, str]] = {
     "manifests": {"class": "modelzoo.zoo.builtin_sources:ManifestSource"},
     "plugins": {"class": "modelzoo.zoo.builtin_sources:PluginSource"},
     "torchvision": {"class": "modelzoo.zoo.torchvision_source:TorchvisionSource"},
+    "timm": {"class": "modelzoo.zoo.timm_source:TimmSource", "err": "pip install 'modelzoo[timm]'"},
+    "transformers": {"class": "modelzoo.zoo.hf_source:TransformersSource", "err": "pip install 'modelzoo[transformers]'"},
+    "ultralytics": {"class": "modelzoo.zoo.ultralytics_source:UltralyticsSource", "err": "pip install 'modelzoo[ultralytics]'"},
     "remote": {"class": "modelzoo.zoo.remote:RemoteSources"},
     "local": {"class": "modelzoo.zoo.builtin_sources:LocalSource"},
     "registered": {"class": "modelzoo.zoo.builtin_sources:RegisteredSource"},
