@@ -118,12 +118,17 @@ def _models(path: str) -> List[Dict[str, Any]]:
 def hf_entries(manifest_path: str) -> Tuple[List[Dict[str, Any]], List[str]]:
     """FiftyOne's transformers-based names (and its DINOv2 / CLIP names that
     the hub serves through transformers): ``(entries, names left out)``."""
+    from .generate import _builtin_manifest_names
+
+    builtin = set(_builtin_manifest_names())  # the zoo's own manifests keep their names
     out, left = [], []
     for m in _models(manifest_path):
         name = m["base_name"]
         dep = m.get("default_deployment_config_dict", {})
         kind = dep.get("type", "")
         cfg = dep.get("config", {}) or {}
+        if name in builtin:
+            continue
         repo = cfg.get("name_or_path") or _FO_DEFAULTS.get(name)
         if kind.endswith("TorchImageModel") and "dinov2" in name:
             size = re.search(r"dinov2-(vit.14)", name)

@@ -421,7 +421,8 @@ def _default_processor(model_type: str, config: Any) -> Any:
         raise ConfigError(f"transformers has no image processor for model type {model_type!r}")
     cls = getattr(transformers, name)
     kwargs: Dict[str, Any] = {}
-    image_size = getattr(getattr(config, "vision_config", config), "image_size", None)
+    inner = getattr(config, "vision_config", None) or getattr(config, "backbone_config", None) or config
+    image_size = getattr(inner, "image_size", None)
     if isinstance(image_size, int) and model_type not in ("detr", "rt_detr", "rt_detr_v2", "d_fine", "conditional_detr",
                                                           "deformable_detr", "yolos", "grounding-dino", "mm-grounding-dino",
                                                           "mask2former", "segformer", "depth_anything", "dpt"):
@@ -546,7 +547,7 @@ class HFImageModel(TorchImageModel):
             self._classes = self._default_classes(net, task)
         if task == "zero-shot-image-classification" and cfg.text_prompt is None:
             cfg.text_prompt = "a photo of a"
-        if task == "keypoints" and cfg.skeleton is None:
+        if task == "keypoints" and cfg.skeleton is None and getattr(net.model.config, "num_labels", 17) == 17:
             cfg.skeleton = {"labels": list(COCO_KEYPOINTS), "edges": [list(e) for e in COCO_SKELETON]}
         if cfg.output_processor_cls is None and TASKS[task][1] is not None:
             cfg.output_processor_cls = TASKS[task][1]
