@@ -42,6 +42,7 @@ _FO_DEFAULTS = {
     "pose-estimation-transformer-torch": "usyd-community/vitpose-base-simple",
     "universal-segmentation-transformer-torch": "facebook/mask2former-swin-tiny-coco-instance",
     "clip-vit-base32-torch": "openai/clip-vit-base-patch32",
+    "open-clip-torch": "openai/clip-vit-base-patch32",  # open_clip's default: ViT-B-32, OpenAI's weights
 }
 
 #: repository pattern -> (transformers model type, zoo task); first match wins
@@ -136,7 +137,7 @@ def hf_entries(manifest_path: str) -> Tuple[List[Dict[str, Any]], List[str]]:
                 repo = _DINOV2[size.group(1)].replace("dinov2-", "dinov2-with-registers-")
             elif size:
                 repo = _DINOV2[size.group(1)]
-        if not (kind.startswith("fiftyone.utils.transformers") or repo and (kind.endswith("TorchImageModel") or kind.endswith("TorchCLIPModel"))):
+        if not (kind.startswith("fiftyone.utils.transformers") or repo and kind.endswith(("TorchImageModel", "TorchCLIPModel", "TorchOpenClipModel"))):
             continue
         rule = _repo_rule(repo or "") if repo else None
         if rule is None or "oneformer" in (repo or "") or "omdet" in (repo or "") or "groupvit" in (repo or ""):
@@ -157,11 +158,13 @@ def hf_entries(manifest_path: str) -> Tuple[List[Dict[str, Any]], List[str]]:
     return sorted(out, key=lambda e: e["name"]), left
 
 
-_YOLO_TASKS = {"seg": "instance-segmentation", "pose": "keypoints", "cls": "classification", "obb": None}
+_YOLO_TASKS = {"seg": "instance-segmentation", "pose": "keypoints", "cls": "classification", "obb": "detection"}
 
 
 def ultralytics_entries(manifest_path: str) -> Tuple[List[Dict[str, Any]], List[str]]:
-    """FiftyOne's Ultralytics names: ``(entries, names left out)``."""
+    """FiftyOne's Ultralytics names: ``(entries, names left out)``. YOLOE and
+    YOLO-World are open-vocabulary (``classes=`` become their prompts); an
+    OBB model's rotated boxes become the boxes that enclose them."""
     out, left = [], []
     for m in _models(manifest_path):
         name = m["base_name"]
@@ -176,18 +179,20 @@ def ultralytics_entries(manifest_path: str) -> Tuple[List[Dict[str, Any]], List[
         task = "detection"
         for suffix, t in _YOLO_TASKS.items():
             if suffix in parts[1:]:
-                task = t  # type: ignore[assignment]
-        if task is None or kind.endswith("YOLOEVPModel") or "yoloe" in stem or "world" in stem:
-            left.append(name)
-            continue
+                task = t
+        family = "rtdetr" if kind.endswith("RTDETRModel") else "yoloe" if stem.startswith("yoloe") else \
+            "world" if "world" in stem else "yolo"
         yaml = stem[:-1] if stem.endswith("u") and stem.startswith(("yolov5", "yolov3")) else stem
+        if yaml.endswith("-pf"):
+            yaml = yaml[:-3]  # prompt-free YOLOE: the same architecture, its vocabulary in the weights
+        dataset = "imagenet" if task == "classification" else "dota" if "obb" in parts else "coco"
         out.append({
             "name": name,
             "weights": weights,
             "yaml": yaml + ".yaml",
-            "family": "rtdetr" if kind.endswith("RTDETRModel") else "yolo",
+            "family": family,
             "task": task,
-            "dataset": "imagenet" if task == "classification" else "coco",
+            "dataset": dataset,
             "url": (m.get("manager") or {}).get("config", {}).get("url"),
             "description": m.get("description", ""),
             "license": "AGPL-3.0",

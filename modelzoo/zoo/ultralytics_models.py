@@ -46,7 +46,7 @@ def dataset_names(dataset: str) -> List[str]:
     ultralytics = _ultralytics()
     import yaml
 
-    file = {"coco": "coco.yaml", "imagenet": "ImageNet.yaml"}[dataset]
+    file = {"coco": "coco.yaml", "imagenet": "ImageNet.yaml", "dota": "DOTAv1.yaml"}[dataset]
     path = os.path.join(os.path.dirname(ultralytics.__file__), "cfg", "datasets", file)
     with open(path, encoding="utf-8") as f:
         names = yaml.safe_load(f)["names"]
@@ -61,10 +61,10 @@ class UltralyticsModelConfig(ModelConfig):
         weights: the weights file's name (``"yolov8n.pt"``) or path.
         yaml: the architecture's YAML (``"yolov8n.yaml"``), for ``pretrained=False``.
         url: where ``weights`` is downloaded from.
-        family: ``"yolo"`` or ``"rtdetr"``.
+        family: ``"yolo"``, ``"rtdetr"``, ``"yoloe"`` or ``"world"`` (open vocabulary: ``classes`` are its prompts).
         task: ``"detection"``, ``"instance-segmentation"``, ``"keypoints"`` or ``"classification"``.
         classes: the class names (default: the ``dataset``'s).
-        dataset: ``"coco"`` or ``"imagenet"``.
+        dataset: ``"coco"``, ``"imagenet"`` or ``"dota"`` (the class names' source).
         pretrained: load ``weights`` (needs ``trust``), or build ``yaml`` with random weights.
         trust: accept Ultralytics' pickled ``.pt`` file (it runs code when loaded).
         weights_dir: where downloaded weights are kept (default: the zoo's cache).
@@ -95,8 +95,8 @@ class UltralyticsModelConfig(ModelConfig):
         super().validate()
         if self.task not in _TASKS:
             raise ConfigError(f"task must be one of {', '.join(_TASKS)}, got {self.task!r}")
-        if self.family not in ("yolo", "rtdetr"):
-            raise ConfigError(f"family must be 'yolo' or 'rtdetr', got {self.family!r}")
+        if self.family not in ("yolo", "rtdetr", "yoloe", "world"):
+            raise ConfigError(f"family must be 'yolo', 'rtdetr', 'yoloe' or 'world', got {self.family!r}")
         if self.pretrained and not self.weights:
             raise ConfigError("UltralyticsModelConfig needs weights (a .pt file) or pretrained=False with yaml")
         if not self.pretrained and not self.yaml:
@@ -114,10 +114,17 @@ class UltralyticsModel(Model):
         super().__init__(config)
         cfg = self.config
         ultralytics = _ultralytics()
-        cls = ultralytics.RTDETR if cfg.family == "rtdetr" else ultralytics.YOLO
+        cls = {"rtdetr": ultralytics.RTDETR, "yoloe": ultralytics.YOLOE, "world": ultralytics.YOLOWorld}.get(cfg.family, ultralytics.YOLO)
         self._classes = list(cfg.classes) if cfg.classes else (["person"] if cfg.task == "keypoints" else dataset_names(cfg.dataset))
         if cfg.pretrained:
             self._yolo = cls(self._weights_file())
+            if cfg.family in ("yoloe", "world") and cfg.classes:  # open vocabulary: the classes are the prompts
+                if cfg.family == "yoloe":
+                    self._yolo.set_classes(self._classes, self._yolo.get_text_pe(self._classes))
+                else:
+                    self._yolo.set_classes(self._classes)
+            elif cfg.family in ("yoloe", "world"):
+                self._classes = [str(v) for _, v in sorted(self._yolo.names.items())]
         else:
             self._yolo = cls(cfg.yaml)
             self._fit_classes()
@@ -198,7 +205,7 @@ class UltralyticsModel(Model):
         if self.config.task == "classification":
             top = int(r.probs.top1)
             return Classification(label=self._classes[top], confidence=float(r.probs.top1conf))
-        boxes = r.boxes
+        boxes = r.obb if getattr(r, "obb", None) is not None else r.boxes  # OBB: the boxes enclosing the rotated ones
         xyxy = boxes.xyxy.cpu().numpy().astype(np.float64)
         conf = boxes.conf.cpu().numpy()
         cls = boxes.cls.cpu().numpy().astype(int)
