@@ -140,7 +140,7 @@ def hf_entries(manifest_path: str) -> Tuple[List[Dict[str, Any]], List[str]]:
         if not (kind.startswith("fiftyone.utils.transformers") or repo and kind.endswith(("TorchImageModel", "TorchCLIPModel", "TorchOpenClipModel"))):
             continue
         rule = _repo_rule(repo or "") if repo else None
-        if rule is None or "oneformer" in (repo or "") or "omdet" in (repo or "") or "groupvit" in (repo or ""):
+        if rule is None or repo is None or "oneformer" in repo or "omdet" in repo or "groupvit" in repo:
             left.append(name)
             continue
         model_type, task = rule
@@ -165,7 +165,8 @@ def ultralytics_entries(manifest_path: str) -> Tuple[List[Dict[str, Any]], List[
     """FiftyOne's Ultralytics names: ``(entries, names left out)``. YOLOE and
     YOLO-World are open-vocabulary (``classes=`` become their prompts); an
     OBB model's rotated boxes become the boxes that enclose them."""
-    out, left = [], []
+    out: List[Dict[str, Any]] = []
+    left: List[str] = []
     for m in _models(manifest_path):
         name = m["base_name"]
         dep = m.get("default_deployment_config_dict", {})

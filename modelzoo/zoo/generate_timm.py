@@ -41,7 +41,7 @@ def feature_width(architecture: str) -> int:
             model = timm.create_model(architecture, pretrained=False)
     except Exception:  # an init that cannot run on meta tensors
         model = timm.create_model(architecture, pretrained=False)
-    width = getattr(model, "head_hidden_size", None) or model.num_features
+    width: Any = getattr(model, "head_hidden_size", None) or model.num_features
     return int(width)
 
 

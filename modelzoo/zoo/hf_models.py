@@ -242,7 +242,7 @@ class HFNet(torch.nn.Module):
         return spans
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return _features(self.model.get_image_features(pixel_values=pixel_values))
+        return _features(self.model.get_image_features(pixel_values=pixel_values))  # type: ignore[operator]
 
     def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
         kwargs: Dict[str, Any] = {"return_tensors": "pt", "padding": "max_length" if self.model_type.startswith("siglip") else True}
@@ -252,7 +252,7 @@ class HFNet(torch.nn.Module):
         params = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
         if self.model_type.startswith("siglip"):
             params.pop("attention_mask", None)
-        return _features(self.model.get_text_features(**params))
+        return _features(self.model.get_text_features(**params))  # type: ignore[operator]
 
     @property
     def logit_scale(self) -> Optional[torch.Tensor]:
@@ -268,7 +268,7 @@ class HFNet(torch.nn.Module):
             return self._zero_shot_detect(pixel_values)
         if task == "keypoints":
             kwargs = {}
-            if getattr(self.model.config.backbone_config, "num_experts", 1) > 1:
+            if getattr(getattr(self.model.config, "backbone_config", None), "num_experts", 1) > 1:
                 kwargs["dataset_index"] = torch.zeros(n, dtype=torch.long, device=pixel_values.device)
             heatmaps = self.model(pixel_values=pixel_values, **kwargs).heatmaps
             return _keypoints(heatmaps, (w, h))
@@ -458,15 +458,15 @@ def build_hf(
     """
     import transformers
 
+    tokenizer: Any = None
     if pretrained:
-        kwargs = {}
-        model = _auto_class(task, model_type or "").from_pretrained(repo, **kwargs)
+        model = _auto_class(task, model_type or "").from_pretrained(repo)
         processor = transformers.AutoImageProcessor.from_pretrained(repo)
         tokenizer = transformers.AutoTokenizer.from_pretrained(repo) if task.startswith("zero-shot") else None
     else:
         config = hf_config
         if isinstance(config, dict):
-            config = transformers.AutoConfig.for_model(config.get("model_type", model_type), **{k: v for k, v in config.items() if k != "model_type"})
+            config = transformers.AutoConfig.for_model(str(config.get("model_type", model_type)), **{k: v for k, v in config.items() if k != "model_type"})
         if config is None:
             config = load_hf_config(repo, model_type, local_only=True)
         mt = config.model_type
@@ -476,7 +476,6 @@ def build_hf(
             processor = transformers.AutoImageProcessor.from_pretrained(repo, local_files_only=True)
         except (OSError, ValueError):
             processor = _default_processor(mt, config)
-        tokenizer = None
         if task.startswith("zero-shot"):
             try:
                 tokenizer = transformers.AutoTokenizer.from_pretrained(repo, local_files_only=True)

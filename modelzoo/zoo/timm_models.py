@@ -13,7 +13,7 @@ are the same operations as torchvision's.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 
@@ -35,7 +35,7 @@ def build_timm(name: str, pretrained: bool = False, num_classes: Optional[int] =
     """
     import timm
 
-    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    kwargs: Dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
     try:
         return timm.create_model(name, pretrained=pretrained, **kwargs)
     except RuntimeError as e:
