@@ -20,6 +20,8 @@ __all__ = [
     "DatasetNotFoundError",
     "SampleNotFoundError",
     "LabelError",
+    "InvalidInputError",
+    "FormatError",
     "EvaluationError",
     "ConfigError",
     "ModelError",
@@ -95,6 +97,33 @@ class SampleNotFoundError(DatasetError, KeyError):
 
 class LabelError(ModelzooError, ValueError):
     """A label holds a value it cannot hold (e.g. a box outside [0, 1])."""
+
+
+class InvalidInputError(ModelzooError, ValueError):
+    """One input does not match what a model takes (its request schema, its
+    kind): it costs that input only, and ``modelzoo serve`` answers it 422."""
+
+
+class FormatError(DatasetError, ValueError):
+    """An imported file (a COCO JSON...) holds an entry that cannot be imported.
+
+    Attributes:
+        path: the file (``"<dict>"`` for data given in memory).
+        index: the entry's position in its list (e.g. ``annotations[12]``), or None.
+        key: the key that is missing or wrong, or None.
+    """
+
+    def __init__(self, path: str, reason: str, section: Optional[str] = None, index: Optional[int] = None,
+                 key: Optional[str] = None):
+        self.path = path
+        self.section = section
+        self.index = index
+        self.key = key
+        self.reason = reason
+        where = f"{section}[{index}]" if section is not None and index is not None else (section or "")
+        if key is not None:
+            where += f"[{key!r}]" if where else repr(key)
+        super().__init__(f"{path}: {where + ': ' if where else ''}{reason}")
 
 
 class EvaluationError(ModelzooError, ValueError):

@@ -96,3 +96,55 @@ def tungsten_generator() -> Tuple[Any, List[List[Any]]]:
             ]
 
     return Generator, batches
+
+
+class ByteCounter(mz.Model):
+    """A model of bytes (``BytesLoader``, the loader of bundles and VESSL
+    models): answers the length and sha256 of what it was given, so a test can
+    tell which file the server read."""
+
+    def build_loader(self) -> Any:
+        from modelzoo.loaders import BytesLoader
+
+        return BytesLoader()
+
+    def predict(self, arg: bytes) -> Dict[str, Any]:
+        import hashlib
+
+        return {"bytes": len(arg), "sha256": hashlib.sha256(arg).hexdigest()}
+
+
+def _read_after_gate(path: str) -> str:
+    """Opens the FIFO named by ``$MODELZOO_TEST_GATE`` first: an open that
+    blocks until someone writes to it (a decode stuck in flight)."""
+    import os
+
+    with open(os.environ["MODELZOO_TEST_GATE"], "rb") as gate:
+        gate.read(1)
+    return path
+
+
+class StuckReader(mz.Model):
+    """A model whose loader opens its file itself and blocks on a FIFO
+    (``$MODELZOO_TEST_GATE``) before it: a decode that never ends unless the
+    FIFO is written."""
+
+    def build_loader(self) -> Any:
+        from modelzoo.loaders import FileLoader
+
+        return FileLoader(_read_after_gate)
+
+    def predict(self, arg: str) -> str:
+        return arg
+
+
+class Echo(mz.Model):
+    """A model that opens files itself (``PathLoader``): answers the path it was given."""
+
+    def build_loader(self) -> Any:
+        from modelzoo.loaders import PathLoader
+
+        return PathLoader()
+
+    def predict(self, arg: str) -> str:
+        return arg

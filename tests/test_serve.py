@@ -164,8 +164,9 @@ def test_serve_process_answers_concurrent_photographs_like_predict_and_stops_on_
     tiny = str(tmp_path / "tiny.png")
     Image.fromarray(photo("coffee")).convert("RGB").resize((12, 9)).save(tiny)
     # batches go only when full (8) or at shutdown: what shares a batch is deterministic
+    roots = sorted({os.path.dirname(p) for p in files} | {os.path.dirname(bad["missing"]), str(tmp_path)})
     server = Served([NAME, "--port", "0", "--max-batch-size", "8", "--max-wait-ms", "600000",
-                     "--max-body-bytes", str(2 * 1024 * 1024)], _env(manifest, tmp_path))
+                     "--max-body-bytes", str(2 * 1024 * 1024), "--allow-paths", *roots], _env(manifest, tmp_path))
     try:
         # 16 concurrent requests, three ways of sending an image: two full batches
         sent = [files[i % len(files)] for i in range(16)]
@@ -229,7 +230,8 @@ def test_served_model_is_a_runnable_bundle_applied_to_a_dataset(files, reference
     bundle_id = client.create_model_bundle_from_runnable_image_v2(
         model_bundle_name="served-tiny", request_schema=None, response_schema=None, repository="-", tag="-",
         # no --port: `modelzoo serve` takes $PORT, as a runnable image does
-        command=[sys.executable, "-m", "modelzoo", "serve", NAME, "--max-wait-ms", "1"],
+        command=[sys.executable, "-m", "modelzoo", "serve", NAME, "--max-wait-ms", "1",
+                 "--allow-paths", os.path.dirname(files[0])],
         env={"PYTHONPATH": str(REPO), "MODELZOO_MANIFEST_PATHS": manifest},
         readiness_initial_delay_seconds=DEADLINE_S, input_fields={"path": "filepath"},
     ).model_bundle_id

@@ -165,7 +165,6 @@ def test_modelzoo_serve_finds_a_kept_registration(user_module, tmp_path):
 
 
 def test_a_kept_record_edited_by_hand_is_refused(user_module, tmp_path, monkeypatch):
-    pytest.importorskip("modelzoo.signing")
     from modelzoo.errors import UntrustedError
 
     monkeypatch.setenv("MODELZOO_TRUST_KEY", str(tmp_path / "trust.key"))

@@ -241,7 +241,6 @@ def test_a_changed_remote_source_does_not_run(remote_folder):
 
 
 def test_a_remote_source_registered_by_another_key_is_refused(remote_folder, tmp_path, monkeypatch):
-    pytest.importorskip("modelzoo.signing")
     from modelzoo.errors import UntrustedError
 
     monkeypatch.setenv("MODELZOO_TRUST_KEY", str(tmp_path / "key-a"))
@@ -272,3 +271,40 @@ def test_a_folder_without_the_layout_is_a_clear_error(tmp_path):
     empty.mkdir()
     with pytest.raises(ZooError, match="holds no manifest.json"):
         mz.register_zoo_model_source(str(empty))
+
+
+# -- architecture only, on every kind of source ----------------------------------------------
+
+
+def test_pretrained_false_on_a_manifest_entry_is_the_seeded_architecture():
+    """digits-cnn-torch without its weights: the seeded random init (the
+    same as the network's own constructor under the zoo's seed), its classes
+    and preprocessing; with its weights, something else."""
+    import torch
+
+    from modelzoo.zoo.build import ARCHITECTURE_SEED
+    from modelzoo.zoo.nets import digits_cnn
+
+    untrained = zoo.load_zoo_model("digits-cnn-torch", pretrained=False, optimize=False)
+    trained = zoo.load_zoo_model("digits-cnn-torch", optimize=False)
+    torch.manual_seed(ARCHITECTURE_SEED)
+    reference = digits_cnn().state_dict()
+    state = untrained.torch_model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in reference.items())
+    assert not torch.equal(trained.torch_model.state_dict()["classifier.2.weight"], reference["classifier.2.weight"])
+    assert untrained.classes == trained.classes and untrained.config.image_size == 8
+
+
+def test_pretrained_false_for_factories_and_bundles():
+    seen = []
+
+    def factory(pretrained=True, **overrides):
+        seen.append(pretrained)
+        return Constant("untrained" if not pretrained else "trained")
+
+    zoo.register_zoo_model("arch-factory", factory, persist=False)
+    assert zoo.load_zoo_model("arch-factory", pretrained=False).predict(None).label == "untrained"
+    assert seen == [False]
+    zoo.register_zoo_model("no-arch-factory", lambda **kw: Constant(), persist=False)
+    with pytest.raises(ZooError, match="takes no 'pretrained' argument"):
+        zoo.load_zoo_model("no-arch-factory", pretrained=False)

@@ -30,7 +30,9 @@ from .errors import (
     BundleError,
     BundleNotFoundError,
     BundlePredictError,
+    BundleRequestError,
     BundleServerError,
+    RequestSchemaError,
     SchemaError,
     UnsafeArchiveError,
     UntrustedBundleError,
@@ -69,6 +71,8 @@ __all__ = [
     "UntrustedBundleError",
     "UnsafeArchiveError",
     "SchemaError",
+    "RequestSchemaError",
+    "BundleRequestError",
     "BundlePredictError",
     "BundleServerError",
 ]

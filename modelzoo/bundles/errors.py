@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from ..errors import ConfigError, ModelError, ModelzooError, UntrustedError, did_you_mean
+from ..errors import ConfigError, InvalidInputError, ModelError, ModelzooError, UntrustedError, did_you_mean
 
 __all__ = [
     "BundleError",
@@ -20,7 +20,9 @@ __all__ = [
     "UntrustedBundleError",
     "UnsafeArchiveError",
     "SchemaError",
+    "RequestSchemaError",
     "BundlePredictError",
+    "BundleRequestError",
     "BundleServerError",
 ]
 
@@ -77,8 +79,26 @@ class SchemaError(BundleError, ValueError):
         )
 
 
+class RequestSchemaError(SchemaError, InvalidInputError):
+    """A request does not validate against the bundle's request schema: the
+    caller's input is wrong (``modelzoo serve`` answers 422), not the bundle."""
+
+
 class BundlePredictError(BundleError, RuntimeError):
     """A runnable bundle's server answered one request with an error (that sample only)."""
+
+
+class BundleRequestError(BundlePredictError, InvalidInputError):
+    """A runnable bundle's server refused one request as malformed (HTTP 422):
+    the input is wrong; ``modelzoo serve`` passes the 422 on.
+
+    Attributes:
+        errors: the server's ``errors`` records (``loc``, ``msg``, ``type``), when it gave them.
+    """
+
+    def __init__(self, message: str, errors: Optional[list] = None):
+        self.errors = errors
+        super().__init__(message)
 
 
 class BundleServerError(BundleError, ModelError):

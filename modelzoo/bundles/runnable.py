@@ -34,7 +34,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from .errors import BundleConfigError, BundlePredictError, BundleServerError
+from .errors import BundleConfigError, BundlePredictError, BundleRequestError, BundleServerError
 
 __all__ = ["CommandServer", "start_server", "free_port", "running_pids"]
 
@@ -106,6 +106,15 @@ def _signal_all(pids: Sequence[int], sig: int) -> None:
 
 def _substitute(command: Sequence[str], port: int) -> List[str]:
     return [str(a).replace("${PORT}", str(port)).replace("$PORT", str(port)) for a in command]
+
+
+def _error_records(detail: str) -> Optional[list]:
+    """The ``errors`` list of a JSON error answer, if it has one."""
+    try:
+        errors = json.loads(detail).get("errors")
+    except (ValueError, AttributeError):
+        return None
+    return errors if isinstance(errors, list) else None
 
 
 class CommandServer:
@@ -222,9 +231,10 @@ class CommandServer:
                 data = r.read()
         except urllib.error.HTTPError as e:
             detail = e.read().decode(errors="replace")[-2000:]
-            raise BundlePredictError(
-                f"Bundle {self.name!r}: POST {self.predict_route} answered {e.code}: {detail}"
-            ) from None
+            message = f"Bundle {self.name!r}: POST {self.predict_route} answered {e.code}: {detail}"
+            if e.code == 422:  # the request is malformed: the caller's input, passed on as such
+                raise BundleRequestError(message, _error_records(detail)) from None
+            raise BundlePredictError(message) from None
         except (urllib.error.URLError, OSError) as e:
             if self.process.poll() is not None:
                 raise self._exited("while serving a request") from None

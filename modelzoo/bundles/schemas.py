@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, Optional, Tuple
 
-from .errors import BundleConfigError, SchemaError
+from .errors import BundleConfigError, RequestSchemaError, SchemaError
 
 __all__ = ["Schema", "schema_json"]
 
@@ -101,7 +101,8 @@ class Schema:
                 JSON-able data.
 
         Raises:
-            SchemaError: naming the first failing field and its value.
+            SchemaError: naming the first failing field and its value
+                (:class:`RequestSchemaError` for a request).
         """
         try:
             return self._dump(self._parse(value), mode)
@@ -109,7 +110,8 @@ class Schema:
             field, found, reason, count = self._first_error(e, value)
             if field is None:
                 raise
-            raise SchemaError(bundle, direction, field, found, reason, self.name, count) from None
+            error = RequestSchemaError if direction == "request" else SchemaError
+            raise error(bundle, direction, field, found, reason, self.name, count) from None
 
     def _first_error(self, e: Exception, value: Any) -> Tuple[Optional[str], Any, str, int]:
         errors = getattr(e, "errors", None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any, List, Optional
 
+from ..errors import ZooError
 from ..zoo.manifest import ModelSpec, ZooModelInfo
 from ..zoo.sources import ZooSource
 from .errors import BundleNotFoundError
@@ -56,6 +57,11 @@ class BundleSource(ZooSource):
         )
 
     def load(self, info: ZooModelInfo, *, pretrained: bool = True, **options: Any) -> Any:
+        if not pretrained:
+            raise ZooError(
+                f"Zoo model {info.key} is a model bundle, whose code builds its own model: it has no "
+                "architecture-only form (pretrained=False)"
+            )
         options.pop("download", None)
         options.pop("progress", None)
         return load_bundle(info.metadata["bundle_id"], **options)

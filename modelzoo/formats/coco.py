@@ -8,6 +8,15 @@ no second pass over the file). Each annotation becomes one
 mask cropped to the box, ``attributes = {"iscrowd", "area", "coco_id"}``) and,
 when it has keypoints, one :class:`~modelzoo.labels.Keypoint` with the same
 ``coco_id``. Masks need ``pycocotools``.
+
+A COCO file is data from elsewhere, so import checks the whole file before
+it writes anything (:func:`import_coco`): every entry's keys and types, each
+``file_name`` inside the images folder, each mask against its image's size
+(before it is decoded), and the category list against the database's
+document limit. A malformed entry raises :class:`~modelzoo.errors.FormatError`
+naming the file, the entry (``annotations[12]``) and the key; a failure while
+writing removes the samples already added, so a file is imported whole or
+not at all.
 """
 
 from __future__ import annotations
@@ -16,22 +25,24 @@ import json
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from ..atomic import atomic_write
-from ..errors import DatasetError, RequirementsError
+from ..errors import DatasetError, FormatError, RequirementsError
 from ..labels import Detection, Detections, Keypoint, Keypoints, check_box
 from ..masks import crop_to_box, full_mask
 from ..media import read_image_metadata
 from ..sample import ImageMetadata, Sample
+from .coco_checks import check_coco, inside
 
 __all__ = ["COCO_LABEL_TYPES", "CocoImportReport", "import_coco", "export_coco", "coco_mask"]
 
 COCO_LABEL_TYPES = ("detections", "segmentations", "keypoints")
 _BATCH = 500
-_LISTED = 5
+#: the categories are kept in the dataset's record, which the database caps at 16 MiB
+_MAX_CATEGORIES_BYTES = 15 * 1024 * 1024
 
 
 @dataclass
@@ -45,6 +56,8 @@ class CocoImportReport:
         clipped: boxes that reached outside their image, clipped to it.
         skipped_unknown_image: annotations of images not in ``images`` (skipped).
         skipped_unknown_category: annotations of categories not in ``categories`` (skipped).
+        skipped_outside_images_dir: images whose ``file_name`` leads out of
+            the images folder (skipped with their annotations, ``skip_unknown=True``).
         mask_pixels_outside_box: mask pixels outside their annotation's box (lost by the crop).
     """
 
@@ -54,6 +67,7 @@ class CocoImportReport:
     clipped: int = 0
     skipped_unknown_image: int = 0
     skipped_unknown_category: int = 0
+    skipped_outside_images_dir: int = 0
     mask_pixels_outside_box: int = 0
     sample_ids: List[str] = field(default_factory=list)
 
@@ -64,6 +78,8 @@ class CocoImportReport:
             f"{self.skipped_unknown_image} annotations of unknown images skipped" if self.skipped_unknown_image else "",
             f"{self.skipped_unknown_category} annotations of unknown categories skipped"
             if self.skipped_unknown_category else "",
+            f"{self.skipped_outside_images_dir} images outside the images folder skipped"
+            if self.skipped_outside_images_dir else "",
         ]
         return text + "".join(f"; {e}" for e in extra if e)
 
@@ -108,13 +124,8 @@ def _load(labels_json: Any) -> Dict[str, Any]:
     except json.JSONDecodeError as e:
         raise DatasetError(f"COCO labels file {path!r} is not valid JSON: {e}") from None
     if not isinstance(data, dict) or "images" not in data:
-        raise DatasetError(f"COCO labels file {path!r}: expected an object with 'images', 'annotations', 'categories'")
+        raise FormatError(path, "expected a COCO object with 'images', 'annotations', 'categories'")
     return data
-
-
-def _first(items: Sequence[Any]) -> str:
-    shown = ", ".join(str(i) for i in items[:_LISTED])
-    return shown + (f" (and {len(items) - _LISTED} more)" if len(items) > _LISTED else "")
 
 
 def import_coco(
@@ -125,23 +136,31 @@ def import_coco(
     label_field: str = "ground_truth",
     skip_unknown: bool = False,
 ) -> CocoImportReport:
-    """Adds a COCO file's images and annotations to ``dataset``.
+    """Adds a COCO file's images and annotations to ``dataset``, whole or not at all.
 
     Boxes go to ``label_field`` (Detections, with masks when
     ``"segmentations"`` is in ``label_types``), keypoints to
     ``label_field + "_keypoints"`` (Keypoints). The categories (with their
     keypoint names and skeletons) are kept in ``dataset.info["coco_categories"]``.
 
+    The whole file is checked before anything is written (see
+    :mod:`modelzoo.formats.coco_checks`); should writing fail anyway, the
+    samples already added are removed and ``dataset.info`` is left as it was.
+
     Args:
         dataset: the dataset to add to.
         labels_json: the path of the COCO JSON file (or its parsed dict).
-        images_dir: where the ``file_name`` of each image is.
+        images_dir: the folder every ``file_name`` is in (a name leading out of it is refused).
         label_types: any of ``"detections"``, ``"segmentations"``, ``"keypoints"``.
         label_field: the field of the boxes.
         skip_unknown: skip annotations whose image or category is not in the
-            file (counted in the report) instead of raising.
+            file, and images whose ``file_name`` leads out of ``images_dir``
+            (counted in the report), instead of raising.
 
     Raises:
+        FormatError: a malformed entry (naming the file, the entry and the
+            key), a ``file_name`` outside ``images_dir``, a mask that does not
+            match its image's size, or more categories than the database can keep.
         DatasetError: annotations point at unknown images or categories (the
             first few are listed), or an unknown label type.
     """
@@ -150,52 +169,65 @@ def import_coco(
     if bad:
         raise DatasetError(f"Unknown COCO label types {bad}: choose from {list(COCO_LABEL_TYPES)}")
     data = _load(labels_json)
+    where = "<dict>" if isinstance(labels_json, Mapping) else os.fspath(labels_json)
     images_dir = os.path.abspath(os.fspath(images_dir))
-    categories = {c["id"]: c for c in data.get("categories", [])}
-    images = {im["id"]: im for im in data["images"]}
-    report = CocoImportReport()
-    by_image: Dict[Any, List[Dict[str, Any]]] = {}
-    unknown_images: List[Any] = []
-    unknown_categories: List[Any] = []
-    for ann in data.get("annotations", []):
-        if ann.get("image_id") not in images:
-            unknown_images.append(ann.get("id"))
-            continue
-        if ann.get("category_id") not in categories:
-            unknown_categories.append(ann.get("id"))
-            continue
-        by_image.setdefault(ann["image_id"], []).append(ann)
-    if (unknown_images or unknown_categories) and not skip_unknown:
-        parts = []
-        if unknown_images:
-            parts.append(f"{len(unknown_images)} annotations point at images not in 'images' (ids {_first(unknown_images)})")
-        if unknown_categories:
-            parts.append(
-                f"{len(unknown_categories)} annotations point at categories not in 'categories' "
-                f"(ids {_first(unknown_categories)})"
-            )
-        raise DatasetError(
-            f"COCO file {labels_json if not isinstance(labels_json, Mapping) else '<dict>'}: " + "; ".join(parts)
-            + ". Fix the file, or pass skip_unknown=True to skip them (they are counted in the report)."
-        )
-    report.skipped_unknown_image = len(unknown_images)
-    report.skipped_unknown_category = len(unknown_categories)
-
-    batch: List[Sample] = []
-    for image_id, image in images.items():
-        batch.append(_sample(image, by_image.get(image_id, ()), categories, images_dir, types, label_field, report))
-        if len(batch) >= _BATCH:
-            report.sample_ids += dataset.add_samples(batch)
-            batch = []
-    if batch:
-        report.sample_ids += dataset.add_samples(batch)
-    report.images = len(report.sample_ids)
-    dataset.info["coco_categories"] = [
+    checked = check_coco(data, where, images_dir, types, skip_unknown)
+    categories = checked.categories
+    kept_categories = [
         {k: v for k, v in c.items() if k in ("id", "name", "supercategory", "keypoints", "skeleton")}
         for c in categories.values()
     ]
-    dataset.save_info()
+    _check_categories_fit(kept_categories, where)
+    report = CocoImportReport(
+        skipped_unknown_image=checked.skipped_unknown_image,
+        skipped_unknown_category=checked.skipped_unknown_category,
+        skipped_outside_images_dir=checked.skipped_outside_images_dir,
+    )
+    had_categories = "coco_categories" in dataset.info
+    previous = dataset.info.get("coco_categories")
+    try:
+        batch: List[Sample] = []
+        for image in checked.images:
+            batch.append(_sample(image, checked.by_image.get(image["id"], ()), categories, images_dir, types,
+                                 label_field, report))
+            if len(batch) >= _BATCH:
+                report.sample_ids += dataset.add_samples(batch)
+                batch = []
+        if batch:
+            report.sample_ids += dataset.add_samples(batch)
+        report.images = len(report.sample_ids)
+        dataset.info["coco_categories"] = kept_categories
+        dataset.save_info()
+    except BaseException:
+        _roll_back(dataset, report.sample_ids, had_categories, previous)
+        raise
     return report
+
+
+def _check_categories_fit(categories: List[Dict[str, Any]], where: str) -> None:
+    """The categories go in the dataset's record, which the database caps at 16 MiB: refused before writing."""
+    import bson
+
+    size = len(bson.encode({"coco_categories": categories}))
+    if size > _MAX_CATEGORIES_BYTES:
+        raise FormatError(
+            where, f"its {len(categories)} categories take {size} bytes, more than the {_MAX_CATEGORIES_BYTES} "
+            "a dataset's record can keep; nothing was imported. Import a file with fewer categories "
+            "(or drop the unused ones).", "categories",
+        )
+
+
+def _roll_back(dataset: Any, sample_ids: List[str], had_categories: bool, previous: Any) -> None:
+    """Removes what a failed import added (best effort: the original error is what the caller sees)."""
+    try:
+        if sample_ids:
+            dataset.delete_samples(sample_ids)
+        if had_categories:
+            dataset.info["coco_categories"] = previous
+        else:
+            dataset.info.pop("coco_categories", None)
+    except Exception as e:  # pragma: no cover - the database itself is gone
+        warnings.warn(f"COCO import: the samples added before the failure could not all be removed: {e}", stacklevel=3)
 
 
 def _sample(
@@ -220,8 +252,10 @@ def _sample(
         fields[label_field + "_keypoints"] = Keypoints(keypoints=kps)
     report.annotations += len(dets)
     report.keypoints += len(kps)
+    filepath = inside(images_dir, image["file_name"])
+    assert filepath is not None  # check_coco kept only such images
     return Sample(
-        filepath=os.path.join(images_dir, image["file_name"]),
+        filepath=filepath,
         metadata=ImageMetadata(width=width, height=height),
         coco_id=image["id"],
         **fields,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from ..errors import ModelError, ModelzooError
+from ..errors import InvalidInputError, ModelError, ModelzooError
 
-__all__ = ["ServingError", "BatcherClosedError", "InputError", "RequestValidationError", "OutputCountError"]
+__all__ = [
+    "ServingError", "BatcherClosedError", "InputError", "TooLargeError", "RequestValidationError", "OutputCountError",
+]
 
 
 class ServingError(ModelzooError):
@@ -18,7 +20,7 @@ class BatcherClosedError(ServingError, RuntimeError):
     was still waiting (``close(cancel_pending=True)``)."""
 
 
-class InputError(ServingError, ValueError):
+class InputError(ServingError, InvalidInputError):
     """One input cannot be given to the model (an image that does not decode,
     a missing file, a value of the wrong kind). Costs that input only; the
     server answers it with HTTP 422.
@@ -36,6 +38,21 @@ class InputError(ServingError, ValueError):
     def errors(self) -> List[Dict[str, Any]]:
         """The error as pydantic/FastAPI-style records (``loc``, ``msg``, ``type``)."""
         return [{"loc": [self.field], "msg": self.reason, "type": "value_error"}]
+
+
+class TooLargeError(InputError):
+    """An input over one of the server's limits (a file's bytes, an image's
+    pixels); the server answers it with HTTP 413.
+
+    Attributes:
+        size: what the input has (bytes or pixels).
+        limit: the most the server takes.
+    """
+
+    def __init__(self, field: str, reason: str, size: int, limit: int):
+        self.size = size
+        self.limit = limit
+        super().__init__(field, reason)
 
 
 class RequestValidationError(InputError):

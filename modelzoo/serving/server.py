@@ -10,17 +10,26 @@ The socket is bound when the server is made, so ``server.url`` holds the
 real port even for ``port=0`` (the OS picks a free one);
 ``modelzoo serve`` prints that address when it starts, for a parent process
 to read.
+
+What a request may cost is bounded (:class:`~modelzoo.serving.limits.Limits`):
+bytes, pixels, the decoding pool's threads, and seconds for the head, the
+body and the decode (slow clients are timed out, see
+:mod:`modelzoo.serving.connections`). Stopping answers requests still
+decoding with 503 at once, so SIGTERM stops the server within a second
+even with a decode stuck in flight (its thread is abandoned: a daemon).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import math
+import os
 import signal
 import socket
 import threading
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Union
 
 import uvicorn
 
@@ -28,7 +37,11 @@ from ..models import Model
 from . import defaults
 from .app import create_app
 from .batcher import Batcher
+from .connections import protocol_class
+from .decoding import DecodePool
 from .errors import ServingError
+from .limits import Limits
+from .paths import resolve_roots
 
 __all__ = ["ModelServer", "is_loopback", "DEFAULT_PORT"]
 
@@ -94,15 +107,19 @@ class ModelServer:
         host: the address to bind; loopback unless told otherwise.
         port: the port (0: a free one, picked by the OS).
         max_batch_size / max_wait_ms: the :class:`~modelzoo.serving.Batcher`'s.
-        max_body_bytes: a larger request body is answered 413.
-        allow_paths: whether image requests may name a file on this machine
-            (default: only when ``host`` is loopback, so that a server
-            reachable from elsewhere does not open its files for others).
+        max_body_bytes: a larger request body is answered 413 (default: ``limits.max_body_bytes``).
+        allow_paths: the folders whose files image requests may name
+            (``{"path": ...}``): regular files under them only, symlinks
+            resolved (see :mod:`modelzoo.serving.paths`). Default: none, path
+            inputs are refused.
+        limits: bytes, pixels, threads and seconds a request may take
+            (default: :class:`~modelzoo.serving.limits.Limits`).
         graceful_timeout_s: how long requests in flight may take to finish once stopping.
         log_level: uvicorn's log level (``"warning"``: no line per request).
 
     Raises:
         ServingError: the address cannot be bound.
+        ConfigError: an ``allow_paths`` entry is not a folder (or is a bool).
     """
 
     def __init__(
@@ -113,13 +130,19 @@ class ModelServer:
         port: int = 0,
         max_batch_size: int = defaults.MAX_BATCH_SIZE,
         max_wait_ms: float = defaults.MAX_WAIT_MS,
-        max_body_bytes: int = defaults.MAX_BODY_BYTES,
-        allow_paths: Optional[bool] = None,
+        max_body_bytes: Optional[int] = None,
+        allow_paths: Optional[Iterable[Union[str, "os.PathLike[str]"]]] = None,
+        limits: Optional[Limits] = None,
         graceful_timeout_s: float = 30.0,
         log_level: str = "warning",
     ):
-        if max_body_bytes < 1:
-            raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes!r}")
+        limits = limits or Limits()
+        if max_body_bytes is not None:
+            if max_body_bytes < 1:
+                raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes!r}")
+            limits = dataclasses.replace(limits, max_body_bytes=max_body_bytes)
+        self.limits = limits
+        self.allow_paths = resolve_roots(allow_paths)  # before anything is bound or started
         self.name = name or type(model).__name__
         self.host = host
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -138,16 +161,19 @@ class ModelServer:
         except BaseException:
             sock.close()
             raise
-        self.app = create_app(
-            self.batcher, self.name, max_body_bytes=max_body_bytes,
-            allow_paths=is_loopback(host) if allow_paths is None else allow_paths,
-        )
+        self.decode_pool = DecodePool(limits.decode_workers, self.name)
+        self.app = create_app(self.batcher, self.name, allow_paths=self.allow_paths, limits=limits, pool=self.decode_pool)
         config = uvicorn.Config(
             self.app, log_level=log_level, timeout_graceful_shutdown=max(1, math.ceil(graceful_timeout_s)), lifespan="on",
+            http=protocol_class(limits.header_timeout_s), timeout_keep_alive=limits.keep_alive_timeout_s,  # type: ignore[arg-type]
         )
-        self._server = _Uvicorn(config, on_stopping=lambda: self.batcher.close(wait=False))
+        self._server = _Uvicorn(config, on_stopping=self._on_stopping)
         self._thread: Optional[threading.Thread] = None
         self._error: Optional[BaseException] = None
+
+    def _on_stopping(self) -> None:
+        self.decode_pool.close()  # requests still decoding: 503 now, not after the graceful timeout
+        self.batcher.close(wait=False)
 
     @property
     def url(self) -> str:
@@ -170,6 +196,7 @@ class ModelServer:
             self._server.run(sockets=[self._socket])
         finally:
             self._socket.close()
+            self.decode_pool.close()
             self.batcher.close()
 
     def start(self) -> "ModelServer":
@@ -203,6 +230,7 @@ class ModelServer:
             self._thread.join(timeout)
         else:
             self._socket.close()
+            self.decode_pool.close()
             self.batcher.close()
 
     def __enter__(self) -> "ModelServer":

@@ -347,8 +347,11 @@ def make_zoo_model_info(
     import datetime as _dt
 
     ck = ManifestChecker(origin, repr(name))
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise ck.fail("name", f"{name!r} must be lowercase letters, digits, '.', '_' or '-' (no '@')")
+    if not isinstance(name, str) or not all(NAME_RE.match(part) for part in name.split("/")):
+        raise ck.fail(
+            "name", f"{name!r} must be lowercase letters, digits, '.', '_' or '-' (no '@'); a source's names may "
+            "have a 'source/' prefix"
+        )
     if version is None:  # a bundle files itself under its id, ordered by its creation time
         version = getattr(model, "zoo_version", None) or "1.0"
         date_added = date_added or getattr(model, "zoo_date", None)
@@ -441,6 +444,11 @@ def register_zoo_model(
     import logging
 
     from . import persist as _persist
+
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ManifestChecker("registered", repr(name)).fail(
+            "name", f"{name!r} must be lowercase letters, digits, '.', '_' or '-' (no '@', no '/')"
+        )
 
     target = import_object(model.replace(":", "."), "model") if isinstance(model, str) else model
     info = make_zoo_model_info(

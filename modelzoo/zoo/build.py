@@ -43,7 +43,7 @@ def _accepts(fn: Any, name: str) -> bool:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
         return False
-    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
+    return any(p.name == name for p in params)  # named: **kwargs would swallow it silently
 
 
 def build_entry(

@@ -2,37 +2,24 @@
 
 A thin seam over :mod:`modelzoo.signing` (one HMAC key per user): a record
 is signed when this user writes it and verified before its code runs, in
-whichever process reads it. Until :mod:`modelzoo.signing` is installed with
-this package, records are written unsigned and every check passes, so the
-zoo works on a checkout that predates it.
+whichever process reads it; a record another account wrote, or one edited
+since, raises :class:`~modelzoo.errors.UntrustedError`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 from typing import Any, Dict, Mapping, Optional
 
-__all__ = ["sign_record", "check_record", "file_digests", "signing_available"]
+from .. import signing
 
-
-def _signing() -> Any:
-    try:
-        return importlib.import_module("modelzoo.signing")
-    except ModuleNotFoundError:
-        return None
-
-
-def signing_available() -> bool:
-    """Whether records are signed (``modelzoo.signing`` is installed)."""
-    return _signing() is not None
+__all__ = ["sign_record", "check_record", "file_digests"]
 
 
 def sign_record(payload: Mapping[str, Any]) -> Optional[str]:
-    """This user's signature of ``payload`` (None without :mod:`modelzoo.signing`)."""
-    signing = _signing()
-    return None if signing is None else str(signing.sign(payload))
+    """This user's signature of ``payload``."""
+    return signing.sign(payload)
 
 
 def check_record(payload: Mapping[str, Any], signature: Optional[str], *, what: str, trust: bool = False) -> None:
@@ -41,9 +28,6 @@ def check_record(payload: Mapping[str, Any], signature: Optional[str], *, what: 
     Raises:
         UntrustedError: naming ``what`` and how to proceed.
     """
-    signing = _signing()
-    if signing is None:
-        return
     signing.require_trusted(payload, signature, what=what, trust=trust)
 
 
