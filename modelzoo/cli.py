@@ -16,6 +16,7 @@ Example:
     $ modelzoo db status
     $ modelzoo db stop
     $ modelzoo serve mobilenet-v2-imagenet-torch --port 8000
+    $ modelzoo app photos
 """
 
 from __future__ import annotations
@@ -372,7 +373,8 @@ def _add_zoo_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentP
 
     p = subparsers.add_parser("apply", help="run a zoo model over a dataset or a directory", description="Run a zoo model over a dataset (or a directory of images and videos, ingested first) and store its labels; on videos it runs on their frames (--every, --fps).")
     _add_run_arguments(p)
-    p.add_argument("--label-field", required=True, help="the sample field that receives the labels")
+    p.add_argument("--label-field", default="predictions",
+                   help="the sample field that receives the labels (default: predictions, as apply_model)")
     p.add_argument("--confidence-thresh", type=float, help="drop predictions below this confidence")
     p.add_argument("--show", type=int, default=10, metavar="N", help="print the labels of the first N samples (default: 10; 0: none)")
     p.add_argument("--every", type=int, metavar="N", help="on videos: every N-th frame (default: every frame)")
@@ -580,6 +582,50 @@ def _add_serve_commands(subparsers: "argparse._SubParsersAction[argparse.Argumen
     p.set_defaults(handler=_cmd_serve)
 
 
+# --------------------------------------------------------------------------- app
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    from modelzoo.dataset import list_datasets, load_dataset
+    from modelzoo.errors import DatasetError, RequirementsError
+
+    try:
+        from modelzoo.app import App
+    except ImportError as e:  # the app extra is not installed
+        raise RequirementsError(f"modelzoo app needs Starlette and uvicorn ({e}): pip install 'modelzoo[app]'") from None
+    name = args.dataset
+    if name is None:
+        names = list_datasets()
+        if len(names) != 1:
+            raise DatasetError(
+                "modelzoo app: name the dataset to show: " + (", ".join(names) if names else "there are no datasets yet")
+            )
+        name = names[0]
+    app = App(load_dataset(name), port=args.port, cache_dir=args.cache_dir).start()
+    print(f"Viewer of {name!r}: {app.url}", flush=True)  # one line a parent process can read
+    print("Ctrl-C stops it.", file=sys.stderr, flush=True)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(app.url)
+    app.wait()  # until Ctrl-C or SIGTERM
+    print(f"modelzoo app: viewer of {name!r} stopped", flush=True)
+    return 0
+
+
+def _add_app_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = subparsers.add_parser(
+        "app", help="look at a dataset in the browser (grid, labels, filters, videos)",
+        description="Start the viewer of a dataset on 127.0.0.1 and print its URL (with its access token). "
+        "Ctrl-C stops it.",
+    )
+    p.add_argument("dataset", nargs="?", metavar="DATASET", help="the dataset (optional when there is only one)")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--cache-dir", metavar="DIR", help="where thumbnails are kept (default: $MODELZOO_HOME/app/thumbnails)")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.set_defaults(handler=_cmd_app)
+
+
 # --------------------------------------------------------------------------- wiring
 
 
@@ -605,6 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_commands(subparsers)
     _add_db_commands(subparsers)
     _add_serve_commands(subparsers)
+    _add_app_commands(subparsers)
     return parser
 
 

@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 FEATURE_DELEGATES: Dict[str, str] = {
     "SampleCollection.export_nucleus": "modelzoo.bundles.nucleus",
     "SampleCollection.export_coco": "modelzoo.formats",
+    "SampleCollection.launch_app": "modelzoo.app",
     "SampleCollection.evaluate_classifications": "modelzoo.evaluation",
     "SampleCollection.evaluate_detections": "modelzoo.evaluation",
     "SampleCollection.evaluate_segmentations": "modelzoo.evaluation",
@@ -391,6 +392,12 @@ class SampleCollection:
         from .formats import export_coco
 
         return export_coco(self, path, label_field, **kwargs)
+
+    def launch_app(self, **kwargs: Any) -> Any:
+        """Starts the viewer of these samples; see :func:`modelzoo.app.launch_app` (``.url``, ``.close()``)."""
+        from .app import launch_app
+
+        return launch_app(self, **kwargs)
 
     def evaluate_classifications(self, pred_field: str, gt_field: str = "ground_truth", eval_key: Optional[str] = None, **kwargs: Any) -> Any:
         """Accuracy, per-class precision/recall/F1, confusion matrix, top-k;

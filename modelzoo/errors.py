@@ -10,7 +10,7 @@ how to fix it.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 __all__ = [
     "ModelzooError",
@@ -27,6 +27,7 @@ __all__ = [
     "ModelError",
     "PredictionError",
     "SampleError",
+    "RequestError",
     "VideoError",
     "ZooError",
     "ModelNotFoundError",
@@ -97,11 +98,6 @@ class SampleNotFoundError(DatasetError, KeyError):
 
 class LabelError(ModelzooError, ValueError):
     """A label holds a value it cannot hold (e.g. a box outside [0, 1])."""
-
-
-class InvalidInputError(ModelzooError, ValueError):
-    """One input does not match what a model takes (its request schema, its
-    kind): it costs that input only, and ``modelzoo serve`` answers it 422."""
 
 
 class FormatError(DatasetError, ValueError):
@@ -205,6 +201,26 @@ class TrustKeyError(ModelzooError, PermissionError):
 
 class ModelError(ModelzooError):
     """A model misbehaved in a way that is not tied to one sample."""
+
+
+class RequestError(ModelzooError, ValueError):
+    """One request (one input) does not match what the model takes: a missing
+    or misspelled field, a value of the wrong type. It costs that request only
+    (``modelzoo serve`` answers it with HTTP 422).
+
+    Attributes:
+        field: the field at fault (``""`` for the whole request).
+    """
+
+    field: str = ""
+
+    def errors(self) -> List[Dict[str, Any]]:
+        """The error as FastAPI-style records (``loc``, ``msg``, ``type``)."""
+        return [{"loc": [self.field] if self.field else [], "msg": str(self), "type": "value_error"}]
+
+
+#: The same class under the name the server's hardening used first.
+InvalidInputError = RequestError
 
 
 class SampleError(ModelzooError):

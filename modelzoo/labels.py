@@ -543,8 +543,11 @@ class Detections(Label):
     def _from_dict(cls, d: Dict[str, Any]) -> "Detections":
         return cls(detections=[_built(Detection, x) for x in d.get("detections", [])])
 
-    def to_nucleus(self, width: int, height: int) -> List[Dict[str, Any]]:
-        return [det.to_nucleus(width, height) for det in self.detections]
+    def to_nucleus(self, width: int, height: int, reference_id: Optional[str] = None) -> List[Dict[str, Any]]:
+        """The boxes in the Nucleus format (pixels) for an image of ``width x
+        height``; give ``reference_id`` (the Nucleus dataset item) for records
+        that the Nucleus client's ``BoxPrediction.from_json`` accepts."""
+        return [det.to_nucleus(width, height, reference_id) for det in self.detections]
 
     @classmethod
     def from_nucleus(cls, items: Iterable[Dict[str, Any]], width: int, height: int) -> "Detections":

@@ -148,8 +148,10 @@ class Model(abc.ABC):
 
     @property
     def preprocess(self) -> bool:
-        """Whether :meth:`predict` applies :attr:`transforms` itself. The engine
-        sets it to False while it feeds already-transformed inputs."""
+        """Whether :meth:`predict` applies :attr:`transforms` itself (FiftyOne's
+        name). The engine feeding a model from its own loader says so with
+        each batch (``Call.loaded``); for a model that does not implement
+        :meth:`run_batch` it sets this to False for the length of that call."""
         return self._preprocess
 
     @preprocess.setter

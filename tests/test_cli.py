@@ -77,7 +77,9 @@ def test_errors_are_one_line_with_a_nonzero_exit(capsys, monkeypatch):
     assert err.count("\n") == 1 and "https://download.pytorch.org/models/resnet50-11ad3fa6.pth" in err
     assert main(["apply", "digits-cnn-torch", f"no-such-dataset-{uuid.uuid4().hex[:6]}", "--label-field", "x"]) == 1
     assert "not found" in capsys.readouterr().err
-    assert main(["apply", "digits-cnn-torch", "somewhere"]) == 2  # --label-field is required
+    # --label-field defaults to predictions (as apply_model): the command gets as far as the dataset
+    assert main(["apply", "digits-cnn-torch", f"nowhere-{uuid.uuid4().hex[:6]}"]) == 1
+    assert "not found" in capsys.readouterr().err
     assert main(["no-such-command"]) == 2
 
 

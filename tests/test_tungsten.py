@@ -4,6 +4,7 @@ batches, enforced options, output counts, setup once, apply_model on real
 photographs against the detector run directly, the zoo and `modelzoo download`."""
 
 import base64
+import dataclasses
 import io
 import random
 import threading
@@ -538,7 +539,8 @@ class WithPostBuild:
 
 
 def test_zoo_by_name_and_post_build_on_download(zoo_env, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
+    # the class's build directory (where post_build writes and setup reads) is tmp_path, not tests/
+    monkeypatch.setattr(WithPostBuild, "tungsten", dataclasses.replace(WithPostBuild.tungsten, build_dir=str(tmp_path)))
     POST_BUILDS.clear()
     zoo.register_zoo_model("tungsten-text-to-image", TextToImageModel, tags=["tungsten"])
     model = zoo.load_zoo_model("tungsten-text-to-image", batch_size=2)

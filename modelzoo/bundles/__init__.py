@@ -40,14 +40,18 @@ from .errors import (
 from .flavors import (
     CloudpickleArtifactFlavor,
     RunnableImageFlavor,
+    StreamingEnhancedRunnableImageFlavor,
     TritonEnhancedRunnableImageFlavor,
     ZipArtifactFlavor,
 )
 from .model import BundleModel
 from .nucleus import detection_to_box, detections_from_boxes, export_nucleus, label_to_boxes
 from .schemas import Schema
+from .stored import StoredBundleConfig, StoredBundleModel
 
 __all__ = [
+    "StoredBundleModel",
+    "StoredBundleConfig",
     "ModelBundle",
     "BundleModel",
     "LaunchClient",
@@ -57,6 +61,7 @@ __all__ = [
     "ZipArtifactFlavor",
     "RunnableImageFlavor",
     "TritonEnhancedRunnableImageFlavor",
+    "StreamingEnhancedRunnableImageFlavor",
     "Schema",
     "INPUTS",
     "UNSET",

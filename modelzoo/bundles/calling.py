@@ -6,12 +6,16 @@ Launch's server (``model_engine_server/inference/common.py``) calls, with an
 ``load_predict_fn(model)``. A request dict is passed as keyword arguments
 (``predict_fn(**args)``); any other input (a ``url`` request's bytes) as the
 single argument.
+
+Launch's client docstring writes ``load_predict_fn(model, app_config=None)``
+instead: a function whose parameters are named ``app_config`` (or
+``config``) and ``model`` is called by name, so both forms work.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 from .errors import BundleConfigError
 
@@ -23,34 +27,81 @@ _CONVENTIONS = (
 )
 
 
-def _accepts(fn: Callable[..., Any], n: int) -> Optional[bool]:
-    """Whether ``fn`` can be called with ``n`` positional arguments (None: unknown)."""
+#: the parameter names that mark a function as taking the config by name
+CONFIG_NAMES = ("app_config", "config")
+
+
+def _signature(fn: Callable[..., Any]) -> Optional[inspect.Signature]:
     try:
-        sig = inspect.signature(fn)
+        return inspect.signature(fn)
     except (TypeError, ValueError):
         return None
+
+
+def _plan(fn: Callable[..., Any], takes_model: bool, has_config: bool) -> Tuple[str, Optional[str], Optional[str]]:
+    """How to call ``fn``: ``("keywords", config_name, model_name)`` when its
+    parameters are named (``app_config`` / ``config``, and ``model`` for
+    ``load_predict_fn``), else ``("positional", None, None)``: Launch's server
+    order, config first."""
+    sig = _signature(fn)
+    if sig is None:
+        return "positional", None, None
+    names = [p.name for p in sig.parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    config_name = next((n for n in CONFIG_NAMES if n in names), None)
+    model_name = "model" if "model" in names else None
+    if config_name is not None and (model_name is not None or not takes_model):
+        return "keywords", config_name, model_name
+    return "positional", None, None
+
+
+def _arguments(plan: Tuple[str, Optional[str], Optional[str]], takes_model: bool, config: Any, model: Any, has_config: bool) -> Tuple[list, dict]:
+    how, config_name, model_name = plan
+    if how == "keywords":
+        kwargs = {}
+        if takes_model:
+            kwargs[model_name] = model
+        if has_config:
+            kwargs[config_name] = config
+        return [], kwargs  # type: ignore[return-value]
+    args = ([config] if has_config else []) + ([model] if takes_model else [])
+    return args, {}
+
+
+def _shown(fn: Any, what: str) -> str:
     try:
-        sig.bind(*range(n))
-    except TypeError:
-        return False
-    return True
+        return f"{getattr(fn, '__name__', what)}{inspect.signature(fn)}"
+    except (TypeError, ValueError):  # pragma: no cover
+        return what
 
 
-def _check(fn: Any, what: str, n: int, bundle: str, has_config: bool) -> None:
+def _check(fn: Any, what: str, takes_model: bool, bundle: str, has_config: bool) -> None:
     if not callable(fn):
         raise BundleConfigError(f"Bundle {bundle!r}: {what} must be callable, got {type(fn).__name__}")
-    if _accepts(fn, n) is False:
-        try:
-            shown = f"{getattr(fn, '__name__', what)}{inspect.signature(fn)}"
-        except (TypeError, ValueError):  # pragma: no cover
-            shown = what
-        given = "an app_config was given" if has_config else "no app_config was given"
-        raise BundleConfigError(
-            f"Bundle {bundle!r}: {what} is {shown}, but {given}, so it is called with {n} "
-            f"argument{'s' if n != 1 else ''}. Launch's conventions: {_CONVENTIONS}. "
-            + ("Pass app_config=None, or add the app_config parameter first."
-               if has_config else "Pass an app_config, or drop its app_config parameter.")
-        )
+    sig = _signature(fn)
+    if sig is None:
+        return
+    plan = _plan(fn, takes_model, has_config)
+    args, kwargs = _arguments(plan, takes_model, None, None, has_config)
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError:
+        pass
+    else:
+        return
+    given = "an app_config was given" if has_config else "no app_config was given"
+    if plan[0] == "keywords":
+        passed = ", ".join(f"{k}=..." for k in kwargs) or "no arguments"
+        how = f"it is called by parameter name with {passed}"
+    else:
+        n = len(args)
+        how = f"it is called with {n} argument{'s' if n != 1 else ''}"
+    raise BundleConfigError(
+        f"Bundle {bundle!r}: {what} is {_shown(fn, what)}, but {given}, so {how}. Launch's conventions: "
+        f"{_CONVENTIONS} (parameters named app_config and model are passed by name, in any order, and an "
+        "app_config parameter with a default may be left out). "
+        + ("Pass app_config=None, or add the app_config parameter."
+           if has_config else "Pass an app_config, or give its app_config parameter a default (app_config=None).")
+    )
 
 
 def check_conventions(
@@ -61,7 +112,10 @@ def check_conventions(
     app_config: Optional[Mapping[str, Any]] = None,
 ) -> None:
     """Checks that the functions accept the arguments Launch's convention
-    gives them for this ``app_config``.
+    gives them for this ``app_config``: positionally (config first, as
+    Launch's server calls them), or by name when their parameters are named
+    ``app_config`` (or ``config``) and ``model``, as Launch's client
+    docstring writes ``load_predict_fn(model, app_config=None)``.
 
     Raises:
         BundleConfigError: a wrong arity (the message shows both conventions),
@@ -74,8 +128,14 @@ def check_conventions(
             "or model (the model object itself)"
         )
     if load_model_fn is not None:
-        _check(load_model_fn, "load_model_fn", 1 if has_config else 0, bundle, has_config)
-    _check(load_predict_fn, "load_predict_fn", 2 if has_config else 1, bundle, has_config)
+        _check(load_model_fn, "load_model_fn", False, bundle, has_config)
+    _check(load_predict_fn, "load_predict_fn", True, bundle, has_config)
+
+
+def _call(fn: Callable[..., Any], takes_model: bool, config: Any, model: Any) -> Any:
+    has_config = config is not None
+    args, kwargs = _arguments(_plan(fn, takes_model, has_config), takes_model, config, model, has_config)
+    return fn(*args, **kwargs)
 
 
 def load_predict(
@@ -83,12 +143,26 @@ def load_predict(
     load_model_fn: Optional[Callable[..., Any]],
     model: Any,
     app_config: Optional[Mapping[str, Any]],
+    bundle: str = "",
 ) -> Callable[..., Any]:
-    """Builds the model and the ``predict_fn``, as Launch's server does."""
+    """Builds the model and the ``predict_fn``, as Launch's server does.
+
+    Raises:
+        BundleConfigError: ``load_predict_fn`` returned something that is not
+            callable (it must return the predict function).
+    """
     config = None if app_config is None else dict(app_config)
     if load_model_fn is not None:
-        model = load_model_fn() if config is None else load_model_fn(config)
-    return load_predict_fn(model) if config is None else load_predict_fn(config, model)
+        model = _call(load_model_fn, False, config, None)
+    predict_fn = _call(load_predict_fn, True, config, model)
+    if not callable(predict_fn):
+        name = getattr(load_predict_fn, "__qualname__", "load_predict_fn")
+        raise BundleConfigError(
+            f"Bundle {bundle!r}: load_predict_fn {name}() returned {type(predict_fn).__name__} "
+            f"{predict_fn!r:.60}, not a function. It must return the function that predicts one input: "
+            f"end {name} with `return predict` (the inner function's name)."
+        )
+    return predict_fn
 
 
 def accepted_keywords(fn: Callable[..., Any]) -> Optional[frozenset]:

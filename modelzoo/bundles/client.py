@@ -34,9 +34,11 @@ from .errors import BundleConfigError
 from .flavors import (
     CloudpickleArtifactFlavor,
     RunnableImageFlavor,
+    StreamingEnhancedRunnableImageFlavor,
     TritonEnhancedRunnableImageFlavor,
     ZipArtifactFlavor,
 )
+from .legacy import LegacyBundleMethods
 from .store import BundleStore
 
 __all__ = ["LaunchClient", "CreateModelBundleV2Response", "ListModelBundlesV2Response", "parse_requirements"]
@@ -127,9 +129,11 @@ def _find(path: str, base_paths: Sequence[str]) -> str:
     )
 
 
-class LaunchClient:
-    """A local stand-in for ``launch.LaunchClient``: same methods, bundles
-    kept in the modelzoo database.
+class LaunchClient(LegacyBundleMethods):
+    """A local stand-in for ``launch.LaunchClient``: same methods (the 18
+    bundle methods of ``scale-launch`` 0.4: v2, the deprecated v1 ones and
+    docker-image batch-job bundles, see :mod:`.legacy`), bundles kept in the
+    modelzoo database.
 
     Args:
         api_key: accepted for compatibility; never stored or sent anywhere.
@@ -276,6 +280,42 @@ class LaunchClient:
             repository, tag, command, healthcheck_route, predict_route, env, readiness_initial_delay_seconds,
             readiness_timeout_seconds,
         ))
+        return self._save_runnable(model_bundle_name, flavor, request_schema, response_schema, metadata, input, input_fields)
+
+    def create_model_bundle_from_streaming_enhanced_runnable_image_v2(
+        self,
+        *,
+        model_bundle_name: str,
+        request_schema: Optional[type] = None,
+        response_schema: Optional[type] = None,
+        repository: str = "",
+        tag: str = "",
+        command: Optional[List[str]] = None,
+        healthcheck_route: Optional[str] = None,
+        predict_route: Optional[str] = None,
+        streaming_command: List[str],
+        streaming_predict_route: Optional[str] = None,
+        env: Optional[Dict[str, str]] = None,
+        readiness_initial_delay_seconds: float = 120,
+        metadata: Optional[Dict[str, Any]] = None,
+        readiness_timeout_seconds: float = 60,
+        input: str = "request",
+        input_fields: Optional[Mapping[str, str]] = None,
+    ) -> CreateModelBundleV2Response:
+        """As :meth:`create_model_bundle_from_runnable_image_v2`, for a server
+        that also streams answers (server-sent events) on
+        ``streaming_predict_route`` (default ``/stream``). Locally ``command``
+        runs (or ``streaming_command`` when there is no ``command``) and
+        requests go to ``POST predict_route``; the streaming route is recorded."""
+        args = self._runnable_args(
+            repository, tag, command or streaming_command, healthcheck_route, predict_route, env,
+            readiness_initial_delay_seconds, readiness_timeout_seconds,
+        )
+        streaming = self._runnable_args(repository, tag, streaming_command, None, None, None, 0, 0)["command"]
+        args["command"] = tuple(command or ())
+        flavor = StreamingEnhancedRunnableImageFlavor(
+            **args, streaming_command=streaming, streaming_predict_route=streaming_predict_route or "/stream",
+        )
         return self._save_runnable(model_bundle_name, flavor, request_schema, response_schema, metadata, input, input_fields)
 
     def create_model_bundle_from_triton_enhanced_runnable_image_v2(

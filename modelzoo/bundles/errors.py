@@ -9,9 +9,9 @@ server died) stops the run.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
-from ..errors import ConfigError, InvalidInputError, ModelError, ModelzooError, UntrustedError, did_you_mean
+from ..errors import ConfigError, ModelError, ModelzooError, RequestError, UntrustedError, did_you_mean
 
 __all__ = [
     "BundleError",
@@ -79,26 +79,30 @@ class SchemaError(BundleError, ValueError):
         )
 
 
-class RequestSchemaError(SchemaError, InvalidInputError):
-    """A request does not validate against the bundle's request schema: the
-    caller's input is wrong (``modelzoo serve`` answers 422), not the bundle."""
+class RequestSchemaError(SchemaError, RequestError):
+    """A request does not validate against the bundle's request schema (an
+    unknown key included): that request only; ``modelzoo serve`` answers 422."""
 
 
 class BundlePredictError(BundleError, RuntimeError):
     """A runnable bundle's server answered one request with an error (that sample only)."""
 
 
-class BundleRequestError(BundlePredictError, InvalidInputError):
+class BundleRequestError(BundlePredictError, RequestError):
     """A runnable bundle's server refused one request as malformed (HTTP 422):
     the input is wrong; ``modelzoo serve`` passes the 422 on.
 
     Attributes:
-        errors: the server's ``errors`` records (``loc``, ``msg``, ``type``), when it gave them.
+        records: the server's ``errors`` records (``loc``, ``msg``, ``type``), when it gave them.
     """
 
     def __init__(self, message: str, errors: Optional[list] = None):
-        self.errors = errors
+        self.records = errors
         super().__init__(message)
+
+    def errors(self) -> List[Dict[str, Any]]:
+        """The server's own records when it gave them, else this error as one record."""
+        return list(self.records) if self.records else super().errors()
 
 
 class BundleServerError(BundleError, ModelError):

@@ -12,6 +12,8 @@ __all__ = [
     "ZipArtifactFlavor",
     "RunnableImageFlavor",
     "TritonEnhancedRunnableImageFlavor",
+    "StreamingEnhancedRunnableImageFlavor",
+    "RUNNABLE_FLAVORS",
     "Flavor",
     "flavor_from_dict",
     "flavor_to_dict",
@@ -93,11 +95,33 @@ class TritonEnhancedRunnableImageFlavor(RunnableImageFlavor):
     flavor: str = "triton_enhanced_runnable_image"
 
 
-Flavor = Union[CloudpickleArtifactFlavor, ZipArtifactFlavor, RunnableImageFlavor, TritonEnhancedRunnableImageFlavor]
+@dataclasses.dataclass(frozen=True)
+class StreamingEnhancedRunnableImageFlavor(RunnableImageFlavor):
+    """A runnable image that also streams answers (server-sent events) on
+    ``streaming_predict_route``, served by ``streaming_command``.
+
+    Locally the bundle runs ``command`` (or, without one, ``streaming_command``)
+    and ``apply_model`` / ``predict`` send ``POST predict_route``; the
+    streaming route is recorded, not used.
+    """
+
+    streaming_command: Tuple[str, ...] = ()
+    streaming_predict_route: str = "/stream"
+    flavor: str = "streaming_enhanced_runnable_image"
+
+
+Flavor = Union[
+    CloudpickleArtifactFlavor, ZipArtifactFlavor, RunnableImageFlavor, TritonEnhancedRunnableImageFlavor,
+    StreamingEnhancedRunnableImageFlavor,
+]
+
+#: the flavors that run a command serving HTTP
+RUNNABLE_FLAVORS = ("runnable_image", "triton_enhanced_runnable_image", "streaming_enhanced_runnable_image")
 
 _BY_NAME = {
     next(f.default for f in dataclasses.fields(cls) if f.name == "flavor"): cls
-    for cls in (CloudpickleArtifactFlavor, ZipArtifactFlavor, RunnableImageFlavor, TritonEnhancedRunnableImageFlavor)
+    for cls in (CloudpickleArtifactFlavor, ZipArtifactFlavor, RunnableImageFlavor, TritonEnhancedRunnableImageFlavor,
+                StreamingEnhancedRunnableImageFlavor)
 }
 
 

@@ -30,6 +30,7 @@ from .artifacts import extract_tops, import_function, load_pickle, safe_extract,
 from .bundle import INPUTS, ModelBundle, thaw
 from .calling import accepted_keywords, call_predict, check_conventions, load_predict
 from .errors import BundleConfigError, UntrustedBundleError
+from .flavors import RUNNABLE_FLAVORS
 from .schemas import Schema
 from .store import BundleStore, read_checked
 
@@ -184,8 +185,10 @@ def _fail(o: Any) -> Any:
 class _InProcess:
     """The bundle's ``predict_fn``, built by Launch's convention."""
 
-    def __init__(self, parts: Mapping[str, Any], app_config: Any):
-        self.predict_fn = load_predict(parts["load_predict_fn"], parts["load_model_fn"], parts["model"], thaw(app_config))
+    def __init__(self, parts: Mapping[str, Any], app_config: Any, bundle: str = ""):
+        self.predict_fn = load_predict(
+            parts["load_predict_fn"], parts["load_model_fn"], parts["model"], thaw(app_config), bundle
+        )
         self.accepted = accepted_keywords(self.predict_fn) if parts.get("request_schema") is not None else None
 
     def __call__(self, request: Any) -> Any:
@@ -243,12 +246,12 @@ class BundleModel(SamplesMixin, Model):
 
     def _start(self) -> Any:
         if self._runner is None:
-            if self.bundle.flavor.flavor in ("runnable_image", "triton_enhanced_runnable_image"):
+            if self.bundle.flavor.flavor in RUNNABLE_FLAVORS:
                 from .runnable import start_server
 
                 self._runner = start_server(self.bundle)
             else:
-                self._runner = _InProcess(self._parts, self.bundle.app_config)
+                self._runner = _InProcess(self._parts, self.bundle.app_config, self.bundle.name)
         return self._runner
 
     def __enter__(self) -> "BundleModel":
@@ -268,6 +271,41 @@ class BundleModel(SamplesMixin, Model):
         if runner is not None and not isinstance(runner, _InProcess):
             self._runner = None
             runner.close()
+
+    def check_sample_fields(self, names: Sequence[str]) -> None:
+        """Refuses an ``apply_model`` run before any sample runs when a
+        ``"request"`` bundle has no ``input_fields``, or maps an argument to a
+        field no sample has (``apply_model`` calls it with the samples' fields).
+
+        Raises:
+            BundleConfigError: naming the arguments, the fields the samples
+                have, and the ``input_fields=`` to write.
+        """
+        if self.input != "request":
+            return
+        have = [n for n in names if not n.startswith("_")]
+        schema = Schema(self._parts["request_schema"]) if self._parts.get("request_schema") else None
+        args = (schema.field_names() if schema is not None else None) or []
+        if not self.input_fields:
+            guess = {a: a if a in have else "<sample field>" for a in args if a != "kind"}
+            example = guess or {"<argument>": "<sample field>"}
+            raise BundleConfigError(
+                f"Bundle {self.bundle.name!r} takes input='request': each sample becomes a dict of arguments "
+                f"read from sample fields, but no input_fields says which field feeds which argument"
+                + (f" (its request_schema {schema.name} takes {', '.join(args)})" if schema is not None else "")
+                + f". Pass to_model(input='request', input_fields={example!r}) (or load_zoo_model(name, "
+                f"input_fields=...)). The samples have the fields: {', '.join(have) or '(none)'}."
+            )
+        missing = {a: f for a, f in self.input_fields.items() if f.split(".")[0] not in have}
+        if missing:
+            from ..errors import did_you_mean
+
+            hints = "".join(f" {f!r}:{did_you_mean(f.split('.')[0], have, n=1) or ' no close match.'}" for f in missing.values())
+            raise BundleConfigError(
+                f"Bundle {self.bundle.name!r}: input_fields maps {', '.join(f'{a!r} -> {f!r}' for a, f in missing.items())}, "
+                f"but no sample has that field.{hints} The samples have the fields: {', '.join(have) or '(none)'}. "
+                "Fix input_fields={argument: sample field}, or set the field on the samples first."
+            )
 
     # -- inference -------------------------------------------------------------------------
     def request_for(self, arg: Any, sample: Optional[Mapping[str, Any]] = None) -> Any:

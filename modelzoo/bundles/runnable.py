@@ -3,9 +3,13 @@
 
 Locally the command runs as a child process on a free port of 127.0.0.1:
 ``PORT`` is set in its environment and ``$PORT`` / ``${PORT}`` in its
-arguments are replaced. :func:`start_server` waits until ``/readyz``
-answers 200 (polling from the start; it gives up
-``readiness_initial_delay_seconds + readiness_timeout_seconds`` later);
+arguments are replaced. A command that does not use that port, such as
+one listening on Launch's 5005, is found listening (:mod:`.ports`) and its
+port is used (a port taken before it started is named in the error).
+:func:`start_server` waits until ``/readyz`` answers 200 (polling from the
+start; it gives up ``readiness_initial_delay_seconds +
+readiness_timeout_seconds`` later, and early when the process exits or has
+opened no port 10 s after ``readiness_initial_delay_seconds``);
 each request is sent as ``POST /predict`` with a JSON body. The process
 (and its process group) is stopped by :meth:`CommandServer.close`, and at
 interpreter exit for any left running. On Linux the command runs as a "child
@@ -35,12 +39,15 @@ import urllib.request
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .errors import BundleConfigError, BundlePredictError, BundleRequestError, BundleServerError
+from .ports import expected_port, listening_ports, port_is_free, taken_message
 
 __all__ = ["CommandServer", "start_server", "free_port", "running_pids"]
 
 _RUNNING: Dict[int, "CommandServer"] = {}
 _RUNNING_LOCK = threading.Lock()
 _POLL_S = 0.05
+#: after readiness_initial_delay_seconds, how long a command may keep every port closed
+CLOSED_GRACE_S = 10.0
 
 
 def free_port() -> int:
@@ -138,11 +145,16 @@ class CommandServer:
         predict_route: str = "/predict",
         healthcheck_route: str = "/readyz",
         request_timeout: float = 600.0,
+        closed_within: Optional[float] = None,
     ):
         if not command:
             raise BundleConfigError(f"Bundle {name!r}: the runnable command is empty")
         self.name = name
+        self.closed_within = closed_within
         self.port = free_port()
+        # a command without $PORT may listen on env PORT or Launch's 5005: found while waiting (see _PortWatch)
+        self.expected_port = expected_port(name, command, env)
+        self.expected_taken = self.expected_port is not None and not port_is_free(self.expected_port)
         self.url = f"http://127.0.0.1:{self.port}"
         self.predict_route = predict_route
         self.healthcheck_route = healthcheck_route
@@ -186,23 +198,37 @@ class CommandServer:
 
     def _exited(self, when: str) -> BundleServerError:
         code = self.process.returncode
+        taken = f". {taken_message(self.name, self.expected_port)}" if self.expected_taken and self.expected_port else ""
         return BundleServerError(
-            f"Bundle {self.name!r}: its command {self.argv!r} exited with code {code} {when}",
+            f"Bundle {self.name!r}: its command {self.argv!r} exited with code {code} {when}{taken}",
             returncode=code, stderr_tail=self.stderr_tail(),
         )
 
+    def use_port(self, port: int) -> None:
+        """Sends the requests to ``port`` (the one the command turned out to listen on)."""
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+
     def _wait_ready(self, within: float) -> None:
-        deadline = time.monotonic() + within
-        url = self.url + self.healthcheck_route
+        start = time.monotonic()
+        deadline = start + within
+        watch = _PortWatch(self)
         while True:
+            url = self.url + self.healthcheck_route  # the port may change: see _PortWatch
             if self.process.poll() is not None:
                 raise self._exited("before it was ready")
+            port_open = True
             try:
                 with urllib.request.urlopen(url, timeout=1.0) as r:
                     if r.status == 200:
                         return
-            except (urllib.error.URLError, OSError):
-                pass
+            except urllib.error.HTTPError:
+                pass  # it answers: open, not ready yet
+            except (urllib.error.URLError, OSError) as e:
+                reason = getattr(e, "reason", e)
+                port_open = not isinstance(reason, ConnectionRefusedError)
+            if not port_open:
+                watch.check(time.monotonic() - start)
             if time.monotonic() > deadline:
                 raise BundleServerError(
                     f"Bundle {self.name!r}: {self.argv!r} did not answer GET {self.healthcheck_route} with 200 "
@@ -276,6 +302,47 @@ class CommandServer:
             pass
 
 
+class _PortWatch:
+    """Follows a command whose port stays closed while it starts: when it
+    listens on another port (read from ``/proc``): the bundle's env PORT or
+    Launch's 5005, or its only port, that port is used; on several others,
+    or on none by ``closed_within`` seconds (readiness_initial_delay_seconds +
+    :data:`CLOSED_GRACE_S`),
+    the wait ends early with the process's stderr."""
+
+    def __init__(self, server: CommandServer):
+        self.server = server
+        self.next_look = 0.0
+        self.seen: Optional[List[int]] = None
+
+    def check(self, elapsed: float) -> None:
+        srv = self.server
+        fix = f"Make it listen on $PORT (modelzoo substitutes a free port, here {srv.port}) or on Launch's 5005"
+        if elapsed >= self.next_look:
+            self.next_look = elapsed + 0.25
+            others = [p for p in listening_ports(srv.pid) if p != srv.port]
+            if others and others == self.seen:  # twice in a row: it settled there
+                if srv.expected_port in others:
+                    srv.use_port(srv.expected_port)  # type: ignore[arg-type]
+                elif len(others) == 1:
+                    srv.use_port(others[0])
+                else:
+                    raise BundleServerError(
+                        f"Bundle {srv.name!r}: {srv.argv!r} listens on ports {', '.join(map(str, others))}, not on "
+                        f"{srv.port} (its $PORT) nor {srv.expected_port or 5005}; it was stopped. {fix}.",
+                        stderr_tail=srv.stderr_tail(),
+                    )
+                return
+            self.seen = others or None
+        if srv.closed_within is not None and elapsed > srv.closed_within:
+            raise BundleServerError(
+                f"Bundle {srv.name!r}: {srv.argv!r} has not opened any port after {srv.closed_within:g} s "
+                f"(readiness_initial_delay_seconds + {CLOSED_GRACE_S:g} s); it was stopped. {fix}, or raise "
+                "readiness_initial_delay_seconds if it needs longer to start.",
+                stderr_tail=srv.stderr_tail(),
+            )
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -331,8 +398,11 @@ def start_server(bundle: Any) -> Any:
         )
         env["TRITON_HTTP_URL"] = triton.url
     try:
+        command = f.command or getattr(f, "streaming_command", ())  # a streaming bundle may have only that
         server = CommandServer(
-            bundle.name, f.command, env, ready, predict_route=f.predict_route, healthcheck_route=f.healthcheck_route
+            bundle.name, command, env, ready, predict_route=f.predict_route, healthcheck_route=f.healthcheck_route,
+            # a port still closed this long after the initial delay will not open: end early
+            closed_within=float(f.readiness_initial_delay_seconds) + min(float(f.readiness_timeout_seconds), CLOSED_GRACE_S),
         )
     except BaseException:
         if triton is not None:

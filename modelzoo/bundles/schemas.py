@@ -11,8 +11,9 @@ the value.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from ..errors import did_you_mean
 from .errors import BundleConfigError, RequestSchemaError, SchemaError
 
 __all__ = ["Schema", "schema_json"]
@@ -101,17 +102,38 @@ class Schema:
                 JSON-able data.
 
         Raises:
-            SchemaError: naming the first failing field and its value
-                (:class:`RequestSchemaError` for a request).
+            SchemaError: naming the first failing field and its value; for a
+                request, a key that is no field of the schema (pydantic would
+                drop it, so a misspelled argument would go unnoticed), with
+                the close match.
         """
+        if direction == "request" and isinstance(value, dict):
+            self._check_keys(value, bundle)
         try:
             return self._dump(self._parse(value), mode)
         except Exception as e:
             field, found, reason, count = self._first_error(e, value)
             if field is None:
                 raise
-            error = RequestSchemaError if direction == "request" else SchemaError
-            raise error(bundle, direction, field, found, reason, self.name, count) from None
+            cls = RequestSchemaError if direction == "request" else SchemaError
+            raise cls(bundle, direction, field, found, reason, self.name, count) from None
+
+    def field_names(self) -> Optional[List[str]]:
+        """The keys a request may hold: the model's fields (for a root model,
+        those of every model in its union), or None when any key may appear."""
+        return _field_names(self.cls, self.version)
+
+    def _check_keys(self, value: Dict[str, Any], bundle: str) -> None:
+        names = self.field_names()
+        if names is None:
+            return
+        for key in value:
+            if key not in names:
+                raise RequestSchemaError(
+                    bundle, "request", str(key), value[key],
+                    f"not a field of {self.name}." + did_you_mean(str(key), names, n=1)
+                    + f" Its fields: {', '.join(names)}.", self.name,
+                )
 
     def _first_error(self, e: Exception, value: Any) -> Tuple[Optional[str], Any, str, int]:
         errors = getattr(e, "errors", None)
@@ -134,6 +156,52 @@ class Schema:
         if self.version == 2 and loc and isinstance(loc[0], str) and not _has_key(value, loc[0]):
             loc = loc[1:]
         return ".".join(str(p) for p in loc), found, first.get("msg", str(e)), len(items)
+
+
+def _field_names(cls: Any, version: int) -> Optional[List[str]]:
+    """Field names (aliases included) of a model, or of every model of a root
+    union; None when the value is not a model with fixed fields."""
+    if version == 2:
+        fields = getattr(cls, "model_fields", {})
+        if getattr(cls, "__pydantic_root_model__", False):
+            return _branch_names(fields["root"].annotation, version) if "root" in fields else None
+        if (getattr(cls, "model_config", {}) or {}).get("extra") == "allow":
+            return None
+        return _names(fields, version)
+    fields = getattr(cls, "__fields__", {})
+    if "__root__" in fields:
+        return _branch_names(fields["__root__"].outer_type_, version)
+    config = getattr(cls, "__config__", None)
+    if config is not None and str(getattr(config, "extra", "")).endswith("allow"):
+        return None
+    return _names(fields, version)
+
+
+def _names(fields: Mapping[str, Any], version: int) -> List[str]:
+    out = list(fields)
+    for f in fields.values():
+        alias = getattr(f, "alias", None)
+        if alias and alias not in out:
+            out.append(alias)
+    return out
+
+
+def _branch_names(annotation: Any, version: int) -> Optional[List[str]]:
+    import typing
+
+    branches = typing.get_args(annotation) if typing.get_origin(annotation) is typing.Union else (annotation,)
+    out: List[str] = []
+    for b in branches:
+        names = _field_names(b, version) if isinstance(b, type) and _is_model(b, version) else None
+        if names is None:
+            return None
+        out += [n for n in names if n not in out]
+    return out
+
+
+def _is_model(cls: type, version: int) -> bool:
+    base = _v2_base() if version == 2 else _v1_base()
+    return base is not None and issubclass(cls, base)
 
 
 def _has_key(value: Any, key: str) -> bool:

@@ -50,6 +50,17 @@ class ApplyReport:
     def ok(self) -> bool:
         return self.failed == 0 and self.frames_failed == 0
 
+    def failure_summary(self) -> str:
+        """``"1 of 3 samples (12 of 50 frames) failed"``: samples with any
+        failure among the samples of the run, and the frames apart."""
+        samples = len({f.sample_id for f in self.failures}) or self.failed
+        total = self.processed + self.failed + self.skipped
+        s = f"{samples} of {total} sample{'s' if total != 1 else ''}"
+        frames = self.frames_processed + self.frames_failed + self.frames_skipped
+        if frames:
+            s += f" ({self.frames_failed} of {frames} frame{'s' if frames != 1 else ''})"
+        return s + " failed"
+
     def merge(self, *others: "ApplyReport") -> "ApplyReport":
         """The report of this run and ``others`` together (the shards of one
         run, in any order): counts added, failures in sample-id order."""

@@ -371,8 +371,8 @@ class _Loop:
         self.report.sort()
         if self.report.failed or self.report.frames_failed:
             logger.warning(
-                "%d of %d samples and %d frames failed (the returned report lists each one); first: %s",
-                self.report.failed, total, self.report.frames_failed, self.report.failures[0],
+                "%s (the returned report lists each one); first: %s",
+                self.report.failure_summary(), self.report.failures[0],
             )
         logger.info("%s", self.report)
         return self.report
@@ -435,6 +435,15 @@ def _runner(backend: Union[str, Runner], backend_options: Optional[Mapping[str, 
     runner = get_backend(backend)
     runner.check_options(backend_options)
     return runner
+
+
+def _check_sample_fields(model: Any, source: Optional[Source]) -> None:
+    """Lets a model that reads sample fields refuse the run before any sample
+    runs: ``model.check_sample_fields(names)`` gets the fields the samples
+    have (a model without the method is not asked)."""
+    check = getattr(model, "check_sample_fields", None)
+    if source is not None and callable(check):
+        check(source.field_names())
 
 
 def _needs(model: Any) -> Tuple[Tuple[str, str], ...]:
@@ -584,6 +593,7 @@ def apply_model(
     if frames_only:
         _frames_only(whole, model, "label_field", label_field)
     runner.check_run(model, frame_source is not None)
+    _check_sample_fields(model, whole)
     missing = _missing_query(label_field) if skip_existing else None
     runs: List[Tuple[Source, Sink, int]] = []
     error_field = kwargs.get("error_field")

@@ -164,6 +164,15 @@ class Source:
         frames = collection(frames_collection_name(self.collection))
         return list(frames.distinct(FRAME_ID, query or {}))
 
+    def field_names(self, limit: int = 1000) -> List[str]:
+        """The top-level fields found in the first ``limit`` samples of this
+        source, sorted (for messages and for checking the fields a model reads)."""
+        pipeline = [
+            {"$match": self._filter()}, {"$limit": int(limit)},
+            {"$project": {"kv": {"$objectToArray": "$$ROOT"}}}, {"$unwind": "$kv"}, {"$group": {"_id": "$kv.k"}},
+        ]
+        return sorted(str(d["_id"]) for d in collection(self.collection).aggregate(pipeline))
+
     def first_mismatch(self, field: str, value: Any) -> Optional[Dict[str, Any]]:
         """One sample (``_id``, ``filepath`` and ``field``) whose ``field`` is
         not ``value``, or None (checks that a run's samples suit its model)."""

@@ -6,8 +6,12 @@ __all__ = ["LogitsMixin"]
 class LogitsMixin:
     """A model that can keep the raw logits in the labels it produces.
 
-    ``apply_model(..., store_logits=True)`` sets :attr:`store_logits`; doing so
-    on a model whose :attr:`has_logits` is False raises.
+    ``apply_model(..., store_logits=True)`` asks for logits with each batch
+    (:class:`modelzoo.Call`); a model that implements
+    :meth:`~modelzoo.Model.run_batch` reads it there, and for one that reads
+    :attr:`store_logits` (FiftyOne's protocol) the engine sets it for the
+    length of each call. Setting it on a model whose :attr:`has_logits` is
+    False raises.
     """
 
     _store_logits: bool = False

@@ -54,7 +54,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from ..errors import InvalidInputError
+from ..errors import RequestError
 from ..labels import Label
 from . import defaults
 from .batcher import Batcher
@@ -327,7 +327,7 @@ def create_app(
         except asyncio.TimeoutError:
             return _error(503, f"the request was not read and decoded within {limits.decode_timeout_s:g} s "
                           "(--decode-timeout-s): the server is busy, or the input is slow to decode")
-        except InvalidInputError as e:  # its conversion, a path refused, its schema (a bundle's too)
+        except RequestError as e:  # its conversion, a path refused, its schema (a bundle's too)
             return _input_error(e)
         except BatcherClosedError as e:
             return _error(503, str(e))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from ..errors import InvalidInputError, ModelError, ModelzooError
+from ..errors import ModelError, ModelzooError, RequestError
 
 __all__ = [
     "ServingError", "BatcherClosedError", "InputError", "TooLargeError", "RequestValidationError", "OutputCountError",
@@ -20,7 +20,7 @@ class BatcherClosedError(ServingError, RuntimeError):
     was still waiting (``close(cancel_pending=True)``)."""
 
 
-class InputError(ServingError, InvalidInputError):
+class InputError(ServingError, RequestError):
     """One input cannot be given to the model (an image that does not decode,
     a missing file, a value of the wrong kind). Costs that input only; the
     server answers it with HTTP 422.

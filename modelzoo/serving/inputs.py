@@ -54,11 +54,35 @@ def describe(x: Any) -> str:
     return type(x).__name__
 
 
+def _unknown_keys(schema: Any, data: Any) -> None:
+    """A key of a JSON object that is no field of ``schema`` (which would drop
+    it silently) is refused, naming the close match."""
+    fields = getattr(schema, "model_fields", None)
+    config = getattr(schema, "model_config", {}) or {}
+    if not isinstance(data, Mapping) or not fields or getattr(schema, "__pydantic_root_model__", False):
+        return
+    if config.get("extra") == "allow":
+        return
+    names = list(fields) + [f.alias for f in fields.values() if getattr(f, "alias", None)]
+    bad = [k for k in data if k not in names]
+    if bad:
+        from ..errors import did_you_mean
+
+        raise RequestValidationError(schema.__name__, [
+            {"loc": (k,), "type": "unknown_field",
+             "msg": f"{k!r} is not a field of {schema.__name__}." + did_you_mean(str(k), list(fields), n=1)
+             + f" Its fields: {', '.join(fields)}."}
+            for k in bad
+        ])
+
+
 def validate_request(schema: type, data: Any) -> Any:
     """``schema.model_validate(data)``, with a pydantic error turned into a
-    :class:`RequestValidationError` naming each field."""
+    :class:`RequestValidationError` naming each field; a key that is no
+    field of ``schema`` is refused too, naming the close match."""
     import pydantic
 
+    _unknown_keys(schema, data)
     try:
         return schema.model_validate(data)  # type: ignore[attr-defined]
     except pydantic.ValidationError as e:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 import pydantic
@@ -43,6 +44,10 @@ class TungstenInfo:
         options: the input fields with defaults (the batching key).
         gpu ... readme_md: the container settings, as given (None: Tungstenkit's default).
         has_setup, has_predict_demo, has_post_build: the optional methods defined.
+        build_dir: the folder of the file that defines the class: what
+            ``tungsten build`` packages, and the working directory
+            ``post_build``, ``setup`` and ``predict`` run in (None for a
+            class without a file, e.g. typed at a prompt: it runs where it is).
     """
 
     cls: type
@@ -68,6 +73,7 @@ class TungstenInfo:
     has_setup: bool = False
     has_predict_demo: bool = False
     has_post_build: bool = False
+    build_dir: Optional[str] = None
 
     @property
     def container(self) -> Dict[str, Any]:
@@ -108,6 +114,17 @@ def _tuple(name: str, value: Any) -> Optional[Tuple[str, ...]]:
     if isinstance(value, str) or not all(isinstance(v, str) for v in value):
         raise TungstenDefinitionError(f"define_model({name}=...) takes a list of strings, got {value!r:.80}")
     return tuple(value)
+
+
+def _build_dir(cls: type) -> Optional[str]:
+    """The folder of the file defining ``cls`` (Tungstenkit's build directory), or None."""
+    try:
+        path = inspect.getfile(cls)
+    except (TypeError, OSError):
+        return None
+    if not path or path.startswith("<") or not os.path.isfile(path):
+        return None
+    return os.path.dirname(os.path.abspath(path))
 
 
 def _check_io(cls_name: str, key: str, io_cls: Any, required: bool = True) -> None:
@@ -170,6 +187,7 @@ def _build(cls: type, settings: Dict[str, Any]) -> type:
         has_setup=has_setup,
         has_predict_demo=has_demo,
         has_post_build=has_post_build,
+        build_dir=_build_dir(cls),
     )
     namespace = {
         "__module__": cls.__module__,

@@ -37,7 +37,7 @@ class TungstenInputError(TungstenError, ValueError):
         for err in self.errors[:5]:
             loc = ".".join(str(p) for p in err.get("loc", ())) or "input"
             msg = str(err.get("msg", "")).replace("Value error, ", "")
-            if "input" in err and "choices" not in msg and err.get("type") != "missing":
+            if "input" in err and "choices" not in msg and err.get("type") not in ("missing", "unknown_field"):
                 msg += f" (got {err['input']!r:.80})"
             parts.append(f"{loc}: {msg}")
         more = f" (and {len(self.errors) - 5} more)" if len(self.errors) > 5 else ""

@@ -19,12 +19,13 @@ Example::
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import pydantic
 import pydantic_core
 from pydantic import AfterValidator, ConfigDict
 
+from ..errors import did_you_mean
 from .errors import TungstenDefinitionError
 
 __all__ = ["BaseIO", "Field", "Option", "option_names", "batch_key", "choices_of"]
@@ -34,9 +35,32 @@ class BaseIO(pydantic.BaseModel):
     """Base of input and output classes (a pydantic model).
 
     Values are validated when the object is built and when a field is assigned.
+    A key that is not a field is an error naming the close match
+    (``widht`` -> ``width``): Tungstenkit (pydantic 1) drops it silently, so a
+    misspelled option would run with its default.
     """
 
     model_config = ConfigDict(validate_assignment=True, validate_default=True, arbitrary_types_allowed=True)
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            unknown = unknown_keys(cls, data)
+            if unknown:
+                raise pydantic_core.PydanticCustomError("unknown_field", "{message}", {"message": unknown})
+        return data
+
+
+def unknown_keys(cls: Any, data: Mapping[str, Any]) -> str:
+    """A message for the keys of ``data`` that are not fields of ``cls`` (``""`` when all are)."""
+    fields = list(cls.model_fields)
+    known = set(fields) | {f.alias for f in cls.model_fields.values() if f.alias}
+    bad = [k for k in data if k not in known]
+    if not bad:
+        return ""
+    parts = [f"{k!r} is not a field of {cls.__name__}." + did_you_mean(str(k), fields, n=1) for k in bad]
+    return " ".join(parts) + f" Its fields: {', '.join(fields)}."
 
 
 class _Choices:

@@ -15,6 +15,7 @@ samples, failures and writing stay in the engine.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from typing import Any, Dict, Hashable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
@@ -28,6 +29,7 @@ from ..loaders import Loader, WorkItem
 from ..mixins import SamplesMixin
 from ..models import Model, ModelConfig
 from ..recipes import Recipe, rebuild
+from ..workdir import model_directory
 from .convert import output_converter
 from .define import TungstenInfo
 from .errors import TungstenDefinitionError, TungstenInputError, TungstenOutputError
@@ -54,12 +56,16 @@ class TungstenConfig(ModelConfig):
         batch_size: replaces ``define_model``'s ``batch_size``.
         confidence_thresh: under ``apply_model``, stored labels below it are
             dropped (as ``apply_model(confidence_thresh=...)`` does).
+        build_dir: the working directory of the class's ``setup``,
+            ``predict`` and ``post_build`` (default: the folder of the file
+            that defines the class, Tungstenkit's build directory).
     """
 
     inputs: Dict[str, Any] = dataclasses.field(default_factory=dict)
     fields: Dict[str, str] = dataclasses.field(default_factory=dict)
     image_field: Optional[str] = None
     batch_size: Optional[int] = None
+    build_dir: Optional[str] = None
 
     def validate(self) -> None:
         super().validate()
@@ -67,6 +73,10 @@ class TungstenConfig(ModelConfig):
             if not isinstance(getattr(self, key), Mapping):
                 raise ConfigError(f"TungstenConfig.{key} must be a dict, got {type(getattr(self, key)).__name__}")
         self.inputs, self.fields = dict(self.inputs), dict(self.fields)
+        if self.build_dir is not None:
+            if not isinstance(self.build_dir, str) or not os.path.isdir(self.build_dir):
+                raise ConfigError(f"build_dir must be an existing directory, got {self.build_dir!r}")
+            self.build_dir = os.path.abspath(self.build_dir)
         bs = self.batch_size
         if bs is not None and (not isinstance(bs, int) or isinstance(bs, bool) or bs < 1):
             raise ConfigError(f"batch_size must be an integer >= 1, got {bs!r}")
@@ -159,6 +169,19 @@ class TungstenModel(SamplesMixin, Model):
         return type(self).__name__
 
     @property
+    def build_dir(self) -> Optional[str]:
+        """The working directory of the class's own code: ``build_dir=`` when
+        given, else the folder of the file that defines the class (what
+        ``tungsten build`` packages and runs the model in)."""
+        return self.config.build_dir or self.tungsten.build_dir
+
+    def in_build_dir(self, method: str) -> Any:
+        """A context running the class's ``method`` in :attr:`build_dir`; a
+        relative file it cannot find raises
+        :class:`~modelzoo.workdir.ModelFileNotFoundError` naming the directory."""
+        return _in_build_dir(self.name, method, self.build_dir)
+
+    @property
     def batch_size(self) -> int:
         """The most inputs one call of the class's ``predict`` receives."""
         return int(self.config.batch_size or self.tungsten.batch_size)
@@ -208,7 +231,8 @@ class TungstenModel(SamplesMixin, Model):
         with self._setup_lock:
             if not self._is_set_up:
                 if self.tungsten.has_setup:
-                    self.instance.setup()
+                    with self.in_build_dir("setup"):
+                        self.instance.setup()
                 self._is_set_up = True
 
     def __enter__(self) -> "TungstenModel":
@@ -220,7 +244,8 @@ class TungstenModel(SamplesMixin, Model):
         """Runs the class's ``post_build()`` (what Tungstenkit runs while building
         the image); ``modelzoo download NAME`` runs it for a zoo model."""
         if cls.tungsten.has_post_build:
-            cls.tungsten.cls.post_build()  # type: ignore[attr-defined]
+            with _in_build_dir(cls.__name__, "post_build", cls.tungsten.build_dir):
+                cls.tungsten.cls.post_build()  # type: ignore[attr-defined]
 
     @classmethod
     def zoo_post_download(cls) -> None:
@@ -321,6 +346,10 @@ class TungstenModel(SamplesMixin, Model):
 
     def _run(self, inputs: List[Any], demo: bool = False) -> Tuple[List[Any], List[Any]]:
         self.setup()
+        with self.in_build_dir("predict_demo" if demo else "predict"):
+            return self._run_batches(inputs, demo)
+
+    def _run_batches(self, inputs: List[Any], demo: bool) -> Tuple[List[Any], List[Any]]:
         info = self.tungsten
         outputs: List[Any] = [None] * len(inputs)
         demos: List[Any] = [None] * len(inputs)
@@ -422,6 +451,13 @@ def _size(loaded: LoadedFile) -> Optional[Tuple[int, int]]:
         return Image(_path=loaded.path).size
     except Exception:
         return None
+
+
+def _in_build_dir(name: str, method: str, directory: Optional[str]) -> Any:
+    return model_directory(
+        directory, f"{name}.{method}", "its build directory: the folder of the file that defines the class",
+        fix=f"Put the file there (as `tungsten build` expects), or give {name}(build_dir=...) the folder that holds it.",
+    )
 
 
 def _annotated(field: Any) -> Any:

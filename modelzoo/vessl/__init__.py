@@ -33,6 +33,7 @@ from .errors import ArtifactError, InvalidParamsError, RunnerDefinitionError, Un
 from .model import RunnerModel, RunnerModelConfig
 from .register import INPUTS, RegisteredModel, register_model, register_torch_model
 from .runner import RunnerBase
+from .session import configure, create_model_repository, init, list_model_repositories, read_model_repository, settings
 from .signing import ENV_TRUST_KEY
 from .volume import create_model, upload_model_volume_file
 
@@ -42,6 +43,12 @@ __all__ = [
     "register_torch_model",
     "create_model",
     "upload_model_volume_file",
+    "configure",
+    "init",
+    "settings",
+    "create_model_repository",
+    "read_model_repository",
+    "list_model_repositories",
     "RegisteredModel",
     "RunnerModel",
     "RunnerModelConfig",

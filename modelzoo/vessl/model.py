@@ -4,7 +4,9 @@ The adapter translates and does nothing else: the entry's input kind
 becomes the model's loader (run in the engine's loader workers), the model
 is loaded once when the zoo builds it (``load_model`` runs in the model's
 volume directory, like VESSL's server), and each input runs
-``postprocess_data(predict(model, preprocess_data(data)))``; the answer is
+``postprocess_data(predict(model, preprocess_data(data)))``, also in the
+volume (so relative paths resolve alike in ``predict``, ``apply_model``, Ray
+workers and ``modelzoo serve``); the answer is
 stored as Labels or plain fields (:mod:`modelzoo.vessl.outputs`). Batching,
 failures and writing stay in the engine.
 """
@@ -18,6 +20,7 @@ from typing import Any, Callable, Dict
 from ..errors import ConfigError
 from ..loaders import Loader, loader_for_kind
 from ..models import Model, ModelConfig
+from ..workdir import model_directory
 from . import store
 from .artifacts import artifact_paths
 from .outputs import to_stored
@@ -109,8 +112,20 @@ class RunnerModel(Model):
             return store.load_callable(spec, self.directory, "model instance", self.name, python)
         props = spec.get("save_output") if kind == "save_model" else None
         artifacts = artifact_paths(manifest.get("artifacts") or {}, self.volume)
-        with store.working_directory(self.volume):
+        with self.in_volume("load_model"):
             return self.runner.load_model(props, artifacts)
+
+    def in_volume(self, hook: str) -> Any:
+        """A context running the runner's hooks in the model volume (the
+        working directory VESSL gives them, wherever this process started); a
+        relative file they cannot find raises
+        :class:`~modelzoo.workdir.ModelFileNotFoundError` naming the volume."""
+        return model_directory(
+            self.volume, f"{self.name}: {getattr(self.runner, '__name__', 'runner')}.{hook}",
+            "its model volume, where register_model(artifacts=...) and save_model put files",
+            fix="Register the file with register_model(artifacts={'<local path>': '<path in the volume>'}), "
+                "or write it from save_model (relative paths land in the volume).",
+        )
 
     def _load_torch(self, spec: Dict[str, Any]) -> Any:
         import torch
@@ -135,7 +150,8 @@ class RunnerModel(Model):
         request: Any = self.request_schema
         if request is not None and not isinstance(arg, request):
             data = request.model_validate(arg)
-        out = self._post(self.runner.predict(self.model, self._pre(data)))
+        with self.in_volume("predict"):
+            out = self._post(self.runner.predict(self.model, self._pre(data)))
         response: Any = self.response_schema
         if response is not None:
             return out if isinstance(out, response) else response.model_validate(out)

@@ -23,7 +23,7 @@ from typing import Any, Dict, Generic, List, Optional, Tuple, TypeVar
 
 from .errors import RunnerDefinitionError
 
-__all__ = ["RunnerBase", "HOOKS", "check_runner", "overrides", "io_types"]
+__all__ = ["RunnerBase", "HOOKS", "check_runner", "check_hook_names", "overrides", "io_types"]
 
 InputDataType = TypeVar("InputDataType")
 OutputDataType = TypeVar("OutputDataType")
@@ -103,6 +103,44 @@ def _check_arity(runner_cls: type, hook: str) -> None:
         ) from None
 
 
+def _near_miss(name: str) -> Optional[str]:
+    """The hook ``name`` was probably meant to be, or None."""
+    import difflib
+
+    low = name.lower()
+    for stem, hook in (("preprocess", "preprocess_data"), ("pre_process", "preprocess_data"),
+                       ("postprocess", "postprocess_data"), ("post_process", "postprocess_data")):
+        if low.startswith(stem):
+            return hook
+    match = difflib.get_close_matches(low, list(HOOKS), n=1, cutoff=0.75)
+    return match[0] if match else None
+
+
+def check_hook_names(runner_cls: type) -> None:
+    """Refuses a method whose name is a near miss of a hook (``preprocess``
+    for ``preprocess_data``): VESSL would register it and never call it.
+
+    Raises:
+        RunnerDefinitionError: naming the method, the hook and the fix.
+    """
+    for klass in runner_cls.__mro__:
+        if klass is RunnerBase or not (isinstance(klass, type) and issubclass(klass, RunnerBase)):
+            continue
+        for name, value in vars(klass).items():
+            if name.startswith("_") or name in HOOKS:
+                continue
+            if not (callable(value) or isinstance(value, (staticmethod, classmethod))):
+                continue
+            hook = _near_miss(name)
+            if hook is not None:
+                raise RunnerDefinitionError(
+                    f"Runner {runner_cls.__name__} defines {name}, which is not one of RunnerBase's hooks "
+                    f"({', '.join(HOOKS)}), so it would never be called. Did you mean {hook!r}? Rename it to "
+                    f"@staticmethod def {hook}({', '.join(HOOKS[hook])}); if it is a helper of your own, start its "
+                    f"name with '_' ('_{name}')."
+                )
+
+
 def check_runner(runner_cls: Any, has_instance: bool) -> List[str]:
     """Checks a runner class before registration (VESSL's rules) and returns
     the hooks left at their defaults (``use_default`` in the manifest).
@@ -117,6 +155,7 @@ def check_runner(runner_cls: Any, has_instance: bool) -> List[str]:
         raise RunnerDefinitionError(
             f"runner_cls must be a subclass of RunnerBase (from modelzoo.vessl import RunnerBase), got {runner_cls!r}"
         )
+    check_hook_names(runner_cls)
     if not overrides(runner_cls, "predict") or getattr(runner_cls.predict, "__isabstractmethod__", False):
         raise RunnerDefinitionError(f"Runner {name} must override predict(model, data)")
     if overrides(runner_cls, "save_model") and not overrides(runner_cls, "load_model"):
