@@ -74,18 +74,23 @@ def entry_of(name: str) -> Dict[str, Any]:
     }
 
 
-def generate_timm(widths: Optional[Dict[str, int]] = None, progress: bool = False, measure: bool = False) -> Dict[str, Any]:
+def generate_timm(widths: Optional[Dict[str, int]] = None, progress: bool = False, measure: bool = False,
+                  budget_s: Optional[float] = None) -> Dict[str, Any]:
     """The catalogue of the installed timm, as JSON data. ``widths`` (by
-    architecture) are kept; with ``measure``, the others are measured."""
+    architecture) are kept; with ``measure``, the others are measured (for
+    at most ``budget_s`` seconds: run again to measure more)."""
+    import time
+
     import timm
 
+    deadline = None if budget_s is None else time.monotonic() + budget_s
     widths = dict(widths or {})
     tags: List[Dict[str, Any]] = []
     names = timm.list_pretrained()
     for i, name in enumerate(names):
         entry = entry_of(name)
         arch = entry["architecture"]
-        if measure and arch not in widths:
+        if measure and arch not in widths and (deadline is None or time.monotonic() < deadline):
             widths[arch] = feature_width(arch)
             if progress:
                 print(f"[{i + 1}/{len(names)}] {arch}: {widths[arch]}", file=sys.stderr, flush=True)
@@ -112,12 +117,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 when the shipped index differs from a regeneration")
     parser.add_argument("--measure-widths", action="store_true",
                         help="build every architecture not measured yet on the meta device to record its feature width (slow)")
+    parser.add_argument("--budget-s", type=float, default=None, help="stop measuring widths after this many seconds")
     parser.add_argument("--output", default=TIMM_CATALOG_PATH)
     args = parser.parse_args(argv)
     widths = None
     if os.path.exists(args.output):
         widths = read_timm_catalog(args.output)["feature_widths"]
-    text = _dump(generate_timm(widths, progress=not args.check, measure=args.measure_widths))
+    text = _dump(generate_timm(widths, progress=not args.check, measure=args.measure_widths,
+                                     budget_s=args.budget_s))
     if args.check:
         with open(args.output, encoding="utf-8") as f:
             if f.read() != text:
