@@ -259,6 +259,40 @@ def test_transformers_task_mapping_labels_a_photo(task):
         assert all(d.label in model.classes for d in out.detections)
 
 
+def test_transformers_index_matches_installed_transformers():
+    """Every model type of the shipped index is one the installed
+    transformers knows, and its default config maps to the entry's task."""
+    pytest.importorskip("transformers")
+    from transformers import CONFIG_MAPPING, AutoConfig
+
+    from modelzoo.zoo.hf_models import task_of
+    from modelzoo.zoo.hf_source import read_hf_catalog
+
+    catalog = read_hf_catalog()
+    assert len(catalog["fiftyone"]) >= 80
+    for entry in catalog["fiftyone"]:
+        assert entry["model_type"] in CONFIG_MAPPING, entry
+        config = AutoConfig.for_model(entry["model_type"])
+        assert task_of(config, hint=entry["task"]) == entry["task"], entry
+
+
+def test_timm_apply_model_stores_what_predict_returns(tmp_path, request):
+    pytest.importorskip("timm")
+    from PIL import Image
+
+    model = zoo.load_zoo_model("timm/resnet18.a1_in1k", pretrained=False, device="cpu")
+    paths = write_photos(str(tmp_path), ["chelsea", "astronaut", "coffee"])
+    ds = mz.Dataset(f"zoo-libs-{request.node.name}"[:60], overwrite=True)
+    try:
+        ds.add_images(paths)
+        ds.apply_model(model, label_field="p", batch_size=2, num_workers=1, progress=False)
+        for sample in ds:
+            expected = model.predict(np.asarray(Image.open(sample.filepath).convert("RGB")))
+            assert isinstance(sample["p"], mz.Classification) and sample["p"].label == expected.label
+    finally:
+        ds.delete()
+
+
 def test_transformers_classifier_matches_the_module_by_hand():
     """The zoo's path (image processor in the loader, our processor after)
     gives the module's own argmax on the processor's pixel values."""
@@ -370,6 +404,24 @@ def test_yolo_pretrained_weights_need_trust(tmp_path, monkeypatch):
     monkeypatch.setenv(zoo.ENV_HOME, str(tmp_path))
     with pytest.raises(mz.ZooError, match="trust=True"):
         zoo.load_zoo_model("yolov8n-coco-torch", device="cpu")
+
+
+def test_yolo_apply_model_on_real_photos(tmp_path, request):
+    _ultralytics()
+    from PIL import Image
+
+    model = zoo.load_zoo_model("yolov8n-coco-torch", pretrained=False, device="cpu", confidence_thresh=0.0, max_det=3)
+    paths = write_photos(str(tmp_path), ["chelsea", "astronaut"])
+    ds = mz.Dataset(f"zoo-libs-{request.node.name}"[:60], overwrite=True)
+    try:
+        ds.add_images(paths)
+        ds.apply_model(model, label_field="p", batch_size=2, num_workers=1, progress=False)
+        for sample in ds:
+            expected = model.predict(np.asarray(Image.open(sample.filepath).convert("RGB")))
+            assert isinstance(sample["p"], mz.Detections)
+            assert [d.label for d in sample["p"].detections] == [d.label for d in expected.detections]
+    finally:
+        ds.delete()
 
 
 @pytest.mark.slow

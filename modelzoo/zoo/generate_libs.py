@@ -56,6 +56,7 @@ _REPO_RULES: List[Tuple[str, str, str]] = [
     (r"owlvit", "owlvit", "zero-shot-object-detection"),
     (r"llmdet", "mm-grounding-dino", "zero-shot-object-detection"),
     (r"grounding-dino", "grounding-dino", "zero-shot-object-detection"),
+    (r"siglip2-.*-patch\d+-\d+$", "siglip", "zero-shot-image-classification"),  # fixed resolution: SigLIP's architecture
     (r"siglip2", "siglip2", "zero-shot-image-classification"),
     (r"siglip", "siglip", "zero-shot-image-classification"),
     (r"clip|monet", "clip", "zero-shot-image-classification"),

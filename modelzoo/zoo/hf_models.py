@@ -396,6 +396,8 @@ def _auto_class(task: str, model_type: str) -> Any:
     import transformers
 
     name = TASKS[task][0]
+    if model_type in ("mask2former", "maskformer", "oneformer"):
+        name = "AutoModelForUniversalSegmentation"  # one head for semantic and instance outputs
     if task == "keypoints":
         from transformers.models.auto import modeling_auto as ma
 
@@ -405,12 +407,17 @@ def _auto_class(task: str, model_type: str) -> Any:
     return getattr(transformers, name)
 
 
+#: model types whose repositories use another type's image processor
+_PROCESSOR_OF = {"rt_detr_v2": "rt_detr", "d_fine": "rt_detr", "mm-grounding-dino": "grounding-dino",
+                 "dinov2_with_registers": "dinov2"}
+
+
 def _default_processor(model_type: str, config: Any) -> Any:
     """transformers' default image processor of ``model_type`` (no files needed)."""
     import transformers
     from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
 
-    names = IMAGE_PROCESSOR_MAPPING_NAMES.get(model_type)
+    names = IMAGE_PROCESSOR_MAPPING_NAMES.get(_PROCESSOR_OF.get(model_type, model_type))
     if isinstance(names, dict):
         name = names.get("torchvision") or names.get("pil")
     elif isinstance(names, (list, tuple)):
@@ -420,19 +427,28 @@ def _default_processor(model_type: str, config: Any) -> Any:
     if not name:
         raise ConfigError(f"transformers has no image processor for model type {model_type!r}")
     cls = getattr(transformers, name)
-    kwargs: Dict[str, Any] = {}
+    default = cls()
     inner = getattr(config, "vision_config", None) or getattr(config, "backbone_config", None) or config
     image_size = getattr(inner, "image_size", None)
-    if isinstance(image_size, int) and model_type not in ("detr", "rt_detr", "rt_detr_v2", "d_fine", "conditional_detr",
-                                                          "deformable_detr", "yolos", "grounding-dino", "mm-grounding-dino",
-                                                          "mask2former", "segformer", "depth_anything", "dpt"):
-        kwargs["size"] = {"height": image_size, "width": image_size}
-        if model_type in ("clip", "chinese_clip", "dinov2", "dinov3_vit"):
-            kwargs["size"] = {"shortest_edge": image_size}
-            kwargs["crop_size"] = {"height": image_size, "width": image_size}
-    elif isinstance(image_size, (list, tuple)) and model_type == "vitpose":
-        kwargs["size"] = {"height": int(image_size[0]), "width": int(image_size[1])}
-    return cls(**kwargs)
+    if model_type in ("detr", "rt_detr", "rt_detr_v2", "d_fine", "conditional_detr", "deformable_detr", "yolos",
+                      "grounding-dino", "mm-grounding-dino", "mask2former", "segformer", "depth_anything", "dpt") \
+            or image_size is None:
+        return default  # sizes free of the architecture: the processor's defaults hold
+    h, w = (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
+    kwargs: Dict[str, Any] = {}
+    for key in ("size", "crop_size"):
+        current = getattr(default, key, None)
+        if current is None:
+            continue
+        if isinstance(current, dict):
+            keys = [k for k in current if current[k]]
+        else:  # transformers 5's SizeDict
+            keys = [k for k in ("shortest_edge", "height", "width") if getattr(current, k, None)]
+        if "height" in keys and "width" in keys:
+            kwargs[key] = {"height": h, "width": w}
+        elif "shortest_edge" in keys:
+            kwargs[key] = {"shortest_edge": min(h, w)}
+    return cls(**kwargs) if kwargs else default
 
 
 def build_hf(
