@@ -129,7 +129,7 @@ def _check_timm(name: str) -> None:
     info = zoo.get_zoo_model_info("timm/" + name)
     model = zoo.load_zoo_model("timm/" + name, pretrained=False, device="cpu", optimize=False)
     image = photo("chelsea")
-    module = model.torch_model
+    module = model.torch_model.model  # timm's own module
     x = model.transforms(image).normalized().unsqueeze(0)
     _, h, w = info.metadata["input_size"]
     assert tuple(x.shape[-2:]) == (h, w)

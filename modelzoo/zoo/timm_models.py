@@ -19,11 +19,44 @@ import torch
 
 from ..errors import ConfigError
 
-__all__ = ["build_timm", "timm_classes"]
+__all__ = ["build_timm", "timm_classes", "TimmNet"]
+
+
+class _PreLogits(torch.nn.Module):
+    """``forward_head(features, pre_logits=True)`` of the model it serves, as
+    a module of its own, so the zoo's embeddings tap reads its output."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self._model = [model]  # not a submodule: its parameters belong to TimmNet.model
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self._model[0].forward_head(features, pre_logits=True)  # type: ignore[operator]
+
+
+class TimmNet(torch.nn.Module):
+    """A timm model whose forward returns its logits (a tag with a
+    classifier) or its pooled features (one without), computing the pooled
+    features in :attr:`pre_logits` (the zoo's ``embeddings_layer``) either
+    way: ``forward_head(pre_logits=True)``, whatever the head (several
+    heads, distillation tokens, attention pooling)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+        self.pre_logits = _PreLogits(model)
+        self.has_classifier = int(getattr(model, "num_classes", 0) or 0) > 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.model.forward_features(x)  # type: ignore[operator]
+        pooled = self.pre_logits(features)
+        if not self.has_classifier:
+            return pooled
+        return self.model.forward_head(features)  # type: ignore[operator]
 
 
 def build_timm(name: str, pretrained: bool = False, num_classes: Optional[int] = None) -> torch.nn.Module:
-    """``timm.create_model(name, pretrained=pretrained)``.
+    """``timm.create_model(name, pretrained=pretrained)``, as a :class:`TimmNet`.
 
     Args:
         name: ``"<architecture>.<tag>"`` of ``timm.list_pretrained()``.
@@ -37,7 +70,7 @@ def build_timm(name: str, pretrained: bool = False, num_classes: Optional[int] =
 
     kwargs: Dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
     try:
-        return timm.create_model(name, pretrained=pretrained, **kwargs)
+        return TimmNet(timm.create_model(name, pretrained=pretrained, **kwargs))
     except RuntimeError as e:
         if "Unknown model" in str(e) or "Invalid pretrained tag" in str(e):
             raise ConfigError(

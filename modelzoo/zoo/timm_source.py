@@ -54,12 +54,9 @@ def timm_config(tag: Dict[str, Any]) -> Dict[str, Any]:
         "image_std": tag["std"],
         "interpolation": tag["interpolation"] if tag["interpolation"] in ("bilinear", "bicubic", "nearest") else "bilinear",
     }
-    classifier = tag["classifier"]
-    if isinstance(classifier, list):
-        classifier = classifier[0] if classifier else None
-    if tag["num_classes"] and classifier:
+    if tag["num_classes"]:
         config["output_processor_cls"] = "ClassifierOutputProcessor"
-        config["embeddings_layer"] = "<" + classifier  # the classifier's input: the pooled features
+        config["embeddings_layer"] = "pre_logits"  # TimmNet's forward_head(pre_logits=True)
     return config
 
 
