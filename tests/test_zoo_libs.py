@@ -272,6 +272,17 @@ def test_transformers_task_mapping_labels_a_photo(task):
         assert all(d.label in model.classes for d in out.detections)
 
 
+@pytest.mark.parametrize("task", ["zero-shot-image-classification", "zero-shot-object-detection"])
+def test_zero_shot_classes_can_be_replaced(task):
+    pytest.importorskip("transformers")
+    model, _ = _hf_model(task)
+    model.set_classes(["bird", "plane", "rocket"])
+    assert model.classes == ["bird", "plane", "rocket"]
+    out = model.predict(photo("rocket"))
+    labels = [out.label] if isinstance(out, mz.Classification) else [d.label for d in out.detections]
+    assert labels and set(labels) <= {"bird", "plane", "rocket"}
+
+
 def test_transformers_index_matches_installed_transformers():
     """Every model type of the shipped index is one the installed
     transformers knows, and its default config maps to the entry's task."""

@@ -591,6 +591,32 @@ class HFImageModel(TorchImageModel):
     def has_embeddings(self) -> bool:
         return self.config.task in ("image-feature-extraction", "zero-shot-image-classification") or super().has_embeddings
 
+    def set_classes(self, classes: Sequence[str]) -> None:
+        """Replaces a zero-shot model's classes: they become its text prompts,
+        tokenized (and, for a classifier, embedded) once, here.
+
+        Raises:
+            ModelError: the model is not zero-shot.
+        """
+        from ..errors import ModelError
+
+        task = self.config.task or ""
+        if not task.startswith("zero-shot"):
+            raise ModelError(f"{self!r} is not zero-shot: its classes are its head's ({len(self._classes or [])})")
+        classes = [str(c) for c in classes]
+        if not classes:
+            raise ConfigError("set_classes needs at least one class")
+        self._classes = classes
+        if self._processor is not None:
+            self._processor.classes = list(classes)
+        if task == "zero-shot-image-classification":
+            self._embed_class_prompts()
+        else:
+            net = self._module
+            assert isinstance(net, HFNet)
+            net.prompts = list(classes)
+            net._tokenize_prompts()
+
     def build_input_loader(self) -> Any:
         from ..transforms import ImageFileLoader
 
