@@ -141,6 +141,30 @@ def test_near_miss_vessl_hook_is_refused_at_registration(zoo_env):
     assert vessl.register_model("helper-ok", runner_cls=Helper).name == "helper-ok/1"
 
 
+class _TextIn(BaseModel):
+    text: str
+    repeat: int = 1
+
+
+class _TypedRunner(vessl.RunnerBase[_TextIn, None]):
+    @staticmethod
+    def load_model(props, artifacts):
+        return None
+
+    @staticmethod
+    def predict(model, data):
+        return {"text": data.text * data.repeat}
+
+
+def test_misspelled_key_of_a_typed_vessl_request(zoo_env):
+    vessl.register_model("typed-keys", runner_cls=_TypedRunner)
+    model = mz.load_zoo_model("typed-keys/1")
+    assert model.predict({"text": "ab", "repeat": 2}) == {"text": "abab"}
+    with pytest.raises(mz.RequestError) as e:
+        model.predict({"text": "ab", "repaet": 2})
+    assert e.value.field == "repaet" and "Did you mean 'repeat'?" in str(e.value)
+
+
 def test_misspelled_manifest_entry_setting(tmp_path, zoo_env, monkeypatch):
     entry = {
         "name": "typo", "version": "1.0", "description": "d", "source": "s", "license": "MIT", "size_bytes": 0,

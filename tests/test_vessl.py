@@ -13,6 +13,7 @@ import pytest
 import modelzoo as mz
 import modelzoo.vessl as vessl
 from modelzoo.errors import ModelNotFoundError
+from modelzoo.zoo import local
 from tests.images import write_good_images
 from tests.processes import REPO, child_env
 from tests.vessl_runners import BrightnessRunner, ResultRunner, SavesItself, SavesOnly, brightness, to_tensor
@@ -159,7 +160,7 @@ def test_register_torch_model_refuses_what_it_cannot_rebuild(home):
         vessl.register_torch_model("local", None, object())
     with pytest.raises(vessl.InvalidParamsError, match="does not take this module's state dict"):
         vessl.register_torch_model("tiny", None, tiny_classifier(num_classes=5), builder_kwargs={"num_classes": 3})
-    assert mz.list_zoo_models(pattern="local") == [] and mz.list_zoo_models(pattern="tiny") == []
+    assert local.numbers("local") == [] and local.numbers("tiny") == []  # nothing registered
 
 
 # -- trust -------------------------------------------------------------------------------------------------
@@ -232,7 +233,7 @@ def test_save_model_without_load_model_is_refused_at_registration(home):
 
     with pytest.raises(vessl.RunnerDefinitionError, match="nothing to load"):
         vessl.register_model("nothing", runner_cls=PredictOnly)
-    assert mz.list_zoo_models(pattern="/") == []
+    assert local.local_entries() == []  # nothing registered (torchvision/... names are another source's)
 
 
 @pytest.mark.parametrize("artifacts, message", [

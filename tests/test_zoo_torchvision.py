@@ -173,7 +173,10 @@ def _small(info):
             args["detections_per_img"] = 5
         return {"entrypoint_args": args}
     if info.metadata["task"] == "video-classification":
-        return {"clip_len": 4} if not info.metadata["builder"].startswith("mvit") else {}
+        # short clips where the network allows: MViT's positional table is 16
+        # frames; S3D pools time by 8, then by 2 (at least 9 frames)
+        builder = info.metadata["builder"]
+        return {} if builder.startswith("mvit") else {"clip_len": 16 if builder == "s3d" else 4}
     return {}
 
 

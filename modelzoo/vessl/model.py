@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Mapping
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RequestError, did_you_mean
 from ..loaders import Loader, loader_for_kind
 from ..models import Model, ModelConfig
 from ..workdir import model_directory
@@ -56,6 +56,23 @@ class RunnerModelConfig(ModelConfig):
             raise ConfigError("RunnerModelConfig requires entry_dir (load the model with modelzoo.load_zoo_model('repo/number'))")
         if self.input not in INPUTS:
             raise ConfigError(f"RunnerModelConfig.input must be one of {list(INPUTS)}, got {self.input!r}")
+
+
+def _check_request_keys(schema: Any, data: Any, name: str) -> None:
+    """A key of a request dict that is no field of the runner's request type
+    (pydantic would drop it) is an error naming the close match."""
+    fields = getattr(schema, "model_fields", {})
+    if not isinstance(data, Mapping) or not fields or (getattr(schema, "model_config", {}) or {}).get("extra") == "allow":
+        return
+    names = list(fields) + [f.alias for f in fields.values() if getattr(f, "alias", None)]
+    for key in data:
+        if key not in names:
+            err = RequestError(
+                f"{name}: {key!r} is not a field of the request type {schema.__name__}."
+                + did_you_mean(str(key), list(fields), n=1) + f" Its fields: {', '.join(fields)}."
+            )
+            err.field = str(key)
+            raise err
 
 
 class RunnerModel(Model):
@@ -149,6 +166,7 @@ class RunnerModel(Model):
         data = arg
         request: Any = self.request_schema
         if request is not None and not isinstance(arg, request):
+            _check_request_keys(request, arg, self.name)
             data = request.model_validate(arg)
         with self.in_volume("predict"):
             out = self._post(self.runner.predict(self.model, self._pre(data)))
