@@ -30,11 +30,18 @@ Then times ``Dataset.from_images_dir`` on ``--images`` real photographs
 The embedded mongod runs in a temporary directory (``modelzoo.db.temporary()``);
 both are removed at the end.
 
+With ``--transport-only``: the same raw ``bulk_write`` batches against the
+embedded server on its Unix socket (what modelzoo uses) and against a second
+mongod, same binary and flags, on TCP 127.0.0.1 (what it used before),
+alternating S T, T S, ... in one run; prints the medians and the ratio
+socket/TCP for journaled and acknowledged writes.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_db.py            # full: 20,000 samples, 5 pairs
     .venv/bin/python benchmarks/bench_db.py --quick    # smoke run
     .venv/bin/python benchmarks/bench_db.py --durability-only   # journaled vs acknowledged
+    .venv/bin/python benchmarks/bench_db.py --transport-only    # Unix socket vs TCP loopback
 """
 
 from __future__ import annotations
@@ -248,6 +255,80 @@ def bench_ingest(n_images: int, runs: int) -> List[float]:
     return times
 
 
+@contextlib.contextmanager
+def _tcp_mongod(parent: str) -> Any:
+    """A second mongod on 127.0.0.1:<free port>, its data under ``parent``; stopped on exit."""
+    import subprocess
+    import tempfile
+
+    import pymongo
+
+    from modelzoo.db.server import free_port, resolve_mongod
+
+    dbpath = tempfile.mkdtemp(prefix="tcp-", dir=parent)
+    port = free_port()
+    log = open(os.path.join(dbpath, "mongod.log"), "ab")
+    proc = subprocess.Popen([resolve_mongod(), "--dbpath", dbpath, "--bind_ip", "127.0.0.1", "--port", str(port),
+                             "--nounixsocket", "--noscripting"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        client: Any = pymongo.MongoClient("127.0.0.1", port, serverSelectionTimeoutMS=20000)
+        client.admin.command("ping")
+        yield client
+        client.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def bench_transport(n: int, batch: int, pairs: int, parent: str) -> Dict[str, Dict[str, List[float]]]:
+    """Raw bulk writes of ``n`` Detections dicts, socket (the library's server) vs TCP, per write concern."""
+    import pymongo
+    from pymongo import UpdateOne
+
+    from modelzoo import db
+
+    rng = random.Random(0)
+    docs = [_detections(rng, 10).to_dict() for _ in range(n)]
+    out: Dict[str, Dict[str, List[float]]] = {}
+    with _tcp_mongod(parent) as tcp_client:
+        uri = db.database_uri()
+        assert "%2F" in uri, f"the embedded server is not on a Unix socket: {uri}"
+        socket_client: Any = pymongo.MongoClient(uri)
+        for concern, kw in (("journaled", {"w": 1, "j": True}), ("acknowledged", {"w": 1, "j": False})):
+            colls = {}
+            for name, client in (("socket", socket_client), ("tcp", tcp_client)):
+                coll = client["bench_transport"].get_collection(
+                    "w", write_concern=pymongo.write_concern.WriteConcern(**kw))
+                coll.drop()
+                coll.insert_many([{"i": i} for i in range(n)])
+                colls[name] = (coll, [d["_id"] for d in coll.find({}, {"_id": 1}).sort("_id", 1)])
+            times: Dict[str, List[float]] = {"socket": [], "tcp": []}
+
+            def write(name: str, colls: Dict[str, Any] = colls) -> float:
+                coll, oids = colls[name]
+                t = time.perf_counter()
+                for ids, ds in zip(_batches(oids, batch), _batches(docs, batch)):
+                    coll.bulk_write([UpdateOne({"_id": o}, {"$set": {"pred": d}}) for o, d in zip(ids, ds)],
+                                    ordered=False)
+                elapsed = time.perf_counter() - t
+                coll.update_many({}, {"$unset": {"pred": ""}})
+                return elapsed
+
+            write("socket"), write("tcp")  # warm-up
+            for i in range(pairs):
+                order = ["socket", "tcp"] if i % 2 == 0 else ["tcp", "socket"]
+                for name in order:
+                    times[name].append(write(name))
+            out[concern] = times
+        socket_client.close()
+    return out
+
+
 def main(argv: Sequence[str] = ()) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--samples", type=int, default=20000)
@@ -258,6 +339,7 @@ def main(argv: Sequence[str] = ()) -> None:
     p.add_argument("--ingest-runs", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="2,000 samples, 3 pairs, 200 images")
     p.add_argument("--durability-only", action="store_true", help="only journaled vs acknowledged writes")
+    p.add_argument("--transport-only", action="store_true", help="only Unix socket vs TCP loopback writes")
     args = p.parse_args(argv or None)
     if args.quick:
         args.samples, args.pairs, args.images, args.ingest_runs = 2000, 3, 200, 3
@@ -267,6 +349,18 @@ def main(argv: Sequence[str] = ()) -> None:
     with db.temporary() as data_dir:
         print(f"# bench_db: {args.samples} samples x Detections(10 boxes), cpus={os.cpu_count()}, "
               f"write concern {db.status()['write_concern']} {db.write_concern().document}")
+        if args.transport_only:
+            for batch in args.batch:
+                for concern, t in bench_transport(args.samples, batch, args.pairs, str(data_dir)).items():
+                    s, c = statistics.median(t["socket"]), statistics.median(t["tcp"])
+                    ratios = [x / y for x, y in zip(t["socket"], t["tcp"])]
+                    print(
+                        f"transport batch={batch:4d} {concern}: Unix socket {s:.3f} s ({args.samples / s:,.0f} "
+                        f"samples/s), TCP 127.0.0.1 {c:.3f} s ({args.samples / c:,.0f}/s); ratio socket/TCP "
+                        f"{s / c:.3f} (of medians), per pair median {statistics.median(ratios):.3f} "
+                        f"[min {min(ratios):.3f}, max {max(ratios):.3f}] over {args.pairs} pairs"
+                    )
+            return
         for batch in [] if args.durability_only else args.batch:
             r = bench_writes(args.samples, batch, args.pairs)
             lib, raw = statistics.median(r["times"]["library"]), statistics.median(r["times"]["pymongo"])

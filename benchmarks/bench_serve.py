@@ -186,9 +186,9 @@ def bench_latency(n: int, runs: int) -> None:
               f"p99 {p['v99'] - p['b99']:+6.2f} ms")
 
 
-def _serve_process(manifest: str, home: str) -> Any:
+def _serve_process(manifest: str, home: str, root: str = REPO) -> Any:
     env = dict(os.environ, MODELZOO_MANIFEST_PATHS=manifest, MODELZOO_HOME=home,
-               PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
+               PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     proc = subprocess.Popen(
         [sys.executable, "-m", "modelzoo", "serve", "bench-tiny", "--port", "0", "--max-batch-size", str(CALLERS),
          "--max-wait-ms", "5"],
@@ -202,12 +202,7 @@ def _serve_process(manifest: str, home: str) -> Any:
     raise SystemExit(f"modelzoo serve exited with {proc.wait()}")
 
 
-def bench_serve(n: int, runs: int) -> None:
-    import httpx
-
-    paths = ba.list_photos(ba.photo_dir(64))
-    blobs = [open(paths[i % len(paths)], "rb").read() for i in range(n)]
-    tmp = tempfile.mkdtemp(prefix="bench-serve-")
+def _tiny_manifest(tmp: str) -> str:
     config = {**TASKS["classification"], "device": "cpu", "optimize": False}
     entry = {"name": "bench-tiny", "version": "1.0", "description": "tiny classifier", "source": "-",
              "license": "-", "size_bytes": 0, "tags": ["classification"], "weights": None,
@@ -217,6 +212,73 @@ def bench_serve(n: int, runs: int) -> None:
     manifest = os.path.join(tmp, "manifest.json")
     with open(manifest, "w") as f:
         json.dump({"manifest_version": 1, "models": [entry]}, f)
+    return manifest
+
+
+def _wait_ready(url: str) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(url + "/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit("the server never got ready")
+        time.sleep(0.05)
+
+
+def bench_keepalive(n: int, runs: int, baseline: str) -> None:
+    """(4) One client posting one image after another on one keep-alive
+    connection: the per-request latency of a ``modelzoo serve`` from this tree
+    against one from ``baseline`` (another checkout's root, e.g. before a
+    change), both running at once and alternating (A B, A B...)."""
+    import httpx
+
+    blob = open(ba.list_photos(ba.photo_dir(64))[0], "rb").read()
+    tmp = tempfile.mkdtemp(prefix="bench-keepalive-")
+    manifest = _tiny_manifest(tmp)
+    servers = {"this tree": _serve_process(manifest, os.path.join(tmp, "home-a")),
+               f"baseline ({baseline})": _serve_process(manifest, os.path.join(tmp, "home-b"), root=baseline)}
+    lat: Dict[str, List[float]] = {k: [] for k in servers}
+    try:
+        for _, url in servers.values():
+            _wait_ready(url)
+        clients = {k: httpx.Client(timeout=60) for k in servers}
+        for k, (_, url) in servers.items():
+            for _ in range(10):  # warm-up
+                clients[k].post(url + "/predict", content=blob, headers={"Content-Type": "image/jpeg"}).raise_for_status()
+        for _ in range(runs):
+            for k, (_, url) in servers.items():
+                times = []
+                for _ in range(n):
+                    t0 = time.perf_counter()
+                    clients[k].post(url + "/predict", content=blob, headers={"Content-Type": "image/jpeg"}).raise_for_status()
+                    times.append(time.perf_counter() - t0)
+                lat[k].append(med(times))
+        for c in clients.values():
+            c.close()
+    finally:
+        for proc, _ in servers.values():
+            proc.send_signal(2)
+            proc.wait(60)
+    print(f"\n(4) one keep-alive client, {n} sequential posts per run, {runs} interleaved runs (median per-request latency)")
+    for k, xs in lat.items():
+        print(f"  {k:<40} median {med(xs) * 1e3:7.2f} ms   runs: " + ", ".join(f"{x * 1e3:.2f}" for x in xs))
+    a, b = list(lat.values())
+    print(f"  this tree / baseline: {med([x / y for x, y in zip(a, b)]):.3f}")
+
+
+def bench_serve(n: int, runs: int) -> None:
+    import httpx
+
+    paths = ba.list_photos(ba.photo_dir(64))
+    blobs = [open(paths[i % len(paths)], "rb").read() for i in range(n)]
+    tmp = tempfile.mkdtemp(prefix="bench-serve-")
+    config = {**TASKS["classification"], "device": "cpu", "optimize": False}
+    manifest = _tiny_manifest(tmp)
     proc, url = _serve_process(manifest, os.path.join(tmp, "home"))
     local = TorchImageModel(config)
     try:
@@ -265,10 +327,16 @@ def main(argv: Sequence[str] = ()) -> None:
     p.add_argument("--latency-requests", type=int, default=200)
     p.add_argument("--serve-requests", type=int, default=512)
     p.add_argument("--skip", nargs="*", default=(), choices=("throughput", "latency", "serve"))
+    p.add_argument("--keepalive-baseline", metavar="DIR",
+                   help="(4) only: sequential keep-alive latency of this tree's server against the one in DIR "
+                        "(another checkout's root, e.g. `git archive <commit> modelzoo | tar -x -C DIR`)")
     args = p.parse_args(list(argv) or None)
     if args.quick:
         args.runs, args.requests, args.latency_requests, args.serve_requests = 2, 128, 50, 128
     print(f"bench_serve: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (a shared, noisy machine)")
+    if args.keepalive_baseline:
+        bench_keepalive(args.latency_requests, args.runs, os.path.abspath(args.keepalive_baseline))
+        return
     if "throughput" not in args.skip:
         bench_throughput(args.requests, args.runs)
     if "latency" not in args.skip:

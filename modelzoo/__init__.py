@@ -8,6 +8,7 @@ from .dataset import (
     SampleCollection,
     dataset_exists,
     delete_dataset,
+    delete_datasets,
     list_datasets,
     load_dataset,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "delete_dataset",
+    "delete_datasets",
     "dataset_exists",
     # engine
     "apply_model",

@@ -75,21 +75,20 @@ def _check_path(path: Any) -> str:
     return path
 
 
+_V = "_modelzoo_v"
+
+
 def _unwinds(path: str) -> List[Dict[str, Any]]:
-    """``$unwind`` stages for each label list the path goes through, then its
-    leaf (a list leaf such as tags counts element by element; a scalar or
-    missing leaf is kept as it is)."""
+    """Stages leaving one document ``{_V: value}`` per value at ``path``: the
+    value projected first (small documents from there on), then one
+    ``$unwind`` per label list the path goes through, then its leaf (a list
+    leaf such as tags counts element by element; a scalar or missing leaf is
+    kept as it is)."""
     parts = mongo_path(path).split(".")
-    stages: List[Dict[str, Any]] = []
-    for i, part in enumerate(parts):
-        if i > 0 and part in LIST_FIELDS:
-            stages.append({"$unwind": "$" + ".".join(parts[: i + 1])})
-    stages.append({"$unwind": {"path": "$" + ".".join(parts), "preserveNullAndEmptyArrays": True}})
+    stages: List[Dict[str, Any]] = [{"$project": {"_id": 0, _V: "$" + ".".join(parts)}}]
+    stages += [{"$unwind": "$" + _V} for i, part in enumerate(parts) if i > 0 and part in LIST_FIELDS]
+    stages.append({"$unwind": {"path": "$" + _V, "preserveNullAndEmptyArrays": True}})
     return stages
-
-
-def _is_list_path(path: str) -> bool:
-    return any(i > 0 and p in LIST_FIELDS for i, p in enumerate(path.split(".")))
 
 
 def sample_pipeline(samples: Any) -> List[Dict[str, Any]]:
@@ -157,8 +156,7 @@ def count(samples: Any, path: str) -> int:
     or one per element through label lists (``"predictions.detections"`` counts
     detections)."""
     coll, stages, rest = _source(samples, path)
-    where = mongo_path(rest)
-    stages = stages + _unwinds(rest) + [{"$match": {where: {"$ne": None}}}, {"$count": "n"}]
+    stages = stages + _unwinds(rest) + [{"$match": {_V: {"$ne": None}}}, {"$count": "n"}]
     out = list(coll.aggregate(stages, allowDiskUse=True))
     return int(out[0]["n"]) if out else 0
 
@@ -167,22 +165,16 @@ def count_values(samples: Any, path: str) -> Dict[Any, int]:
     """``{value: count}`` over ``path`` (through label lists element by
     element); a sample-level value that is missing counts as ``None``."""
     coll, stages, rest = _source(samples, path)
-    where = "$" + mongo_path(rest)
-    if _is_list_path(rest):
-        stages = stages + _unwinds(rest)
-    else:
-        stages = stages + _unwinds(rest)[-1:]
-    stages = stages + [{"$group": {"_id": where, "n": {"$sum": 1}}}]
+    stages = stages + _unwinds(rest) + [{"$group": {"_id": "$" + _V, "n": {"$sum": 1}}}]
     return {_key(d["_id"]): int(d["n"]) for d in coll.aggregate(stages, allowDiskUse=True)}
 
 
 def distinct(samples: Any, path: str) -> List[Any]:
     """The distinct non-null values at ``path``, sorted."""
     coll, stages, rest = _source(samples, path)
-    where = mongo_path(rest)
     stages = stages + _unwinds(rest) + [
-        {"$match": {where: {"$ne": None}}},
-        {"$group": {"_id": "$" + where}},
+        {"$match": {_V: {"$ne": None}}},
+        {"$group": {"_id": "$" + _V}},
         {"$sort": {"_id": 1}},
     ]
     return [_key(d["_id"]) for d in coll.aggregate(stages, allowDiskUse=True)]
@@ -191,7 +183,7 @@ def distinct(samples: Any, path: str) -> List[Any]:
 def bounds(samples: Any, path: str) -> Tuple[Any, Any]:
     """``(min, max)`` of the non-null values at ``path``; ``(None, None)`` when there are none."""
     coll, stages, rest = _source(samples, path)
-    where = "$" + mongo_path(rest)
+    where = "$" + _V
     stages = stages + _unwinds(rest) + [{"$group": {"_id": None, "min": {"$min": where}, "max": {"$max": where}}}]
     out = list(coll.aggregate(stages, allowDiskUse=True))
     if not out:

@@ -42,6 +42,7 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "delete_dataset",
+    "delete_datasets",
     "dataset_exists",
 ]
 
@@ -864,3 +865,14 @@ def load_dataset(name: str) -> Dataset:
 def delete_dataset(name: str) -> None:
     """Deletes the named dataset, its samples and their frames."""
     load_dataset(name).delete()
+
+
+def delete_datasets(glob_patt: str) -> List[str]:
+    """Deletes every dataset whose name matches the shell pattern ``glob_patt``
+    (``"*"``: all of them), as FiftyOne's ``fo.delete_datasets``; returns their names."""
+    import fnmatch
+
+    names = [n for n in list_datasets() if fnmatch.fnmatchcase(n, glob_patt)]
+    for name in names:
+        delete_dataset(name)
+    return names

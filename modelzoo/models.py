@@ -19,7 +19,7 @@ import abc
 import contextlib
 import dataclasses
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, Iterator, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, Hashable, Iterator, List, Optional, Sequence
 
 from .config import Config
 from .loaders import ImageLoader, Loader, VideoLoader
@@ -171,10 +171,11 @@ class Model(abc.ABC):
         model's options). The default puts every input in one group."""
         return None
 
-    @classmethod
-    def zoo_post_download(cls) -> None:
-        """Run by :func:`modelzoo.download_zoo_model` after a zoo model's files
-        are downloaded (a Tungsten model's ``post_build``). The default does nothing."""
+    #: A hook :func:`modelzoo.download_zoo_model` runs once per zoo entry after
+    #: its files are downloaded (a Tungsten model's ``post_build``): a
+    #: classmethod taking no argument, declared by the class that has one.
+    #: None (the default): nothing runs, and the zoo writes no marker file.
+    zoo_post_download: ClassVar[Optional[Callable[[], None]]] = None
 
     def rebuild_recipe(self) -> Optional["Recipe"]:
         """How this model is rebuilt in another process (a Ray replica, an

@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from .errors import ConfigError
+from .imports import import_object
 from .mixins import LogitsMixin
 from .models import Model
 
-__all__ = ["Recipe", "recipe_of", "remember", "rebuild", "HOW_TO_PASS", "NAME_LOADERS"]
+__all__ = ["Recipe", "recipe_of", "remember", "rebuild", "HOW_TO_PASS", "NAME_LOADERS", "DEFAULT_MODEL_CLS"]
 
 #: what the errors say to pass when a model has no recipe
 HOW_TO_PASS = (
@@ -51,6 +52,12 @@ _KINDS = ("zoo", "config", "factory")
 #: imports them; recipes never import the zoo). ``import modelzoo`` imports
 #: the zoo, so every process that can unpickle a recipe has it.
 NAME_LOADERS: Dict[str, Callable[..., Any]] = {}
+
+#: The class ``Recipe.config(config)`` builds when no ``model_cls`` is given,
+#: keyed ``"config"``, by its import path: :class:`~modelzoo.TorchImageModel`
+#: sits above recipes (it imports models and mixins), so recipes keep its
+#: name and import it on first use, never at import time.
+DEFAULT_MODEL_CLS: Dict[str, str] = {"config": "modelzoo.torch_image.TorchImageModel"}
 
 # model object -> the recipe it was built from (weak: a model's recipe goes with it)
 _remembered: "weakref.WeakKeyDictionary[Any, Recipe]" = weakref.WeakKeyDictionary()
@@ -87,11 +94,10 @@ class Recipe:
 
     @classmethod
     def config(cls, config: Any, model_cls: Optional[type] = None) -> "Recipe":
-        """``model_cls(config)`` on each worker (default class: TorchImageModel)."""
+        """``model_cls(config)`` on each worker (default class: TorchImageModel,
+        see :data:`DEFAULT_MODEL_CLS`)."""
         if model_cls is None:
-            from .torch_image import TorchImageModel
-
-            model_cls = TorchImageModel
+            model_cls = import_object(DEFAULT_MODEL_CLS["config"], "Recipe.config's default model class")
         if not (isinstance(model_cls, type) and issubclass(model_cls, Model)):
             raise ConfigError(f"Recipe.config: model_cls must be a modelzoo.Model subclass, got {model_cls!r}")
         return cls("config", model_cls, (config,))

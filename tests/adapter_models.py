@@ -9,7 +9,7 @@ from typing import Any, Callable, List
 import numpy as np
 
 import modelzoo as mz
-from modelzoo.bundles import ModelBundle
+from modelzoo.bundles import LaunchClient
 from modelzoo.testing import TASKS
 from modelzoo.torch_image import TorchImageModel
 from modelzoo.tungsten import BaseIO, Image, define_model
@@ -29,12 +29,14 @@ def _load_predict_fn(threshold: Any) -> Callable[[np.ndarray], Any]:
     return predict
 
 
-def bundle() -> ModelBundle:
-    return ModelBundle("contract-bundle", model=110.0, load_predict_fn=_load_predict_fn, input="array")
-
-
 def bundle_model() -> Any:
-    return bundle().to_model()
+    """The same bundle stored (signed with this user's key), as a model: it
+    travels to another process as its bundle id (``BundleModel.rebuild_recipe``)."""
+    client = LaunchClient()
+    created = client.create_model_bundle_from_callable_v2(
+        model_bundle_name="contract-bundle", model=110.0, load_predict_fn=_load_predict_fn, input="array"
+    )
+    return client.get_model_bundle_v2(created.model_bundle_id).to_model()
 
 
 # -- a Tungsten model: one Image field in, a label and a score out --------------------------------

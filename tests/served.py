@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import httpx
 
@@ -69,6 +69,9 @@ class Served:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"/readyz never answered 200:\n{''.join(self.output)}")
             time.sleep(0.05)
+
+    def info(self) -> Dict[str, Any]:
+        return httpx.get(self.url + "/info", timeout=10).json()
 
     def post(self, body: object) -> httpx.Response:
         return httpx.post(self.url + "/predict", json=body, timeout=60)

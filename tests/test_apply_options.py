@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 import modelzoo as mz
-from modelzoo.testing import tiny_model
 from tests.images import write_photos
 
 NAMES = ["astronaut", "coffee", "chelsea", "rocket"]
@@ -81,9 +80,16 @@ def _doc_sizes(db, ds):
     return [len(bson.encode(d)) for d in db[ds.collection_name].find()]
 
 
+class Bands(mz.Model):
+    """A semantic segmentation by brightness: 4 classes, uint8."""
+
+    def predict(self, arg):
+        return mz.Segmentation(mask=(np.asarray(arg).mean(axis=2) // 64).astype(np.uint8))
+
+
 def test_output_dir_writes_masks_as_pngs_identical_to_the_in_database_ones(photos, db, tmp_path):
     ds, root = photos
-    model = tiny_model("segmentation")
+    model = Bands()
     ds.apply_model(model, label_field="seg_db", num_workers=0)
     out = tmp_path / "masks"
     ds.apply_model(model, label_field="seg", output_dir=str(out), rel_dir=root, num_workers=0)
@@ -93,6 +99,15 @@ def test_output_dir_writes_masks_as_pngs_identical_to_the_in_database_ones(photo
         assert sample.seg.mask_path == os.path.join(str(out), rel, "seg.png")
         np.testing.assert_array_equal(np.asarray(Image.open(sample.seg.mask_path)), sample.seg_db.mask)
         np.testing.assert_array_equal(sample.seg.mask, sample.seg_db.mask)
+    # drawing reads the files: the same picture as from the in-database mask
+    from modelzoo.drawing import draw_image
+
+    sample = ds.first()
+    assert len(np.unique(sample.seg_db.mask)) > 1  # something to draw
+    image = np.asarray(Image.open(sample.filepath).convert("RGB"))
+    np.testing.assert_array_equal(
+        np.asarray(draw_image(image, {"s": sample.seg})), np.asarray(draw_image(image, {"s": sample.seg_db}))
+    )
     # evaluation reads the files: the same masks agree everywhere
     assert ds.evaluate_segmentations("seg", gt_field="seg_db").pixel_accuracy == 1.0
     assert ds.evaluate_segmentations("seg_db", gt_field="seg").pixel_accuracy == 1.0

@@ -3,6 +3,7 @@ persistence across processes, immutability, refusals, apply_model and the zoo.""
 
 import io
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,8 @@ from modelzoo.bundles import (
     UnsafeArchiveError,
 )
 from modelzoo.bundles.artifacts import safe_extract
+from modelzoo.bundles.zoo_source import load_bundle
+from modelzoo.recipes import Recipe, recipe_of
 from tests.images import write_good_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,6 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # `class X(BaseModel): __root__: int` needs pydantic v1 semantics: `from pydantic.v1 import BaseModel`.
 SEED_CALLABLE = '''
 import os
+import pickle
 from pydantic.v1 import BaseModel
 from modelzoo.bundles import LaunchClient
 
@@ -72,6 +76,7 @@ response = client.create_model_bundle_from_callable_v2(**BUNDLE_PARAMS)
 
 SEED_APP_CONFIG = '''
 import os
+import pickle
 from modelzoo.bundles import LaunchClient
 from pydantic.v1 import BaseModel
 from typing import List, Union
@@ -276,6 +281,35 @@ def test_a_second_process_runs_them_when_signed_by_this_user_else_needs_trust(bu
     assert other_key.returncode == 0, other_key.stderr
     assert "REFUSED" in other_key.stdout and "trust=True" in other_key.stdout
     assert "unpickling runs arbitrary code" in other_key.stdout and "TRUSTED 13" in other_key.stdout
+
+
+def test_a_bundle_model_travels_as_its_signed_id_and_the_other_process_checks_the_signature(bundle_home):
+    ns = _run(SEED_CALLABLE)
+    bundle = ns["client"].get_model_bundle_v2(ns["response"].model_bundle_id)
+    plain = recipe_of(bundle.to_model(input="request"))
+    assert plain == Recipe.factory(load_bundle, bundle.id, input="request", input_fields={}, output="auto", validate=True)
+    trusted = recipe_of(bundle.to_model(input="request", trust=True))  # the caller's trust, and only the caller's
+    assert dict(trusted.kwargs) == {**plain.kwargs, "trust": True}
+    code = f"""
+        import pickle
+        from modelzoo.bundles import UntrustedBundleError
+        for name, blob in (("PLAIN", {pickle.dumps(plain).hex()!r}), ("TRUSTED", {pickle.dumps(trusted).hex()!r})):
+            try:
+                print(name, pickle.loads(bytes.fromhex(blob)).build().predict({{"x": 5, "y": "abc"}}))
+            except UntrustedBundleError as e:
+                print(name, "REFUSED", e)
+    """
+    same_user = _other_process(code)
+    assert same_user.returncode == 0, same_user.stderr
+    assert "PLAIN 13" in same_user.stdout and "TRUSTED 13" in same_user.stdout  # 5 * 2 + len("abc")
+    other_key = _other_process(code, {"MODELZOO_TRUST_KEY": str(bundle_home / "someone-else.key")})
+    assert other_key.returncode == 0, other_key.stderr
+    assert "PLAIN REFUSED" in other_key.stdout and "trust=True" in other_key.stdout
+    assert "TRUSTED 13" in other_key.stdout
+    # a bundle that was never stored has no id another process can load: refused, saying how to store it
+    loose = ModelBundle("loose", model=2, load_predict_fn=lambda model: lambda x: model * x, input="request")
+    with pytest.raises(BundleConfigError, match="create_model_bundle_from_callable_v2"):
+        recipe_of(loose.to_model())
 
 
 # -- from directories ------------------------------------------------------------------------

@@ -278,6 +278,34 @@ def test_a_data_dir_too_deep_for_a_socket_address_listens_in_a_private_tmp_dir(
     assert not sock.exists()  # stopping removes it
 
 
+def test_a_tcp_server_of_an_older_modelzoo_is_replaced_by_a_private_one(
+    other_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pymongo
+
+    (other_dir / "data").mkdir(parents=True)
+    port = _closed_port()
+    old = subprocess.Popen(
+        [mzserver.resolve_mongod(), "--dbpath", str(other_dir / "data"), "--port", str(port), "--bind_ip", "127.0.0.1",
+         "--nounixsocket"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        client: pymongo.MongoClient = pymongo.MongoClient("127.0.0.1", port, serverSelectionTimeoutMS=20000)
+        client.modelzoo.kept.insert_one({"n": 1})  # journaled by default on 6.0
+        client.close()
+        (other_dir / "mongod.json").write_text(json.dumps({"pid": old.pid, "port": port, "binary": "mongod"}))
+        monkeypatch.setenv(mzdb.ENV_DIR, str(other_dir))
+        database = mzdb.connect()
+        assert old.wait(30) == 0  # stopped cleanly (SIGTERM)
+        s = mzdb.status()
+        assert s["socket"] and s["pid"] != old.pid and _tcp_listeners(s["pid"]) == []
+        assert database.kept.find_one({}, {"_id": 0}) == {"n": 1}
+    finally:
+        if old.poll() is None:
+            old.kill()
+            old.wait()
+
+
 def test_lock_wait_times_out_with_a_clear_error(
     other_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

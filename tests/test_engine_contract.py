@@ -50,9 +50,9 @@ def _reach(adapter: str, home: str, monkeypatch: pytest.MonkeyPatch) -> Tuple[mz
         instance: mz.Model = adapter_models.torch_image_model()
         return instance, name, recipe_of(instance)  # its class and config
     if adapter == "bundle":
-        mz.register_zoo_model(name, adapter_models.bundle())  # the zoo's load_model protocol
-        # a bundle model holds code: it travels as the factory that builds it
-        return adapter_models.bundle_model(), name, Recipe.factory(adapter_models.bundle_model)
+        instance = adapter_models.bundle_model()
+        mz.register_zoo_model(name, instance.bundle)  # the zoo's ModelLoader protocol
+        return instance, name, recipe_of(instance)  # what the model declares: its stored, signed bundle id
     if adapter == "tungsten":
         mz.register_zoo_model(name, adapter_models.Brightness)
         instance = adapter_models.tungsten_model()

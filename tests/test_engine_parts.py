@@ -281,3 +281,143 @@ def test_batch_stream_resize_hands_every_batch_over_once(dataset, after, workers
             stream.resize(workers)
     assert sorted(seen) == sorted(item.sample_id for item in source.items())
     assert len(seen) == len(set(seen))
+
+
+def test_batch_size_search_keeps_the_default_unless_clearly_slower():
+    from modelzoo.engine.tuning import BatchSizeSearch
+
+    # a high-resolution eager model: batch 1 wins over 4 by far, so 16 is never tried
+    search = BatchSizeSearch([1, 4, 16], default=16, start=4)
+    assert search.current == 4  # the first batch, then downwards
+    assert search.observe(4, 0.30) is None
+    assert search.observe(16, 0.01) is None  # a batch of another size (loaded ahead) is ignored
+    assert search.observe(4, 0.09) is None  # not settled: 0.30 -> 0.09 is more than 15%
+    assert search.observe(4, 0.088) is None  # settled at 4
+    assert search.current == 1
+    assert search.observe(1, 0.065) is None
+    assert search.observe(1, 0.066) == 1  # faster than 4 by more than the margin: decided
+    assert search.costs == {4: 0.088, 1: 0.065}
+    assert "65.00 ms/sample at batch 1" in search.explain()
+    # a small input: larger batches are faster; 1 loses, so 16 is tried and kept
+    small = BatchSizeSearch([1, 4, 16], default=16, start=4)
+    for size, t in ((4, 0.010), (4, 0.010), (1, 0.020), (1, 0.020), (16, 0.008)):
+        assert small.observe(size, t) is None
+    assert small.observe(16, 0.008) == 16
+    # within the margin of the default: the default stays (no flip on noise)
+    close = BatchSizeSearch([1, 4, 16], default=16, start=4)
+    for size, times in ((4, (0.095, 0.095)), (1, (0.2, 0.2)), (16, (0.1, 0.1))):
+        decisions = [close.observe(size, t) for t in times]
+    assert decisions[-1] == 16 and close.costs[4] < close.costs[16]
+    # a size that never settles is decided after max_batches
+    wobbly = BatchSizeSearch([4, 16], default=16, max_batches=3, default_max_batches=3, start=4)
+    assert [wobbly.observe(4, t) for t in (1.0, 2.0, 1.0)][-1] is None and wobbly.current == 16
+    assert [wobbly.observe(16, t) for t in (0.1, 0.3, 0.1)][-1] == 16 and wobbly.costs[16] == pytest.approx(0.1)
+
+
+def test_batch_size_candidates_and_memory_bound():
+    from modelzoo.engine.tuning import ACTIVATION_FACTOR, MEMORY_SHARE, batch_size_candidates, memory_bound
+
+    assert batch_size_candidates(16, total=10_000) == [1, 4, 16]
+    assert batch_size_candidates(16, total=10_000, bound=8) == [1, 4, 8]  # never above the bound
+    assert batch_size_candidates(16, total=10_000, bound=3) == [1, 3]
+    assert batch_size_candidates(16, total=42) == [1, 4, 16]  # two batches of each fit
+    assert batch_size_candidates(16, total=41) == [16]
+    # 640x480x3 float32 inputs, 8 GiB available: by hand
+    per_sample = 640 * 480 * 3 * 4
+    assert memory_bound(per_sample, available=8 << 30) == int((8 << 30) * MEMORY_SHARE // (per_sample * ACTIVATION_FACTOR))
+    assert memory_bound(per_sample, available=1) == 1 and memory_bound(0, available=8 << 30) is None
+
+
+@pytest.mark.parametrize(
+    "load_ms, model_ms, expected_workers",
+    [
+        (1.0, 1.0, 1),  # demand 1.0
+        (1.1, 1.0, 1),  # demand 1.05: within the margin, no flip to 2 on noise
+        (1.2, 1.0, 1),  # demand 1.09
+        (1.5, 1.0, 2),  # demand 1.2: clearly decoding-bound
+    ],
+)
+def test_worker_choice_has_a_deadband(load_ms, model_ms, expected_workers):
+    from modelzoo.engine.tuning import choose_from_costs
+
+    assert choose_from_costs(load_ms / 1e3, model_ms / 1e3, 2)[0] == expected_workers
+
+
+def test_rebatch_hands_every_item_over_once_at_changing_sizes(dataset):
+    from modelzoo.engine.batching import Rebatch
+
+    source = Source.from_samples(dataset)
+    rebatch = Rebatch(source.batches(16), 16)
+    sizes, seen = [], []
+    for i, batch in enumerate(rebatch):
+        sizes.append(len(batch))
+        seen += [item.sample_id for item in batch]
+        rebatch.size = (4, 1)[min(i, 1)]  # after the first list: 4, then 1
+    expected = [item.sample_id for item in source.items()]
+    assert seen == expected  # in order, each once
+    assert sizes == [16, 4] + [1] * (len(expected) - 20)
+
+
+def test_apply_model_searches_the_batch_size_and_writes_every_sample_once(files, caplog):
+    import logging
+
+    from modelzoo.image_io import read_image
+    from modelzoo.testing import tiny_model
+
+    good, _ = files
+    ds = mz.Dataset("parts-batch-search", overwrite=True)
+    try:
+        ds.add_images(good * 6)  # 60 samples: batch sizes 4 and 1 are tried
+        model = tiny_model("classification", optimize=False)
+        model.default_batch_size = 4
+        calls = []
+        predict_all = model.predict_all
+        model.predict_all = lambda batch: calls.append(len(batch)) or predict_all(batch)
+        writes = []
+        source = Source.from_samples(ds)
+        sink = LabelSink(source.collection, ds.name, "searched")
+        write = sink.write
+        sink.write = lambda batch: writes.append(len(batch.outputs)) or write(batch)
+        with caplog.at_level(logging.INFO, logger="modelzoo.engine"):
+            report = run_model(source, model, sink, RunOptions(progress=False))
+        assert report.processed == 60 and sum(calls) == 60
+        assert set(calls[:-1]) <= {1, 4} and 1 in calls and calls[0] == 4  # 4 first, then 1 (the last may be short)
+        assert any(r.getMessage().startswith("Batch size ") for r in caplog.records)
+        assert sum(writes) == 60 and all(n >= 4 for n in writes[:-1])  # batches of 1 are merged for writing
+        reference = tiny_model("classification", optimize=False)
+        for sample in ds:
+            expected = reference.predict(read_image(sample.filepath))
+            assert sample.searched.label == expected.label
+    finally:
+        ds.delete()
+
+
+def test_calibration_counts_a_light_model_on_large_inputs_as_heavy():
+    import torch
+
+    from modelzoo.engine.tuning import LIGHT_MODEL_PARAMS, Calibration
+
+    net = torch.nn.Linear(1000, 1000)  # 1,001,000 parameters: light by count
+    assert sum(p.numel() for p in net.parameters()) < LIGHT_MODEL_PARAMS
+    at_224 = Calibration(net, cores=2)
+    assert at_224.provisional == (1, 1)
+    assert not at_224.reconsider(3 * 224 * 224)  # 1.0 M x 1 < 5 M: stays light
+    assert at_224.provisional == (1, 1)
+    at_vga = Calibration(net, cores=2)
+    assert at_vga.reconsider(3 * 640 * 480)  # 1.0 M x 6.1 (640x480 / 224x224) >= 5 M
+    assert at_vga.provisional == (0, 2) and not at_vga.light
+    given = Calibration(net, cores=2, counts=(1, 1))
+    assert not given.reconsider(3 * 640 * 480) and given.provisional == (1, 1)  # counts the user gave stay
+
+
+def test_input_elements_counts_the_tensors_of_a_collated_batch():
+    import torch
+
+    from modelzoo.engine.tuning import input_elements
+    from modelzoo.transforms import ImageBatch
+
+    stacked = ImageBatch(torch.zeros(2, 3, 480, 640, dtype=torch.uint8), [(640, 480)] * 2)
+    assert input_elements(stacked) == 2 * 3 * 480 * 640
+    ragged = ImageBatch([torch.zeros(3, 480, 640), torch.zeros(3, 224, 300)], [(640, 480), (300, 224)])
+    assert input_elements(ragged) == 3 * 480 * 640 + 3 * 224 * 300
+    assert input_elements({"a": [np.zeros((2, 5))], "b": "text"}) == 10

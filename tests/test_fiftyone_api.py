@@ -175,3 +175,15 @@ def test_some_failed_rows_are_nan_the_others_exact(db, tmp_path):
         np.testing.assert_allclose(got[[0, 2]], [expected, expected], rtol=1e-5)
     finally:
         ds.delete()
+
+
+def test_delete_datasets_by_pattern(db):
+    for name in ("fo-del-a", "fo-del-b", "fo-keep"):
+        fo.Dataset(name, overwrite=True)
+    try:
+        assert sorted(fo.delete_datasets("fo-del-*")) == ["fo-del-a", "fo-del-b"]
+        names = set(fo.list_datasets())
+        assert "fo-keep" in names and not names & {"fo-del-a", "fo-del-b"}
+        assert db["datasets"].count_documents({"name": {"$in": ["fo-del-a", "fo-del-b"]}}) == 0
+    finally:
+        fo.delete_datasets("fo-keep")

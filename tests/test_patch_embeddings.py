@@ -184,3 +184,17 @@ def test_frame_patches_equal_hand_cut_crops_of_pyav_frames(tmp_path, db, embedde
         np.testing.assert_allclose(np.stack(ds.first().frames[2]["dets"].detections[0].emb), got[sid][2][0], atol=1e-6)
     finally:
         ds.delete()
+
+
+def test_skip_existing_embeds_only_the_patches_left(photos, embedder, db):
+    first = photos.compute_patch_embeddings(embedder, "gt", embeddings_field="emb", num_workers=0)
+    total = sum(len(b) for b in photos.values("gt.detections") if b)
+    assert first.processed == total
+    sid = next(s for s, b in zip(photos.values("id"), photos.values("gt.detections")) if b and len(b) >= 2)
+    before = photos[sid].gt.detections[1].emb
+    db[photos.collection_name].update_one({"_id": photos[sid].id}, {"$unset": {"gt.detections.1.emb": ""}})
+    again = photos.compute_patch_embeddings(embedder, "gt", embeddings_field="emb", skip_existing=True, num_workers=0)
+    assert again.processed == 1
+    np.testing.assert_allclose(photos[sid].gt.detections[1].emb, before, atol=1e-6)
+    with pytest.raises(mz.ConfigError, match="embeddings_field"):
+        photos.compute_patch_embeddings(embedder, "gt", skip_existing=True)

@@ -146,6 +146,18 @@ def test_another_user_cannot_connect_read_or_write_the_database(open_parent, mon
         mzdb.reset()
 
 
+def test_the_socket_uri_counts_as_this_machine_only_for_ray(db):
+    from modelzoo.ray.options import check_database_reach, uri_is_loopback
+
+    uri = mzdb.database_uri()
+    assert uri.startswith("mongodb://%2F") and uri_is_loopback(uri)
+    here = {"NodeID": "a", "Alive": True, "NodeManagerAddress": "10.0.0.1"}
+    other = {"NodeID": "b", "Alive": True, "NodeManagerAddress": "10.0.0.2"}
+    check_database_reach(uri, [here], "a")  # workers on this machine use the socket
+    with pytest.raises(mz.DatabaseError, match="loopback only"):
+        check_database_reach(uri, [here, other], "a")  # another machine cannot reach it
+
+
 def test_server_side_javascript_is_refused(db):
     db.sec_js.insert_one({"x": 1})
     try:
@@ -375,6 +387,27 @@ def test_vessl_entry_without_pickles_is_verified_too(vessl_home):
     with pytest.raises(UntrustedModelError, match="imported and called"):
         mz.load_zoo_model(name)
     assert not marker.exists()
+
+
+def test_a_local_entry_edited_to_name_another_callable_is_refused_before_anything_runs(vessl_home):
+    """entry.json is signed, but the signature is checked by the type it names: an
+    entry edited to name another callable (os.system) would skip the check."""
+    name = str(register_model("typ", runner_cls=Doubler, model_instance={"k": 2}))
+    entry, marker = _entry(name), vessl_home / "pwned"
+    doc = json.loads((entry / "entry.json").read_text())
+    doc["models"][0]["model"] = {"type": "os.system", "config": {"command": f"touch {marker}"}}
+    (entry / "entry.json").write_text(json.dumps(doc))
+    mz.zoo.reload_zoo()
+    try:
+        with pytest.raises(mz.ZooError, match="os.system") as e:
+            mz.load_zoo_model(name, trust=True)
+        assert "register the model again" in str(e.value)
+        assert not marker.exists()
+    finally:
+        import shutil
+
+        shutil.rmtree(entry)
+        mz.zoo.reload_zoo()
 
 
 # -- reserved fields and names (high 6, medium 1) ------------------------------------------------------

@@ -204,6 +204,18 @@ def test_deeply_nested_json_and_every_other_error_is_a_json_answer():
         assert r.status_code == 422
 
 
+def test_a_loopback_server_answers_only_its_own_host_names():
+    """A DNS-rebinding page (its own name, resolved to 127.0.0.1) is same-origin for the browser:
+    it can send JSON, but its Host header still names it."""
+    with ModelServer(Repeater(), name="repeater", port=0) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        port = server.port
+        for host in (f"attacker.example:{port}", "attacker.example", f"192.168.1.5:{port}"):
+            r = http.post("/predict", json={"text": "a"}, headers={"Host": host})
+            assert r.status_code == 400 and "Host header" in r.json()["detail"], host
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
+            assert http.post("/predict", json={"text": "a"}, headers={"Host": host}).status_code == 200, host
+
+
 class Numbers(pydantic.BaseModel):
     x: int
 
@@ -232,9 +244,9 @@ def test_slow_clients_are_timed_out_with_a_json_408():
     limits = Limits(header_timeout_s=0.5, body_timeout_s=0.5)
     with ModelServer(Repeater(), name="repeater", port=0, limits=limits) as server:
         half_head = _connect(server.url)
-        half_head.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Ty")
+        half_head.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty")
         half_body = _connect(server.url)
-        half_body.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        half_body.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                           b"Content-Length: 1000\r\n\r\n{\"text\": ")
         silent = _connect(server.url)
         try:
@@ -338,9 +350,9 @@ def _slow_clients(url: str, n: int) -> List[socket.socket]:
     for i in range(n):
         sock = _connect(url)
         if i % 2:
-            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/js")
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/js")
         else:
-            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                          b"Content-Length: 100000\r\n\r\n{\"path\": ")
         socks.append(sock)
     return socks

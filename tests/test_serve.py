@@ -12,9 +12,7 @@ import base64
 import json
 import os
 import queue
-import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -34,10 +32,10 @@ from modelzoo.torch_image import TorchImageModel
 from tests.images import photo, write_bad_images, write_photos
 from tests.processes import REPO, child_env
 from tests.serve_models import CLASSIFIER, Repeater
+from tests.served import DEADLINE_S, Served
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "camera", "coins")
 NAME = "picky-tiny-classifier"
-DEADLINE_S = 120.0  # a loaded 2-core machine imports torch slowly
 
 
 @pytest.fixture(scope="module")
@@ -68,64 +66,6 @@ def manifest(tmp_path) -> str:
 
 def _env(manifest: str, tmp_path) -> Dict[str, str]:
     return child_env(MODELZOO_MANIFEST_PATHS=manifest, MODELZOO_HOME=str(tmp_path / "home"), PORT=None)
-
-
-class Served:
-    """A ``modelzoo serve`` child process, its output read by a thread."""
-
-    def __init__(self, args: List[str], env: Dict[str, str]):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "modelzoo", "serve", *args], env=env, cwd=str(REPO),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        self.lines: "queue.Queue[str]" = queue.Queue()
-        self.output: List[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        self.url = self._address()
-        self._wait_ready()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-            self.lines.put(line)
-        self.lines.put("")  # EOF
-
-    def _address(self) -> str:
-        deadline = time.monotonic() + DEADLINE_S
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if line == "":
-                raise AssertionError(f"modelzoo serve exited ({self.proc.wait()}):\n{''.join(self.output)}")
-            found = re.search(r"on (http://127\.0\.0\.1:\d+) ", line)
-            if found:
-                return found.group(1)
-        self.kill()
-        raise AssertionError(f"no address printed within {DEADLINE_S} s:\n{''.join(self.output)}")
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
-            try:
-                if httpx.get(self.url + "/readyz", timeout=5).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError(f"/readyz never answered 200:\n{''.join(self.output)}")
-            time.sleep(0.05)
-
-    def info(self) -> Dict[str, Any]:
-        return httpx.get(self.url + "/info", timeout=10).json()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def _form(i: int, path: str) -> Dict[str, Any]:
@@ -165,7 +105,7 @@ def test_serve_process_answers_concurrent_photographs_like_predict_and_stops_on_
     Image.fromarray(photo("coffee")).convert("RGB").resize((12, 9)).save(tiny)
     # batches go only when full (8) or at shutdown: what shares a batch is deterministic
     roots = sorted({os.path.dirname(p) for p in files} | {os.path.dirname(bad["missing"]), str(tmp_path)})
-    server = Served([NAME, "--port", "0", "--max-batch-size", "8", "--max-wait-ms", "600000",
+    server = Served([NAME, "--max-batch-size", "8", "--max-wait-ms", "600000",
                      "--max-body-bytes", str(2 * 1024 * 1024), "--allow-paths", *roots], _env(manifest, tmp_path))
     try:
         # 16 concurrent requests, three ways of sending an image: two full batches

@@ -20,7 +20,7 @@ from PIL import Image as PILImage
 import modelzoo as mz
 from modelzoo import zoo
 from modelzoo.cli import main as cli_main
-from modelzoo.testing import tiny_classes, tiny_detector
+from modelzoo.testing import TASKS, tiny_classes, tiny_detector
 from modelzoo.tungsten import (
     BaseIO,
     FileInputError,
@@ -566,3 +566,17 @@ def test_zoo_by_name_and_post_build_on_download(zoo_env, tmp_path, monkeypatch, 
     (tmp_path / "weights.txt").unlink()
     assert zoo.load_zoo_model("tungsten-post-build-2").predict({"x": 2}).y == 6  # first load builds
     assert POST_BUILDS == ["built", "built", "built"]
+
+
+def test_only_a_class_that_declares_a_download_hook_gets_one_run(zoo_env, tmp_path, monkeypatch):
+    # Model.zoo_post_download is declared None: a plain model class runs nothing and leaves no marker file
+    assert mz.Model.zoo_post_download is None and WithPostBuild.zoo_post_download is not None
+    monkeypatch.setattr(WithPostBuild, "tungsten", dataclasses.replace(WithPostBuild.tungsten, build_dir=str(tmp_path)))
+    POST_BUILDS.clear()
+    zoo.register_zoo_model("plain-classifier", {**TASKS["classification"], "device": "cpu", "optimize": False})
+    zoo.register_zoo_model("tungsten-hooked", WithPostBuild)
+    assert cli_main(["download", "plain-classifier", "--quiet"]) == 0
+    assert cli_main(["download", "tungsten-hooked", "--quiet"]) == 0
+    home = tmp_path / "zoo-home"
+    markers = sorted(str(p.relative_to(home)) for p in home.rglob(".post_download"))
+    assert POST_BUILDS == ["built"] and markers == ["tungsten-hooked/1.0/.post_download"]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import secrets
 import signal
-import socket
 import threading
-from typing import Any, Iterator, List, Optional
+from typing import Any, Iterator, Optional
 
 import uvicorn
 
 from ..errors import ModelzooError
+from ..loopback import StartedServer, listen, stop
 from .api import create_app
 from .thumbnails import ThumbnailCache
 from .video_frames import FrameServer
@@ -23,17 +23,9 @@ class AppError(ModelzooError):
     """The viewer cannot start (the address is taken, the server failed)."""
 
 
-class _Uvicorn(uvicorn.Server):
-    """uvicorn's server, telling when it has started; signals are left to
-    the caller (a thread cannot take them, and a notebook must keep its own)."""
-
-    def __init__(self, config: uvicorn.Config):
-        super().__init__(config)
-        self.started_event = threading.Event()
-
-    async def startup(self, sockets: Optional[List[socket.socket]] = None) -> None:
-        await super().startup(sockets=sockets)
-        self.started_event.set()
+class _Uvicorn(StartedServer):
+    """uvicorn's server; signals are left to the caller (a thread cannot take
+    them, and a notebook must keep its own)."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -66,17 +58,9 @@ class App:
             raise AppError(f"The viewer binds to this machine only (127.0.0.1 or ::1), got host={host!r}")
         self.samples = samples
         self.token = secrets.token_urlsafe(24)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        # IPPROTO_TCP named: asyncio sets TCP_NODELAY on accepted sockets only when the listening
-        # socket says it is TCP (proto 0 does not), and without it every keep-alive response
-        # whose headers and body go out apart waits ~40 ms for the client's delayed ACK
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.bind((host, port))
-            sock.listen(512)
+            sock = listen(host, port, 512)
         except OSError as e:
-            sock.close()
             raise AppError(f"modelzoo app: cannot listen on {host}:{port}: {e.strerror or e}; pick another port") from None
         self._socket = sock
         self.host, self.port = host, int(sock.getsockname()[1])
@@ -150,11 +134,7 @@ class App:
         if self._closed:
             return
         self._closed = True
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)
-        else:
-            self._socket.close()
+        stop(self._server, self._thread, self._socket, timeout)
         self.thumbnails.close()
         self._frames.close()
 

@@ -237,6 +237,16 @@ class ModelBundle:
         ``bundle.load_model(**overrides)``; the overrides are :meth:`to_model`'s."""
         return self.to_model(**overrides)
 
+    def zoo_record(self) -> Optional[Dict[str, Any]]:
+        """The zoo's kept-registration protocol: a stored bundle is kept by its
+        id (``load_bundle(bundle_id)``, its signature checked on each load); one
+        that is not stored stays registered in this process only."""
+        from .zoo_source import is_stored
+
+        if not is_stored(self.id):
+            return None
+        return {"kind": "factory", "target": "modelzoo.bundles.zoo_source.load_bundle", "kwargs": {"bundle_id": self.id}}
+
     @property
     def zoo_version(self) -> str:
         """The version the zoo files this bundle under: its id."""

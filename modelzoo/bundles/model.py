@@ -24,6 +24,7 @@ from ..labels import Label
 from ..loaders import LOADER_KINDS, Loader, WorkItem
 from ..mixins import SamplesMixin
 from ..models import Model
+from ..recipes import Recipe
 from ..signing import key_path
 from . import nucleus
 from .artifacts import extract_tops, import_function, load_pickle, safe_extract, tree_digest, zip_digest
@@ -232,6 +233,7 @@ class BundleModel(SamplesMixin, Model):
         self.needs_fields = {**_SIZE_FIELDS, **self.input_fields}
         parts = resolve_code(bundle, trust)  # a pickle this process did not make fails here, before any run
         self._parts = parts
+        self._trust, self._validate = trust, validate
         self._request_schema = Schema(parts["request_schema"]) if validate and parts.get("request_schema") else None
         self._response_schema = Schema(parts["response_schema"]) if validate and parts.get("response_schema") else None
         self._runner: Any = None
@@ -239,6 +241,37 @@ class BundleModel(SamplesMixin, Model):
 
     def __repr__(self) -> str:
         return f"BundleModel({self.bundle!r}, input={self.input!r})"
+
+    def rebuild_recipe(self) -> Recipe:
+        """How another process (a Ray replica, an unpickling) builds this
+        model: it loads the stored bundle of this id and calls ``to_model``
+        with this model's options. The code never travels; the other process
+        reads the record and checks its signature itself, as any load does
+        (:meth:`~modelzoo.bundles.BundleStore.trusted_files`). ``trust=True``
+        travels only when the caller gave it to this model; the recipe never
+        adds it, so a model of an unsigned record built without it cannot be
+        rebuilt elsewhere either.
+
+        Raises:
+            BundleConfigError: the bundle is not stored (built in this process
+                only): says how to store it.
+        """
+        from .zoo_source import is_stored, load_bundle
+
+        if not is_stored(self.bundle.id):
+            raise BundleConfigError(
+                f"Bundle {self.bundle.name!r} ({self.bundle.id}) is not stored, so another process cannot load it: "
+                "a BundleModel travels as the id of its stored, signed bundle, never as pickled code. Store it with "
+                "LaunchClient().create_model_bundle_from_callable_v2(...) (or _from_dirs_v2, _from_runnable_image_v2) "
+                "and use client.get_model_bundle_v2(bundle_id).to_model(), or pass "
+                "modelzoo.recipes.Recipe.factory(fn).build() with fn a module-level function that builds the model."
+            )
+        options: Dict[str, Any] = {
+            "input": self.input, "input_fields": dict(self.input_fields), "output": self.output, "validate": self._validate,
+        }
+        if self._trust:
+            options["trust"] = True  # the caller's own decision for this bundle, never the record's
+        return Recipe.factory(load_bundle, self.bundle.id, **options)
 
     # -- lifecycle -------------------------------------------------------------------------
     def build_loader(self) -> Loader:

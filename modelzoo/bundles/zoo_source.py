@@ -16,14 +16,28 @@ from ..errors import ZooError
 from ..zoo.manifest import ModelSpec, ZooModelInfo
 from ..zoo.sources import ZooSource
 from .errors import BundleNotFoundError
-from .store import BundleStore, bundles_dir
+from .store import BundleStore, bundles_dir, is_live
 
-__all__ = ["BundleSource", "load_bundle"]
+__all__ = ["BundleSource", "is_stored", "load_bundle"]
 
 
 def load_bundle(bundle_id: str, **overrides: Any) -> Any:
     """The bundle of that id as a :class:`~modelzoo.Model` (``to_model(**overrides)``)."""
     return BundleStore().get(bundle_id).load_model(**overrides)
+
+
+def is_stored(bundle_id: str) -> bool:
+    """Whether the store holds a bundle of this id (so another process can
+    load it by id); no database query when no bundle was ever saved here."""
+    if is_live(bundle_id):
+        return True
+    if not os.path.isdir(bundles_dir()):
+        return False
+    try:
+        BundleStore().get(bundle_id)
+    except BundleNotFoundError:
+        return False
+    return True
 
 
 class BundleSource(ZooSource):

@@ -21,7 +21,7 @@ from ..loaders import WorkItem
 from .backends import LocalRunner, Runner, available_backends, get_backend, known_implementations, register_backend
 from .patches import compute_patch_embeddings
 from .report import ApplyReport, Failure
-from .run import RunOptions, apply_model, compute_embeddings, run_model
+from .run import RunOptions, apply_model, check_model, compute_embeddings, run_model
 from .sinks import EmbeddingSink, LabelSink, Sink, SinkBatch
 from .source import Source
 
@@ -39,6 +39,7 @@ __all__ = [
     "WorkItem",
     "apply_model",
     "available_backends",
+    "check_model",
     "compute_embeddings",
     "compute_patch_embeddings",
     "get_backend",

@@ -11,12 +11,14 @@ the old workers and the rest go to the new ones, each exactly once.
 
 from __future__ import annotations
 
+import itertools
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 from ..loaders import Loader, WorkItem
 
-__all__ = ["LoadedBatch", "Collate", "Gate", "BatchStream", "safe_load"]
+__all__ = ["LoadedBatch", "Collate", "Gate", "BatchStream", "Rebatch", "safe_load"]
 
 
 @dataclass
@@ -80,6 +82,25 @@ class Collate:
         return LoadedBatch(items, inputs, failures)
 
 
+class Rebatch:
+    """The items of ``batches`` again, in lists of :attr:`size` items (the
+    last may be shorter); :attr:`size` may change between lists (the batch-size
+    search of the calibration sets it)."""
+
+    def __init__(self, batches: Iterator[List[WorkItem]], size: int):
+        self._items = (item for batch in batches for item in batch)
+        self.size = size
+
+    def __iter__(self) -> "Rebatch":
+        return self
+
+    def __next__(self) -> List[WorkItem]:
+        batch = list(itertools.islice(self._items, max(1, int(self.size))))
+        if not batch:
+            raise StopIteration
+        return batch
+
+
 class Gate:
     """Passes batches through from ``batches`` until :meth:`close`; the rest
     stay in ``batches`` for whoever reads it next."""
@@ -135,13 +156,20 @@ class BatchStream:
         self._current: Optional[Iterator[LoadedBatch]] = None
         self._draining: List[Iterator[LoadedBatch]] = []
 
-    def load_here(self) -> Optional[LoadedBatch]:
+    def load_here(self, times: Optional[List[float]] = None) -> Optional[LoadedBatch]:
         """Loads the next batch in this process (None at the end); what the
-        calibration times. Call before iterating."""
+        calibration times: each item's load time (seconds) is appended to
+        ``times``. Call before iterating."""
         items = next(self._batches, None)
         if items is None:
             return None
-        return Collate(self.loader)([safe_load(self.loader, item) for item in items])
+        results = []
+        for item in items:
+            t0 = time.perf_counter()
+            results.append(safe_load(self.loader, item))
+            if times is not None:
+                times.append(time.perf_counter() - t0)
+        return Collate(self.loader)(results)
 
     def _start(self) -> None:
         self._gate = Gate(self._batches)

@@ -13,13 +13,13 @@ as FiftyOne returns them.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import ModelError
 
-__all__ = ["embedding_width", "embeddings_array", "video_embeddings", "strip_frames_prefix"]
+__all__ = ["embedding_width", "embeddings_array", "stack_rows", "video_embeddings", "strip_frames_prefix"]
 
 logger = logging.getLogger("modelzoo.engine")
 
@@ -39,6 +39,17 @@ def embedding_width(model: Any) -> int:
     except Exception as e:  # a model that cannot embed a black square: width unknown
         logger.debug("Could not probe the embedding width of %s: %s", type(model).__name__, e)
         return -1
+
+
+def stack_rows(vectors: Mapping[Any, Any], keys: Sequence[Any], shape: Tuple[int, ...]) -> np.ndarray:
+    """A ``(len(keys), *shape)`` float32 array: row ``i`` is ``vectors[keys[i]]``,
+    or NaN where ``vectors`` has no such key (a failed or missing sample)."""
+    out = np.full((len(keys),) + tuple(shape), np.nan, dtype=np.float32)
+    for row, key in enumerate(keys):
+        vector = vectors.get(key)
+        if vector is not None:
+            out[row] = vector
+    return out
 
 
 def _shape(sink: Any, model: Any, failures: List[Any]) -> Tuple[int, ...]:

@@ -27,7 +27,7 @@ from ..errors import ConfigError, DatasetError
 from ..fields import check_field_name
 from ..loaders import Loader, WorkItem
 from ..storage import FRAME_ID, FRAME_NUMBER, bulk_set, collection, frames_collection_name
-from .embeddings import strip_frames_prefix
+from .embeddings import stack_rows, strip_frames_prefix
 from .report import ApplyReport
 from .sinks import Sink, SinkBatch
 from .source import Source
@@ -151,9 +151,9 @@ class PatchLoader(Loader):
         return f"PatchLoader({self.inner!r}, force_square={self.force_square}, alpha={self.alpha})"
 
 
-def _boxes(label: Any) -> Optional[List[Tuple[str, List[float]]]]:
-    """``[(path suffix, box)]`` of a stored Detection(s) document; None when
-    there is no label; raises for other label types."""
+def _boxes(label: Any) -> Optional[List[Tuple[str, List[float], Mapping[str, Any]]]]:
+    """``[(path suffix, box, detection document)]`` of a stored Detection(s)
+    document; None when there is no label; raises for other label types."""
     if label is None:
         return None
     if not isinstance(label, Mapping):
@@ -161,11 +161,11 @@ def _boxes(label: Any) -> Optional[List[Tuple[str, List[float]]]]:
     cls = label.get("_cls")
     if cls == "Detections":
         return [
-            (f"detections.{i}", list(d.get("bounding_box") or []))
+            (f"detections.{i}", list(d.get("bounding_box") or []), d)
             for i, d in enumerate(label.get("detections") or [])
         ]
     if cls == "Detection":
-        return [("", list(label.get("bounding_box") or []))]
+        return [("", list(label.get("bounding_box") or []), label)]
     raise DatasetError(f"expected a Detection or Detections, got a {cls}")
 
 
@@ -179,11 +179,14 @@ class PatchSource(Source):
         on_frames: the field is a frame field of video samples.
         handle_missing: ``"skip"``, ``"image"`` (the whole image is one patch)
             or ``"error"`` for samples (frames) without patches.
+        skip_field: leave out the boxes that already have this attribute
+            (``skip_existing``: resumes an interrupted run).
     """
 
     patches_field: str = ""
     on_frames: bool = False
     handle_missing: str = "skip"
+    skip_field: Optional[str] = None
 
     def first_mismatch(self, field: str, value: Any) -> Optional[Dict[str, Any]]:
         if self.on_frames:  # an image model on the frames of videos: that is the point
@@ -207,7 +210,8 @@ class PatchSource(Source):
         return [
             {"index": i, "box": box, "frame": frame,
              "path": self.patches_field + ("." + suffix if suffix else "")}
-            for i, (suffix, box) in enumerate(boxes)
+            for i, (suffix, box, det) in enumerate(boxes)
+            if not (self.skip_field and det.get(self.skip_field) is not None)  # done by an earlier run
         ]
 
     def items(self) -> Iterator[WorkItem]:
@@ -307,12 +311,7 @@ def _result(sink: PatchSink, source: PatchSource, model: Any, report: ApplyRepor
     def stack(keys: Optional[List[Tuple[Any, Any, int]]]) -> Optional[np.ndarray]:
         if not keys or shape is None:
             return None
-        out = np.full((len(keys),) + shape, np.nan, dtype=np.float32)
-        for row, key in enumerate(keys):
-            vector = sink.vectors.get(key)
-            if vector is not None:
-                out[row] = vector
-        return out
+        return stack_rows(sink.vectors, keys, shape)
 
     ids = [d["_id"] for d in source.documents({"_id": 1})]
     if not source.on_frames:
@@ -338,6 +337,7 @@ def compute_patch_embeddings(
     num_workers: Optional[int] = None,
     skip_failures: bool = True,
     progress: Any = None,
+    skip_existing: bool = False,
     **kwargs: Any,
 ) -> Any:
     """Embeds the image patches (boxes) of ``patches_field`` with ``model``.
@@ -357,6 +357,8 @@ def compute_patch_embeddings(
         batch_size, num_workers, skip_failures, progress: as for
             :func:`~modelzoo.compute_embeddings` (``progress`` may be a
             callable ``progress(done, total)``).
+        skip_existing: with ``embeddings_field``, leave out the boxes that
+            already have it (resumes an interrupted run, as ``apply_model``'s).
         **kwargs: ``num_threads``.
 
     Returns:
@@ -395,6 +397,8 @@ def compute_patch_embeddings(
     if embeddings_field is not None:
         embeddings_field, _ = strip_frames_prefix(embeddings_field, "embeddings_field")
         check_field_name(embeddings_field)
+    elif skip_existing:
+        raise ConfigError("skip_existing=True resumes a stored run: pass embeddings_field too")
     base = Source.from_samples(samples)
     has_videos = base.has({"media_type": "video"})
     has_images = base.has({"media_type": {"$ne": "video"}})
@@ -412,7 +416,8 @@ def compute_patch_embeddings(
             "take crops; give the model a loader whose load_frame takes an (H, W, 3) uint8 array"
         )
     source = PatchSource(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)},
-                         patches_field=field, on_frames=has_videos, handle_missing=handle_missing)
+                         patches_field=field, on_frames=has_videos, handle_missing=handle_missing,
+                         skip_field=embeddings_field if skip_existing else None)
     sink = PatchSink(base.collection, base.dataset_name, embeddings_field)
     options = RunOptions(
         "embed", batch_size, num_workers, kwargs.get("num_threads"), skip_failures,

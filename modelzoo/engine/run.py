@@ -28,18 +28,28 @@ from ..models import Call, Model
 from ..progress import progress_bar
 from ..video.selection import FrameSelection
 from .backends import Runner, get_backend
-from .batching import BatchStream, LoadedBatch, safe_load
+from .batching import BatchStream, LoadedBatch, Rebatch, safe_load
 from .embeddings import embeddings_array, strip_frames_prefix, video_embeddings
 from .frames import FrameStream, video_tasks
 from .mask_files import MaskWriter
 from .report import ApplyReport, Failure
 from .sinks import EmbeddingSink, FrameSink, LabelSink, Sink, SinkBatch
 from .source import Source
-from .tuning import Calibration, default_threads, default_workers, uses_cuda
+from .tuning import (
+    BatchSizeSearch,
+    Calibration,
+    batch_size_candidates,
+    default_threads,
+    default_workers,
+    first_batch_size,
+    input_elements,
+    memory_bound,
+    uses_cuda,
+)
 from .video_outputs import VideoOutputs
 from .writer import BackgroundWriter
 
-__all__ = ["RunOptions", "run_model", "apply_model", "compute_embeddings"]
+__all__ = ["RunOptions", "check_model", "run_model", "apply_model", "compute_embeddings"]
 
 logger = logging.getLogger("modelzoo.engine")
 
@@ -138,7 +148,17 @@ def _require_model(model: Any) -> None:
         )
 
 
-def _check_model(model: Any, source: Source, mode: str) -> None:
+def check_model(model: Any, source: Source, mode: str) -> None:
+    """Checks, before anything runs, that ``model`` can run over ``source``
+    in ``mode``: a :class:`~modelzoo.Model`, able to embed for ``"embed"``,
+    of the samples' media type (a video model is not run on frames). Every
+    backend calls it on the driver (:mod:`modelzoo.ray` too).
+
+    Raises:
+        ConfigError: not a Model, or a media type the samples do not have
+            (the message names the first such sample and the view to use).
+        ModelError: ``mode="embed"`` and the model has no embeddings.
+    """
     _require_model(model)
     if mode == "embed" and not (isinstance(model, EmbeddingsMixin) and model.has_embeddings):
         raise ModelError(
@@ -165,8 +185,9 @@ def _check_model(model: Any, source: Source, mode: str) -> None:
 class _Loop:
     """One run's state: the parts, the counts and the report."""
 
-    def __init__(self, source: Source, model: Any, sink: Sink, options: RunOptions):
+    def __init__(self, source: Source, model: Any, sink: Sink, options: RunOptions, total: Optional[int] = None):
         self.source, self.model, self.sink, self.options = source, model, sink, options
+        self.total = total
         self.mode = options.mode
         self.loader: Loader = options.loader if options.loader is not None else model.build_loader()
         self.call = Call(options.mode, options.store_logits, loaded=True)
@@ -175,6 +196,8 @@ class _Loop:
         cuda = uses_cuda(model)
         torch_fed = isinstance(model, TorchModelMixin)
         self.calibration: Optional[Calibration] = None
+        self.rebatch: Optional[Rebatch] = None
+        self.pending: Optional[SinkBatch] = None  # outputs of batches smaller than the default, merged for one write
         self.num_threads: Optional[int]
         self.frames = source.frames is not None
         self.video = VideoOutputs(model, self.report) if model.media_type == "video" else None
@@ -200,7 +223,15 @@ class _Loop:
             # with the loader workers either.
             if self.num_threads is None and not cuda:
                 self.num_threads = default_threads(model, self.num_workers)
-        self.stream = BatchStream(self.source.batches(self.batch_size), self.loader, self.num_workers, pin_memory=cuda)
+        batches: Iterator[List[WorkItem]] = self.source.batches(self.batch_size)
+        if options.batch_size is None and not cuda:
+            # the batch size is measured too (see tuning.BatchSizeSearch)
+            if self.calibration is None:
+                assert self.num_threads is not None
+                self.calibration = Calibration(model, counts=(self.num_workers, self.num_threads))
+            self.rebatch = Rebatch(batches, first_batch_size(self.batch_size))
+            batches = self.rebatch
+        self.stream = BatchStream(batches, self.loader, self.num_workers, pin_memory=cuda)
 
     def _frame_stream(self, cuda: bool) -> None:
         """The frames of the source's videos: decoded by video in the loader workers."""
@@ -272,7 +303,7 @@ class _Loop:
         try:
             t0 = time.perf_counter()
             outputs = _infer(self.model, self.call, batch.inputs, batch.items)
-            self._observe((time.perf_counter() - t0) / len(batch.items))
+            self._observe((time.perf_counter() - t0) / len(batch.items), batch)
             _check_count(self.model, outputs, len(batch.items))
             out.outputs.extend(zip(batch.items, outputs))
         except ModelError:
@@ -285,13 +316,37 @@ class _Loop:
         return out
 
     # -- calibration ---------------------------------------------------------------------
-    def _observe(self, seconds_per_sample: float) -> None:
-        if self.calibration is None:
+    def _observe(self, seconds_per_sample: float, batch: LoadedBatch) -> None:
+        calibration = self.calibration
+        if calibration is None:
             return
-        counts = self.calibration.observe(seconds_per_sample)
+        if self.rebatch is not None and calibration.search is None:
+            self._start_search(batch)
+        counts = calibration.observe(seconds_per_sample, len(batch.items) + len(batch.failures))
+        if calibration.search is not None and self.rebatch is not None:
+            self.rebatch.size = calibration.search.current
         if counts is None:
             return
-        self._apply_counts(counts, f"{seconds_per_sample * 1e3:.2f}")
+        search = calibration.search
+        if search is not None and search.chosen is not None:
+            self.batch_size = search.chosen
+            logger.info("Batch size %d: measured %s (%s)", search.chosen, search.explain(), search.reason())
+        if not calibration.tunes_counts:
+            self.calibration = None
+            return
+        cost = search.costs[search.chosen] if search is not None and search.chosen in search.costs else seconds_per_sample
+        self._apply_counts(counts, f"{cost * 1e3:.2f}")
+
+    def _start_search(self, batch: LoadedBatch) -> None:
+        """The batch sizes to try, bounded by memory from the first batch's input bytes."""
+        assert self.calibration is not None and self.rebatch is not None
+        n = len(batch.items)
+        bound = memory_bound(4 * input_elements(batch.inputs) / n) if n else None  # float32 in the forward
+        total = self.total if self.total is not None else 0
+        sizes = batch_size_candidates(self.batch_size, total, bound)
+        search = BatchSizeSearch(sizes, self.batch_size, start=len(batch.items) + len(batch.failures))
+        search.bound = bound
+        self.calibration.search_batch_size(search)
 
     def _apply_counts(self, counts: Tuple[int, int], last: str) -> None:
         assert self.calibration is not None
@@ -303,30 +358,58 @@ class _Loop:
         logger.info(
             "Measured %.2f ms/sample to load and %s ms/sample to predict (%d batches on %d thread(s)): "
             "using %d loader workers and %d torch threads",
-            (self.calibration.load_s or 0) * 1e3, last, len(self.calibration.times),
+            (self.calibration.load_s or 0) * 1e3, last, self.calibration.batches_measured,
             self.calibration.provisional[1], self.num_workers, self.num_threads,
         )
         self.calibration = None
 
     def _batches(self) -> Iterator[LoadedBatch]:
-        if self.calibration is not None:
-            t0 = time.perf_counter()
-            first = self.stream.load_here()
+        if self.calibration is not None and self.calibration.tunes_counts:
+            times: List[float] = []
+            first = self.stream.load_here(times)
             if first is None:
                 return
-            n = len(first.items) + len(first.failures)
-            self.calibration.observe_load((time.perf_counter() - t0) / n)
+            # the median item: the first decode of a run also pays for lazy imports and cold caches
+            self.calibration.observe_load(float(np.median(times[1:] if len(times) > 2 else times)))
+            if first.items and self.calibration.reconsider(input_elements(first.inputs) / len(first.items)):
+                import torch
+
+                self.num_workers, self.num_threads = self.calibration.provisional
+                torch.set_num_threads(self.num_threads)  # restored by _torch_threads when the run ends
+                self.stream.resize(self.num_workers)
             self.stream.start()  # the provisional workers load ahead while the first batch is predicted
             yield first
         yield from self.stream
+
+    # -- writing -------------------------------------------------------------------------
+    def _submit(self, writer: BackgroundWriter, out: SinkBatch) -> None:
+        """Hands ``out`` to the writer, merging batches smaller than the default
+        batch size (a searched size of 1 or 4) so the database gets the same
+        number of bulk writes as at the default size."""
+        if self.rebatch is None:
+            writer.submit(out)
+            return
+        if self.pending is None:
+            self.pending = out
+        else:
+            self.pending.outputs.extend(out.outputs)
+            self.pending.failures.extend(out.failures)
+        if len(self.pending.outputs) + len(self.pending.failures) >= int(self.model.default_batch_size or 16):
+            self._flush(writer)
+
+    def _flush(self, writer: BackgroundWriter) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            writer.submit(pending)
 
     # -- the loop ------------------------------------------------------------------------
     def run(self, total: int) -> ApplyReport:
         writer = BackgroundWriter(self.sink.write)
         bar = progress_bar(total, "embed" if self.mode == "embed" else "apply", enabled=self.options.progress, smoothing=0.1)
         logger.info(
-            "Running %s on %d samples of %r (batch %d, %d workers, %s torch threads%s)",
-            type(self.model).__name__, total, self.source.dataset_name, self.batch_size, self.num_workers,
+            "Running %s on %d samples of %r (batch %s, %d workers, %s torch threads%s)",
+            type(self.model).__name__, total, self.source.dataset_name,
+            f"searched from {self.rebatch.size}" if self.rebatch is not None else self.batch_size, self.num_workers,
             self.num_threads, ", calibrating" if self.calibration else "",
         )
         try:
@@ -341,13 +424,14 @@ class _Loop:
                         writer.submit(out)
                     else:
                         self.report.processed += len(out.outputs)
-                        writer.submit(out)
+                        self._submit(writer, out)
                     bar.update(len(batch.items) + len(batch.failures))
         except BaseException as e:
             bar.close()
             if self.video is not None:
                 self.video.close_all()
             try:
+                self._flush(writer)
                 writer.close(timeout=60)  # keep every finished batch (Ctrl-C included)
                 self.sink.close()
             except Exception as write_error:
@@ -361,6 +445,7 @@ class _Loop:
             raise
         bar.close()
         try:
+            self._flush(writer)
             writer.close()
             self.sink.close()
         except pymongo.errors.PyMongoError as e:
@@ -402,10 +487,10 @@ def run_model(source: Source, model: Model, sink: Sink, options: Optional[RunOpt
         DatabaseError: the database went away (finished batches are kept).
     """
     options = options or RunOptions()
-    _check_model(model, source, options.mode)
+    check_model(model, source, options.mode)
     total = source.count_items()  # frames, for a run over the frames of videos
     model.prepare(total)  # before the loader is built: an optimized graph may change its layout
-    return _Loop(source, model, sink, options).run(total)
+    return _Loop(source, model, sink, options, total).run(total)
 
 
 # -- apply_model / compute_embeddings ----------------------------------------------------------

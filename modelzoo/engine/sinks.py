@@ -30,6 +30,7 @@ from ..fields import check_output_field, label_updates
 from ..labels import filter_classes, filter_output
 from ..loaders import WorkItem
 from ..storage import bulk_set
+from .embeddings import stack_rows
 
 __all__ = ["SinkBatch", "Sink", "LabelSink", "FrameSink", "EmbeddingSink"]
 
@@ -201,9 +202,4 @@ class EmbeddingSink(_FieldSink):
         if len(shapes) > 1:
             raise ModelError(f"The model returned embeddings of different shapes: {sorted(shapes)}")
         shape = shapes.pop() if shapes else (shape or (0,))
-        out = np.full((len(keys),) + shape, np.nan, dtype=np.float32)
-        for row, key in enumerate(keys):
-            vector = self.vectors.get(key)
-            if vector is not None:
-                out[row] = vector
-        return out
+        return stack_rows(self.vectors, keys, shape)

@@ -1,4 +1,15 @@
-"""Choices the engine makes when the user does not: loader workers and torch threads.
+"""Choices the engine makes when the user does not: loader workers, torch threads
+and the batch size.
+
+The batch size (CPU runs over images where the user set none): the best one
+depends on the model and the input size more than on anything a rule can
+see. At 640x480 on 2 threads eager mobilenet_v2 runs 219 ms/image at batch
+16 and 65 ms/image at batch 1 (a batch's activations no longer fit in the
+caches), while at 224x224 larger batches are the faster. So the engine
+tries a few sizes on the run's first batches (:class:`BatchSizeSearch`:
+4, then 1, then the default unless 1 already won, each until its
+per-sample time settles) and keeps the fastest, never above
+:func:`memory_bound`.
 
 On the CPU, when neither ``num_workers`` nor ``num_threads`` is given, the
 engine measures instead of guessing: it loads and predicts the first batch in
@@ -44,12 +55,17 @@ process (the GIL is released while PIL decodes).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 __all__ = [
+    "BatchSizeSearch",
+    "batch_size_candidates",
+    "first_batch_size",
+    "memory_bound",
     "cpu_count",
     "uses_cuda",
     "is_light",
@@ -58,6 +74,8 @@ __all__ = [
     "parameter_count",
     "choose_from_costs",
     "Calibration",
+    "available_memory",
+    "input_elements",
 ]
 
 #: models with fewer parameters than this count as light (decoding-bound on the CPU)
@@ -138,7 +156,7 @@ def default_threads(model: Any, num_workers: int) -> int:
     return free
 
 
-def choose_from_costs(load_s: float, model_s: float, cores: int) -> "tuple[int, int]":
+def choose_from_costs(load_s: float, model_s: float, cores: int, margin: float = 0.15) -> "tuple[int, int]":
     """Workers and threads from measured per-sample costs (both on one core).
 
     The first batch of a run is loaded and predicted in the main process on
@@ -157,6 +175,12 @@ def choose_from_costs(load_s: float, model_s: float, cores: int) -> "tuple[int, 
       TorchImageModel's fused mobilenet_v3_small measures 4-6 ms/sample on
       its first batch and ~1.1 steady, so ``d`` reads ~0.4 for a true ~1.0.
 
+    A worker more is taken only when the demand passes a whole number by
+    more than ``margin``: a demand measured at 0.95 one run and 1.05 the
+    next (noise of a few percent) gives the same count both times, where a
+    bare ``ceil`` flipped between 1 and 2 workers run to run. Near the
+    boundary either count is about as fast, so the deadband costs little.
+
     Measured with benchmarks/bench_apply.py on 2 cores: eager
     mobilenet_v3_small (d ~ 1.2) -> (2, 1); TorchImageModel's fused
     mobilenet_v3_small (d ~ 0.4 measured) -> (1, 1), 1.85 s where (1, 2)
@@ -167,9 +191,157 @@ def choose_from_costs(load_s: float, model_s: float, cores: int) -> "tuple[int, 
     load_s = max(float(load_s), 1e-9)
     model_s = max(float(model_s), 1e-9)
     demand = cores * load_s / (load_s + model_s)
-    workers = min(cores, max(1, math.ceil(demand - 1e-9)))
+    workers = min(cores, max(1, math.ceil(demand - max(margin, 1e-9))))
     threads = max(1, cores - max(0, math.ceil(demand - 0.25)))
     return workers, threads
+
+
+#: an input batch's bytes times this bounds a CPU forward's working set (activations
+#: of a convolutional net peak at a few times its input, several layers live at once)
+ACTIVATION_FACTOR = 32
+#: the share of the available memory a batch's working set may take
+MEMORY_SHARE = 0.25
+
+
+def available_memory() -> Optional[int]:
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def input_elements(inputs: Any) -> int:
+    """The elements of the arrays / tensors in a collated batch (in lists,
+    tuples, dicts and dataclasses such as :class:`~modelzoo.transforms.ImageBatch`;
+    0 when it holds none)."""
+    if isinstance(inputs, (list, tuple)):
+        return sum(input_elements(x) for x in inputs)
+    if isinstance(inputs, dict):
+        return sum(input_elements(x) for x in inputs.values())
+    if dataclasses.is_dataclass(inputs) and not isinstance(inputs, type):
+        return sum(input_elements(getattr(inputs, f.name)) for f in dataclasses.fields(inputs))
+    size = getattr(inputs, "size", None)
+    if isinstance(size, int):  # numpy
+        return size
+    numel = getattr(inputs, "numel", None)
+    return int(numel()) if callable(numel) else 0
+
+
+def memory_bound(bytes_per_sample: float, available: Optional[int] = None) -> Optional[int]:
+    """The largest batch whose working set (:data:`ACTIVATION_FACTOR` times its
+    input's bytes as float32, ``4 * input_elements``) fits in
+    :data:`MEMORY_SHARE` of the available memory; None when either is
+    unknown. At least 1."""
+    available = available_memory() if available is None else available
+    if not available or bytes_per_sample <= 0:
+        return None
+    return max(1, int(available * MEMORY_SHARE // (bytes_per_sample * ACTIVATION_FACTOR)))
+
+
+def batch_size_candidates(default: int, total: int, bound: Optional[int] = None) -> List[int]:
+    """The batch sizes a run may try: 1, 4 and ``default``, each at most
+    ``bound``, when two batches of each fit in the run (``total`` samples);
+    else ``[default]`` (capped at the bound). A search of one size still
+    measures its per-sample cost, which the worker / thread choice needs."""
+    top = min(default, bound) if bound else default
+    sizes = sorted({s for s in (1, 4, default) if s <= top} | {top})
+    if 2 * sum(sizes) > total:
+        return [top]
+    return sizes
+
+
+def first_batch_size(default: int) -> int:
+    """The size of a searching run's first batch (the search starts there): 4,
+    or the default when smaller."""
+    return min(4, default)
+
+
+class BatchSizeSearch:
+    """Tries batch sizes on a run's first batches and keeps the fastest per sample.
+
+    It starts at ``start`` (4: the first batch, also the one the load time
+    is measured on), then tries the smaller sizes (1); when one of them is
+    faster by more than ``margin`` it stops there (a larger batch only
+    thrashes the caches more: at 640x480 eager mobilenet_v2 runs 65
+    ms/image at batch 1, ~75 at 4, 219 at 16), else it goes on upwards to
+    the default. Each size runs until two consecutive per-sample predict
+    times are within ``settle`` of each other (the stop rule of
+    :class:`Calibration`) or after ``max_batches`` batches (the default,
+    ``default_max_batches``: an optimized graph profiles itself on its
+    first calls at a shape). The default is kept unless another size is
+    faster by more than ``margin`` (so that noise does not change the batch
+    size run to run). Batches of other sizes (loaded ahead before the size
+    changed, or a run's last, shorter batch) are ignored.
+    """
+
+    def __init__(
+        self,
+        sizes: List[int],
+        default: int,
+        settle: float = 0.15,
+        max_batches: int = 4,
+        margin: float = 0.1,
+        default_max_batches: int = 8,
+        start: Optional[int] = None,
+    ):
+        sizes = sorted(set(sizes))
+        self.default = default if default in sizes else max(sizes)
+        start = start if start in sizes else self.default
+        self.order = [start] + sorted((s for s in sizes if s < start), reverse=True) + [s for s in sizes if s > start]
+        self.settle, self.max_batches, self.margin = settle, max_batches, margin
+        self.default_max_batches = max(default_max_batches, max_batches)
+        self.times: Dict[int, List[float]] = {s: [] for s in self.order}
+        self.costs: Dict[int, float] = {}
+        self.chosen: Optional[int] = None
+        self._start = start
+
+    @property
+    def current(self) -> int:
+        """The size to load next."""
+        if self.chosen is not None:
+            return self.chosen
+        return next(s for s in self.order if s not in self.costs)
+
+    def observe(self, size: int, seconds_per_sample: float) -> Optional[int]:
+        """Records one batch of ``size``; returns the chosen size once decided."""
+        if self.chosen is not None or size != self.current:
+            return self.chosen
+        times = self.times[size]
+        times.append(seconds_per_sample)
+        last = times[-2:]
+        settled = len(last) == 2 and abs(last[1] - last[0]) <= self.settle * max(last)
+        limit = self.default_max_batches if size == self.default else self.max_batches
+        if not settled and len(times) < limit:
+            return None
+        self.costs[size] = min(last)
+        best = min(self.costs, key=self.costs.__getitem__)
+        smaller_wins = best < self._start and self.costs[best] < (1 - self.margin) * self.costs[self._start]
+        if smaller_wins or len(self.costs) == len(self.order):
+            if self.default in self.costs and self.costs[best] > (1 - self.margin) * self.costs[self.default]:
+                best = self.default
+            self.chosen = best
+        return self.chosen
+
+    #: the memory bound the sizes were capped at (for the log), when known
+    bound: Optional[int] = None
+
+    def reason(self) -> str:
+        """Why :attr:`chosen` was chosen, for the log."""
+        if self.chosen == self.default:
+            return "the default" if len(self.costs) == 1 else f"no other size beat the default by more than {self.margin:.0%}"
+        if self.default not in self.costs:
+            return f"faster than batch {self._start} by more than {self.margin:.0%}; larger sizes not tried"
+        return f"faster than the default {self.default} by more than {self.margin:.0%}"
+
+    def explain(self) -> str:
+        """The measured per-sample costs, for the log."""
+        text = ", ".join(f"{self.costs[s] * 1e3:.2f} ms/sample at batch {s}" for s in sorted(self.costs))
+        return text + ("" if self.bound is None else f"; memory bound {self.bound}")
 
 
 class Calibration:
@@ -199,22 +371,65 @@ class Calibration:
         max_batches: decide after this many batches whatever the times.
     """
 
-    def __init__(self, model: Any, cores: Optional[int] = None, settle: float = 0.15, max_batches: int = 8):
+    def __init__(
+        self,
+        model: Any,
+        cores: Optional[int] = None,
+        settle: float = 0.15,
+        max_batches: int = 8,
+        counts: Optional[Tuple[int, int]] = None,
+    ):
         self.cores = cores or cpu_count()
-        self.light = is_light(model)
-        self.provisional: Tuple[int, int] = (1, 1) if self.light else (0, self.cores)
+        self._params = parameter_count(model)
+        self.light = self._params == 0 or self._params < LIGHT_MODEL_PARAMS
+        self.fixed = counts
+        if counts is not None:
+            self.provisional: Tuple[int, int] = counts
+        else:
+            self.provisional = (1, 1) if self.light else (0, self.cores)
         self.settle = settle
         self.max_batches = max_batches
         self.load_s: Optional[float] = None
         self.times: List[float] = []
+        self.search: Optional[BatchSizeSearch] = None
+
+    def reconsider(self, elements_per_sample: float) -> bool:
+        """Seen the first batch: a light model (by parameters) whose inputs are
+        much larger than 224x224 is heavy after all (its compute grows with
+        the pixels: mobilenet_v2 at 640x480 costs ~65 ms/image on 2 threads,
+        resnet18's ballpark at 224x224), so it is measured on every core with
+        no worker instead. Returns whether the provisional counts changed."""
+        if self.fixed is not None or not self.light or elements_per_sample <= 0:
+            return False
+        pixels = elements_per_sample / 3
+        if self._params * max(1.0, pixels / (224 * 224)) < LIGHT_MODEL_PARAMS:
+            return False
+        self.light = False
+        self.provisional = (0, self.cores)
+        return True
+
+    @property
+    def tunes_counts(self) -> bool:
+        """Whether the workers and threads are measured (else they were given)."""
+        return self.fixed is None
+
+    def search_batch_size(self, search: BatchSizeSearch) -> None:
+        """Chooses the batch size too: :meth:`observe` then feeds ``search``
+        (with each batch's size) and decides once it has chosen."""
+        self.search = search
 
     def observe_load(self, seconds_per_sample: float) -> None:
         """The cost of loading one sample in the main process, on one core."""
         self.load_s = seconds_per_sample
 
-    def observe(self, seconds_per_sample: float) -> Optional[Tuple[int, int]]:
-        """Records one batch's predict time (on the provisional counts);
-        returns ``(workers, threads)`` once decided, else None."""
+    def observe(self, seconds_per_sample: float, size: Optional[int] = None) -> Optional[Tuple[int, int]]:
+        """Records one batch's predict time (on the provisional counts; ``size``:
+        the batch's size, for the batch-size search); returns ``(workers,
+        threads)`` once decided, else None."""
+        if self.search is not None:
+            if size is None or self.search.observe(size, seconds_per_sample) is None:
+                return None
+            return self.decide()
         self.times.append(seconds_per_sample)
         last = self.times[-2:]
         settled = len(last) == 2 and abs(last[1] - last[0]) <= self.settle * max(last)
@@ -222,8 +437,27 @@ class Calibration:
             return None
         return self.decide()
 
+    @property
+    def batches_measured(self) -> int:
+        """The batches whose predict time was recorded."""
+        if self.search is not None:
+            return sum(len(t) for t in self.search.times.values())
+        return len(self.times)
+
+    @property
+    def batch_size(self) -> Optional[int]:
+        """The batch size the search chose (None without one, or before it chose)."""
+        return None if self.search is None else self.search.chosen
+
     def decide(self) -> Tuple[int, int]:
         """The counts from what was measured so far (the steady state: the
-        least of the last two per-sample times)."""
-        model_s = min(self.times[-2:]) * self.provisional[1]  # on one core
+        least of the last two per-sample times; at the chosen batch size
+        when the batch size is searched too)."""
+        if self.fixed is not None:
+            return self.fixed
+        if self.search is not None and self.search.chosen is not None:
+            per_sample = self.search.costs.get(self.search.chosen, min(self.search.costs.values()))
+        else:
+            per_sample = min(self.times[-2:])
+        model_s = per_sample * self.provisional[1]  # on one core
         return choose_from_costs(self.load_s or 0.0, model_s, self.cores)

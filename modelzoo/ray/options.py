@@ -176,12 +176,12 @@ def _hosts(uri: str) -> List[str]:
 
 
 def uri_is_loopback(uri: str) -> bool:
-    """Whether every host of the MongoDB ``uri`` is this machine's loopback."""
+    """Whether every host of the MongoDB ``uri`` is this machine's loopback (or a Unix socket, as the embedded server's)."""
     hosts = _hosts(uri)
     if not hosts:
         return False
     for host in hosts:
-        if host.lower() == "localhost":
+        if host.lower() == "localhost" or host.lower().endswith(".sock"):  # a Unix socket: this machine only
             continue
         try:
             if not ipaddress.ip_address(host).is_loopback:

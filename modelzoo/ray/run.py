@@ -19,20 +19,21 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from ..db import database_uri, redact_uri
 from ..db.settings import ENV_NAME, ENV_URI, ENV_WRITE_CONCERN, database_name, write_concern_name
-from ..engine import ApplyReport, EmbeddingSink, Runner, RunOptions, Sink, Source
+from ..engine import ApplyReport, EmbeddingSink, Runner, RunOptions, Sink, Source, check_model
 from ..engine import apply_model as engine_apply_model
 from ..engine import compute_embeddings as engine_compute_embeddings
 from ..errors import BackendError, ConfigError, DatabaseError, ModelError, ModelzooError
-from ..mixins import EmbeddingsMixin
 from ..models import Model
 from ..progress import progress_bar
 from ..recipes import HOW_TO_PASS, Recipe, recipe_of
+from ..signing import ENV_TRUST_KEY, key_path
 from .cluster import import_ray, session
 from .options import RayOptions, ResourcePlan, check_database_reach, plan_resources
 from .stages import Replica, decode_shards, pack, probe, unpack
@@ -60,25 +61,10 @@ class RayReport(ApplyReport):
     first_batch_s: Optional[float] = None
 
 
-def _check_model(model: Model, source: Source, mode: str) -> None:
-    """The driver's checks, before Ray starts (the engine's own, for a run it does not drive)."""
-    if mode == "embed" and not (isinstance(model, EmbeddingsMixin) and model.has_embeddings):
-        raise ModelError(
-            f"{type(model).__name__} cannot compute embeddings (it does not implement EmbeddingsMixin "
-            "or has_embeddings is False); for a TorchImageModel set embeddings_layer in its config."
-        )
-    media = model.media_type
-    other = source.first_mismatch("media_type", media)
-    if other is not None and other.get("media_type") is not None:
-        raise ConfigError(
-            f"{type(model).__name__} is a{'n' if media[0] in 'aeiou' else ''} {media} model, but sample "
-            f"{other['_id']} ({other.get('filepath')}) of {source.dataset_name!r} is a {other['media_type']}. "
-            f"Run it on the {media} samples only: samples.match({{'media_type': {media!r}}})."
-        )
-
-
 def _worker_env(uri: str) -> Dict[str, str]:
     env = {ENV_URI: uri, ENV_NAME: database_name()}
+    if os.environ.get(ENV_TRUST_KEY):  # workers verify stored code with the driver's signing key
+        env[ENV_TRUST_KEY] = key_path()
     wc = write_concern_name()
     if wc is not None:
         env[ENV_WRITE_CONCERN] = wc
@@ -160,7 +146,7 @@ def run_model(
     if not isinstance(model, Model):
         raise ConfigError(f"model must implement modelzoo.Model, got {type(model).__name__}. {HOW_TO_PASS}")
     recipe = recipe_of(model)  # no recipe: fails before Ray starts
-    _check_model(model, source, options.mode)
+    check_model(model, source, options.mode)  # the engine's checks, for a run it does not drive
     batch_size = ropts.batch_size or options.batch_size or int(model.default_batch_size or 16)
     keep_vectors = isinstance(sink, EmbeddingSink) and sink.field is None
     report = RayReport()

@@ -9,6 +9,11 @@ each answer): when it fires, a connection that sent part of a head is
 answered 408 (JSON) and closed, an idle one is closed. The body has its own
 deadline in the app (``body_timeout_s``). uvicorn's plain-text 400 for a
 malformed request is answered in JSON too.
+
+:class:`HostCheck` refuses requests whose ``Host`` header names another host:
+a server on loopback answers only ``localhost`` and its loopback addresses,
+so a web page that rebinds its own name to 127.0.0.1 (DNS rebinding) cannot
+use it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import asyncio
 import json
 from typing import Any, Optional, Type
 
-__all__ = ["protocol_class"]
+__all__ = ["protocol_class", "HostCheck", "LOOPBACK_HOSTS"]
 
 
 def _raw_response(status: int, reason: str, detail: str) -> bytes:
@@ -94,3 +99,48 @@ def protocol_class(header_timeout_s: float) -> Type[asyncio.Protocol]:
             self.transport.close()
 
     return HeadTimeoutProtocol
+
+
+#: the names a loopback server answers to (a DNS-rebinding page sends its own name as Host)
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _host_name(value: str) -> str:
+    """The host part of a ``Host`` header (``[::1]:8000`` -> ``::1``, ``localhost:8000`` -> ``localhost``)."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].split("]", 1)[0]
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+class HostCheck:
+    """ASGI middleware: requests whose ``Host`` header names another host are
+    answered 400 (JSON). A page that rebinds its own name to 127.0.0.1 is
+    same-origin for the browser, but still sends its own name as ``Host``.
+
+    Args:
+        app: the ASGI app.
+        allowed: the host names answered (any port); loopback addresses
+            (``127.x.x.x``) always are.
+    """
+
+    def __init__(self, app: Any, allowed: Any = LOOPBACK_HOSTS):
+        self.app = app
+        self.allowed = {h.lower() for h in allowed}
+
+    def _ok(self, scope: Any) -> bool:
+        for name, value in scope.get("headers") or ():
+            if name == b"host":
+                host = _host_name(value.decode("latin-1"))
+                return host in self.allowed or host.startswith("127.")
+        return False  # HTTP/1.1 requires Host
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or self._ok(scope):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"detail": "the Host header does not name this server (it answers only "
+                           f"{', '.join(sorted(self.allowed))}, or 127.x.x.x)"}).encode()
+        await send({"type": "http.response.start", "status": 400,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

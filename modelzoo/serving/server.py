@@ -33,11 +33,12 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Union
 
 import uvicorn
 
+from ..loopback import StartedServer, listen, stop
 from ..models import Model
 from . import defaults
 from .app import create_app
 from .batcher import Batcher
-from .connections import protocol_class
+from .connections import LOOPBACK_HOSTS, HostCheck, protocol_class
 from .decoding import DecodePool
 from .errors import ServingError
 from .limits import Limits
@@ -60,20 +61,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class _Uvicorn(uvicorn.Server):
-    """uvicorn's server, telling when it has started, and stopping on a signal
-    without raising it again afterwards (uvicorn re-raises it, which would
-    turn a graceful stop into a KeyboardInterrupt or a kill)."""
+class _Uvicorn(StartedServer):
+    """uvicorn's server, stopping on a signal without raising it again
+    afterwards (uvicorn re-raises it, which would turn a graceful stop into a
+    KeyboardInterrupt or a kill)."""
 
     def __init__(self, config: uvicorn.Config, on_stopping: Callable[[], None]):
         super().__init__(config)
-        self.started_event = threading.Event()
         self.stop_signal: Optional[int] = None
         self.on_stopping = on_stopping
-
-    async def startup(self, sockets: Optional[List[socket.socket]] = None) -> None:
-        await super().startup(sockets=sockets)
-        self.started_event.set()
 
     async def shutdown(self, sockets: Optional[List[socket.socket]] = None) -> None:
         # Requests in flight may be queued for batch-mates that will never
@@ -145,14 +141,9 @@ class ModelServer:
         self.allow_paths = resolve_roots(allow_paths)  # before anything is bound or started
         self.name = name or type(model).__name__
         self.host = host
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sock.listen(2048)
+            sock = listen(host, port, 2048)  # TCP_NODELAY on accepted sockets (see modelzoo.loopback)
         except OSError as e:
-            sock.close()
             raise ServingError(f"modelzoo serve {self.name}: cannot listen on {host}:{port}: {e.strerror or e}") from None
         self._socket = sock
         self.port = int(sock.getsockname()[1])
@@ -163,6 +154,8 @@ class ModelServer:
             raise
         self.decode_pool = DecodePool(limits.decode_workers, self.name)
         self.app = create_app(self.batcher, self.name, allow_paths=self.allow_paths, limits=limits, pool=self.decode_pool)
+        if is_loopback(host):  # answers only to its own names: no DNS rebinding
+            self.app.add_middleware(HostCheck, allowed=LOOPBACK_HOSTS)
         config = uvicorn.Config(
             self.app, log_level=log_level, timeout_graceful_shutdown=max(1, math.ceil(graceful_timeout_s)), lifespan="on",
             http=protocol_class(limits.header_timeout_s), timeout_keep_alive=limits.keep_alive_timeout_s,  # type: ignore[arg-type]
@@ -225,11 +218,7 @@ class ModelServer:
     def stop(self, timeout: Optional[float] = None) -> None:
         """Stops a server run by :meth:`start`: requests in flight are answered,
         then the batcher is closed and the thread joined. Idempotent."""
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)
-        else:
-            self._socket.close()
+        if not stop(self._server, self._thread, self._socket, timeout):  # never started: run() closes nothing
             self.decode_pool.close()
             self.batcher.close()
 

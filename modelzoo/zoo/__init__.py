@@ -45,6 +45,7 @@ from .manifest import (
     parse_weights,
 )
 from .plugins import ENTRY_POINT_GROUP, ENV_MANIFEST_PATHS
+from .protocols import ModelLoader, RecordedLoader, VersionedLoader
 from .registry import registry
 from .requirements import check_device, check_requirements
 from .sources import ZooSource, register_zoo_source
@@ -63,6 +64,9 @@ __all__ = [
     "delete_zoo_model_source",
     "register_zoo_source",
     "ZooSource",
+    "ModelLoader",
+    "RecordedLoader",
+    "VersionedLoader",
     "get_zoo_model_info",
     "load_zoo_model",
     "download_zoo_model",
@@ -291,7 +295,7 @@ def _model_spec(model: Any, model_cls: Optional[type], config: Optional[Mapping[
             f"register_zoo_model got a {type(model).__name__} instance; register its class, its config, "
             "or a factory function that builds it"
         )
-    if hasattr(model, "load_model") and callable(model.load_model):
+    if isinstance(model, ModelLoader):
         return ModelSpec(type=model, kind="loader")
     if callable(model):
         return ModelSpec(type=model, kind="factory")
@@ -352,11 +356,12 @@ def make_zoo_model_info(
             "name", f"{name!r} must be lowercase letters, digits, '.', '_' or '-' (no '@'); a source's names may "
             "have a 'source/' prefix"
         )
+    versioned = isinstance(model, VersionedLoader)
     if version is None:  # a bundle files itself under its id, ordered by its creation time
-        version = getattr(model, "zoo_version", None) or "1.0"
-        date_added = date_added or getattr(model, "zoo_date", None)
+        version = (model.zoo_version if versioned else None) or "1.0"
+        date_added = date_added or (model.zoo_date if versioned else None)
     numbered = isinstance(version, str) and all(p.isdigit() for p in version.split("."))
-    if not numbered and not (isinstance(version, str) and re.match(r"^[A-Za-z0-9_]+$", version) and hasattr(model, "zoo_version")):
+    if not numbered and not (isinstance(version, str) and re.match(r"^[A-Za-z0-9_]+$", version) and versioned):
         raise ck.fail("version", f"expected a version string such as '1.0', got {version!r}")
     if isinstance(weights, Mapping):
         weights = parse_weights(ck, dict(weights))

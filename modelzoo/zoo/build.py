@@ -17,6 +17,7 @@ from typing import Any, Iterator, Optional
 from ..atomic import atomic_write
 from ..errors import ZooError
 from ..imports import import_object
+from ..models import Model
 from . import weights as _weights
 from .manifest import ZooModelInfo
 from .registry import build_model
@@ -91,8 +92,8 @@ def post_download(info: ZooModelInfo, force: bool) -> None:
     cls = info.model.type
     if isinstance(cls, str):
         cls = import_object(cls, "model.type")
-    hook = getattr(cls, "zoo_post_download", None)
-    if not callable(hook):
+    hook = cls.zoo_post_download if isinstance(cls, type) and issubclass(cls, Model) else None
+    if hook is None:  # declared by the class: no hook, no marker file
         return
     marker = os.path.join(_weights.model_dir(info), ".post_download")
     if os.path.exists(marker) and not force:

@@ -128,26 +128,37 @@ def _entry_files() -> List[str]:
     return out
 
 
+def subdir_signature(root: str, of_dir: Callable[["os.DirEntry[str]"], object]) -> Tuple[object, ...]:
+    """``(root, of_dir(d), ...)`` for each directory ``d`` in ``root`` by
+    name (dot-directories left out): cheap to compute, and it changes when
+    ``of_dir`` of any of them does. A directory removed while it is read is
+    left out; no ``root``: ``(root,)``."""
+    sig: List[object] = [root]
+    try:
+        dirs = sorted(os.scandir(root), key=lambda e: e.name)
+    except FileNotFoundError:
+        return tuple(sig)
+    for d in dirs:
+        if d.name.startswith(".") or not d.is_dir():
+            continue
+        try:
+            sig.append(of_dir(d))
+        except FileNotFoundError:
+            continue
+    return tuple(sig)
+
+
 def signature() -> Tuple[object, ...]:
     """Changes whenever an entry is added, replaced or removed (the registry
     re-reads the local zoo then). Entries are published by renaming a
     directory, so the names and inode numbers of the number directories
     (and their repository directory's mtime) tell, without a ``stat`` per entry."""
-    root = local_root()
-    sig: List[object] = [root]
-    try:
-        repos = sorted(os.scandir(root), key=lambda e: e.name)
-    except FileNotFoundError:
-        return tuple(sig)
-    for repo in repos:
-        if repo.name.startswith(".") or not repo.is_dir():
-            continue
-        try:
-            numbered = tuple(sorted((e.name, e.inode()) for e in os.scandir(repo.path) if e.name.isdigit()))
-            sig.append((repo.name, repo.stat().st_mtime_ns, numbered))  # mtime: an inode reused after a delete
-        except FileNotFoundError:
-            continue
-    return tuple(sig)
+
+    def of_repo(repo: "os.DirEntry[str]") -> object:
+        numbered = tuple(sorted((e.name, e.inode()) for e in os.scandir(repo.path) if e.name.isdigit()))
+        return (repo.name, repo.stat().st_mtime_ns, numbered)  # mtime: an inode reused after a delete
+
+    return subdir_signature(local_root(), of_repo)
 
 
 def local_entries() -> List[ZooModelInfo]:

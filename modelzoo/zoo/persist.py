@@ -27,7 +27,9 @@ from ..atomic import write_json_atomic
 from ..config import Config
 from ..errors import ConfigError, ZooError
 from ..imports import import_object
+from .local import subdir_signature
 from .manifest import ManifestChecker, ModelSpec, ZooModelInfo, parse_requirements, parse_weights
+from .protocols import ModelLoader, RecordedLoader
 from .trust import check_record, sign_record
 from .weights import zoo_home
 
@@ -116,11 +118,12 @@ def recipe_for(model: Any, model_cls: Optional[type], config: Optional[Mapping[s
         if data is None:
             return None, why
         return {"kind": "class", "type": cls_path, "config": data}, ""
-    bundle_id = getattr(model, "zoo_version", None)
-    if bundle_id and type(model).__module__.startswith("modelzoo.bundles") and hasattr(model, "load_model"):
-        return {"kind": "factory", "target": "modelzoo.bundles.zoo_source.load_bundle",
-                "kwargs": {"bundle_id": str(bundle_id)}}, ""
-    if hasattr(model, "load_model") and callable(model.load_model):
+    if isinstance(model, RecordedLoader):
+        record = model.zoo_record()
+        if record is None:
+            return None, f"{model!r} can be rebuilt in this process only (its zoo_record() is None)"
+        return dict(record), ""
+    if isinstance(model, ModelLoader):
         path, why = import_path(model)  # a loader object importable by name (a module-level instance)
         if path is None:
             return None, f"a loader object is kept by its import path, and {why or 'it has none'}"
@@ -182,21 +185,11 @@ def delete(name: str, version: Optional[str] = None) -> bool:
 
 
 def _signature() -> Tuple[Any, ...]:
-    root = registered_root()
-    sig: List[Any] = [root]
-    try:
-        names = sorted(os.scandir(root), key=lambda e: e.name)
-    except FileNotFoundError:
-        return tuple(sig)
-    for d in names:
-        if not d.is_dir() or d.name.startswith("."):
-            continue
-        try:
-            sig.append((d.name, tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size)
-                                              for e in os.scandir(d.path) if e.name.endswith(".json")))))
-        except FileNotFoundError:
-            continue
-    return tuple(sig)
+    def of_name(d: "os.DirEntry[str]") -> object:
+        return (d.name, tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size)
+                                     for e in os.scandir(d.path) if e.name.endswith(".json"))))
+
+    return subdir_signature(registered_root(), of_name)
 
 
 def _info(path: str, record: Mapping[str, Any]) -> ZooModelInfo:
@@ -285,6 +278,6 @@ def resolve_spec(info: ZooModelInfo) -> ZooModelInfo:
         return dataclasses.replace(info, model=ModelSpec(type=fn, kind="factory"))
     if isinstance(target, type) and issubclass(target, Model):
         return dataclasses.replace(info, model=ModelSpec(type=target, config=recipe.get("config") or {}, kind="class"))
-    if hasattr(target, "load_model"):
+    if isinstance(target, ModelLoader):
         return dataclasses.replace(info, model=ModelSpec(type=target, kind="loader"))
     return dataclasses.replace(info, model=ModelSpec(type=target, kind="factory"))
