@@ -134,7 +134,11 @@ def _check_timm(name: str) -> None:
     _, h, w = info.metadata["input_size"]
     assert tuple(x.shape[-2:]) == (h, w)
     with torch.inference_mode():
-        reference = module.forward_head(module.forward_features(x), pre_logits=True).reshape(-1).numpy()
+        features = module.forward_features(x)
+        try:
+            reference = module.forward_head(features, pre_logits=True).reshape(-1).numpy()
+        except NotImplementedError:  # no pooling head: the zoo embeds the mean of the tokens
+            reference = features.numpy().reshape(-1, features.shape[-1]).mean(axis=0)
     vector = model.embed(image)
     assert vector.shape == reference.shape
     if info.metadata["embeddings_dim"]:

@@ -31,7 +31,10 @@ class _PreLogits(torch.nn.Module):
         self._model = [model]  # not a submodule: its parameters belong to TimmNet.model
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self._model[0].forward_head(features, pre_logits=True)  # type: ignore[operator]
+        try:
+            return self._model[0].forward_head(features, pre_logits=True)  # type: ignore[operator]
+        except NotImplementedError:  # an encoder without a pooling head (a VLM's vision tower): mean of its tokens
+            return features.reshape(features.shape[0], -1, features.shape[-1]).mean(dim=1)
 
 
 class TimmNet(torch.nn.Module):
