@@ -121,8 +121,8 @@ def test_names_filters_and_case():
     assert "torchvision/deeplabv3_resnet50" in seg and all(n.startswith("torchvision/deeplab") for n in seg)
     info = zoo.get_zoo_model_info("TorchVision/ResNet50.imagenet1k_v1")
     assert info.name == "torchvision/resnet50.IMAGENET1K_V1" and info.zoo_source == "torchvision"
-    with pytest.raises(mz.ZooError, match="Unknown zoo source 'timm'"):
-        zoo.list_zoo_models(source="timm")
+    with pytest.raises(mz.ZooError, match="Unknown zoo source 'keras'"):
+        zoo.list_zoo_models(source="keras")
 
 
 def test_every_fiftyone_torchvision_name_resolves_to_fiftyones_model():

@@ -15,6 +15,9 @@ none of them (nor their libraries) until it needs them:
 ``local``          models persisted on this machine (``repository/number``, and
                    :func:`~modelzoo.register_zoo_model`'s lasting registrations)
 ``registered``     models registered in this process only
+``timm``           every pretrained tag of timm (a generated index; ``modelzoo[timm]``)
+``transformers``   Hugging Face vision models, ``hf/<repo>`` (``modelzoo[transformers]``)
+``ultralytics``    Ultralytics YOLO by FiftyOne's names (``modelzoo[ultralytics]``, AGPL-3.0)
 =================  ==========================================================
 
 A source of your own::
@@ -145,6 +148,10 @@ known_sources: Dict[str, Dict[str, str]] = {
     "remote": {"class": "modelzoo.zoo.remote:RemoteSources"},
     "local": {"class": "modelzoo.zoo.builtin_sources:LocalSource"},
     "registered": {"class": "modelzoo.zoo.builtin_sources:RegisteredSource"},
+    # the libraries' sources: generated indexes, the library imported only to load a model
+    "timm": {"class": "modelzoo.zoo.timm_source:TimmSource", "err": "pip install 'modelzoo[timm]'"},
+    "transformers": {"class": "modelzoo.zoo.hf_source:TransformersSource", "err": "pip install 'modelzoo[transformers]'"},
+    "ultralytics": {"class": "modelzoo.zoo.ultralytics_source:UltralyticsSource", "err": "pip install 'modelzoo[ultralytics]'"},
     # resolved by name on lookup, never listed (its records are in the database)
     "bundles": {"class": "modelzoo.bundles.zoo_source:BundleSource", "lists": "no"},
 }

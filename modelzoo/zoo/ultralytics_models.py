@@ -1,0 +1,237 @@
+"""The models of the Ultralytics zoo source: YOLO (and RT-DETR) through
+Ultralytics' own predictor (``modelzoo[ultralytics]``, AGPL-3.0).
+
+The engine's loader workers decode the images; each batch goes to
+``YOLO.predict`` as one list (Ultralytics letterboxes, batches, runs the
+network and its NMS), and its results become the zoo's labels:
+:class:`~modelzoo.Detections` (with instance masks for ``-seg`` models),
+``{"detections", "keypoints"}`` for pose models, a
+:class:`~modelzoo.Classification` for ``-cls`` models.
+``benchmarks/bench_zoo_libs.py`` compares this with ``YOLO.predict``'s own
+loop over the same files.
+
+Ultralytics' ``.pt`` files are pickled Python objects (loading one runs
+code), so pretrained weights load only with ``trust=True``; ``pretrained=False``
+builds the architecture from Ultralytics' YAML, with no file at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, ZooError
+from ..labels import Classification, Detection, Detections, Keypoint, Keypoints
+from ..models import Model, ModelConfig
+
+__all__ = ["UltralyticsModelConfig", "UltralyticsModel", "INSTALL_HINT", "dataset_names"]
+
+INSTALL_HINT = "pip install 'modelzoo[ultralytics]'"
+_TASKS = ("detection", "instance-segmentation", "keypoints", "classification")
+
+
+def _ultralytics() -> Any:
+    try:
+        import ultralytics
+    except ImportError:
+        raise ZooError(f"Ultralytics models need the ultralytics package (AGPL-3.0): {INSTALL_HINT}") from None
+    return ultralytics
+
+
+def dataset_names(dataset: str) -> List[str]:
+    """The class names of Ultralytics' ``coco`` or ``imagenet`` dataset YAML."""
+    ultralytics = _ultralytics()
+    import yaml
+
+    file = {"coco": "coco.yaml", "imagenet": "ImageNet.yaml", "dota": "DOTAv1.yaml"}[dataset]
+    path = os.path.join(os.path.dirname(ultralytics.__file__), "cfg", "datasets", file)
+    with open(path, encoding="utf-8") as f:
+        names = yaml.safe_load(f)["names"]
+    return [str(names[i]) for i in sorted(names)]
+
+
+@dataclasses.dataclass(init=False)
+class UltralyticsModelConfig(ModelConfig):
+    """How to build and run an Ultralytics model.
+
+    Attributes:
+        weights: the weights file's name (``"yolov8n.pt"``) or path.
+        yaml: the architecture's YAML (``"yolov8n.yaml"``), for ``pretrained=False``.
+        url: where ``weights`` is downloaded from.
+        family: ``"yolo"``, ``"rtdetr"``, ``"yoloe"`` or ``"world"`` (open vocabulary: ``classes`` are its prompts).
+        task: ``"detection"``, ``"instance-segmentation"``, ``"keypoints"`` or ``"classification"``.
+        classes: the class names (default: the ``dataset``'s).
+        dataset: ``"coco"``, ``"imagenet"`` or ``"dota"`` (the class names' source).
+        pretrained: load ``weights`` (needs ``trust``), or build ``yaml`` with random weights.
+        trust: accept Ultralytics' pickled ``.pt`` file (it runs code when loaded).
+        weights_dir: where downloaded weights are kept (default: the zoo's cache).
+        image_size: the letterbox size (640; 224 for classifiers).
+        iou: NMS IoU threshold.
+        max_det: detections kept per image.
+        device: ``"cpu"``, ``"cuda:0"``...; default Ultralytics' choice.
+    """
+
+    model_cls = "modelzoo.zoo.ultralytics_models.UltralyticsModel"
+
+    weights: str = ""
+    yaml: str = ""
+    url: Optional[str] = None
+    family: str = "yolo"
+    task: str = "detection"
+    classes: Optional[List[str]] = None
+    dataset: str = "coco"
+    pretrained: bool = True
+    trust: bool = False
+    weights_dir: Optional[str] = None
+    image_size: Optional[int] = None
+    iou: float = 0.7
+    max_det: int = 300
+    device: Optional[str] = None
+
+    def validate(self) -> None:
+        super().validate()
+        if self.task not in _TASKS:
+            raise ConfigError(f"task must be one of {', '.join(_TASKS)}, got {self.task!r}")
+        if self.family not in ("yolo", "rtdetr", "yoloe", "world"):
+            raise ConfigError(f"family must be 'yolo', 'rtdetr', 'yoloe' or 'world', got {self.family!r}")
+        if self.pretrained and not self.weights:
+            raise ConfigError("UltralyticsModelConfig needs weights (a .pt file) or pretrained=False with yaml")
+        if not self.pretrained and not self.yaml:
+            raise ConfigError("pretrained=False needs yaml (the architecture, e.g. 'yolov8n.yaml')")
+
+
+class UltralyticsModel(Model):
+    """An Ultralytics model (see the module's docstring). Input: uint8 RGB
+    ``(H, W, 3)`` arrays (the default loader's)."""
+
+    config_cls = UltralyticsModelConfig
+    config: UltralyticsModelConfig
+
+    def __init__(self, config: Any = None):
+        super().__init__(config)
+        cfg = self.config
+        ultralytics = _ultralytics()
+        cls = {"rtdetr": ultralytics.RTDETR, "yoloe": ultralytics.YOLOE, "world": ultralytics.YOLOWorld}.get(cfg.family, ultralytics.YOLO)
+        self._classes = list(cfg.classes) if cfg.classes else (["person"] if cfg.task == "keypoints" else dataset_names(cfg.dataset))
+        if cfg.pretrained:
+            self._yolo = cls(self._weights_file())
+            if cfg.family in ("yoloe", "world") and cfg.classes:  # open vocabulary: the classes are the prompts
+                if cfg.family == "yoloe":
+                    self._yolo.set_classes(self._classes, self._yolo.get_text_pe(self._classes))
+                else:
+                    self._yolo.set_classes(self._classes)
+            elif cfg.family in ("yoloe", "world"):
+                self._classes = [str(v) for _, v in sorted(self._yolo.names.items())]
+        else:
+            self._yolo = cls(cfg.yaml)
+            self._fit_classes()
+        self._yolo.model.names = dict(enumerate(self._classes))
+        self._image_size = cfg.image_size or (224 if cfg.task == "classification" else 640)
+
+    def _fit_classes(self) -> None:
+        """Rebuilds a YAML model whose head does not have one output per class."""
+        module = self._yolo.model
+        if len(getattr(module, "names", {}) or {}) == len(self._classes):
+            return
+        yaml_dict = dict(module.yaml)
+        yaml_dict["nc"] = len(self._classes)
+        self._yolo.model = type(module)(yaml_dict, nc=len(self._classes), verbose=False)
+
+    def _weights_file(self) -> str:
+        cfg = self.config
+        if os.path.isfile(cfg.weights):
+            path = cfg.weights
+        else:
+            from .weights import zoo_home
+
+            folder = cfg.weights_dir or os.path.join(zoo_home(), "ultralytics")
+            path = os.path.join(folder, os.path.basename(cfg.weights))
+            if not os.path.exists(path):
+                if not cfg.trust:
+                    raise ZooError(self._trust_message(path))
+                if os.environ.get("MODELZOO_OFFLINE") or not cfg.url:
+                    raise ZooError(f"Ultralytics weights {os.path.basename(path)} are not on this machine; download "
+                                   f"{cfg.url} and place it at {path}")
+                import torch.hub
+
+                os.makedirs(folder, exist_ok=True)
+                torch.hub.download_url_to_file(cfg.url, path + ".part", progress=False)
+                os.replace(path + ".part", path)
+        if not cfg.trust:
+            raise ZooError(self._trust_message(path))
+        return path
+
+    def _trust_message(self, path: str) -> str:
+        return (f"Ultralytics weights ({os.path.basename(path)}) are pickled Python objects: loading one runs its code. "
+                f"Pass trust=True to accept Ultralytics' release file ({self.config.url or path}), or "
+                "pretrained=False for the architecture alone")
+
+    # -- capabilities -------------------------------------------------------------------------
+    @property
+    def classes(self) -> List[str]:
+        return list(self._classes)
+
+    @property
+    def skeleton(self) -> Optional[Dict[str, Any]]:
+        if self.config.task != "keypoints":
+            return None
+        from .hf_models import COCO_KEYPOINTS, COCO_SKELETON
+
+        return {"labels": list(COCO_KEYPOINTS), "edges": [list(e) for e in COCO_SKELETON]}
+
+    @property
+    def torch_model(self) -> Any:
+        return self._yolo.model
+
+    # -- inference ------------------------------------------------------------------------------
+    def predict(self, arg: Any) -> Any:
+        return self.predict_all([arg])[0]
+
+    def predict_all(self, args: Sequence[Any]) -> List[Any]:
+        images = [np.ascontiguousarray(np.asarray(a)[..., ::-1]) for a in args]  # Ultralytics reads arrays as BGR
+        kwargs: Dict[str, Any] = {"verbose": False, "imgsz": self._image_size, "iou": self.config.iou,
+                                  "max_det": self.config.max_det, "retina_masks": True, "batch": len(images)}
+        kwargs["conf"] = self.config.confidence_thresh if self.config.confidence_thresh is not None else 0.25
+        if self.config.device is not None:
+            kwargs["device"] = self.config.device
+        results = self._yolo.predict(images, **kwargs)
+        return [self._labels(r) for r in results]
+
+    def _labels(self, r: Any) -> Any:
+        h, w = r.orig_shape
+        if self.config.task == "classification":
+            top = int(r.probs.top1)
+            return Classification(label=self._classes[top], confidence=float(r.probs.top1conf))
+        boxes = r.obb if getattr(r, "obb", None) is not None else r.boxes  # OBB: the boxes enclosing the rotated ones
+        xyxy = boxes.xyxy.cpu().numpy().astype(np.float64)
+        conf = boxes.conf.cpu().numpy()
+        cls = boxes.cls.cpu().numpy().astype(int)
+        masks = r.masks.data.cpu().numpy() > 0.5 if (self.config.task == "instance-segmentation" and r.masks is not None) else None
+        dets = []
+        for j, (x1, y1, x2, y2) in enumerate(xyxy):
+            x1, y1, x2, y2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(w)), min(y2, float(h))
+            det = Detection(label=self._classes[cls[j]] if cls[j] < len(self._classes) else str(cls[j]),
+                            bounding_box=[x1 / w, y1 / h, (x2 - x1) / w, (y2 - y1) / h], confidence=float(conf[j]))
+            if masks is not None:
+                c1, r1 = int(round(x1)), int(round(y1))
+                c2, r2 = max(int(round(x2)), c1 + 1), max(int(round(y2)), r1 + 1)
+                det.mask = masks[j, r1:r2, c1:c2]
+            dets.append(det)
+        detections = Detections(detections=dets)
+        if self.config.task != "keypoints":
+            return detections
+        points = []
+        if r.keypoints is not None and len(dets):
+            xy = r.keypoints.xy.cpu().numpy()
+            kc = r.keypoints.conf.cpu().numpy() if r.keypoints.conf is not None else np.ones(xy.shape[:2])
+            for j, det in enumerate(dets):
+                pts = [[float(x) / w, float(y) / h] for x, y in xy[j]]
+                points.append(Keypoint(label=det.label, points=pts, confidence=[float(c) for c in kc[j]],
+                                       bounding_box=det.bounding_box))
+        return {"detections": detections, "keypoints": Keypoints(keypoints=points)}
+
+    def __repr__(self) -> str:
+        return f"UltralyticsModel({self.config.weights or self.config.yaml!r}, task={self.config.task!r})"

@@ -1,0 +1,462 @@
+"""The timm, transformers and Ultralytics zoo sources (issue #23).
+
+Everything is built with ``pretrained=False`` (nothing is downloaded: the
+hub is offline for these tests). A seeded sample per timm family, every
+transformers task mapping (tiny configs built here) and every YOLO task
+run unmarked; the whole samples run under ``slow``. Ultralytics (AGPL-3.0)
+is never a test dependency: its tests skip without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import modelzoo as mz
+from modelzoo import zoo
+from tests.images import photo, write_photos
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ULTRALYTICS_SKIP = "ultralytics is not installed (AGPL-3.0, an optional extra): pip install 'modelzoo[ultralytics]'"
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    monkeypatch.setenv(zoo.ENV_OFFLINE, "1")
+
+
+def _fiftyone_names():
+    with open(os.path.join(HERE, "fiftyone_torch_zoo_names.txt"), encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip() and not line.startswith("#")]
+
+
+# -- listing ------------------------------------------------------------------------------------
+
+
+def test_listing_is_instant_and_imports_no_library():
+    """A fresh interpreter lists every source's names, thousands of them,
+    without importing torch, timm, transformers or ultralytics."""
+    code = (
+        "import sys, time, json\n"
+        "t = time.perf_counter()\n"
+        "import modelzoo\n"
+        "t0 = time.perf_counter()\n"
+        "names = modelzoo.list_zoo_models()\n"
+        "t1 = time.perf_counter()\n"
+        "heavy = [m for m in ('torch', 'timm', 'transformers', 'ultralytics') if m in sys.modules]\n"
+        "print(json.dumps({'n': len(names), 'list_s': t1 - t0, 'heavy': heavy,"
+        " 'timm': sum(n.startswith('timm/') for n in names), 'hf': sum(n.startswith('hf/') for n in names)}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(HERE)}
+    out = json.loads(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                    check=True).stdout.strip().splitlines()[-1])
+    assert out["heavy"] == []
+    assert out["n"] > 2000 and out["timm"] > 1500 and out["hf"] > 5
+    assert out["list_s"] < 1.0, out
+
+
+def test_at_least_200_of_fiftyones_torch_names_resolve():
+    names = _fiftyone_names()
+    assert len(names) == 283
+    listed = set(zoo.list_zoo_models())
+    resolved = [n for n in names if n in listed]
+    assert len(resolved) >= 200, sorted(set(names) - listed)
+    sources = {zoo.get_zoo_model_info(n).zoo_source for n in resolved}
+    assert {"torchvision", "transformers", "ultralytics"} <= sources
+
+
+def test_any_hugging_face_repository_resolves_by_name():
+    info = zoo.get_zoo_model_info("hf/someone/some-vit")
+    assert info.zoo_source == "transformers" and info.model.config["repo"] == "someone/some-vit"
+    with pytest.raises(mz.ModelNotFoundError):
+        zoo.get_zoo_model_info("hf/not a repo")
+
+
+# -- timm ---------------------------------------------------------------------------------------
+
+
+def _timm_index():
+    from modelzoo.zoo.generate_timm import read_timm_catalog
+
+    return read_timm_catalog()
+
+
+_BIG = ("giant", "huge", "large", "xlarge", "xxlarge", "gigantic", "enormous", "_1b", "_3b", "_7b", "_g14", "_h14",
+        "_e_", "_l_", "_xl", "_h_", "_g_", "448", "512", "518", "576", "608", "800", "1024")
+
+
+def _timm_sample(per_family: int, seed: int = 0):
+    """A seeded choice of tags per timm family (its module in timm.models),
+    among each family's smallest-looking names (a CPU builds them in seconds)."""
+    import timm
+
+    rng = random.Random(seed)
+    by_family = {}
+    for tag in _timm_index()["tags"]:
+        family = timm.models.model_entrypoint(tag["architecture"]).__module__.rsplit(".", 1)[-1]
+        by_family.setdefault(family, []).append(tag["name"])
+    sample = []
+    for family in sorted(by_family):
+        names = sorted(by_family[family])
+        score = {n: sum(k in n for k in _BIG) for n in names}
+        small = [n for n in names if score[n] == min(score.values())]
+        sample.extend(rng.sample(small, min(per_family, len(small))))
+    return sample
+
+
+def test_timm_index_matches_installed_timm():
+    """The shipped index is what the generator makes from the installed timm
+    (same tags and data configs; feature widths are kept as measured)."""
+    pytest.importorskip("timm")
+    from modelzoo.zoo.generate_timm import generate_timm
+
+    shipped = _timm_index()
+    fresh = generate_timm(shipped["feature_widths"])
+    assert fresh["timm"] == shipped["timm"], "regenerate: python -m modelzoo.zoo.generate_timm"
+    assert fresh["tags"] == shipped["tags"]
+
+
+def _check_timm(name: str) -> None:
+    info = zoo.get_zoo_model_info("timm/" + name)
+    model = zoo.load_zoo_model("timm/" + name, pretrained=False, device="cpu", optimize=False)
+    image = photo("chelsea")
+    module = model.torch_model.model  # timm's own module
+    x = model.transforms(image).normalized().unsqueeze(0)
+    _, h, w = info.metadata["input_size"]
+    assert tuple(x.shape[-2:]) == (h, w)
+    with torch.inference_mode():
+        features = module.forward_features(x)
+        try:
+            reference = module.forward_head(features, pre_logits=True).reshape(-1).numpy()
+        except NotImplementedError:  # no pooling head: the zoo embeds the mean of the tokens
+            reference = features.numpy().reshape(-1, features.shape[-1]).mean(axis=0)
+    vector = model.embed(image)
+    assert vector.shape == reference.shape
+    if info.metadata["embeddings_dim"]:
+        assert vector.shape == (info.metadata["embeddings_dim"],)
+    np.testing.assert_allclose(vector, reference, rtol=1e-3, atol=1e-4)
+    if "classification" in info.tags:
+        label = model.predict(image)
+        assert isinstance(label, mz.Classification) and label.label in model.classes
+        assert len(model.classes) == info.metadata["num_classes"]
+
+
+@pytest.mark.parametrize("name", ["resnet18.a1_in1k", "vit_tiny_patch16_224.augreg_in21k_ft_in1k",
+                                  "vit_small_patch14_dinov2.lvd142m", "efficientnet_b0.ra_in1k"])
+def test_timm_tags_build_without_weights_and_embed_pooled_features(name):
+    pytest.importorskip("timm")
+    _check_timm(name)
+
+
+def test_timm_classes_are_timms_imagenet_names_and_data_config_is_timms():
+    pytest.importorskip("timm")
+    import timm
+    from timm.data import create_transform, resolve_data_config
+
+    model = zoo.load_zoo_model("timm/resnet18.a1_in1k", pretrained=False, device="cpu", optimize=False)
+    assert model.classes[0] == "tench" and model.classes[1] == "goldfish"
+    # the zoo's preprocessing is timm's eval transform (resize, crop, interpolation, mean, std)
+    from PIL import Image
+
+    reference_model = timm.create_model("resnet18.a1_in1k", pretrained=False)
+    transform = create_transform(**resolve_data_config({}, model=reference_model))
+    image = photo("chelsea")
+    ours = model.transforms(image).normalized()
+    theirs = transform(Image.fromarray(image))
+    assert ours.shape == theirs.shape
+    assert float((ours - theirs).abs().mean()) < 0.02  # uint8 vs PIL resampling
+
+
+def _timm_family_sample():
+    try:
+        return _timm_sample(1)
+    except ImportError:
+        return []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _timm_family_sample())
+def test_timm_seeded_sample_of_every_family(name):
+    _check_timm(name)
+
+
+# -- transformers -------------------------------------------------------------------------------
+
+
+def tiny_configs():
+    """One tiny transformers config per task mapping (no download)."""
+    import transformers as T
+
+    vit = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+    text = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, vocab_size=99,
+                max_position_embeddings=32)
+    resnet = dict(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    return {
+        "image-classification": T.ViTConfig(**vit, image_size=32, patch_size=8, num_labels=5,
+                                            architectures=["ViTForImageClassification"]),
+        "object-detection": T.DetrConfig(
+            d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+            encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=10, use_timm_backbone=False,
+            backbone_config=T.ResNetConfig(**resnet, out_features=["stage2"]), use_pretrained_backbone=False,
+            num_labels=3, architectures=["DetrForObjectDetection"]),
+        "zero-shot-object-detection": T.OwlViTConfig(text_config=dict(text, max_position_embeddings=16),
+                                                     vision_config=dict(vit, image_size=32, patch_size=8), projection_dim=32),
+        "zero-shot-image-classification": T.CLIPConfig(text_config=text, vision_config=dict(vit, image_size=32, patch_size=8),
+                                                       projection_dim=16),
+        "semantic-segmentation": T.SegformerConfig(
+            num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16], num_attention_heads=[1, 2],
+            decoder_hidden_size=16, num_labels=4, patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2],
+            architectures=["SegformerForSemanticSegmentation"]),
+        "depth-estimation": T.DepthAnythingConfig(
+            backbone_config=T.Dinov2Config(**vit, image_size=28, patch_size=14, out_indices=[1, 2], reshape_hidden_states=False),
+            neck_hidden_sizes=[8, 16], reassemble_hidden_size=32, fusion_hidden_size=16, head_hidden_size=8,
+            reassemble_factors=[2, 1], use_pretrained_backbone=False),
+        "keypoints": T.VitPoseConfig(backbone_config=T.VitPoseBackboneConfig(**vit, image_size=[32, 24], patch_size=[8, 8],
+                                                                             out_indices=[2]), num_labels=17),
+        "image-feature-extraction": T.Dinov2Config(**vit, image_size=28, patch_size=14),
+    }
+
+
+_LABEL_TYPES = {
+    "image-classification": mz.Classification,
+    "object-detection": mz.Detections,
+    "zero-shot-object-detection": mz.Detections,
+    "zero-shot-image-classification": mz.Classification,
+    "semantic-segmentation": mz.Segmentation,
+    "depth-estimation": mz.Heatmap,
+    "keypoints": mz.Keypoints,
+}
+
+
+def _hf_model(task):
+    from modelzoo.zoo.hf_models import HFImageModel
+
+    config = tiny_configs()[task]
+    kwargs = {"classes": ["cat", "dog"]} if task.startswith("zero-shot") else {}
+    return HFImageModel({"repo": f"tiny/{task}", "task": task, "pretrained": False, "hf_config": config,
+                         "device": "cpu", **kwargs}), config
+
+
+@pytest.mark.parametrize("task", sorted(_LABEL_TYPES) + ["image-feature-extraction"])
+def test_transformers_task_mapping_labels_a_photo(task):
+    """Each task mapping, on a tiny config: the config maps to the task, and
+    predict returns the label type its task promises."""
+    pytest.importorskip("transformers")
+    from modelzoo.zoo.hf_models import task_of
+
+    model, config = _hf_model(task)
+    assert task_of(config) == task
+    image = photo("astronaut")
+    if task == "image-feature-extraction":
+        vector = model.embed(image)
+        assert vector.shape == (config.hidden_size,)
+        return
+    out = model.predict(image)
+    if task == "keypoints":
+        assert isinstance(out["detections"], mz.Detections)
+        out = out["keypoints"]
+        assert len(out.keypoints[0].points) == 17
+    assert isinstance(out, _LABEL_TYPES[task])
+    if task == "semantic-segmentation":
+        assert out.mask.shape == image.shape[:2]
+    if task == "depth-estimation":
+        assert out.map.shape == image.shape[:2]
+    if isinstance(out, mz.Classification):
+        assert out.label in model.classes
+    if isinstance(out, mz.Detections):
+        assert all(d.label in model.classes for d in out.detections)
+
+
+@pytest.mark.parametrize("task", ["zero-shot-image-classification", "zero-shot-object-detection"])
+def test_zero_shot_classes_can_be_replaced(task):
+    pytest.importorskip("transformers")
+    model, _ = _hf_model(task)
+    model.set_classes(["bird", "plane", "rocket"])
+    assert model.classes == ["bird", "plane", "rocket"]
+    out = model.predict(photo("rocket"))
+    labels = [out.label] if isinstance(out, mz.Classification) else [d.label for d in out.detections]
+    assert labels and set(labels) <= {"bird", "plane", "rocket"}
+
+
+def test_transformers_index_matches_installed_transformers():
+    """Every model type of the shipped index is one the installed
+    transformers knows, and its default config maps to the entry's task."""
+    pytest.importorskip("transformers")
+    from transformers import CONFIG_MAPPING, AutoConfig
+
+    from modelzoo.zoo.hf_models import task_of
+    from modelzoo.zoo.hf_source import read_hf_catalog
+
+    catalog = read_hf_catalog()
+    assert len(catalog["fiftyone"]) >= 80
+    for entry in catalog["fiftyone"]:
+        assert entry["model_type"] in CONFIG_MAPPING, entry
+        config = AutoConfig.for_model(entry["model_type"])
+        assert task_of(config, hint=entry["task"]) == entry["task"], entry
+
+
+def test_timm_apply_model_stores_what_predict_returns(tmp_path, request):
+    pytest.importorskip("timm")
+    from PIL import Image
+
+    model = zoo.load_zoo_model("timm/resnet18.a1_in1k", pretrained=False, device="cpu")
+    paths = write_photos(str(tmp_path), ["chelsea", "astronaut", "coffee"])
+    ds = mz.Dataset(f"zoo-libs-{request.node.name}"[:60], overwrite=True)
+    try:
+        ds.add_images(paths)
+        ds.apply_model(model, label_field="p", batch_size=2, num_workers=1, progress=False)
+        for sample in ds:
+            expected = model.predict(np.asarray(Image.open(sample.filepath).convert("RGB")))
+            assert isinstance(sample["p"], mz.Classification) and sample["p"].label == expected.label
+    finally:
+        ds.delete()
+
+
+def test_transformers_classifier_matches_the_module_by_hand():
+    """The zoo's path (image processor in the loader, our processor after)
+    gives the module's own argmax on the processor's pixel values."""
+    pytest.importorskip("transformers")
+    model, config = _hf_model("image-classification")
+    image = photo("chelsea")
+    processor = model.transforms.processor
+    with torch.inference_mode():
+        logits = model.torch_model.model(pixel_values=processor(images=image, return_tensors="pt")["pixel_values"]).logits
+    expected = config.id2label[int(logits.argmax())]
+    assert model.predict(image).label == expected
+
+
+def test_zero_shot_classes_are_the_prompts_embedded_once():
+    pytest.importorskip("transformers")
+    model, _ = _hf_model("zero-shot-image-classification")
+    assert model.can_embed_prompts and model.classes == ["cat", "dog"]
+    image = photo("chelsea")
+    e = model.embed(image)
+    prompts = model.embed_prompts(["a photo of a cat", "a photo of a dog"])
+    sims = (prompts / np.linalg.norm(prompts, axis=1, keepdims=True)) @ (e / np.linalg.norm(e))
+    assert model.predict(image).label == ["cat", "dog"][int(np.argmax(sims))]
+
+
+@pytest.mark.parametrize("task", ["semantic-segmentation", "object-detection"])
+def test_transformers_apply_model_on_real_photos(task, tmp_path, request):
+    """apply_model runs the image processor in the loader workers and stores
+    the label type the task promises, the same as predict."""
+    pytest.importorskip("transformers")
+    from PIL import Image
+
+    model, _ = _hf_model(task)
+    paths = write_photos(str(tmp_path), ["chelsea", "astronaut", "coffee"])
+    ds = mz.Dataset(f"zoo-libs-{request.node.name}"[:60], overwrite=True)
+    try:
+        ds.add_images(paths)
+        ds.apply_model(model, label_field="p", batch_size=2, num_workers=1, progress=False)
+        for sample in ds:
+            expected = model.predict(np.asarray(Image.open(sample.filepath).convert("RGB")))
+            assert isinstance(sample["p"], _LABEL_TYPES[task])
+            if task == "semantic-segmentation":
+                np.testing.assert_array_equal(sample["p"].mask, expected.mask)
+            else:
+                assert [d.label for d in sample["p"].detections] == [d.label for d in expected.detections]
+    finally:
+        ds.delete()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["segformer-b0-ade20k-torch", "dinov2-vits14-torch", "owlvit-base-patch32-torch",
+                                  "rtdetr-v2-s-coco-torch", "depth-anything-v2-small-torch", "vitpose-base-simple-torch",
+                                  "siglip-base-patch16-224-torch", "mask2former-swin-tiny-ade-semantic-torch"])
+def test_fiftyone_transformers_names_build_offline_from_default_configs(name):
+    """Offline and uncached, a FiftyOne name builds from transformers'
+    default config of its model type (random weights) and labels a photo."""
+    pytest.importorskip("transformers")
+    info = zoo.get_zoo_model_info(name)
+    kwargs = {"classes": ["cat", "person"]} if "zero-shot" in info.tags else {}
+    model = zoo.load_zoo_model(name, pretrained=False, device="cpu", optimize=False, **kwargs)
+    out = model.predict(photo("astronaut"))
+    assert out is not None
+
+
+# -- Ultralytics --------------------------------------------------------------------------------
+
+
+def _ultralytics():
+    try:
+        import ultralytics  # noqa: F401
+    except ImportError:
+        pytest.skip(ULTRALYTICS_SKIP)
+
+
+def test_ultralytics_names_list_without_it_and_say_how_to_install():
+    info = zoo.get_zoo_model_info("yolov8n-coco-torch")
+    assert info.zoo_source == "ultralytics" and info.license == "AGPL-3.0"
+    try:
+        import ultralytics  # noqa: F401
+    except ImportError:
+        with pytest.raises(mz.ZooError, match=r"modelzoo\[ultralytics\]"):
+            zoo.load_zoo_model("yolov8n-coco-torch", pretrained=False)
+
+
+@pytest.mark.parametrize("name,kind", [
+    ("yolov8n-coco-torch", "detection"),
+    ("yolo11n-seg-coco-torch", "instance-segmentation"),
+    ("yolo26n-pose-coco-torch", "keypoints"),
+    ("yolo26n-cls-imagenet-torch", "classification"),
+])
+def test_yolo_tasks_build_from_yaml_and_label_a_photo(name, kind):
+    _ultralytics()
+    model = zoo.load_zoo_model(name, pretrained=False, device="cpu", confidence_thresh=0.0, max_det=5)
+    image = photo("astronaut")
+    out = model.predict(image)
+    if kind == "classification":
+        assert isinstance(out, mz.Classification) and out.label in model.classes and len(model.classes) == 1000
+    elif kind == "keypoints":
+        assert isinstance(out["detections"], mz.Detections) and isinstance(out["keypoints"], mz.Keypoints)
+        assert all(len(k.points) == 17 for k in out["keypoints"].keypoints)
+    else:
+        assert isinstance(out, mz.Detections) and len(model.classes) == 80
+        assert all(d.label in model.classes for d in out.detections)
+        if kind == "instance-segmentation":
+            assert all(d.mask is not None for d in out.detections)
+
+
+def test_yolo_pretrained_weights_need_trust(tmp_path, monkeypatch):
+    _ultralytics()
+    monkeypatch.setenv(zoo.ENV_HOME, str(tmp_path))
+    with pytest.raises(mz.ZooError, match="trust=True"):
+        zoo.load_zoo_model("yolov8n-coco-torch", device="cpu")
+
+
+def test_yolo_apply_model_on_real_photos(tmp_path, request):
+    _ultralytics()
+    from PIL import Image
+
+    model = zoo.load_zoo_model("yolov8n-coco-torch", pretrained=False, device="cpu", confidence_thresh=0.0, max_det=3)
+    paths = write_photos(str(tmp_path), ["chelsea", "astronaut"])
+    ds = mz.Dataset(f"zoo-libs-{request.node.name}"[:60], overwrite=True)
+    try:
+        ds.add_images(paths)
+        ds.apply_model(model, label_field="p", batch_size=2, num_workers=1, progress=False)
+        for sample in ds:
+            expected = model.predict(np.asarray(Image.open(sample.filepath).convert("RGB")))
+            assert isinstance(sample["p"], mz.Detections)
+            assert [d.label for d in sample["p"].detections] == [d.label for d in expected.detections]
+    finally:
+        ds.delete()
+
+
+@pytest.mark.slow
+def test_every_fiftyone_yolo_name_builds_from_yaml():
+    _ultralytics()
+    from modelzoo.zoo.ultralytics_source import read_ultralytics_catalog
+
+    for e in read_ultralytics_catalog()["fiftyone"]:
+        model = zoo.load_zoo_model(e["name"], pretrained=False, device="cpu", confidence_thresh=0.5, max_det=3)
+        assert model.predict(photo("coffee")[::4, ::4]) is not None
