@@ -48,6 +48,14 @@ __all__ = [
 ENTRY_FILE = "entry.json"
 _LOCAL = "_local"
 
+#: The model types a local entry may name, by dotted path (a table of names:
+#: the core imports none of them). Each type verifies its entry's signature
+#: itself before it runs anything the entry names (VESSL's ``RunnerModel``:
+#: ``vessl.signature`` over ``entry.json``, the manifest and the pickles), so
+#: an ``entry.json`` edited to name another callable (``os.system``) would skip
+#: that check: it is refused here, before anything it names is imported.
+LOCAL_ENTRY_TYPES = {"modelzoo.vessl.model.RunnerModel"}
+
 
 class NumberTakenError(ZooError, FileExistsError):
     """``repository/number`` is already registered (and ``overwrite`` was not given)."""
@@ -176,6 +184,14 @@ def local_entries() -> List[ZooModelInfo]:
             where = os.path.dirname(path)
             if parts is None or entry_dir(*parts) != where:
                 raise ManifestError(path, f"names {info.name!r}, but its directory is {where}", key="name")
+            if info.model.kind != "class" or info.model.type not in LOCAL_ENTRY_TYPES:
+                raise ManifestError(
+                    path,
+                    f"names model type {info.model.type!r}; a local zoo entry may only name "
+                    f"{', '.join(sorted(LOCAL_ENTRY_TYPES))}, which checks the entry's signature before running it. "
+                    f"This file was edited outside modelzoo: delete {where} and register the model again.",
+                    key="model.type",
+                )
             out.append(info)
     return out
 
