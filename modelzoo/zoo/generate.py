@@ -172,7 +172,7 @@ def read_fiftyone_manifest(path: str) -> List[Dict[str, Any]]:
     return sorted(out, key=lambda x: x["name"])
 
 
-def _builtin_manifest_names() -> List[str]:
+def builtin_manifest_names() -> List[str]:
     from .manifest import load_manifest_file
     from .plugins import builtin_manifest_dir, manifest_files
 
@@ -253,7 +253,7 @@ def generate(fiftyone: Optional[Sequence[Dict[str, Any]]] = None) -> Dict[str, A
                 "default": enum.DEFAULT.name,
                 "weights": weights_list,
             })
-    builtin = set(_builtin_manifest_names())
+    builtin = set(builtin_manifest_names())
     aliases = []
     for fo in fiftyone:
         enum = tvm.get_model_weights(fo["builder"])

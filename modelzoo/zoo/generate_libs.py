@@ -79,7 +79,7 @@ _REPO_RULES: List[Tuple[str, str, str]] = [
 _DINOV2 = {"vits14": "facebook/dinov2-small", "vitb14": "facebook/dinov2-base", "vitl14": "facebook/dinov2-large",
            "vitg14": "facebook/dinov2-giant"}
 
-_TASK_TAGS = {
+TASK_TAGS = {
     "image-classification": ["classification", "logits"],
     "object-detection": ["detection"],
     "zero-shot-object-detection": ["detection", "zero-shot"],
@@ -120,9 +120,9 @@ def _models(path: str) -> List[Dict[str, Any]]:
 def hf_entries(manifest_path: str) -> Tuple[List[Dict[str, Any]], List[str]]:
     """FiftyOne's transformers-based names (and its DINOv2 / CLIP names that
     the hub serves through transformers): ``(entries, names left out)``."""
-    from .generate import _builtin_manifest_names
+    from .generate import builtin_manifest_names
 
-    builtin = set(_builtin_manifest_names())  # the zoo's own manifests keep their names
+    builtin = set(builtin_manifest_names())  # the zoo's own manifests keep their names
     out, left = [], []
     for m in _models(manifest_path):
         name = m["base_name"]

@@ -85,9 +85,9 @@ class TransformersSource(ZooSource):
 
     def _entry(self, name: str, repo: str, task: Optional[str], model_type: Optional[str], origin: str,
                description: str = "", tags: Optional[List[str]] = None, license: str = "") -> ZooModelInfo:
-        from .generate_libs import _TASK_TAGS
+        from .generate_libs import TASK_TAGS
 
-        task_tags = _TASK_TAGS.get(task or "", [])
+        task_tags = TASK_TAGS.get(task or "", [])
         return ZooModelInfo(
             name=name,
             version="1.0",

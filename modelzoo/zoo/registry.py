@@ -26,17 +26,25 @@ __all__ = ["ZooRegistry", "registry", "build_model", "expand_placeholders", "ver
 
 def _close_names(name: str, names: List[str]) -> List[str]:
     """Close matches by spelling, plus names that contain the query once
-    punctuation is ignored (``resnet-50`` -> ``resnet50-imagenet-torch``)."""
+    punctuation is ignored (``resnet-50`` -> ``resnet50-imagenet-torch``).
+    One clear misspelling gives just that name; the zoo's own names (no
+    ``source/`` prefix) come before the thousands of library names."""
 
     def norm(s: str) -> str:
         return re.sub(r"[^a-z0-9]", "", s.lower())
 
     import difflib
 
-    out = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    spelled = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    if spelled and difflib.SequenceMatcher(None, name, spelled[0]).ratio() >= 0.9:
+        return spelled[:1]
     q = norm(name.split("@")[0])
-    if q:
-        out += [n for n in names if q in norm(n) and n not in out]
+    containing = sorted((n for n in names if q and q in norm(n)), key=lambda n: ("/" in n, len(n), n))
+    own = [c for c in containing if "/" not in c]
+    out: List[str] = []
+    for n in [*[c for c in own if norm(c).startswith(q)][:2], *spelled, *own, *containing]:
+        if n not in out:
+            out.append(n)
     return out[:5]
 
 
@@ -59,7 +67,7 @@ def _not_found(name: str, names: List[str]) -> ModelNotFoundError:
             return err
     err = ModelNotFoundError(name, names)
     close = _close_names(name, names)
-    if close and "Did you mean" not in str(err):
+    if close:
         hint = f" Did you mean {close[0]!r}?" if len(close) == 1 else " Did you mean one of " + ", ".join(map(repr, close)) + "?"
         msg = f"Unknown zoo model {name!r}." + hint + " modelzoo.list_zoo_models() lists them."
         err.args = (msg,)

@@ -70,7 +70,8 @@ def check_requirements(info: ZooModelInfo, install: bool = False) -> None:
     quoted = " ".join(repr(s) if any(c in s for c in "<>=!~ ;") else s for s in specs)
     raise RequirementsError(
         f"Zoo model {info.key} needs packages that are not installed: {', '.join(missing)}. "
-        f"Install them with `pip install {quoted}`, or pass install_requirements=True."
+        f"Install them with `{info.metadata.get('install_hint') or 'pip install ' + quoted}`, "
+        "or pass install_requirements=True."
     )
 
 

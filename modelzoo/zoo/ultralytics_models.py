@@ -26,14 +26,15 @@ import numpy as np
 from ..errors import ConfigError, ZooError
 from ..labels import Classification, Detection, Detections, Keypoint, Keypoints
 from ..models import Model, ModelConfig
+from .ultralytics_source import INSTALL_HINT
 
 __all__ = ["UltralyticsModelConfig", "UltralyticsModel", "INSTALL_HINT", "dataset_names"]
 
-INSTALL_HINT = "pip install 'modelzoo[ultralytics]'"
 _TASKS = ("detection", "instance-segmentation", "keypoints", "classification")
 
 
-def _ultralytics() -> Any:
+def import_ultralytics() -> Any:
+    """The ultralytics module, or a ZooError naming the extra to install."""
     try:
         import ultralytics
     except ImportError:
@@ -43,7 +44,7 @@ def _ultralytics() -> Any:
 
 def dataset_names(dataset: str) -> List[str]:
     """The class names of Ultralytics' ``coco`` or ``imagenet`` dataset YAML."""
-    ultralytics = _ultralytics()
+    ultralytics = import_ultralytics()
     import yaml
 
     file = {"coco": "coco.yaml", "imagenet": "ImageNet.yaml", "dota": "DOTAv1.yaml"}[dataset]
@@ -113,7 +114,7 @@ class UltralyticsModel(Model):
     def __init__(self, config: Any = None):
         super().__init__(config)
         cfg = self.config
-        ultralytics = _ultralytics()
+        ultralytics = import_ultralytics()
         cls = {"rtdetr": ultralytics.RTDETR, "yoloe": ultralytics.YOLOE, "world": ultralytics.YOLOWorld}.get(cfg.family, ultralytics.YOLO)
         self._classes = list(cfg.classes) if cfg.classes else (["person"] if cfg.task == "keypoints" else dataset_names(cfg.dataset))
         if cfg.pretrained:

@@ -25,6 +25,9 @@ from typing import Any, Dict, List, Optional
 from .manifest import ModelSpec, Requirements, ZooModelInfo
 from .sources import ZooSource
 
+#: what to install for these models (Ultralytics is AGPL-3.0: an optional extra only)
+INSTALL_HINT = "pip install 'modelzoo[ultralytics]'"
+
 __all__ = ["UltralyticsSource", "PREFIX", "read_ultralytics_catalog"]
 
 PREFIX = "ultralytics/"
@@ -86,7 +89,8 @@ class UltralyticsSource(ZooSource):
             training_data="COCO 2017 train split" if e["dataset"] == "coco" else "ImageNet-1k (ILSVRC 2012) train split",
             origin=origin,
             zoo_source=self.name,
-            metadata={"prevalidated": True, "task": e["task"], "weights": e["weights"], "url": e["url"]},
+            metadata={"prevalidated": True, "task": e["task"], "weights": e["weights"], "url": e["url"],
+                      "install_hint": INSTALL_HINT},
         )
 
     def is_downloaded(self, info: ZooModelInfo) -> bool:
@@ -126,9 +130,9 @@ class UltralyticsSource(ZooSource):
         its YAML's architecture with seeded random weights."""
         from .build import seeded
         from .registry import build_model
-        from .ultralytics_models import _ultralytics
+        from .ultralytics_models import import_ultralytics
 
-        _ultralytics()  # the install hint, before anything else
+        import_ultralytics()  # the install hint, before anything else
         options.pop("download", None)
         options.pop("progress", None)
         config = {**dict(info.model.config or {}), "pretrained": pretrained}
