@@ -41,8 +41,16 @@ def feature_width(architecture: str) -> int:
             model = timm.create_model(architecture, pretrained=False)
     except Exception:  # an init that cannot run on meta tensors
         model = timm.create_model(architecture, pretrained=False)
-    width: Any = getattr(model, "head_hidden_size", None) or model.num_features
-    return int(width)
+    try:  # what the zoo's embeddings tap gives, on a meta input (an encoder without a pooling head: its token width)
+        from .timm_models import TimmNet
+
+        net: Any = TimmNet(model)
+        size = tuple(net.model.pretrained_cfg.get("input_size") or (3, 224, 224))
+        with torch.device("meta"):
+            return int(net.pre_logits(net.model.forward_features(torch.empty(1, *size))).shape[-1])
+    except Exception:  # a model that cannot run on meta tensors: its declared width
+        width: Any = getattr(model, "head_hidden_size", None) or model.num_features
+        return int(width)
 
 
 def entry_of(name: str) -> Dict[str, Any]:
