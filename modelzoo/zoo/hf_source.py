@@ -29,11 +29,10 @@ import dataclasses
 import json
 import os
 import re
-import threading
 from typing import Any, Dict, List, Optional
 
 from .manifest import ModelSpec, Requirements, ZooModelInfo
-from .sources import ZooSource
+from .sources import IndexedSource
 
 __all__ = ["TransformersSource", "PREFIX", "read_hf_catalog"]
 
@@ -49,39 +48,28 @@ def read_hf_catalog() -> Dict[str, Any]:
         return json.load(f)
 
 
-class TransformersSource(ZooSource):
+class TransformersSource(IndexedSource):
     """Hugging Face vision models (see the module's docstring)."""
 
     name = "transformers"
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: Optional[List[ZooModelInfo]] = None
-
-    def reload(self) -> None:
-        with self._lock:
-            self._entries = None
-
-    def entries(self) -> List[ZooModelInfo]:
+    def read_entries(self) -> List[ZooModelInfo]:
         from .generate_libs import HF_CATALOG_PATH
 
-        with self._lock:
-            if self._entries is None:
-                catalog = read_hf_catalog()
-                origin = f"transformers index ({HF_CATALOG_PATH})"
-                out: List[ZooModelInfo] = []
-                repos: Dict[str, Dict[str, Any]] = {}
-                for e in catalog["fiftyone"]:
-                    repos.setdefault(e["repo"], e)
-                    out.append(self._entry(e["name"], e["repo"], e["task"], e["model_type"], origin,
-                                           description=f"{e['description']} (FiftyOne's name for hf/{e['repo']})",
-                                           tags=e["tags"], license=e["license"]))
-                for task, repo in catalog["tasks"].items():
-                    repos.setdefault(repo, {"task": task, "model_type": None})
-                for repo, e in sorted(repos.items()):
-                    out.append(self._entry(PREFIX + repo, repo, e["task"], e["model_type"], origin))
-                self._entries = out
-            return self._entries
+        catalog = read_hf_catalog()
+        origin = f"transformers index ({HF_CATALOG_PATH})"
+        out: List[ZooModelInfo] = []
+        repos: Dict[str, Dict[str, Any]] = {}
+        for e in catalog["fiftyone"]:
+            repos.setdefault(e["repo"], e)
+            out.append(self._entry(e["name"], e["repo"], e["task"], e["model_type"], origin,
+                                   description=f"{e['description']} (FiftyOne's name for hf/{e['repo']})",
+                                   tags=e["tags"], license=e["license"]))
+        for task, repo in catalog["tasks"].items():
+            repos.setdefault(repo, {"task": task, "model_type": None})
+        for repo, e in sorted(repos.items()):
+            out.append(self._entry(PREFIX + repo, repo, e["task"], e["model_type"], origin))
+        return out
 
     def _entry(self, name: str, repo: str, task: Optional[str], model_type: Optional[str], origin: str,
                description: str = "", tags: Optional[List[str]] = None, license: str = "") -> ZooModelInfo:

@@ -47,6 +47,7 @@ from ..errors import ConfigError, ZooError
 from .manifest import ZooModelInfo
 
 __all__ = [
+    "IndexedSource",
     "ZooSource",
     "SOURCE_ENTRY_POINT_GROUP",
     "known_sources",
@@ -138,6 +139,30 @@ class ZooSource(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<zoo source {self.name!r} ({type(self).__module__}.{type(self).__qualname__})>"
+
+
+class IndexedSource(ZooSource):
+    """A source whose entries come from a generated index shipped with the
+    package: :meth:`read_entries` turns the index into entries once (under a
+    lock, however many threads ask), :meth:`reload` forgets them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: Optional[List[ZooModelInfo]] = None
+
+    @abc.abstractmethod
+    def read_entries(self) -> List[ZooModelInfo]:
+        """Every entry, read from the index (called once until :meth:`reload`)."""
+
+    def entries(self) -> List[ZooModelInfo]:
+        with self._lock:
+            if self._entries is None:
+                self._entries = self.read_entries()
+            return self._entries
+
+    def reload(self) -> None:
+        with self._lock:
+            self._entries = None
 
 
 #: name -> {"class": "module:attr", "err": install hint}; imported on first use

@@ -20,11 +20,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import threading
 from typing import Any, Dict, List, Optional
 
 from .manifest import ModelSpec, Requirements, ZooModelInfo
-from .sources import ZooSource
+from .sources import IndexedSource
 
 __all__ = ["TimmSource", "PREFIX", "timm_config"]
 
@@ -60,29 +59,18 @@ def timm_config(tag: Dict[str, Any]) -> Dict[str, Any]:
     return config
 
 
-class TimmSource(ZooSource):
+class TimmSource(IndexedSource):
     """Every pretrained tag of timm (see the module's docstring)."""
 
     name = "timm"
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: Optional[List[ZooModelInfo]] = None
+    def read_entries(self) -> List[ZooModelInfo]:
+        from .generate_timm import TIMM_CATALOG_PATH, read_timm_catalog
 
-    def reload(self) -> None:
-        with self._lock:
-            self._entries = None
-
-    def entries(self) -> List[ZooModelInfo]:
-        with self._lock:
-            if self._entries is None:
-                from .generate_timm import TIMM_CATALOG_PATH, read_timm_catalog
-
-                catalog = read_timm_catalog()
-                origin = f"timm {catalog['timm']} ({TIMM_CATALOG_PATH})"
-                widths = catalog["feature_widths"]
-                self._entries = [self._entry(t, widths.get(t["architecture"]), origin) for t in catalog["tags"]]
-            return self._entries
+        catalog = read_timm_catalog()
+        origin = f"timm {catalog['timm']} ({TIMM_CATALOG_PATH})"
+        widths = catalog["feature_widths"]
+        return [self._entry(t, widths.get(t["architecture"]), origin) for t in catalog["tags"]]
 
     def _entry(self, tag: Dict[str, Any], width: Optional[int], origin: str) -> ZooModelInfo:
         task = "classification" if tag["num_classes"] else "embeddings"

@@ -19,11 +19,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import threading
 from typing import Any, Dict, List, Optional
 
 from .manifest import ModelSpec, Requirements, ZooModelInfo
-from .sources import ZooSource
+from .sources import IndexedSource
 
 #: what to install for these models (Ultralytics is AGPL-3.0: an optional extra only)
 INSTALL_HINT = "pip install 'modelzoo[ultralytics]'"
@@ -47,32 +46,21 @@ def read_ultralytics_catalog() -> Dict[str, Any]:
         return json.load(f)
 
 
-class UltralyticsSource(ZooSource):
+class UltralyticsSource(IndexedSource):
     """FiftyOne's Ultralytics names (see the module's docstring)."""
 
     name = "ultralytics"
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: Optional[List[ZooModelInfo]] = None
-
-    def reload(self) -> None:
-        with self._lock:
-            self._entries = None
-
-    def entries(self) -> List[ZooModelInfo]:
+    def read_entries(self) -> List[ZooModelInfo]:
         from .generate_libs import ULTRALYTICS_CATALOG_PATH
 
-        with self._lock:
-            if self._entries is None:
-                origin = f"Ultralytics index ({ULTRALYTICS_CATALOG_PATH})"
-                out = []
-                for e in read_ultralytics_catalog()["fiftyone"]:
-                    out.append(self._entry(e["name"], e, origin, f"{e['description']} (FiftyOne's name for "
-                                                                 f"{PREFIX}{e['weights'].rsplit('.', 1)[0]})"))
-                    out.append(self._entry(PREFIX + e["weights"].rsplit(".", 1)[0], e, origin, ""))
-                self._entries = out
-            return self._entries
+        origin = f"Ultralytics index ({ULTRALYTICS_CATALOG_PATH})"
+        out = []
+        for e in read_ultralytics_catalog()["fiftyone"]:
+            out.append(self._entry(e["name"], e, origin, f"{e['description']} (FiftyOne's name for "
+                                                         f"{PREFIX}{e['weights'].rsplit('.', 1)[0]})"))
+            out.append(self._entry(PREFIX + e["weights"].rsplit(".", 1)[0], e, origin, ""))
+        return out
 
     def _entry(self, name: str, e: Dict[str, Any], origin: str, description: str) -> ZooModelInfo:
         config = {k: e[k] for k in ("weights", "yaml", "url", "family", "task", "dataset")}
