@@ -9,52 +9,31 @@ on disk, and registrations replace any entry of their name.
 from __future__ import annotations
 
 import threading
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Tuple
 
 from .manifest import ZooModelInfo
-from .sources import ZooSource
+from .sources import IndexedSource, ZooSource
 
 __all__ = ["ManifestSource", "PluginSource", "LocalSource", "RegisteredSource"]
 
 
-class _CachedSource(ZooSource):
-    """A source read once, until :meth:`reload`."""
-
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self._entries: Optional[List[ZooModelInfo]] = None
-
-    def _read(self) -> List[ZooModelInfo]:
-        raise NotImplementedError
-
-    def entries(self) -> List[ZooModelInfo]:
-        with self._lock:
-            if self._entries is None:
-                self._entries = self._read()
-            return self._entries
-
-    def reload(self) -> None:
-        with self._lock:
-            self._entries = None
-
-
-class ManifestSource(_CachedSource):
+class ManifestSource(IndexedSource):
     """The built-in ``manifests/*.json`` and the files of ``$MODELZOO_MANIFEST_PATHS``."""
 
     name = "manifests"
 
-    def _read(self) -> List[ZooModelInfo]:
+    def read_entries(self) -> List[ZooModelInfo]:
         from .plugins import builtin_entries, env_entries
 
         return [*builtin_entries(), *env_entries()]
 
 
-class PluginSource(_CachedSource):
+class PluginSource(IndexedSource):
     """The entries of installed distributions' ``modelzoo.models`` entry points."""
 
     name = "plugins"
 
-    def _read(self) -> List[ZooModelInfo]:
+    def read_entries(self) -> List[ZooModelInfo]:
         from .plugins import plugin_entries
 
         return plugin_entries()

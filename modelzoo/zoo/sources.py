@@ -142,9 +142,10 @@ class ZooSource(abc.ABC):
 
 
 class IndexedSource(ZooSource):
-    """A source whose entries come from a generated index shipped with the
-    package: :meth:`read_entries` turns the index into entries once (under a
-    lock, however many threads ask), :meth:`reload` forgets them."""
+    """A source whose entries are read once and kept (a generated index
+    shipped with the package, manifest files, entry points):
+    :meth:`read_entries` reads them once (under a lock, however many threads
+    ask), :meth:`reload` forgets them."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
