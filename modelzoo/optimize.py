@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import statistics
 import time
 import warnings
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -51,7 +50,11 @@ def interleaved_seconds(
 ) -> Tuple[float, float]:
     """Times ``eager_fn(eager_x)`` against ``graph_fn(graph_x)`` in
     interleaved rounds (the order alternating, so a change of the machine's
-    load hits both) and returns the median seconds per call of each.
+    load hits both) and returns the seconds per call of each: the fastest
+    round's (as :mod:`timeit` advises: other work on the machine only adds
+    time, so the minimum is the least disturbed figure; on a loaded 2-core
+    machine the median of 5 rounds of a 10 ms forward still flipped
+    decisions).
 
     Args:
         rounds: how many; None: 5 when a round takes under 0.2 s, 3 under
@@ -81,7 +84,7 @@ def interleaved_seconds(
             else:
                 once(eager_fn, eager_x, eager)
                 once(graph_fn, graph_x, graph)
-    return statistics.median(eager), statistics.median(graph)
+    return min(eager), min(graph)
 
 
 def _sync(x: Any) -> None:
