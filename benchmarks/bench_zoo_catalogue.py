@@ -34,7 +34,10 @@ depend on its weights' values):
 
 Each model's row is appended to ``--results`` (JSON lines) as it is
 measured; ``--resume`` skips the models already there, so an interrupted
-run goes on where it stopped. Prints the Markdown table of every row of the
+run goes on where it stopped; ``--skip`` leaves some out for now. A model
+whose module, channels_last copy and graph (3 x 4 bytes a parameter) would
+not fit in the memory available is skipped and the table says so. Models
+run lightest first. Prints the Markdown table of every row of the
 selection and, with ``--write-docs``, writes it into docs/performance.md
 between ``<!-- BEGIN zoo-catalogue -->`` and ``<!-- END zoo-catalogue -->``.
 
@@ -257,6 +260,17 @@ def write_docs(text: str, path: str = DOC) -> None:
         f.write(head + BEGIN + "\n" + text + END + tail)
 
 
+def _available_bytes() -> Optional[int]:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def _read_results(path: str) -> Dict[str, Dict[str, Any]]:
     rows: Dict[str, Dict[str, Any]] = {}
     if os.path.exists(path):
@@ -278,6 +292,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="time budget of one model's timed rounds (the build and decision are extra)")
     parser.add_argument("--results", default=DEFAULT_RESULTS, help="JSON lines, one row per model measured")
     parser.add_argument("--resume", action="store_true", help="skip the models already in --results")
+    parser.add_argument("--skip", nargs="+", metavar="PATTERN", help="builders or patterns not to measure now")
     parser.add_argument("--write-docs", action="store_true", help=f"write the table into {os.path.relpath(DOC, ROOT)}")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
@@ -292,8 +307,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     images = photos(args.batch)
     os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
     t0 = time.perf_counter()
+    skipped = []
     for spec in sorted(specs, key=lambda s: s["params"]):  # the light ones first: a partial run says the most
-        if spec["builder"] in done:
+        if spec["builder"] in done or any(fnmatch.fnmatch(spec["builder"], p) for p in args.skip or ()):
+            continue
+        need, free = 3 * 4 * spec["params"], _available_bytes()  # the module, its channels_last copy, a graph
+        if free is not None and need > 0.8 * free:
+            skipped.append(spec["builder"])
+            print(f"{spec['builder']}: skipped, needs ~{need / 2**30:.1f} GiB and {free / 2**30:.1f} GiB is available",
+                  file=sys.stderr, flush=True)
             continue
         t = time.perf_counter()
         row = measure(spec, images, args.rounds, args.max_seconds_per_model)
@@ -306,7 +328,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"measured in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     every = _read_results(args.results)
     rows = [every[s["builder"]] for s in specs if s["builder"] in every]
-    text = table(rows)
+    missing = [s["builder"] for s in specs if s["builder"] not in every]
+    text = table(rows) + (f"\nNot measured: {', '.join(f'`{b}`' for b in missing)}.\n" if missing else "")
     print(text)
     if args.write_docs:
         write_docs(text)
