@@ -57,9 +57,10 @@ def interleaved_seconds(
     decisions).
 
     Args:
-        rounds: how many; None: 5 when a round takes under 0.2 s, 3 under
-            5 s, else 2 (a heavy model's forward is long enough to measure
-            in few, and each round costs a few of its samples' time).
+        rounds: how many; None: 5 when a round takes under 0.2 s, else 3
+            (a heavy model's forward is long enough to measure in few, and
+            each round costs a few of its samples' time; 2 rounds let a
+            change of the machine's load flip convnext_large's choice).
     """
     eager: List[float] = []
     graph: List[float] = []
@@ -75,8 +76,7 @@ def interleaved_seconds(
         once(eager_fn, eager_x, eager)
         once(graph_fn, graph_x, graph)
         if rounds is None:
-            first = eager[0] + graph[0]
-            rounds = 5 if first < 0.2 else 3 if first < 5.0 else 2
+            rounds = 5 if eager[0] + graph[0] < 0.2 else 3
         for r in range(1, rounds):
             if r % 2:
                 once(graph_fn, graph_x, graph)
