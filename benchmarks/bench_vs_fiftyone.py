@@ -91,6 +91,7 @@ CASES: Dict[str, Any] = {
     "zoo": (300, 256, 1 / 1.5, '`load_zoo_model("mobilenet-v2-imagenet-torch")` + `apply_model`, {n} photos, no options'),
     "fasterrcnn": (96, 24, None, "fasterrcnn_mobilenet_v3_large_320_fpn, {n} photos, batch 8"),
 }
+CASES_BATCH = {"mobilenet_v3_small": 32, "resnet18": 32, "fasterrcnn": 8}
 #: a loopback port nothing listens on: any HTTP(S) request through the proxy fails at once
 _NO_NETWORK = "http://127.0.0.1:9"
 
@@ -313,7 +314,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                     results[side].append(res)
                     extra = ""
                     if side == "modelzoo":
-                        extra = f" (graph {res.get('optimization')}, batch {res.get('batch_size')}"
+                        extra = (f" (load {res['seconds'] - res['apply_s']:.2f} s + apply {res['apply_s']:.2f} s; graph "
+                                 f"{res.get('optimization')}, batch {res.get('batch_size') or CASES_BATCH.get(case)}")
                         if "forward_s" in res:
                             extra += (f"; apply alone {res['apply_s']:.2f} s, forward alone {res['forward_s']:.2f} s "
                                       f"at batch {res['forward_batch']}: {res['apply_s'] / res['forward_s']:.2f}x")
@@ -327,13 +329,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             same = agreement(results["fiftyone"][-1]["labels"], results["modelzoo"][-1]["labels"])
             what = "detections per photo" if case == "fasterrcnn" else "top-1"
             print(f"  {case}: modelzoo / FiftyOne {row['ratio']:.3f}; {what} equal on {same} photos", flush=True)
+            for line in results["modelzoo"][-1].get("log", []):
+                print(f"    modelzoo log (last round): {line}")
             if case == "zoo":
                 fw = [x["apply_s"] / x["forward_s"] for x in results["modelzoo"]]
                 print(f"  zoo: modelzoo apply alone / forward alone (same graph, batch the engine chose): "
                       f"median {med(fw):.2f} ({', '.join(f'{x:.2f}' for x in fw)}); target <= 1.1", flush=True)
                 row["forward"] = med(fw)
-                for line in results["modelzoo"][-1].get("log", []):
-                    print(f"    log: {line}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     load_after = os.getloadavg()

@@ -4,7 +4,9 @@
 Run by ``bench_vs_fiftyone.py`` with FiftyOne's own virtual environment's
 Python (``--side fiftyone``) or this project's (``--side modelzoo``); it
 imports nothing of the other side. It builds a dataset of the given photos
-(untimed), then times what a user's script does: the model's construction
+(untimed), and imports torchvision and its side's model modules (untimed:
+``import torchvision.models`` alone takes seconds), then times what a
+user's script does next: the model's construction
 from its config (weights loaded from the given state dict file) or
 ``load_zoo_model(name)``, and ``apply_model``. It prints one JSON line:
 ``{"seconds", "labels", ...}`` (``labels``: the top-1 label or the number
@@ -80,18 +82,17 @@ def _labels(values: List[Any]) -> List[Any]:
 
 def run_fiftyone(args: argparse.Namespace, paths: List[str]) -> Dict[str, Any]:
     import fiftyone as fo
+    import fiftyone.utils.torch as fout
+    import fiftyone.zoo as foz
+    import torchvision  # noqa: F401  (imported before the timer on both sides)
 
     dataset = fo.Dataset()
     dataset.add_samples([fo.Sample(filepath=p) for p in paths])
     t = time.perf_counter()
     if args.case == "zoo":
-        import fiftyone.zoo as foz
-
         model = foz.load_zoo_model(ZOO_NAME)
         dataset.apply_model(model, "pred")
     else:
-        import fiftyone.utils.torch as fout
-
         model = fout.TorchImageModel(fout.TorchImageModelConfig(model_config(args.case, args.weights, True)))
         dataset.apply_model(model, "pred", batch_size=CASES[args.case][2])
     seconds = time.perf_counter() - t
@@ -135,8 +136,11 @@ def frozen_forward(model: Any, paths: List[str], batch_size: int) -> float:
 
 
 def run_modelzoo(args: argparse.Namespace, paths: List[str]) -> Dict[str, Any]:
+    import torchvision  # noqa: F401  (imported before the timer on both sides)
+
     import modelzoo as mz
     from modelzoo import db
+    from modelzoo.torch_image import TorchImageModel
 
     log = _BatchSizeLog()
     engine_log = logging.getLogger("modelzoo")
@@ -151,8 +155,6 @@ def run_modelzoo(args: argparse.Namespace, paths: List[str]) -> Dict[str, Any]:
             t_load = time.perf_counter()
             report = dataset.apply_model(model, "pred", progress=False)
         else:
-            from modelzoo.torch_image import TorchImageModel
-
             model = TorchImageModel(model_config(args.case, args.weights, False))
             t_load = time.perf_counter()
             report = dataset.apply_model(model, "pred", batch_size=CASES[args.case][2], progress=False)
