@@ -18,7 +18,6 @@ and the actual shape.
 from __future__ import annotations
 
 import copy
-
 from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
