@@ -270,6 +270,16 @@ def tiny_cases():
             prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=8, mask_input_channels=4),
             mask_decoder_config=dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, mlp_dim=32,
                                      iou_head_hidden_dim=16))),
+        "sam2": ("promptable-segmentation", T.Sam2Config(
+            vision_config=dict(
+                backbone_config=dict(model_type="sam2_hiera_det_model", hidden_size=8, num_attention_heads=1,
+                                     image_size=[64, 64], blocks_per_stage=[1, 1, 2, 1], embed_dim_per_stage=[8, 16, 32, 64],
+                                     num_attention_heads_per_stage=[1, 1, 2, 2], window_size_per_stage=[4, 4, 2, 2],
+                                     global_attention_blocks=[3], window_positional_embedding_background_size=[2, 2]),
+                backbone_channel_list=[64, 32, 16, 8], backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]], fpn_hidden_size=16),
+            prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=16, mask_input_channels=4),
+            mask_decoder_config=dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, mlp_dim=32,
+                                     iou_head_hidden_dim=16))),
         "depth-estimation": ("depth-estimation", T.DepthAnythingConfig(
             backbone_config=T.Dinov2Config(**vit, image_size=28, patch_size=14, out_indices=[1, 2], reshape_hidden_states=False),
             neck_hidden_sizes=[8, 16], reassemble_hidden_size=32, fusion_hidden_size=16, head_hidden_size=8,
@@ -302,7 +312,7 @@ _LABEL_TYPES = {
 _CASES = ["image-classification", "object-detection", "rt-detr", "zero-shot-object-detection", "grounding-dino",
           "omdet-turbo", "zero-shot-image-classification", "semantic-segmentation", "oneformer-semantic",
           "instance-segmentation", "panoptic-segmentation", "zero-shot-semantic-segmentation", "promptable-segmentation",
-          "depth-estimation", "keypoints", "image-feature-extraction"]
+          "sam2", "depth-estimation", "keypoints", "image-feature-extraction"]
 
 
 def _hf_model(case, classes=("cat", "dog"), seed=0, **over):
@@ -471,24 +481,30 @@ def test_panoptic_segments_are_transformers_post_processing():
     assert len(ours["labels"]) and float(ours["masks"].sum(0).max()) <= 1.0
 
 
-def test_sam_segments_box_prompts_as_transformers_does():
-    """SAM on box prompts: each Detection keeps its prompt's label and box,
-    its mask is transformers' own (SamProcessor's post-processing, the
-    candidate of highest predicted IoU) inside the box."""
+@pytest.mark.parametrize("case,square", [("promptable-segmentation", False), ("promptable-segmentation", True),
+                                         ("sam2", False)])
+def test_sam_segments_box_prompts_as_transformers_does(case, square):
+    """SAM and SAM 2 on box prompts: each Detection keeps its prompt's label
+    and box, its mask is transformers' own (the processor's post-processing,
+    the candidate of highest predicted IoU) inside the box."""
     pytest.importorskip("transformers")
-    from transformers import SamProcessor
+    from transformers import Sam2Processor, SamProcessor
 
-    model, _ = _hf_model("promptable-segmentation")
-    image = photo("astronaut")
+    model, _ = _hf_model(case)
+    image = photo("astronaut")[:, 0 if square else 64:]  # not square: SAM pads, SAM 2 stretches
     prompts = _box_prompts(image)
     label = model.predict(image, {"prompt_field": prompts})
     h, w = image.shape[:2]
     boxes = [[x * w, y * h, (x + bw) * w, (y + bh) * h] for x, y, bw, bh in (d.bounding_box for d in prompts.detections)]
-    processor = SamProcessor(image_processor=model.transforms.processor)
+    sam2 = case == "sam2"
+    processor = (Sam2Processor if sam2 else SamProcessor)(image_processor=model.transforms.processor)
     inputs = processor(images=image, input_boxes=[boxes], return_tensors="pt")
     with torch.inference_mode():
         out = model.torch_model.model(pixel_values=inputs["pixel_values"], input_boxes=inputs["input_boxes"])
-    masks = processor.post_process_masks(out.pred_masks, inputs["original_sizes"], inputs["reshaped_input_sizes"])[0]
+    if sam2:
+        masks = processor.post_process_masks(out.pred_masks, inputs["original_sizes"])[0]
+    else:
+        masks = processor.post_process_masks(out.pred_masks, inputs["original_sizes"], inputs["reshaped_input_sizes"])[0]
     best = out.iou_scores[0].argmax(1)
     assert [d.label for d in label.detections] == ["head", "body"]
     for j, det in enumerate(label.detections):

@@ -794,6 +794,8 @@ class HFImageModel(TorchImageModel):
             assert isinstance(net, HFNet)
             net.prompts = list(classes)
             net._tokenize_prompts()
+            if self._runner is not self._net:  # a traced graph holds the old prompts as constants
+                self._runner, self._channels_last, self.optimization = self._net, False, "eager"
 
     @property
     def takes_classes(self) -> bool:

@@ -104,12 +104,17 @@ class HFSamModel(SamplesMixin, HFImageModel):
                     results[i] = self._segment_one(model, one, batch.image_sizes[i], (in_w, in_h), given[i])
         return results
 
+    @property
+    def _padded(self) -> bool:
+        """SAM's processor pads the resized image to a square; SAM 2's stretches it."""
+        return getattr(self._hf_processor, "pad_size", None) is not None
+
     def _resized(self, image_size: Tuple[int, int], input_size: Tuple[int, int]) -> Tuple[int, int]:
         """The ``(w, h)`` the image has inside the model's input: SAM resizes
         the longest edge and pads to a square; SAM 2 resizes to the square."""
         w, h = image_size
         in_w, in_h = input_size
-        if getattr(self._hf_processor, "pad_size", None) is not None:
+        if self._padded:
             scale = max(in_w, in_h) / max(w, h)
             return int(w * scale + 0.5), int(h * scale + 0.5)
         return in_w, in_h
@@ -150,7 +155,7 @@ class HFSamModel(SamplesMixin, HFImageModel):
             labels = [k.label for k in sets]
             kept_boxes = [None] * len(sets)
         masks, scores = _best_masks(out.pred_masks[0], out.iou_scores[0], self.config.mask_index)
-        logits = _to_image(masks, input_size, (rw, rh), (w, h))
+        logits = _to_image(masks, input_size, (rw, rh), (w, h), self._padded)
         thresh = min(max(float(self.config.mask_thresh), 1e-12), 1 - 1e-12)
         cut = math.log(thresh / (1 - thresh))  # on the logits: a sigmoid rounds values near 0 to exactly 0.5
         found = []
@@ -195,7 +200,7 @@ def _best_masks(masks: torch.Tensor, iou: torch.Tensor, index: Optional[int]) ->
 
 
 def _to_image(masks: torch.Tensor, input_size: Tuple[int, int], resized: Tuple[int, int],
-              image_size: Tuple[int, int]) -> torch.Tensor:
+              image_size: Tuple[int, int], padded: bool) -> torch.Tensor:
     """Low-resolution mask logits ``(K, h, w)`` -> logits ``(K, H, W)`` at
     the image's size: up to the input, the padding cut, down to the image
     (transformers' ``post_process_masks``)."""
@@ -203,8 +208,9 @@ def _to_image(masks: torch.Tensor, input_size: Tuple[int, int], resized: Tuple[i
     in_w, in_h = input_size
     rw, rh = resized
     w, h = image_size
-    up = f.interpolate(masks[:, None], size=(in_h, in_w), mode="bilinear", align_corners=False)
-    up = up[..., :rh, :rw]
+    up = masks[:, None]
+    if padded:  # SAM: cut the padding at the input's scale (SAM 2 pads nothing: one resize)
+        up = f.interpolate(up, size=(in_h, in_w), mode="bilinear", align_corners=False)[..., :rh, :rw]
     return f.interpolate(up, size=(h, w), mode="bilinear", align_corners=False)[:, 0]
 
 
