@@ -596,8 +596,8 @@ def _default_processor(model_type: str, config: Any) -> Any:
     inner = getattr(config, "vision_config", None) or getattr(config, "backbone_config", None) or config
     image_size = getattr(inner, "image_size", None)
     if model_type in ("omdet-turbo", "rf_detr"):  # a fixed square input (OmDet-Turbo's 640, RF-DETR's backbone's)
-        side = getattr(config, "image_size", None) or getattr(getattr(config, "backbone_config", None), "image_size", 640)
-        side = int(side if isinstance(side, int) else side[0])
+        given: Any = getattr(config, "image_size", None) or getattr(getattr(config, "backbone_config", None), "image_size", None)
+        side = int(given if isinstance(given, int) else given[0]) if given else 640
         return cls(size={"height": side, "width": side})
     if model_type in PROMPTABLE_SEGMENTERS:  # sized by the vision tower's input
         return _promptable_processor(cls, default, config)
