@@ -452,11 +452,50 @@ def test_yolo_apply_model_on_real_photos(tmp_path, request):
         ds.delete()
 
 
-@pytest.mark.slow
-def test_every_fiftyone_yolo_name_builds_from_yaml():
-    _ultralytics()
+def _yolo_catalogue():
     from modelzoo.zoo.ultralytics_source import read_ultralytics_catalog
 
-    for e in read_ultralytics_catalog()["fiftyone"]:
-        model = zoo.load_zoo_model(e["name"], pretrained=False, device="cpu", confidence_thresh=0.5, max_det=3)
-        assert model.predict(photo("coffee")[::4, ::4]) is not None
+    return read_ultralytics_catalog()["fiftyone"]
+
+
+#: the classes each dataset of the catalogue gives (Ultralytics' dataset YAMLs)
+_DATASET_CLASSES = {"coco": 80, "imagenet": 1000, "dota": 15, "oiv7": 601}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [e["name"] for e in _yolo_catalogue()])
+def test_every_ultralytics_catalogue_yaml_builds_and_labels_a_photo_as_its_tags_promise(name):
+    """Every entry of catalogs/ultralytics.json builds from its YAML with
+    random weights (nothing downloaded) and labels a real photograph with the
+    label type its tags promise: ``classification`` a Classification of one
+    of its dataset's classes, ``keypoints`` Detections and 17-point
+    Keypoints, ``instance-segmentation`` Detections with a mask each,
+    ``detection`` Detections (an OBB model's: the boxes enclosing its rotated ones)."""
+    _ultralytics()
+    info = zoo.get_zoo_model_info(name)
+    dataset = info.model.config["dataset"]
+    model = zoo.load_zoo_model(name, pretrained=False, device="cpu", confidence_thresh=0.0, max_det=3)
+    try:
+        n_classes = 1 if "keypoints" in info.tags else _DATASET_CLASSES[dataset]
+        assert len(model.classes) == n_classes, (name, dataset)
+        out = model.predict(photo("coffee"))
+        if "classification" in info.tags:
+            assert isinstance(out, mz.Classification) and out.label in model.classes
+            return
+        detections = out["detections"] if "keypoints" in info.tags else out
+        assert isinstance(detections, mz.Detections)
+        assert 1 <= len(detections.detections) <= 3  # confidence 0: NMS keeps max_det boxes
+        for d in detections.detections:
+            assert d.label in model.classes
+            x, y, w, h = d.bounding_box
+            assert 0 <= x <= x + w <= 1 + 1e-6 and 0 <= y <= y + h <= 1 + 1e-6
+        if "keypoints" in info.tags:
+            assert isinstance(out["keypoints"], mz.Keypoints)
+            assert len(out["keypoints"].keypoints) == len(detections.detections)
+            assert all(len(k.points) == 17 for k in out["keypoints"].keypoints)
+        if "instance-segmentation" in info.tags:
+            assert all(d.mask is not None and d.mask.dtype == bool and d.mask.ndim == 2 for d in detections.detections)
+        else:
+            assert all(d.mask is None for d in detections.detections)
+    finally:
+        del model

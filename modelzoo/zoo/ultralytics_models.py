@@ -43,11 +43,12 @@ def import_ultralytics() -> Any:
 
 
 def dataset_names(dataset: str) -> List[str]:
-    """The class names of Ultralytics' ``coco`` or ``imagenet`` dataset YAML."""
+    """The class names of one of Ultralytics' dataset YAMLs: ``coco`` (80),
+    ``imagenet`` (1000), ``dota`` (15) or ``oiv7`` (Open Images V7, 601)."""
     ultralytics = import_ultralytics()
     import yaml
 
-    file = {"coco": "coco.yaml", "imagenet": "ImageNet.yaml", "dota": "DOTAv1.yaml"}[dataset]
+    file = {"coco": "coco.yaml", "imagenet": "ImageNet.yaml", "dota": "DOTAv1.yaml", "oiv7": "open-images-v7.yaml"}[dataset]
     path = os.path.join(os.path.dirname(ultralytics.__file__), "cfg", "datasets", file)
     with open(path, encoding="utf-8") as f:
         names = yaml.safe_load(f)["names"]
@@ -65,7 +66,7 @@ class UltralyticsModelConfig(ModelConfig):
         family: ``"yolo"``, ``"rtdetr"``, ``"yoloe"`` or ``"world"`` (open vocabulary: ``classes`` are its prompts).
         task: ``"detection"``, ``"instance-segmentation"``, ``"keypoints"`` or ``"classification"``.
         classes: the class names (default: the ``dataset``'s).
-        dataset: ``"coco"``, ``"imagenet"`` or ``"dota"`` (the class names' source).
+        dataset: ``"coco"``, ``"imagenet"``, ``"dota"`` or ``"oiv7"`` (the class names' source).
         pretrained: load ``weights`` (needs ``trust``), or build ``yaml`` with random weights.
         trust: accept Ultralytics' pickled ``.pt`` file (it runs code when loaded).
         weights_dir: where downloaded weights are kept (default: the zoo's cache).
