@@ -321,6 +321,39 @@ def test_timm_apply_model_stores_what_predict_returns(tmp_path, request):
         ds.delete()
 
 
+@pytest.mark.parametrize("graph", ["eager", "optimized"])
+def test_timm_apply_model_gives_timms_own_eval_loop_outputs(tmp_path, request, graph):
+    """On real photos (JPEG and PNG, several sizes), apply_model gives what
+    timm's own eval loop gives with the same weights: its data config and
+    transform on PIL images, the eager model. The same top-1 and logits
+    within 1e-4 (the optimized graph is held to that), eager and optimized."""
+    timm = pytest.importorskip("timm")
+    from PIL import Image
+    from timm.data import create_transform, resolve_data_config
+
+    model = zoo.load_zoo_model("timm/resnet18.a1_in1k", pretrained=False, device="cpu")
+    if graph == "optimized":
+        model.prepare(100_000)  # what a long run builds
+        assert model.optimization != "eager"
+    reference = timm.create_model("resnet18.a1_in1k", pretrained=False)
+    reference.load_state_dict(model.torch_model.model.state_dict())
+    reference.eval()
+    transform = create_transform(**resolve_data_config({}, model=reference))
+    paths = write_photos(str(tmp_path), ["chelsea", "astronaut", "coffee", "rocket"], scale=1)
+    ds = mz.Dataset(f"zoo-libs-{request.node.name}"[:60], overwrite=True)
+    try:
+        ds.add_images(paths)
+        ds.apply_model(model, label_field="p", batch_size=2, num_workers=1, store_logits=True, progress=False)
+        for sample in ds:
+            with torch.no_grad():
+                expected = reference(transform(Image.open(sample.filepath).convert("RGB"))[None])[0].numpy()
+            logits = np.asarray(sample["p"].logits, dtype=np.float32)
+            assert model.classes.index(sample["p"].label) == int(expected.argmax()), sample.filepath
+            np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * float(np.abs(expected).max()))
+    finally:
+        ds.delete()
+
+
 def test_transformers_classifier_matches_the_module_by_hand():
     """The zoo's path (image processor in the loader, our processor after)
     gives the module's own argmax on the processor's pixel values."""
@@ -460,6 +493,49 @@ def _yolo_catalogue():
 
 #: the classes each dataset of the catalogue gives (Ultralytics' dataset YAMLs)
 _DATASET_CLASSES = {"coco": 80, "imagenet": 1000, "dota": 15, "oiv7": 601}
+
+
+@pytest.mark.parametrize("feed", ["loader", "ultralytics"])
+def test_yolo_apply_model_gives_ultralytics_own_boxes(tmp_path, request, feed):
+    """apply_model gives the boxes of ``YOLO.predict`` on the same files with
+    the same weights and batches, whichever feeds it (the engine's loader
+    workers or Ultralytics' own loading). The classification biases of the
+    seeded head are zeroed so that random weights score boxes around 0.5
+    (their initial bias keeps every score near 1e-4: nothing to compare)."""
+    _ultralytics()
+    from PIL import Image
+    from ultralytics import YOLO
+
+    model = zoo.load_zoo_model("yolov8n-coco-torch", pretrained=False, device="cpu", feed=feed, max_det=20)
+    with torch.no_grad():
+        for key, value in model.torch_model.state_dict().items():
+            if ".cv3." in key and key.endswith(".2.bias"):
+                value.zero_()
+    reference = YOLO("yolov8n.yaml")
+    reference.model.load_state_dict(model.torch_model.state_dict())
+    paths = []
+    for i, name in enumerate(["chelsea", "astronaut", "coffee", "rocket"]):  # one size: batches letterbox alike
+        path = str(tmp_path / f"{name}.{'jpg' if i % 2 == 0 else 'png'}")
+        Image.fromarray(photo(name)).convert("RGB").resize((400, 300)).save(path)
+        paths.append(path)
+    ds = mz.Dataset(f"zoo-libs-{request.node.name}"[:60], overwrite=True)
+    try:
+        ds.add_images(paths)
+        ds.apply_model(model, label_field="p", batch_size=2, num_workers=1, progress=False)
+        ours = {s.filepath: s["p"] for s in ds}
+        boxes = 0
+        for r in reference.predict(paths, batch=2, conf=0.25, max_det=20, verbose=False):
+            dets = ours[r.path].detections
+            xyxyn = r.boxes.xyxyn.numpy()
+            assert len(dets) == len(xyxyn), r.path
+            boxes += len(dets)
+            for d, box, c, conf in zip(dets, xyxyn, r.boxes.cls.numpy(), r.boxes.conf.numpy()):
+                x, y, w, h = d.bounding_box
+                np.testing.assert_allclose([x, y, x + w, y + h], box, atol=1e-4)
+                assert d.label == model.classes[int(c)] and abs(d.confidence - float(conf)) < 1e-5
+        assert boxes >= 10  # there was something to compare
+    finally:
+        ds.delete()
 
 
 @pytest.mark.slow
