@@ -54,6 +54,7 @@ def optimize_module(
     mode: str = "auto",
     rtol: float = 1e-4,
     fuse: bool = True,
+    channels_last: bool = True,
 ) -> OptimizeResult:
     """Makes a faster equivalent of ``module`` and checks it on ``examples``.
 
@@ -80,14 +81,18 @@ def optimize_module(
         fuse: allow the oneDNN candidate. It compiles itself for every new
             input shape, so it pays off only when the shapes are few (fixed
             image size); pass False for inputs of any size.
+        channels_last: build the candidates on a channels_last copy (the
+            default; what convolutions gain from). False keeps the memory
+            format, for modules without convolutions (a detector's box head,
+            whose first step flattens its input).
     """
     notes: List[str] = []
     with torch.inference_mode():
         references = [to_cpu_float(module(x)) for x in examples]
-    cl_module = _channels_last_copy(module)
+    cl_module = _channels_last_copy(module, channels_last)
     if cl_module is None:
         return OptimizeResult(module, "eager", ["channels_last copy failed"], False, references)
-    cl_examples = [to_channels_last(x) for x in examples]
+    cl_examples = [to_channels_last(x) for x in examples] if channels_last else list(examples)
 
     def verify(fn: Callable[..., Any], name: str) -> bool:
         try:
@@ -111,7 +116,10 @@ def optimize_module(
                     "optimize: using a %s channels_last graph (built and verified in %.1fs)",
                     kind, time.perf_counter() - t0,
                 )
-                return OptimizeResult(fn, kind, notes, True, references)
+                return OptimizeResult(fn, kind, notes, channels_last, references)
+    if not channels_last:
+        logger.warning("optimize: falling back to the eager module: %s", "; ".join(notes))
+        return OptimizeResult(module, "eager", notes, False, references)
     if verify(cl_module, "channels_last"):
         logger.info("optimize: using the channels_last eager module (%s)", "; ".join(notes))
         return OptimizeResult(cl_module, "channels_last", notes, True, references)
@@ -220,12 +228,15 @@ class _Opaque(torch.nn.Module):
         return self._inner[0](*args)  # type: ignore[index,operator]
 
 
-def _channels_last_copy(module: torch.nn.Module) -> Optional[torch.nn.Module]:
-    """A channels_last copy for the candidates; its parameters do not require
-    grad (a traced graph may only hold such tensors as constants)."""
+def _channels_last_copy(module: torch.nn.Module, channels_last: bool = True) -> Optional[torch.nn.Module]:
+    """A (channels_last) copy for the candidates; its parameters do not
+    require grad (a traced graph may only hold such tensors as constants)."""
     import copy
 
     try:
-        return copy.deepcopy(module).to(memory_format=torch.channels_last).requires_grad_(False)
+        module = copy.deepcopy(module)
+        if channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        return module.requires_grad_(False)
     except Exception:
         return None
