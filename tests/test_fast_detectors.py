@@ -49,16 +49,16 @@ def _images(n, seed=0, size=(120, 96)):
     return [torch.rand(3, size[1], size[0], generator=g) for _ in range(n)]
 
 
-def test_fast_detector_replaces_the_backbone_and_box_head_only():
+def test_fast_detector_replaces_the_backbone_and_roi_pool_only():
     net = tiny_detector(seed=3)
-    eager_backbone, eager_heads = net.backbone, net.roi_heads
+    eager_backbone, eager_heads, eager_pool = net.backbone, net.roi_heads, net.roi_heads.box_roi_pool
     fast = make_fast_detector(net, [_images(2, 0), _images(1, 1, (90, 130))])
-    assert fast is not None, "the tiny detector's backbone and box head trace"
-    assert fast.parts == ["backbone", "box_head"] and fast.kind == "detector:backbone+box_head"
+    assert fast is not None, "the tiny detector's backbone traces"
+    assert fast.parts == ["backbone", "roi_pool"] and fast.kind == "detector:backbone+roi_pool"
     # the eager model is left as it was; the fast one shares its eager parts
-    assert net.backbone is eager_backbone and net.roi_heads is eager_heads
+    assert net.backbone is eager_backbone and net.roi_heads is eager_heads and eager_heads.box_roi_pool is eager_pool
     assert fast.module.rpn is net.rpn and fast.module.transform is net.transform
-    assert fast.module.roi_heads.box_roi_pool is net.roi_heads.box_roi_pool
+    assert fast.module.roi_heads.box_head is net.roi_heads.box_head
     assert fast.module.backbone is not net.backbone
     images = _images(3, 7)
     with torch.inference_mode():
@@ -67,6 +67,31 @@ def test_fast_detector_replaces_the_backbone_and_box_head_only():
     # the frozen channels_last graph computes what the eager backbone computes
     torch.testing.assert_close(fast_features, eager_features, rtol=1e-4, atol=1e-5)
     assert fast_features.is_contiguous()
+
+
+def test_the_threaded_roi_pool_is_eager_bit_for_bit():
+    from torchvision.ops import MultiScaleRoIAlign
+
+    net = tiny_detector(seed=1)
+    net.roi_heads.box_roi_pool = MultiScaleRoIAlign(["0", "1"], output_size=7, sampling_ratio=2)
+    fast = make_fast_detector(net, [_images(1, 0)], parts=("roi_pool",))
+    assert fast is not None and fast.parts == ["roi_pool"]
+    g = torch.Generator().manual_seed(0)
+    features = {"0": torch.randn(3, 16, 40, 50, generator=g), "1": torch.randn(3, 16, 20, 25, generator=g)}
+    shapes = [(160, 200)] * 3
+    proposals = []
+    for n in (37, 0, 5):  # an image without proposals, and fewer than the threads
+        xy = torch.rand(n, 2, generator=g) * 150
+        proposals.append(torch.cat([xy, xy + 4 + torch.rand(n, 2, generator=g) * 120], 1))
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        expected = net.roi_heads.box_roi_pool(features, proposals, shapes)
+        got = fast.module.roi_heads.box_roi_pool(features, proposals, shapes)
+    finally:
+        torch.set_num_threads(before)
+    assert got.shape == (42, 16, 7, 7)
+    assert torch.equal(got, expected)
 
 
 class _Branchy(nn.Module):
@@ -124,7 +149,7 @@ def test_torch_image_model_takes_the_fast_path_and_keeps_eager_on_request():
         "device": "cpu",
     }
     fast = TorchImageModel({**config, "optimize": True})
-    assert fast.optimization == "detector:backbone+box_head", fast.optimization_notes
+    assert fast.optimization == "detector:backbone+roi_pool", fast.optimization_notes
     eager = TorchImageModel({**config, "optimize": False})
     assert eager.optimization == "eager"
     image = (np.random.default_rng(0).random((96, 120, 3)) * 255).astype(np.uint8)
@@ -142,7 +167,7 @@ def test_torch_image_model_takes_the_fast_path_and_keeps_eager_on_request():
     auto.prepare(8)
     assert auto.optimization == "eager"
     auto.prepare(32)
-    assert auto.optimization == "detector:backbone+box_head"
+    assert auto.optimization == "detector:backbone+roi_pool"
 
 
 # -- on real photographs, a detector that learned something (slow) ---------------------------
@@ -220,7 +245,7 @@ def test_fast_detector_is_equivalent_to_eager_on_photographs(request):
         "optimize": True,
         "device": "cpu",
     })
-    assert model.optimization == "detector:backbone+box_head", model.optimization_notes
+    assert model.optimization == "detector:backbone+roi_pool", model.optimization_notes
     labels = []
     for i in range(0, len(images), 4):
         labels += model.predict_all(images[i:i + 4])
