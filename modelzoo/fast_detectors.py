@@ -6,11 +6,11 @@ thousands of anchors and NMS turn a 1e-6 change into a different proposal
 order, so the 1e-4 that classifiers are held to cannot be asked of its boxes.
 What is kept instead:
 
-- the parts whose arithmetic changes are replaced one by one, and each is
-  checked against its eager original on the same inputs within ``rtol``
-  (1e-4 of the output's scale): the backbone (+FPN) becomes a traced, frozen,
-  channels_last graph, and the R-CNN box head (two linear layers) a frozen
-  graph; everything between (RPN, RoIAlign, NMS, the transform) stays eager;
+- the part whose arithmetic changes, the backbone (+FPN), becomes a traced,
+  frozen, channels_last graph checked against its eager original on the same
+  inputs within ``rtol`` (1e-4 of the output's scale); the R-CNN box RoIAlign
+  runs its boxes on several threads (the same kernel per box: eager's result,
+  bit for bit); everything else (transform, RPN, box head, NMS) stays eager;
 - the detections of the whole model are compared with eager's by
   :func:`match_detections`: every eager box with a score of at least
   ``score_thresh`` must come out with the same label at IoU >= ``iou_thresh``
@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, cast
 
 import torch
 
-from .optimize import OptimizeResult, optimize_module
+from .optimize import Timer, optimize_module
 from .tensors import to_cpu_float
 
 __all__ = ["FastDetector", "make_fast_detector", "is_torchvision_detector", "match_detections", "DetectionMatch"]
@@ -279,6 +279,7 @@ def make_fast_detector(
     iou_thresh: float = IOU_THRESH,
     min_matched: float = MIN_MATCHED,
     parts: Sequence[str] = ("backbone", "roi_pool"),
+    timer: Optional[Timer] = None,
 ) -> Optional[FastDetector]:
     """Builds a faster equivalent of a torchvision detector on the CPU and
     verifies it on ``examples`` (batches as the detector takes them: lists of
@@ -294,9 +295,10 @@ def make_fast_detector(
     ``1 - min_matched`` of the fast model's confident boxes unmatched).
     ``parts`` names the parts to try replacing: ``"backbone"`` (a frozen
     channels_last graph), ``"roi_pool"`` (the R-CNN box RoIAlign run on
-    several threads, bit for bit eager's), ``"box_head"`` (a frozen graph of
-    the R-CNN box head: measured 3% less CPU time than eager's linear layers,
-    within noise, so not in the default).
+    several threads, bit for bit eager's). (A frozen graph of the R-CNN box
+    head measured 3% less CPU time than eager's two linear layers, within
+    noise: it stays eager.) ``timer``: as :func:`~modelzoo.optimize.optimize_module`'s,
+    the backbone's graph is kept only when measured faster than eager.
     """
     if not is_torchvision_detector(module) or not examples:
         return None
@@ -308,9 +310,8 @@ def make_fast_detector(
 
     backbone = cast(torch.nn.Module, module.backbone)
     backbone_inputs, references = _capture(module, backbone, examples)
-    built: Optional[OptimizeResult] = None
     if "backbone" in wanted:
-        built = optimize_module(backbone, backbone_inputs, fuse=False, rtol=rtol)
+        built = optimize_module(backbone, backbone_inputs, fuse=False, rtol=rtol, timer=timer)
         if built.kind in ("frozen", "compiled"):
             fast.backbone = _GraphPart(built.module, built.channels_last, backbone)
             parts.append("backbone")
@@ -318,19 +319,6 @@ def make_fast_detector(
             notes.append(f"backbone: left eager ({'; '.join(built.notes) or built.kind})")
 
     roi_heads: Any = getattr(module, "roi_heads", None)
-    box_head = getattr(roi_heads, "box_head", None)
-    if "box_head" in wanted and isinstance(box_head, torch.nn.Module):
-        head_inputs, _ = _capture(module, box_head, examples)
-        head_inputs = [h for h in head_inputs if h.shape[0] > 0]
-        built = optimize_module(box_head, head_inputs, fuse=False, rtol=rtol, channels_last=False) if head_inputs else None
-        if built is not None and built.kind == "frozen":
-            heads_copy = _shallow_copy(roi_heads)
-            heads_copy.box_head = _GraphPart(built.module, False, box_head)
-            fast.roi_heads = heads_copy
-            parts.append("box_head")
-        else:
-            notes.append(f"box_head: left eager ({'; '.join(built.notes) if built else 'no proposals'})")
-
     box_roi_pool: Any = getattr(roi_heads, "box_roi_pool", None)
     if "roi_pool" in wanted and type(box_roi_pool).__name__ == "MultiScaleRoIAlign":
         heads: Any = fast.roi_heads

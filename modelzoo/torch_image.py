@@ -44,7 +44,7 @@ from .fast_detectors import FastDetector, is_torchvision_detector, make_fast_det
 from .imports import import_object
 from .mixins import EmbeddingsMixin, LogitsMixin, PromptMixin, TorchModelMixin
 from .models import Call, Model
-from .optimize import optimize_module
+from .optimize import OptimizeDecision, Timer, interleaved_seconds, optimize_module
 from .processors import OutputProcessor, get_output_processor_cls
 from .skeleton import check_skeleton
 from .tensors import to_channels_last, to_cpu_float
@@ -220,6 +220,14 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin
         self._channels_last = False
         self.optimization = "eager"
         self.optimization_notes: List[str] = []
+        #: with ``optimize="auto"``, what was measured when the graph was
+        #: considered (None until then); :attr:`optimization_reason` says it in a line
+        self.optimization_decision: Optional[OptimizeDecision] = None
+        self.optimization_reason = (
+            "optimize=False" if cfg.optimize is False
+            else "optimize='auto': eager until a run long enough for the graph (prepare)" if cfg.optimize == "auto"
+            else ""
+        )
         if cfg.optimize in (True, "trace", "compile"):
             self._optimize("compile" if cfg.optimize == "compile" else "trace")
         else:  # eager for now; a contract error still surfaces at load
@@ -227,19 +235,29 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin
         self._saved_cudnn: List[bool] = []
 
     def prepare(self, num_samples: int) -> None:
-        """With ``optimize="auto"``, builds the optimized graph before a run
-        of ``num_samples`` samples when the run is long enough to pay for it
-        (``optimize_min_samples``); otherwise does nothing."""
+        """With ``optimize="auto"``, considers the optimized graph before a
+        run of ``num_samples`` samples when the run is long enough to pay for
+        its build (``optimize_min_samples``): builds it, verifies it against
+        eager and times both on the example batch; the graph runs only if it
+        is faster by :data:`~modelzoo.optimize.MIN_GAIN`. Otherwise, and on
+        later calls, does nothing. The outcome is in :attr:`optimization`,
+        :attr:`optimization_reason` and :attr:`optimization_decision`."""
         if self.config.optimize != "auto" or self.optimization != "eager" or self._auto_tried:
             return
         default = DETECTOR_OPTIMIZE_MIN_SAMPLES if is_torchvision_detector(self._net) else OPTIMIZE_MIN_SAMPLES
         threshold = optimize_min_samples(self.config.optimize_min_samples, default)
         if num_samples < threshold:
             logger.debug("optimize=auto: %d samples < %d, staying eager", num_samples, threshold)
+            self.optimization_reason = f"optimize='auto': eager for a run of {num_samples} samples (< {threshold})"
             return
         self._auto_tried = True
-        logger.info("optimize=auto: building the optimized graph for a run of %d samples", num_samples)
-        self._optimize("trace", check_processor=False)
+        logger.debug("optimize=auto: considering the optimized graph for a run of %d samples", num_samples)
+        self._optimize("trace", check_processor=False, timer=self.optimize_timer or interleaved_seconds)
+
+    #: how ``optimize="auto"`` times eager against a candidate (None:
+    #: :func:`~modelzoo.optimize.interleaved_seconds`); set it on an instance
+    #: or a subclass to measure otherwise (a test's fixed numbers)
+    optimize_timer: Optional[Timer] = None
 
     # -- building ---------------------------------------------------------------------------
     def _build_module(self) -> torch.nn.Module:
@@ -381,7 +399,7 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin
             out = out[0]
         self._processor(out, batch.image_sizes, _input_sizes(batch.tensors, len(batch)))
 
-    def _optimize(self, mode: str, check_processor: bool = True) -> None:
+    def _optimize(self, mode: str, check_processor: bool = True, timer: Optional[Timer] = None) -> None:
         graph = not self.config.raw_inputs and (self._processor is None or self._processor.traceable)
         examples = self._examples()
         if graph:
@@ -390,39 +408,47 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin
                 [self._to_device(b.tensors) for b in examples],
                 mode=mode,
                 fuse=not self.ragged_batches,  # a fused graph compiles itself per input shape
+                timer=timer,
             )
             references = result.references
             self._runner = result.module
             self._channels_last = result.channels_last
             self.optimization = result.kind
             self.optimization_notes = result.notes
+            self.optimization_decision = result.decision
+            self.optimization_reason = (
+                result.decision.reason if result.decision is not None
+                else f"optimize={self.config.optimize!r}: {result.kind}" + (f" [{'; '.join(result.notes)}]" if result.notes else "")
+            )
         else:
             # Models whose outputs cannot be traced as a whole: torchvision's
             # detectors get their backbone and box head replaced by frozen
             # graphs, each checked within 1e-4 of eager, and the whole checked
             # with detection criteria (modelzoo.fast_detectors); other models
             # stay eager.
-            fast = self._fast_detector(examples) if mode == "trace" else None
+            fast = self._fast_detector(examples, timer) if mode == "trace" else None
             if fast is not None:
                 self._runner = fast.module
                 self.optimization = fast.kind
                 self.optimization_notes = fast.notes
+                self.optimization_reason = f"running {fast.kind}: {'; '.join(fast.notes)}"
             else:
                 self.optimization_notes = ["eager: the model's outputs cannot be traced"]
+                self.optimization_reason = "running eager: the model's outputs cannot be traced"
                 logger.info("optimize: %s", self.optimization_notes[0])
             examples = examples[1:]  # one single-image batch for the processor check
             references = None
         if check_processor:
             self._check_processor(examples, references)
 
-    def _fast_detector(self, examples: List[ImageBatch]) -> Optional[FastDetector]:
+    def _fast_detector(self, examples: List[ImageBatch], timer: Optional[Timer] = None) -> Optional[FastDetector]:
         """A torchvision detector's fast equivalent on the CPU, verified on ``examples``, or None."""
         if not (self.config.raw_inputs and self._device.type == "cpu" and self._dtype == torch.float32):
             return None
         if not is_torchvision_detector(self._net):
             return None
         try:
-            return make_fast_detector(self._net, [self._to_device(b.tensors) for b in examples])
+            return make_fast_detector(self._net, [self._to_device(b.tensors) for b in examples], timer=timer)
         except Exception as e:  # a model the graphs do not fit: it stays eager
             logger.warning("optimize: the detector stays eager (%s: %s)", type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
             return None

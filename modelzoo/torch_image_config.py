@@ -90,7 +90,8 @@ class TorchImageModelConfig(ModelConfig):
             and short runs, the optimized graph once ``apply_model`` /
             ``compute_embeddings`` runs it on at least
             ``optimize_min_samples`` samples (the build then pays for
-            itself; see docs/torch_image.md). ``True``/``"trace"``:
+            itself) and only if it is verified and measured faster than
+            eager (see docs/performance.md). ``True``/``"trace"``:
             channels_last plus a traced, frozen graph, built at load;
             ``"compile"``: :func:`torch.compile`; ``False``: eager. The
             optimized model is checked against eager when built and falls

@@ -166,8 +166,14 @@ def test_torch_image_model_takes_the_fast_path_and_keeps_eager_on_request():
     auto = TorchImageModel(config)
     auto.prepare(8)
     assert auto.optimization == "eager"
+    auto.optimize_timer = lambda eager, x, graph, y: (1.0, 0.5)  # fixed numbers: the graph "measured" 2x faster
     auto.prepare(32)
     assert auto.optimization == "detector:backbone+roi_pool"
+    slower = TorchImageModel(config)
+    slower.optimize_timer = lambda eager, x, graph, y: (1.0, 1.0)  # not faster: the backbone stays eager
+    slower.prepare(32)
+    assert slower.optimization == "detector:roi_pool"
+    assert any("not 5% faster" in n for n in slower.optimization_notes), slower.optimization_notes
 
 
 # -- on real photographs, a detector that learned something (slow) ---------------------------

@@ -256,7 +256,8 @@ def test_a_model_without_a_recipe_is_refused_before_any_work(dataset):
     assert recipe_of(remember(TinyNet(), Recipe.zoo("x", device="cpu"))).describe() == "Recipe.zoo('x', device='cpu')"
 
 
-def test_a_zoo_model_travels_as_its_name_and_overrides(files):
+def test_a_zoo_model_travels_as_its_name_and_overrides(files, zoo_env):
+    # zoo_env: the registration persists in a temporary zoo home, never the user's ~/.modelzoo
     from modelzoo.testing import TASKS
 
     mz.register_zoo_model("ray-test-tiny", dict(TASKS["classification"]), overwrite=True)
