@@ -40,6 +40,7 @@ import torch
 
 from .checkpoints import load_state_dict
 from .errors import ConfigError, ModelError, did_you_mean
+from .fast_detectors import FastDetector, is_torchvision_detector, make_fast_detector
 from .imports import import_object
 from .mixins import ClassPrompts, EmbeddingsMixin, LogitsMixin, PromptMixin, TorchModelMixin
 from .models import Call, Model
@@ -48,6 +49,7 @@ from .processors import OutputProcessor, get_output_processor_cls
 from .skeleton import check_skeleton
 from .tensors import to_channels_last, to_cpu_float
 from .torch_image_config import (
+    DETECTOR_OPTIMIZE_MIN_SAMPLES,
     ENV_OPTIMIZE_MIN_SAMPLES,
     OPTIMIZE_MIN_SAMPLES,
     TorchImageModelConfig,
@@ -242,7 +244,8 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin
         :attr:`optimization_reason` and :attr:`optimization_decision`."""
         if self.config.optimize != "auto" or self.optimization != "eager" or self._auto_tried:
             return
-        threshold = optimize_min_samples(self.config.optimize_min_samples)
+        default = DETECTOR_OPTIMIZE_MIN_SAMPLES if is_torchvision_detector(self._net) else OPTIMIZE_MIN_SAMPLES
+        threshold = optimize_min_samples(self.config.optimize_min_samples, default)
         if num_samples < threshold:
             logger.debug("optimize=auto: %d samples < %d, staying eager", num_samples, threshold)
             self.optimization_reason = f"optimize='auto': eager for a run of {num_samples} samples (< {threshold})"
@@ -446,18 +449,37 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin
                 else f"optimize={self.config.optimize!r}: {result.kind}" + (f" [{'; '.join(result.notes)}]" if result.notes else "")
             )
         else:
-            # Models whose outputs cannot be traced (torchvision's detectors)
-            # stay eager. channels_last would speed up their backbone, but it
-            # moves their boxes by more than 1e-4 through the top-k and NMS
-            # that follow, which the load-time check on synthetic images does
-            # not always catch (tests/test_processors.py::test_fasterrcnn_parity).
+            # Models whose outputs cannot be traced as a whole: torchvision's
+            # detectors get their backbone and box head replaced by frozen
+            # graphs, each checked within 1e-4 of eager, and the whole checked
+            # with detection criteria (modelzoo.fast_detectors); other models
+            # stay eager.
+            fast = self._fast_detector(examples, timer) if mode == "trace" else None
+            if fast is not None:
+                self._runner = fast.module
+                self.optimization = fast.kind
+                self.optimization_notes = fast.notes
+                self.optimization_reason = f"running {fast.kind}: {'; '.join(fast.notes)}"
+            else:
+                self.optimization_notes = ["eager: the model's outputs cannot be traced"]
+                self.optimization_reason = "running eager: the model's outputs cannot be traced"
+                logger.info("optimize: %s", self.optimization_notes[0])
             examples = examples[1:]  # one single-image batch for the processor check
             references = None
-            self.optimization_notes = ["eager: the model's outputs cannot be traced"]
-            self.optimization_reason = "running eager: the model's outputs cannot be traced"
-            logger.info("optimize: %s", self.optimization_notes[0])
         if check_processor:
             self._check_processor(examples, references)
+
+    def _fast_detector(self, examples: List[ImageBatch], timer: Optional[Timer] = None) -> Optional[FastDetector]:
+        """A torchvision detector's fast equivalent on the CPU, verified on ``examples``, or None."""
+        if not (self.config.raw_inputs and self._device.type == "cpu" and self._dtype == torch.float32):
+            return None
+        if not is_torchvision_detector(self._net):
+            return None
+        try:
+            return make_fast_detector(self._net, [self._to_device(b.tensors) for b in examples], timer=timer)
+        except Exception as e:  # a model the graphs do not fit: it stays eager
+            logger.warning("optimize: the detector stays eager (%s: %s)", type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
+            return None
 
     # -- properties -------------------------------------------------------------------------
     @property

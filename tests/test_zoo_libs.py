@@ -571,6 +571,39 @@ def test_timm_apply_model_stores_what_predict_returns(tmp_path, request):
         ds.delete()
 
 
+@pytest.mark.parametrize("graph", ["eager", "optimized"])
+def test_timm_apply_model_gives_timms_own_eval_loop_outputs(tmp_path, request, graph):
+    """On real photos (JPEG and PNG, several sizes), apply_model gives what
+    timm's own eval loop gives with the same weights: its data config and
+    transform on PIL images, the eager model. The same top-1 and logits
+    within 1e-4 (the optimized graph is held to that), eager and optimized."""
+    timm = pytest.importorskip("timm")
+    from PIL import Image
+    from timm.data import create_transform, resolve_data_config
+
+    model = zoo.load_zoo_model("timm/resnet18.a1_in1k", pretrained=False, device="cpu")
+    if graph == "optimized":
+        model.prepare(100_000)  # what a long run builds
+        assert model.optimization != "eager"
+    reference = timm.create_model("resnet18.a1_in1k", pretrained=False)
+    reference.load_state_dict(model.torch_model.model.state_dict())
+    reference.eval()
+    transform = create_transform(**resolve_data_config({}, model=reference))
+    paths = write_photos(str(tmp_path), ["chelsea", "astronaut", "coffee", "rocket"], scale=1)
+    ds = mz.Dataset(f"zoo-libs-{request.node.name}"[:60], overwrite=True)
+    try:
+        ds.add_images(paths)
+        ds.apply_model(model, label_field="p", batch_size=2, num_workers=1, store_logits=True, progress=False)
+        for sample in ds:
+            with torch.no_grad():
+                expected = reference(transform(Image.open(sample.filepath).convert("RGB"))[None])[0].numpy()
+            logits = np.asarray(sample["p"].logits, dtype=np.float32)
+            assert model.classes.index(sample["p"].label) == int(expected.argmax()), sample.filepath
+            np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * float(np.abs(expected).max()))
+    finally:
+        ds.delete()
+
+
 def test_transformers_classifier_matches_the_module_by_hand():
     """The zoo's path (image processor in the loader, our processor after)
     gives the module's own argmax on the processor's pixel values."""
@@ -716,11 +749,93 @@ def test_yolo_apply_model_on_real_photos(tmp_path, request):
         ds.delete()
 
 
-@pytest.mark.slow
-def test_every_fiftyone_yolo_name_builds_from_yaml():
-    _ultralytics()
+def _yolo_catalogue():
     from modelzoo.zoo.ultralytics_source import read_ultralytics_catalog
 
-    for e in read_ultralytics_catalog()["fiftyone"]:
-        model = zoo.load_zoo_model(e["name"], pretrained=False, device="cpu", confidence_thresh=0.5, max_det=3)
-        assert model.predict(photo("coffee")[::4, ::4]) is not None
+    return read_ultralytics_catalog()["fiftyone"]
+
+
+#: the classes each dataset of the catalogue gives (Ultralytics' dataset YAMLs)
+_DATASET_CLASSES = {"coco": 80, "imagenet": 1000, "dota": 15, "oiv7": 601}
+
+
+@pytest.mark.parametrize("feed", ["loader", "ultralytics"])
+def test_yolo_apply_model_gives_ultralytics_own_boxes(tmp_path, request, feed):
+    """apply_model gives the boxes of ``YOLO.predict`` on the same files with
+    the same weights and batches, whichever feeds it (the engine's loader
+    workers or Ultralytics' own loading). The classification biases of the
+    seeded head are zeroed so that random weights score boxes around 0.5
+    (their initial bias keeps every score near 1e-4: nothing to compare)."""
+    _ultralytics()
+    from PIL import Image
+    from ultralytics import YOLO
+
+    model = zoo.load_zoo_model("yolov8n-coco-torch", pretrained=False, device="cpu", feed=feed, max_det=20)
+    with torch.no_grad():
+        for key, value in model.torch_model.state_dict().items():
+            if ".cv3." in key and key.endswith(".2.bias"):
+                value.zero_()
+    reference = YOLO("yolov8n.yaml")
+    reference.model.load_state_dict(model.torch_model.state_dict())
+    paths = []
+    for i, name in enumerate(["chelsea", "astronaut", "coffee", "rocket"]):  # one size: batches letterbox alike
+        path = str(tmp_path / f"{name}.{'jpg' if i % 2 == 0 else 'png'}")
+        Image.fromarray(photo(name)).convert("RGB").resize((400, 300)).save(path)
+        paths.append(path)
+    ds = mz.Dataset(f"zoo-libs-{request.node.name}"[:60], overwrite=True)
+    try:
+        ds.add_images(paths)
+        ds.apply_model(model, label_field="p", batch_size=2, num_workers=1, progress=False)
+        ours = {s.filepath: s["p"] for s in ds}
+        boxes = 0
+        for r in reference.predict(paths, batch=2, conf=0.25, max_det=20, verbose=False):
+            dets = ours[r.path].detections
+            xyxyn = r.boxes.xyxyn.numpy()
+            assert len(dets) == len(xyxyn), r.path
+            boxes += len(dets)
+            for d, box, c, conf in zip(dets, xyxyn, r.boxes.cls.numpy(), r.boxes.conf.numpy()):
+                x, y, w, h = d.bounding_box
+                np.testing.assert_allclose([x, y, x + w, y + h], box, atol=1e-4)
+                assert d.label == model.classes[int(c)] and abs(d.confidence - float(conf)) < 1e-5
+        assert boxes >= 10  # there was something to compare
+    finally:
+        ds.delete()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [e["name"] for e in _yolo_catalogue()])
+def test_every_ultralytics_catalogue_yaml_builds_and_labels_a_photo_as_its_tags_promise(name):
+    """Every entry of catalogs/ultralytics.json builds from its YAML with
+    random weights (nothing downloaded) and labels a real photograph with the
+    label type its tags promise: ``classification`` a Classification of one
+    of its dataset's classes, ``keypoints`` Detections and 17-point
+    Keypoints, ``instance-segmentation`` Detections with a mask each,
+    ``detection`` Detections (an OBB model's: the boxes enclosing its rotated ones)."""
+    _ultralytics()
+    info = zoo.get_zoo_model_info(name)
+    dataset = info.model.config["dataset"]
+    model = zoo.load_zoo_model(name, pretrained=False, device="cpu", confidence_thresh=0.0, max_det=3)
+    try:
+        n_classes = 1 if "keypoints" in info.tags else _DATASET_CLASSES[dataset]
+        assert len(model.classes) == n_classes, (name, dataset)
+        out = model.predict(photo("coffee"))
+        if "classification" in info.tags:
+            assert isinstance(out, mz.Classification) and out.label in model.classes
+            return
+        detections = out["detections"] if "keypoints" in info.tags else out
+        assert isinstance(detections, mz.Detections)
+        assert 1 <= len(detections.detections) <= 3  # confidence 0: NMS keeps max_det boxes
+        for d in detections.detections:
+            assert d.label in model.classes
+            x, y, w, h = d.bounding_box
+            assert 0 <= x <= x + w <= 1 + 1e-6 and 0 <= y <= y + h <= 1 + 1e-6
+        if "keypoints" in info.tags:
+            assert isinstance(out["keypoints"], mz.Keypoints)
+            assert len(out["keypoints"].keypoints) == len(detections.detections)
+            assert all(len(k.points) == 17 for k in out["keypoints"].keypoints)
+        if "instance-segmentation" in info.tags:
+            assert all(d.mask is not None and d.mask.dtype == bool and d.mask.ndim == 2 for d in detections.detections)
+        else:
+            assert all(d.mask is None for d in detections.detections)
+    finally:
+        del model

@@ -221,7 +221,10 @@ def ultralytics_entries(manifest_path: str) -> Tuple[List[Dict[str, Any]], List[
         yaml = stem[:-1] if stem.endswith("u") and stem.startswith(("yolov5", "yolov3")) else stem
         if yaml.endswith("-pf"):
             yaml = yaml[:-3]  # prompt-free YOLOE: the same architecture, its vocabulary in the weights
-        dataset = "imagenet" if task == "classification" else "dota" if "obb" in parts else "coco"
+        if yaml.endswith("-oiv7"):
+            yaml = yaml[:-5]  # Open Images V7: YOLOv8 with a 601-class head (no YAML of its own)
+        dataset = "imagenet" if task == "classification" else "dota" if "obb" in parts else \
+            "oiv7" if "oiv7" in parts else "coco"
         out.append({
             "name": name,
             "weights": weights,
