@@ -42,18 +42,17 @@ def _fiftyone_names():
 # -- listing ------------------------------------------------------------------------------------
 
 
-def test_listing_is_instant_and_imports_no_library():
+def test_listing_imports_no_library():
     """A fresh interpreter lists every source's names, thousands of them,
-    without importing torch, timm, transformers or ultralytics."""
+    without importing torch, timm, transformers or ultralytics. (How long it
+    takes is measured in benchmarks/bench_zoo_list.py, not asserted here: a
+    test's outcome must not depend on the host's speed.)"""
     code = (
-        "import sys, time, json\n"
-        "t = time.perf_counter()\n"
+        "import sys, json\n"
         "import modelzoo\n"
-        "t0 = time.perf_counter()\n"
         "names = modelzoo.list_zoo_models()\n"
-        "t1 = time.perf_counter()\n"
         "heavy = [m for m in ('torch', 'timm', 'transformers', 'ultralytics') if m in sys.modules]\n"
-        "print(json.dumps({'n': len(names), 'list_s': t1 - t0, 'heavy': heavy,"
+        "print(json.dumps({'n': len(names), 'heavy': heavy,"
         " 'timm': sum(n.startswith('timm/') for n in names), 'hf': sum(n.startswith('hf/') for n in names)}))\n"
     )
     env = {**os.environ, "PYTHONPATH": os.path.dirname(HERE)}
@@ -61,7 +60,6 @@ def test_listing_is_instant_and_imports_no_library():
                                     check=True).stdout.strip().splitlines()[-1])
     assert out["heavy"] == []
     assert out["n"] > 2000 and out["timm"] > 1500 and out["hf"] > 5
-    assert out["list_s"] < 1.0, out
 
 
 def test_at_least_200_of_fiftyones_torch_names_resolve():
