@@ -837,3 +837,32 @@ def test_every_ultralytics_catalogue_yaml_builds_and_labels_a_photo_as_its_tags_
             assert all(d.mask is None for d in detections.detections)
     finally:
         del model
+
+
+@pytest.mark.parametrize("name,repo,task", [
+    ("segment-anything-vitb-torch", "facebook/sam-vit-base", "promptable-segmentation"),
+    ("segment-anything-2.1-hiera-tiny-image-torch", "facebook/sam2.1-hiera-tiny", "promptable-segmentation"),
+    ("oneformer-coco-swin-large-panoptic-torch", "shi-labs/oneformer_coco_swin_large", "panoptic-segmentation"),
+    ("oneformer-ade20k-swin-tiny-instance-torch", "shi-labs/oneformer_ade20k_swin_tiny", "instance-segmentation"),
+    ("mask2former-swin-tiny-coco-panoptic-torch", "facebook/mask2former-swin-tiny-coco-panoptic", "panoptic-segmentation"),
+    ("group-vit-segmentation-transformer-torch", "nvidia/groupvit-gcc-yfcc", "zero-shot-semantic-segmentation"),
+    ("omdet-turbo-swin-tiny-torch", "omlab/omdet-turbo-swin-tiny-hf", "zero-shot-object-detection"),
+    ("rfdetr-seg-nano-coco-torch", "Roboflow/rf-detr-seg-nano", "instance-segmentation"),
+])
+def test_fiftyone_names_of_the_new_mappings(name, repo, task):
+    """FiftyOne's names resolve to the repository and task FiftyOne runs
+    (its SAM image names to transformers' ports of the same weights)."""
+    info = zoo.get_zoo_model_info(name)
+    assert info.zoo_source == "transformers"
+    assert (info.metadata["repo"], info.metadata["task"]) == (repo, task)
+    expected = "HFSamModel" if task == "promptable-segmentation" else "HFImageModel"
+    assert info.model.type.rsplit(".", 1)[-1] == expected
+
+
+def test_a_sam_name_builds_without_weights_and_segments_a_prompt():
+    pytest.importorskip("transformers")
+    _, config = tiny_cases()["promptable-segmentation"]
+    model = zoo.load_zoo_model("segment-anything-vitb-torch", pretrained=False, hf_config=config, device="cpu")
+    image = photo("astronaut")
+    label = model.predict(image, {"prompt_field": _box_prompts(image)})
+    assert type(model).__name__ == "HFSamModel" and [d.label for d in label.detections] == ["head", "body"]
