@@ -200,7 +200,8 @@ def run_model(
         wanted = max(math.ceil(total / ropts.shard_size), min(math.ceil(total / batch_size), 4 * plan.num_replicas))
         shards = source.split(max(1, wanted))
         engine_options = RunOptions(
-            options.mode, batch_size, 0, plan.threads, options.skip_failures, False, options.store_logits
+            options.mode, batch_size, 0, plan.threads, options.skip_failures, False, options.store_logits,
+            prompts=options.prompts,
         )
         ctx = ray.data.DataContext.get_current()
         saved = (
