@@ -149,7 +149,7 @@ class FastDetector:
     Attributes:
         module: the detector to run: a shallow copy of the eager one sharing
             its eager parts, with the replaced parts swapped in.
-        parts: the names of the parts replaced (``"backbone"``, ``"box_head"``).
+        parts: the names of the parts replaced (``"backbone"``, ``"roi_pool"``).
         notes: why a part was left eager, and the verification's result.
         match: the detections of the whole model on the verification images
             against eager's.
@@ -235,12 +235,18 @@ class _ParallelRoIPool(torch.nn.Module):
             executor = ThreadPoolExecutor(parts - 1, thread_name_prefix="modelzoo-roialign")
             object.__setattr__(self, "_executor", executor)
             object.__setattr__(self, "_workers", parts - 1)
-        futures = [executor.submit(pool, features, chunk, image_shapes) for chunk in chunks[1:]]
+        modes = (torch.is_inference_mode_enabled(), torch.is_grad_enabled())  # thread-local: the workers take the caller's
+        futures = [executor.submit(_pool_as, modes, pool, features, chunk, image_shapes) for chunk in chunks[1:]]
         results: List[torch.Tensor] = [pool(features, chunks[0], image_shapes)] + [f.result() for f in futures]
         out = results[0].new_empty((total,) + tuple(results[0].shape[1:]))
         for where, result in zip(rows, results):
             out[where] = result
         return out
+
+
+def _pool_as(modes: Tuple[bool, bool], pool: Any, *args: Any) -> torch.Tensor:
+    with torch.inference_mode(modes[0]), torch.set_grad_enabled(modes[1]):
+        return pool(*args)
 
 
 def _capture(module: torch.nn.Module, part: torch.nn.Module, examples: Sequence[Any]) -> Tuple[List[Any], List[Any]]:
