@@ -4,18 +4,127 @@ verified against eager on example inputs before it is used."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import warnings
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
 from .tensors import outputs_close, to_channels_last, to_cpu_float
 
-__all__ = ["optimize_module", "OptimizeResult", "onednn_fusion_available", "OneDNNFused"]
+__all__ = [
+    "optimize_module",
+    "OptimizeResult",
+    "OptimizeDecision",
+    "keeps_graph",
+    "interleaved_seconds",
+    "MIN_GAIN",
+    "onednn_fusion_available",
+    "OneDNNFused",
+]
 
 logger = logging.getLogger("modelzoo.torch_image")
+
+#: with a timer (``optimize="auto"``), a verified candidate is kept only when
+#: it runs the example batch at least this much faster than eager (5%: less
+#: is within the noise of a few timed rounds on a shared CPU).
+MIN_GAIN = 0.05
+
+#: ``timer(eager_fn, eager_input, graph_fn, graph_input)`` -> seconds per
+#: call of each, e.g. :func:`interleaved_seconds`.
+Timer = Callable[[Callable[..., Any], Any, Callable[..., Any], Any], Tuple[float, float]]
+
+
+def keeps_graph(eager_s: float, graph_s: float, min_gain: float = MIN_GAIN) -> bool:
+    """Whether a candidate measured at ``graph_s`` is worth running instead
+    of eager measured at ``eager_s`` (same batch, same unit): faster by at
+    least ``min_gain`` (a fraction of eager's time)."""
+    return eager_s > 0 and graph_s <= eager_s * (1.0 - min_gain)
+
+
+def interleaved_seconds(
+    eager_fn: Callable[..., Any], eager_x: Any, graph_fn: Callable[..., Any], graph_x: Any,
+    rounds: Optional[int] = None,
+) -> Tuple[float, float]:
+    """Times ``eager_fn(eager_x)`` against ``graph_fn(graph_x)`` in
+    interleaved rounds (the order alternating, so a change of the machine's
+    load hits both) and returns the seconds per call of each: the fastest
+    round's (as :mod:`timeit` advises: other work on the machine only adds
+    time, so the minimum is the least disturbed figure; on a loaded 2-core
+    machine the median of 5 rounds of a 10 ms forward still flipped
+    decisions).
+
+    Args:
+        rounds: how many; None: 5 when a round takes under 0.2 s, 3 under
+            5 s, else 2 (a heavy model's forward is long enough to measure
+            in few, and each round costs a few of its samples' time).
+    """
+    eager: List[float] = []
+    graph: List[float] = []
+
+    def once(fn: Callable[..., Any], x: Any, into: List[float]) -> None:
+        _sync(x)
+        t = time.perf_counter()
+        fn(x)
+        _sync(x)
+        into.append(time.perf_counter() - t)
+
+    with torch.inference_mode():
+        once(eager_fn, eager_x, eager)
+        once(graph_fn, graph_x, graph)
+        if rounds is None:
+            first = eager[0] + graph[0]
+            rounds = 5 if first < 0.2 else 3 if first < 5.0 else 2
+        for r in range(1, rounds):
+            if r % 2:
+                once(graph_fn, graph_x, graph)
+                once(eager_fn, eager_x, eager)
+            else:
+                once(eager_fn, eager_x, eager)
+                once(graph_fn, graph_x, graph)
+    return min(eager), min(graph)
+
+
+def _sync(x: Any) -> None:
+    t = x[0] if isinstance(x, (list, tuple)) and x else x
+    if isinstance(t, torch.Tensor) and t.device.type == "cuda":
+        torch.cuda.synchronize(t.device)
+
+
+def _batch_len(x: Any) -> int:
+    if isinstance(x, torch.Tensor):
+        return max(1, int(x.shape[0]) if x.dim() else 1)
+    if isinstance(x, (list, tuple)):
+        return max(1, len(x))
+    return 1
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizeDecision:
+    """What ``optimize="auto"`` measured and why it chose what it runs.
+
+    Attributes:
+        kind: what runs (as :attr:`OptimizeResult.kind`).
+        reason: one line: the choice and the numbers behind it.
+        timings: per candidate verified and timed, ``(eager, candidate)``
+            milliseconds per sample on the example batch, measured together.
+        min_gain: the margin a candidate had to beat eager by.
+        build_s: seconds spent building, verifying and timing.
+    """
+
+    kind: str
+    reason: str
+    timings: Dict[str, Tuple[float, float]]
+    min_gain: float
+    build_s: float
+
+    @property
+    def speedup(self) -> Optional[float]:
+        """Eager's time over the chosen candidate's (None when eager runs)."""
+        pair = self.timings.get(self.kind)
+        return pair[0] / pair[1] if pair and pair[1] > 0 else None
 
 
 class OptimizeResult:
@@ -28,6 +137,7 @@ class OptimizeResult:
         notes: why each rejected candidate was rejected.
         channels_last: whether inputs must be made channels_last.
         references: the eager outputs on the examples (CPU, float32).
+        decision: with a timer, the measured decision (else None).
     """
 
     def __init__(
@@ -37,12 +147,14 @@ class OptimizeResult:
         notes: List[str],
         channels_last: bool,
         references: Optional[List[Any]] = None,
+        decision: Optional[OptimizeDecision] = None,
     ):
         self.module = module
         self.references = references or []
         self.kind = kind
         self.notes = notes
         self.channels_last = channels_last
+        self.decision = decision
 
     def __repr__(self) -> str:
         return f"OptimizeResult(kind={self.kind!r}, notes={self.notes!r})"
@@ -54,6 +166,8 @@ def optimize_module(
     mode: str = "auto",
     rtol: float = 1e-4,
     fuse: bool = True,
+    timer: Optional[Timer] = None,
+    min_gain: float = MIN_GAIN,
 ) -> OptimizeResult:
     """Makes a faster equivalent of ``module`` and checks it on ``examples``.
 
@@ -68,9 +182,14 @@ def optimize_module(
        (``"compiled"``).
     2. the channels_last eager module (``"channels_last"``).
 
-    The first whose outputs match eager on every example (within ``rtol``
-    relative, see :func:`outputs_close`) wins; otherwise the eager module is
-    kept. Each rejection is logged with its reason.
+    A candidate must match eager on every example (within ``rtol``
+    relative, see :func:`outputs_close`). Without ``timer`` the first that
+    matches wins (``optimize=True``). With ``timer`` (``optimize="auto"``)
+    it must also run ``examples[0]`` faster than eager by ``min_gain``
+    (:func:`keeps_graph`), timed by ``timer``; otherwise the next is tried,
+    and the eager module is kept when none is faster. Warnings raised while
+    tracing and running candidates (TracerWarnings...) are silenced: a
+    rejection is a note, and the choice one log line.
 
     Args:
         module: an eval-mode module; it is left as it is (the candidates
@@ -80,13 +199,34 @@ def optimize_module(
         fuse: allow the oneDNN candidate. It compiles itself for every new
             input shape, so it pays off only when the shapes are few (fixed
             image size); pass False for inputs of any size.
+        timer: measures eager against a candidate (e.g.
+            :func:`interleaved_seconds`); None keeps the first verified one.
+        min_gain: the margin, as a fraction of eager's time.
     """
+    t0 = time.perf_counter()
     notes: List[str] = []
+    timings: Dict[str, Tuple[float, float]] = {}
     with torch.inference_mode():
         references = [to_cpu_float(module(x)) for x in examples]
+    n = _batch_len(examples[0])
+
+    def finish(fn: Callable[..., Any], kind: str, channels_last: bool) -> OptimizeResult:
+        decision = None
+        if timer is not None:
+            decision = OptimizeDecision(kind, _reason(kind, notes, timings), timings, min_gain, time.perf_counter() - t0)
+            logger.info("optimize=auto: %s (decided in %.1fs)", decision.reason, decision.build_s)
+        elif kind in ("eager",):
+            logger.warning("optimize: falling back to the eager module: %s", "; ".join(notes))
+        elif kind == "channels_last":
+            logger.info("optimize: using the channels_last eager module (%s)", "; ".join(notes))
+        else:
+            logger.info("optimize: using a %s channels_last graph (built and verified in %.1fs)", kind, time.perf_counter() - t0)
+        return OptimizeResult(fn, kind, notes, channels_last, references, decision)
+
     cl_module = _channels_last_copy(module)
     if cl_module is None:
-        return OptimizeResult(module, "eager", ["channels_last copy failed"], False, references)
+        notes.append("channels_last: cannot copy the module")
+        return finish(module, "eager", False)
     cl_examples = [to_channels_last(x) for x in examples]
 
     def verify(fn: Callable[..., Any], name: str) -> bool:
@@ -98,25 +238,45 @@ def optimize_module(
                         notes.append(f"{name}: outputs differ from eager ({why})")
                         return False
         except Exception as e:
-            notes.append(f"{name}: failed on the verification batch ({type(e).__name__}: {e})")
+            notes.append(f"{name}: failed on the verification batch ({type(e).__name__}: {_first_line(e)})")
             return False
         return True
 
-    t0 = time.perf_counter()
-    for kind, fn in _graph_candidates(cl_module, cl_examples[0], mode, notes, fuse):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if verify(fn, kind):
-                logger.info(
-                    "optimize: using a %s channels_last graph (built and verified in %.1fs)",
-                    kind, time.perf_counter() - t0,
-                )
-                return OptimizeResult(fn, kind, notes, True, references)
-    if verify(cl_module, "channels_last"):
-        logger.info("optimize: using the channels_last eager module (%s)", "; ".join(notes))
-        return OptimizeResult(cl_module, "channels_last", notes, True, references)
-    logger.warning("optimize: falling back to the eager module: %s", "; ".join(notes))
-    return OptimizeResult(module, "eager", notes, False, references)
+    def faster(fn: Callable[..., Any], name: str) -> bool:
+        if timer is None:
+            return True
+        try:
+            eager_s, graph_s = timer(module, examples[0], fn, cl_examples[0])
+        except Exception as e:
+            notes.append(f"{name}: failed while timed ({type(e).__name__}: {_first_line(e)})")
+            return False
+        timings[name] = (1e3 * eager_s / n, 1e3 * graph_s / n)
+        if keeps_graph(eager_s, graph_s, min_gain):
+            return True
+        notes.append(f"{name}: verified, not {min_gain:.0%} faster ({timings[name][1]:.3g} ms/sample, "
+                     f"eager {timings[name][0]:.3g})")
+        return False
+
+    with warnings.catch_warnings():
+        # torch.jit is deprecated in favour of torch.compile, and tracing a
+        # model with Python control flow warns at each branch: a candidate
+        # that fails is a note, not a warning
+        warnings.simplefilter("ignore")
+        for kind, fn in _graph_candidates(cl_module, cl_examples[0], mode, notes, fuse):
+            if verify(fn, kind) and faster(fn, kind):
+                return finish(fn, kind, True)
+        if verify(cl_module, "channels_last") and faster(cl_module, "channels_last"):
+            return finish(cl_module, "channels_last", True)
+    return finish(module, "eager", False)
+
+
+def _reason(kind: str, notes: Sequence[str], timings: Mapping[str, Tuple[float, float]]) -> str:
+    if kind != "eager":
+        eager_ms, ms = timings[kind]
+        why = f"running {kind}: {ms:.3g} ms/sample against eager's {eager_ms:.3g} on the example batch ({eager_ms / ms:.2f}x)"
+    else:
+        why = "running eager: no candidate was verified and faster"
+    return why + (f" [{'; '.join(notes)}]" if notes else "")
 
 
 def onednn_fusion_available(example: Any) -> bool:

@@ -108,6 +108,7 @@ def test_calibration_hands_over_every_batch_once(mixed_dataset, monkeypatch, cho
 
 
 def test_optimize_auto_builds_the_graph_for_long_runs_only(mixed_dataset, monkeypatch):
+    from modelzoo.optimize import keeps_graph
     from modelzoo.torch_image import ENV_OPTIMIZE_MIN_SAMPLES, optimize_min_samples
 
     ds, readable, _ = mixed_dataset
@@ -120,7 +121,10 @@ def test_optimize_auto_builds_the_graph_for_long_runs_only(mixed_dataset, monkey
     assert short.optimization == "eager"  # a run shorter than the threshold stays eager
     long = tiny_model("classification", optimize_min_samples=len(ds))
     ds.apply_model(long, label_field="auto_long", progress=False)
-    assert long.optimization.startswith("frozen")  # built for the run, and verified against eager
+    decision = long.optimization_decision  # considered for the run: verified, timed against eager
+    assert decision is not None and decision.kind == long.optimization
+    for kind, (eager_ms, ms) in decision.timings.items():  # kept iff measured faster by the margin
+        assert keeps_graph(eager_ms, ms, decision.min_gain) == (kind == long.optimization)
     for sample in ds.exists("auto_long"):
         _assert_same(sample.auto_long, eager.predict(read_image(sample.filepath)), atol=1e-4)
         _assert_same(sample.auto_short, eager.predict(read_image(sample.filepath)), atol=1e-6)
