@@ -69,8 +69,6 @@ class UltralyticsImageLoader(Loader):
         return np.ascontiguousarray(np.asarray(frame)[..., ::-1])  # RGB -> BGR
 
 
-
-
 def import_ultralytics() -> Any:
     """The ultralytics module, or a ZooError naming the extra to install."""
     try:
