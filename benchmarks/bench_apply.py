@@ -505,10 +505,15 @@ class _Counts(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.chosen: List[Tuple[int, int]] = []
+        self.demand: List[float] = []  # cores * load / (load + predict on one core): what the choice follows
 
     def emit(self, record: logging.LogRecord) -> None:
         if str(record.msg).startswith("Measured"):
-            self.chosen.append(tuple(record.args[-2:]))  # type: ignore[index]
+            args = record.args
+            self.chosen.append(tuple(args[-2:]))  # type: ignore[index]
+            load_ms, predict_ms, provisional_threads = float(args[0]), float(args[1]), int(args[3])  # type: ignore[index]
+            one_core = predict_ms * provisional_threads
+            self.demand.append(len(os.sched_getaffinity(0)) * load_ms / max(load_ms + one_core, 1e-9))
 
 
 def bench_torch_image(arch: str, dataset, paths: Sequence[str], runs: int, batch: int, floor: Dict[str, Any],
@@ -553,7 +558,8 @@ def bench_torch_image(arch: str, dataset, paths: Sequence[str], runs: int, batch
         verdict = "met" if ours <= eager + 0.05 else "NOT met"
         print(f"  stability over {runs} identical runs: TorchImageModel spread {ours:.3f} vs the eager loop's "
               f"{eager:.3f} + 0.05 = {eager + 0.05:.3f}: {verdict}; distinct calibration choices "
-              f"{sorted(set(counts.chosen))}")
+              f"{sorted(set(counts.chosen))}; measured decoding demand (cores) per run "
+              f"{', '.join(f'{d:.2f}' for d in counts.demand)}")
     a, b = times[f"floor{best}"], times["build+apply(TorchImageModel)"]
     target = {"mobilenet_v3_small": 0.5, "resnet18": 0.7}.get(arch)
     pairs = ", ".join(f"{y / x:.3f}" for x, y in zip(a, b))

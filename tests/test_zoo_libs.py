@@ -203,6 +203,12 @@ def tiny_cases():
     universal = dict(num_queries=8, hidden_dim=32, encoder_feedforward_dim=32, dim_feedforward=32, encoder_layers=1,
                      decoder_layers=2, num_attention_heads=2, num_labels=4, use_pretrained_backbone=False,
                      use_timm_backbone=False)
+    rf_detr = dict(backbone_config=dict(model_type="rf_detr_dinov2", hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                                        image_size=64, patch_size=8, num_windows=2, window_block_indexes=[0, 2],
+                                        out_features=["stage1", "stage2", "stage3", "stage4"]),
+                   d_model=32, decoder_ffn_dim=32, decoder_layers=2, decoder_self_attention_heads=2,
+                   decoder_cross_attention_heads=2, num_queries=10, group_detr=1, intermediate_size=32, c2f_num_blocks=1,
+                   num_labels=3)
     return {
         "image-classification": ("image-classification", T.ViTConfig(
             **vit, image_size=32, patch_size=8, num_labels=5, architectures=["ViTForImageClassification"])),
@@ -218,6 +224,8 @@ def tiny_cases():
             encoder_attention_heads=2, d_model=16, decoder_in_channels=[16, 16, 16], decoder_ffn_dim=32,
             decoder_attention_heads=2, decoder_layers=1, num_queries=10, num_labels=3, use_pretrained_backbone=False,
             use_timm_backbone=False, architectures=["RTDetrForObjectDetection"])),
+        "rf-detr": ("object-detection", T.RfDetrConfig(**rf_detr, architectures=["RfDetrForObjectDetection"])),
+        "rf-detr-seg": ("instance-segmentation", T.RfDetrConfig(**rf_detr, architectures=["RfDetrForInstanceSegmentation"])),
         "zero-shot-object-detection": ("zero-shot-object-detection", T.OwlViTConfig(
             text_config=dict(text, max_position_embeddings=16), vision_config=dict(vit, image_size=32, patch_size=8),
             projection_dim=32)),
@@ -307,7 +315,7 @@ _LABEL_TYPES = {
     "depth-estimation": mz.Heatmap,
     "keypoints": mz.Keypoints,
 }
-_CASES = ["image-classification", "object-detection", "rt-detr", "zero-shot-object-detection", "grounding-dino",
+_CASES = ["image-classification", "object-detection", "rt-detr", "rf-detr", "rf-detr-seg", "zero-shot-object-detection", "grounding-dino",
           "omdet-turbo", "zero-shot-image-classification", "semantic-segmentation", "oneformer-semantic",
           "instance-segmentation", "panoptic-segmentation", "zero-shot-semantic-segmentation", "promptable-segmentation",
           "sam2", "depth-estimation", "keypoints", "image-feature-extraction"]
@@ -618,7 +626,7 @@ def test_zero_shot_classes_are_the_prompts_embedded_once():
     assert model.predict(image).label == ["cat", "dog"][int(np.argmax(sims))]
 
 
-@pytest.mark.parametrize("case", ["semantic-segmentation", "object-detection", "rt-detr", "instance-segmentation",
+@pytest.mark.parametrize("case", ["semantic-segmentation", "object-detection", "rt-detr", "instance-segmentation", "rf-detr-seg",
                                   "panoptic-segmentation", "oneformer-semantic", "zero-shot-semantic-segmentation",
                                   "omdet-turbo", "grounding-dino", "promptable-segmentation"])
 def test_transformers_apply_model_on_real_photos(case, tmp_path, request):
@@ -836,3 +844,32 @@ def test_every_ultralytics_catalogue_yaml_builds_and_labels_a_photo_as_its_tags_
             assert all(d.mask is None for d in detections.detections)
     finally:
         del model
+
+
+@pytest.mark.parametrize("name,repo,task", [
+    ("segment-anything-vitb-torch", "facebook/sam-vit-base", "promptable-segmentation"),
+    ("segment-anything-2.1-hiera-tiny-image-torch", "facebook/sam2.1-hiera-tiny", "promptable-segmentation"),
+    ("oneformer-coco-swin-large-panoptic-torch", "shi-labs/oneformer_coco_swin_large", "panoptic-segmentation"),
+    ("oneformer-ade20k-swin-tiny-instance-torch", "shi-labs/oneformer_ade20k_swin_tiny", "instance-segmentation"),
+    ("mask2former-swin-tiny-coco-panoptic-torch", "facebook/mask2former-swin-tiny-coco-panoptic", "panoptic-segmentation"),
+    ("group-vit-segmentation-transformer-torch", "nvidia/groupvit-gcc-yfcc", "zero-shot-semantic-segmentation"),
+    ("omdet-turbo-swin-tiny-torch", "omlab/omdet-turbo-swin-tiny-hf", "zero-shot-object-detection"),
+    ("rfdetr-seg-nano-coco-torch", "Roboflow/rf-detr-seg-nano", "instance-segmentation"),
+])
+def test_fiftyone_names_of_the_new_mappings(name, repo, task):
+    """FiftyOne's names resolve to the repository and task FiftyOne runs
+    (its SAM image names to transformers' ports of the same weights)."""
+    info = zoo.get_zoo_model_info(name)
+    assert info.zoo_source == "transformers"
+    assert (info.metadata["repo"], info.metadata["task"]) == (repo, task)
+    expected = "HFSamModel" if task == "promptable-segmentation" else "HFImageModel"
+    assert info.model.type.rsplit(".", 1)[-1] == expected
+
+
+def test_a_sam_name_builds_without_weights_and_segments_a_prompt():
+    pytest.importorskip("transformers")
+    _, config = tiny_cases()["promptable-segmentation"]
+    model = zoo.load_zoo_model("segment-anything-vitb-torch", pretrained=False, hf_config=config, device="cpu")
+    image = photo("astronaut")
+    label = model.predict(image, {"prompt_field": _box_prompts(image)})
+    assert type(model).__name__ == "HFSamModel" and [d.label for d in label.detections] == ["head", "body"]

@@ -12,7 +12,7 @@ transformers or ultralytics::
 
 FiftyOne entries the zoo cannot build the same way are left out and
 listed by the script (those of libraries other than transformers: SAM 2
-video, SAM 3, RF-DETR, PaddleOCR...).
+video, SAM 3, PaddleOCR...).
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ _REPO_RULES: List[Tuple[str, str, str]] = [
     (r"groupvit", "groupvit", "zero-shot-semantic-segmentation"),
     (r"omdet-turbo", "omdet-turbo", "zero-shot-object-detection"),
     (r"sam2", "sam2", "promptable-segmentation"),
+    (r"rf-detr-seg", "rf_detr", "instance-segmentation"),
+    (r"rf-detr", "rf_detr", "object-detection"),
     (r"/sam-vit", "sam", "promptable-segmentation"),
     (r"mask2former.*-semantic", "mask2former", "semantic-segmentation"),
     (r"mask2former", "mask2former", "instance-segmentation"),
@@ -91,6 +93,11 @@ _SAM = {"segment-anything-vitb-torch": "facebook/sam-vit-base", "segment-anythin
 for _v in ("2", "2.1"):
     for _size in ("tiny", "small", "base-plus", "large"):
         _SAM[f"segment-anything-{_v}-hiera-{_size}-image-torch"] = f"facebook/sam{_v}-hiera-{_size}"
+
+#: FiftyOne's RF-DETR names (the rfdetr package) -> Roboflow's transformers ports on the hub
+_RFDETR = {f"rfdetr-{size}-coco-torch": f"Roboflow/rf-detr-{size}" for size in ("nano", "small", "medium", "base", "large")}
+_RFDETR.update({f"rfdetr-seg-{size}-coco-torch": f"Roboflow/rf-detr-seg-{size}"
+                for size in ("nano", "small", "medium", "large", "xlarge", "2xlarge")})
 
 #: FiftyOne's torch-hub DINOv2 names -> the same weights on the hub, through transformers
 _DINOV2 = {"vits14": "facebook/dinov2-small", "vitb14": "facebook/dinov2-base", "vitl14": "facebook/dinov2-large",
@@ -154,14 +161,14 @@ def hf_entries(manifest_path: str) -> Tuple[List[Dict[str, Any]], List[str]]:
         cfg = dep.get("config", {}) or {}
         if name in builtin:
             continue
-        repo = cfg.get("name_or_path") or _FO_DEFAULTS.get(name) or _SAM.get(name)
+        repo = cfg.get("name_or_path") or _FO_DEFAULTS.get(name) or _SAM.get(name) or _RFDETR.get(name)
         if kind.endswith("TorchImageModel") and "dinov2" in name:
             size = re.search(r"dinov2-(vit.14)", name)
             if size and name.endswith("-reg-torch"):
                 repo = _DINOV2[size.group(1)].replace("dinov2-", "dinov2-with-registers-")
             elif size:
                 repo = _DINOV2[size.group(1)]
-        if name in _SAM:
+        if name in _SAM or name in _RFDETR:
             kind = "fiftyone.utils.transformers"  # the same weights, through transformers
         if not (kind.startswith("fiftyone.utils.transformers") or repo and kind.endswith(("TorchImageModel", "TorchCLIPModel", "TorchOpenClipModel"))):
             continue

@@ -103,6 +103,9 @@ def task_of(config: Any, hint: Optional[str] = None) -> str:
         return "promptable-segmentation"
     if model_type in _UNIVERSAL:
         return hint if hint in _UNIVERSAL_TASKS else "semantic-segmentation"
+    if model_type == "rf_detr":  # one architecture, two heads
+        segments = hint == "instance-segmentation" or arch.endswith("InstanceSegmentation")
+        return "instance-segmentation" if segments else "object-detection"
     from transformers.models.auto import modeling_auto as ma
 
     table = [
@@ -343,6 +346,8 @@ class HFNet(torch.nn.Module):
             masks = torch.nn.functional.interpolate(out.masks_queries_logits, size=(h, w), mode="bilinear",
                                                     align_corners=False).sigmoid()
             return torch.einsum("bqc,bqhw->bchw", classes, masks)
+        if task == "instance-segmentation" and getattr(out, "pred_masks", None) is not None:  # RF-DETR
+            return _box_instances(out.logits, out.pred_boxes, out.pred_masks, (w, h), self.top_k)
         if task == "instance-segmentation":
             return _instances(out.class_queries_logits, out.masks_queries_logits, (w, h), self.top_k)
         if task == "panoptic-segmentation":
@@ -432,14 +437,20 @@ def _detections(logits: torch.Tensor, boxes: torch.Tensor, size: Tuple[int, int]
 
 
 def _detections_from_scores(scores: torch.Tensor, boxes: torch.Tensor, size: Tuple[int, int],
-                            top_k: int) -> List[Dict[str, torch.Tensor]]:
+                            top_k: int, with_queries: bool = False) -> List[Dict[str, torch.Tensor]]:
+    """The top-k (query, class) scores ``(N, Q, C)`` with their queries' boxes
+    ``(N, Q, 4)`` -> one torchvision-style dict per image (``queries``: the
+    query of each, when asked)."""
     out = []
     for s, b in zip(scores, boxes):
         flat = s.flatten()
         k = min(top_k, flat.numel())
         values, idx = flat.topk(k)
         q, c = idx // s.shape[-1], idx % s.shape[-1]
-        out.append({"boxes": _xyxy(b[q].float(), size), "labels": c.long(), "scores": values.float()})
+        found = {"boxes": _xyxy(b[q].float(), size), "labels": c.long(), "scores": values.float()}
+        if with_queries:
+            found["queries"] = q
+        out.append(found)
     return out
 
 
@@ -463,6 +474,22 @@ def _instances(class_logits: torch.Tensor, mask_logits: torch.Tensor, size: Tupl
             if len(xs):
                 boxes[j] = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=torch.float32)
         out.append({"boxes": boxes, "labels": c.long(), "scores": (values * mask_score).float(), "masks": mm.unsqueeze(1)})
+    return out
+
+
+def _box_instances(logits: torch.Tensor, boxes: torch.Tensor, mask_logits: torch.Tensor, size: Tuple[int, int],
+                   top_k: int) -> List[Dict[str, torch.Tensor]]:
+    """RF-DETR's instances (transformers' ``post_process_instance_segmentation``):
+    the top-k (query, class) sigmoid scores, each query's box ``(cx, cy, w,
+    h)`` relative, its mask logits at a quarter of the input -> instance
+    dicts with mask probabilities over the input of ``size`` (w, h)."""
+    w, h = size
+    out = []
+    for i, d in enumerate(_detections_from_scores(logits.sigmoid(), boxes, size, top_k, with_queries=True)):
+        q = d.pop("queries")
+        masks = torch.nn.functional.interpolate(mask_logits[i, q][:, None].float(), size=(h, w), mode="bilinear",
+                                                align_corners=False).sigmoid()
+        out.append({**d, "masks": masks})
     return out
 
 
@@ -534,6 +561,8 @@ def _auto_class(task: str, model_type: str) -> Any:
     name = TASKS[task][0]
     if model_type in _UNIVERSAL:
         name = "AutoModelForUniversalSegmentation"  # one head for semantic, instance and panoptic outputs
+    if model_type == "rf_detr":
+        name = "RfDetrForInstanceSegmentation" if task == "instance-segmentation" else "RfDetrForObjectDetection"
     if task == "keypoints":
         from transformers.models.auto import modeling_auto as ma
 
@@ -566,8 +595,9 @@ def _default_processor(model_type: str, config: Any) -> Any:
     default = cls()
     inner = getattr(config, "vision_config", None) or getattr(config, "backbone_config", None) or config
     image_size = getattr(inner, "image_size", None)
-    if model_type == "omdet-turbo":  # a fixed square input (640 for omlab's weights)
-        side = int(getattr(config, "image_size", 640) or 640)
+    if model_type in ("omdet-turbo", "rf_detr"):  # a fixed square input (OmDet-Turbo's 640, RF-DETR's backbone's)
+        given: Any = getattr(config, "image_size", None) or getattr(getattr(config, "backbone_config", None), "image_size", None)
+        side = int(given if isinstance(given, int) else given[0]) if given else 640
         return cls(size={"height": side, "width": side})
     if model_type in PROMPTABLE_SEGMENTERS:  # sized by the vision tower's input
         return _promptable_processor(cls, default, config)
