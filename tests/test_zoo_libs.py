@@ -763,12 +763,15 @@ def test_yolo_apply_model_gives_ultralytics_own_boxes(tmp_path, request, feed):
     the same weights and batches, whichever feeds it (the engine's loader
     workers or Ultralytics' own loading). The classification biases of the
     seeded head are zeroed so that random weights score boxes around 0.5
-    (their initial bias keeps every score near 1e-4: nothing to compare)."""
+    (their initial bias keeps every score near 1e-4: nothing to compare);
+    the scores are then near ties, which both sides must break alike."""
     _ultralytics()
     from PIL import Image
     from ultralytics import YOLO
 
-    model = zoo.load_zoo_model("yolov8n-coco-torch", pretrained=False, device="cpu", feed=feed, max_det=20)
+    # at 320 pixels: ~1,700 candidate boxes per image, well inside Ultralytics' NMS time limit on a loaded machine
+    model = zoo.load_zoo_model("yolov8n-coco-torch", pretrained=False, device="cpu", feed=feed, max_det=20,
+                               image_size=320)
     with torch.no_grad():
         for key, value in model.torch_model.state_dict().items():
             if ".cv3." in key and key.endswith(".2.bias"):
@@ -786,7 +789,7 @@ def test_yolo_apply_model_gives_ultralytics_own_boxes(tmp_path, request, feed):
         ds.apply_model(model, label_field="p", batch_size=2, num_workers=1, progress=False)
         ours = {s.filepath: s["p"] for s in ds}
         boxes = 0
-        for r in reference.predict(paths, batch=2, conf=0.25, max_det=20, verbose=False):
+        for r in reference.predict(paths, batch=2, conf=0.25, max_det=20, imgsz=320, verbose=False):
             dets = ours[r.path].detections
             xyxyn = r.boxes.xyxyn.numpy()
             assert len(dets) == len(xyxyn), r.path
@@ -822,7 +825,11 @@ def test_every_ultralytics_catalogue_yaml_builds_and_labels_a_photo_as_its_tags_
             return
         detections = out["detections"] if "keypoints" in info.tags else out
         assert isinstance(detections, mz.Detections)
-        assert 1 <= len(detections.detections) <= 3  # confidence 0: NMS keeps max_det boxes
+        if "instance-segmentation" in info.tags:
+            # Ultralytics drops a box whose mask is empty, as random weights' masks may all be
+            assert model.torch_model.task == "segment" and len(detections.detections) <= 3
+        else:
+            assert 1 <= len(detections.detections) <= 3  # confidence 0: NMS keeps max_det boxes
         for d in detections.detections:
             assert d.label in model.classes
             x, y, w, h = d.bounding_box

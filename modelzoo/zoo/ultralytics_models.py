@@ -69,8 +69,6 @@ class UltralyticsImageLoader(Loader):
         return np.ascontiguousarray(np.asarray(frame)[..., ::-1])  # RGB -> BGR
 
 
-
-
 def import_ultralytics() -> Any:
     """The ultralytics module, or a ZooError naming the extra to install."""
     try:
@@ -113,9 +111,10 @@ class UltralyticsModelConfig(ModelConfig):
         max_det: detections kept per image.
         device: ``"cpu"``, ``"cuda:0"``...; default Ultralytics' choice.
         feed: how ``apply_model`` feeds it: ``"loader"`` (the engine's loader
-            workers decode each file as Ultralytics does, the default: the
-            faster, see docs/performance.md) or ``"ultralytics"`` (its file
-            paths go to ``YOLO.predict``, which reads and batches them itself).
+            workers decode each file as Ultralytics does; the default: as
+            fast within the noise, see docs/performance.md, and it keeps
+            per-sample failures and video frames) or ``"ultralytics"`` (its
+            file paths go to ``YOLO.predict``, which reads them itself).
     """
 
     model_cls = "modelzoo.zoo.ultralytics_models.UltralyticsModel"
