@@ -62,6 +62,12 @@ Usage::
     .venv/bin/python benchmarks/bench_apply.py --torch-image-only   # sweep + TorchImageModel vs floor
     .venv/bin/python benchmarks/bench_apply.py --dense-only   # ~5 min
     .venv/bin/python benchmarks/bench_apply.py --zoo-only     # ~10 min
+    .venv/bin/python benchmarks/bench_apply.py --stability 10 # run-to-run spread, ~4 min
+
+``--stability N`` runs TorchImageModel mobilenet_v3_small (build + apply,
+batch 32) N times alternating with its eager loop at the best swept
+setting, and prints the spread (max - min) / median of each (target: ours
+within the eager loop's spread + 0.05) and the calibration's choices.
 """
 
 from __future__ import annotations
@@ -499,13 +505,19 @@ class _Counts(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.chosen: List[Tuple[int, int]] = []
+        self.demand: List[float] = []  # cores * load / (load + predict on one core): what the choice follows
 
     def emit(self, record: logging.LogRecord) -> None:
         if str(record.msg).startswith("Measured"):
-            self.chosen.append(tuple(record.args[-2:]))  # type: ignore[index]
+            args = record.args
+            self.chosen.append(tuple(args[-2:]))  # type: ignore[index]
+            load_ms, predict_ms, provisional_threads = float(args[0]), float(args[1]), int(args[3])  # type: ignore[index]
+            one_core = predict_ms * provisional_threads
+            self.demand.append(len(os.sched_getaffinity(0)) * load_ms / max(load_ms + one_core, 1e-9))
 
 
-def bench_torch_image(arch: str, dataset, paths: Sequence[str], runs: int, batch: int, floor: Dict[str, Any]) -> None:
+def bench_torch_image(arch: str, dataset, paths: Sequence[str], runs: int, batch: int, floor: Dict[str, Any],
+                      stability: bool = False) -> None:
     """TorchImageModel (build included) against the eager floor at its best
     setting, interleaved in this run (A B, B A, ...): the host's speed drifts
     between the classifier passes above and these."""
@@ -539,9 +551,15 @@ def bench_torch_image(arch: str, dataset, paths: Sequence[str], runs: int, batch
         engine_log.removeHandler(counts)
         engine_log.setLevel(level)
     spread = lambda xs: (max(xs) - min(xs)) / med(xs)  # noqa: E731
+    ours, eager = spread(times["build+apply(TorchImageModel)"]), spread(times[f"floor{best}"])
     print(f"  calibration chose (workers, threads) {counts.chosen}; "
-          f"spread (max-min)/median: TorchImageModel {spread(times['build+apply(TorchImageModel)']):.3f}, "
-          f"floor {spread(times[f'floor{best}']):.3f}")
+          f"spread (max-min)/median: TorchImageModel {ours:.3f}, floor {eager:.3f}")
+    if stability:
+        verdict = "met" if ours <= eager + 0.05 else "NOT met"
+        print(f"  stability over {runs} identical runs: TorchImageModel spread {ours:.3f} vs the eager loop's "
+              f"{eager:.3f} + 0.05 = {eager + 0.05:.3f}: {verdict}; distinct calibration choices "
+              f"{sorted(set(counts.chosen))}; measured decoding demand (cores) per run "
+              f"{', '.join(f'{d:.2f}' for d in counts.demand)}")
     a, b = times[f"floor{best}"], times["build+apply(TorchImageModel)"]
     target = {"mobilenet_v3_small": 0.5, "resnet18": 0.7}.get(arch)
     pairs = ", ".join(f"{y / x:.3f}" for x, y in zip(a, b))
@@ -924,6 +942,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--zoo-only", action="store_true", help="only the --zoo benchmark")
     p.add_argument("--zoo-resnet-images", type=int, default=256,
                    help="images for the seeded resnet50 (default 256; 0: skip it)")
+    p.add_argument("--stability", type=int, metavar="N", default=0,
+                   help="only the run-to-run spread: N identical runs of TorchImageModel mobilenet_v3_small "
+                        "alternating with its eager loop (after the floor sweep); (max - min) / median of each, "
+                        "target: ours <= the eager loop's + 0.05")
     p.add_argument("--quick", action="store_true", help="smoke run: 128 images, 2 runs, RSS 500 vs 2,000")
     p.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -955,6 +977,14 @@ def _main(args: argparse.Namespace) -> None:
     root = photo_dir(args.images)
     paths = list_photos(root)
     dataset = mz.Dataset.from_images_dir(root, name=f"bench-apply-{os.getpid()}")
+    if args.stability:
+        arch = "mobilenet_v3_small"
+        print(f"# bench_apply --stability {args.stability}: {len(paths)} JPEGs, {arch}, batch {args.batch}, "
+              f"cpus={len(os.sched_getaffinity(0))}, load {os.getloadavg()[0]:.1f}")
+        floor = bench_model(arch, dataset, paths, 1, args.batch, args.sweep_runs, True, args.sweep_images)
+        bench_torch_image(arch, dataset, paths, args.stability, args.batch, floor, stability=True)
+        print(f"# load after: {os.getloadavg()[0]:.1f}")
+        return
     print(f"# bench_apply: {len(paths)} JPEGs {SIZE[0]}x{SIZE[1]} in {root}; "
           f"cpus={len(os.sched_getaffinity(0))}, torch {torch.__version__}, runs={args.runs}")
     results = {}

@@ -2,35 +2,58 @@
 """The zoo's path vs each library's own loop, one model per source (issue #23).
 
 For each source, on the same ``--n`` JPEG photographs (640x480, written
-once from scikit-image's photos):
+once from scikit-image's photos), with the same weights on both sides
+(``pretrained=False``: the zoo's seeded random weights, saved once and
+loaded into the library's own model; speed does not depend on their
+values, and nothing is downloaded), each round times, load included:
 
 - ``ours``: ``load_zoo_model(name, pretrained=False)`` then
-  ``dataset.apply_model(model, batch_size=B, num_workers=W)`` (decode and
-  preprocessing in the loader workers, labels written to the database);
-- ``theirs``: the library's own loop over the same files:
-  timm: PIL decode + ``timm.data.create_transform`` + eager forward in
-  batches; transformers: ``transformers.pipeline(task, ...)`` with its
-  ``batch_size``; Ultralytics: ``YOLO.predict(paths, batch=B, stream=True)``.
+  ``dataset.apply_model(model)`` with no options (the engine measures its
+  batch size, loader workers and threads; decoding and preprocessing run in
+  its loader workers; every label is written to MongoDB);
+- ``theirs``: the library's own model and loop over the same files, storing
+  nothing:
 
-Weights are random (``pretrained=False``; speed does not depend on their
-values), so nothing is downloaded. Runs are interleaved (ours, theirs,
-ours...) and the medians of ``--runs`` are reported as ms/image with the
-ratio ours/theirs. ``theirs`` stores nothing, ``ours`` writes every label to
-MongoDB, so the ratio includes the writes.
+  - timm: ``timm.create_model`` + ``load_state_dict``, then timm's data
+    config and eval transform (``resolve_data_config`` +
+    ``create_transform``) over ``timm.data.ImageDataset`` in a torch
+    ``DataLoader`` (batch ``--batch``, ``--their-workers`` workers), eager
+    forward under ``torch.no_grad()``, as timm's docs and ``inference.py`` do;
+  - transformers: the model built from its config + ``load_state_dict``,
+    the same image processor settings as the zoo's (``shortest_edge`` 224,
+    as the repo's ``preprocessor_config.json``),
+    ``transformers.pipeline("image-classification", ..., batch_size=--batch)``
+    over the paths;
+  - Ultralytics: ``YOLO("yolov8n.yaml")`` + ``load_state_dict``, then
+    ``YOLO.predict(paths, batch=b, stream=True)`` for b = 1 (its default) and
+    ``--batch``; the ratio is to the faster of the two.
 
-    .venv/bin/python benchmarks/bench_zoo_libs.py --n 300 --runs 3
-    .venv/bin/python benchmarks/bench_zoo_libs.py --n 8 --runs 1 --sources timm   # a quick look
+For Ultralytics a third case, ``ours, feed=ultralytics``, hands Ultralytics
+the file paths (it reads and batches them itself) instead of the engine's
+loader workers decoding them: the issue's "its own batching or our loader,
+use the faster".
+
+Rounds are interleaved (ours, theirs, ours...) after one warm-up of each;
+the table gives medians in ms/image and the ratio of the medians. Before the
+timing, the outputs are compared on every photo (same top-1; for
+Ultralytics, the same boxes within 1e-4 of the image size and the same
+labels at confidence 0.25, the seeded head's class biases zeroed on both
+sides so that random weights give boxes to compare).
+
+    .venv/bin/python benchmarks/bench_zoo_libs.py --write-docs          # the table in docs/performance.md
+    .venv/bin/python benchmarks/bench_zoo_libs.py --n 16 --runs 1 --sources timm   # a quick look
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -41,17 +64,25 @@ MODELS = {
     "transformers": "hf/facebook/convnext-tiny-224",
     "ultralytics": "yolov8n-coco-torch",
 }
+DOCS = os.path.join(os.path.dirname(HERE), "docs", "performance.md")
+MARKERS = ("<!-- BEGIN zoo-libs -->", "<!-- END zoo-libs -->")
+ENV_MIN = "MODELZOO_OPTIMIZE_MIN_SAMPLES"  # below 256 photos, set it to see the optimized graph's effect
+
+Case = Callable[[], Any]
 
 
 def write_photos(root: str, n: int) -> List[str]:
+    """``n`` 640x480 JPEGs in ``root/<n>`` (a folder of their own: timm's
+    ``ImageDataset`` reads a whole folder)."""
     import numpy as np
     import skimage.data
     from PIL import Image
 
-    os.makedirs(root, exist_ok=True)
+    folder = os.path.join(root, str(n))
+    os.makedirs(folder, exist_ok=True)
     paths = []
     for i in range(n):
-        path = os.path.join(root, f"photo_{i:04d}.jpg")
+        path = os.path.join(folder, f"photo_{i:04d}.jpg")
         if not os.path.exists(path):
             img = getattr(skimage.data, PHOTOS[i % len(PHOTOS)])()
             if img.ndim == 2:
@@ -64,69 +95,155 @@ def write_photos(root: str, n: int) -> List[str]:
     return paths
 
 
-def ours(name: str, paths: List[str], batch_size: int, workers: int, **kwargs: Any) -> Callable[[], None]:
+# -- ours -----------------------------------------------------------------------------------------
+def _dataset(source: str, paths: List[str]) -> Any:
     import modelzoo as mz
 
-    model = mz.load_zoo_model(name, pretrained=False, device="cpu", **kwargs)
-    ds = mz.Dataset(f"bench-zoo-libs-{name.replace('/', '-')}"[:60], overwrite=True)
+    ds = mz.Dataset(f"bench-zoo-libs-{source}", overwrite=True)
     ds.add_images(paths)
+    return ds
 
-    def run() -> None:
-        ds.apply_model(model, label_field="p", batch_size=batch_size, num_workers=workers, progress=False)
+
+def ours(name: str, ds: Any, kwargs: Dict[str, Any], batch: Optional[int]) -> Case:
+    import modelzoo as mz
+
+    def run() -> Any:
+        model = mz.load_zoo_model(name, pretrained=False, device="cpu", **kwargs)
+        options = {} if batch is None else {"batch_size": batch}
+        ds.apply_model(model, label_field="p", progress=False, **options)
+        return model
 
     return run
 
 
-def theirs_timm(paths: List[str], batch_size: int) -> Callable[[], None]:
+def our_labels(ds: Any) -> Dict[str, Any]:
+    return {s.filepath: s["p"] for s in ds}
+
+
+# -- theirs ---------------------------------------------------------------------------------------
+def theirs_timm(paths: List[str], state: Dict[str, Any], batch: int, workers: int) -> Case:
     import timm
     import torch
-    from PIL import Image
-    from timm.data import create_transform, resolve_data_config
+    from timm.data import ImageDataset, create_transform, resolve_data_config
 
-    torch.manual_seed(0)
-    model = timm.create_model("resnet18.a1_in1k", pretrained=False).eval()
-    transform = create_transform(**resolve_data_config({}, model=model))
+    folder = os.path.dirname(paths[0])
 
-    def run() -> None:
-        with torch.inference_mode():
-            for i in range(0, len(paths), batch_size):
-                x = torch.stack([transform(Image.open(p).convert("RGB")) for p in paths[i:i + batch_size]])
-                model(x).softmax(-1).argmax(-1)
+    def run() -> List[Tuple[str, int]]:
+        model = timm.create_model("resnet18.a1_in1k", pretrained=False)
+        model.load_state_dict(state)
+        model.eval()
+        config = resolve_data_config({}, model=model)
+        dataset = ImageDataset(folder, transform=create_transform(**config))
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch, num_workers=workers)
+        top1: List[int] = []
+        with torch.no_grad():
+            for x, _ in loader:
+                top1.extend(model(x).softmax(-1).argmax(-1).tolist())
+        files = [os.path.join(folder, f) for f in dataset.filenames()]
+        return list(zip(files, top1))
 
     return run
 
 
-def theirs_transformers(paths: List[str], batch_size: int) -> Callable[[], None]:
-    import torch
+def theirs_transformers(paths: List[str], state: Dict[str, Any], batch: int) -> Case:
     import transformers
 
-    torch.manual_seed(0)
-    config = transformers.ConvNextConfig(num_labels=1000)
-    model = transformers.ConvNextForImageClassification(config).eval()
-    processor = transformers.ConvNextImageProcessor()
-    pipe = transformers.pipeline("image-classification", model=model, image_processor=processor, device="cpu")
-
-    def run() -> None:
-        list(pipe(paths, batch_size=batch_size))
+    def run() -> List[Tuple[str, str]]:
+        model = transformers.ConvNextForImageClassification(transformers.ConvNextConfig(num_labels=1000))
+        model.load_state_dict(state)
+        model.eval()
+        # the processor the zoo builds for this config (the repo's preprocessor_config.json has shortest_edge 224;
+        # ConvNextImageProcessor() alone would resize to 384x384)
+        processor = transformers.ConvNextImageProcessor(size={"shortest_edge": 224})
+        pipe = transformers.pipeline("image-classification", model=model, image_processor=processor, device="cpu")
+        return [(p, out[0]["label"]) for p, out in zip(paths, pipe(paths, batch_size=batch, top_k=1))]
 
     return run
 
 
-def theirs_ultralytics(paths: List[str], batch_size: int) -> Callable[[], None]:
-    import torch
+def theirs_ultralytics(paths: List[str], state: Dict[str, Any], batch: int, conf: float = 0.25) -> Case:
     from ultralytics import YOLO
 
-    torch.manual_seed(0)
-    model = YOLO("yolov8n.yaml")
-
-    def run() -> None:
-        for _ in model.predict(paths, batch=batch_size, stream=True, verbose=False, conf=0.25):
-            pass
+    def run() -> List[Tuple[str, Any]]:
+        model = YOLO("yolov8n.yaml")
+        model.model.load_state_dict(state)
+        out = []
+        for r in model.predict(paths, batch=batch, stream=True, verbose=False, conf=conf):
+            out.append((r.path, r.boxes.xyxyn.numpy().copy(), r.boxes.cls.numpy().astype(int)))
+        return out
 
     return run
 
 
-THEIRS = {"timm": theirs_timm, "transformers": theirs_transformers, "ultralytics": theirs_ultralytics}
+# -- outputs compared -----------------------------------------------------------------------------
+def state_of(source: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """The zoo's seeded weights, as the library's own model takes them."""
+    import modelzoo as mz
+
+    model = mz.load_zoo_model(MODELS[source], pretrained=False, device="cpu", **kwargs)
+    module = model.torch_model
+    if source != "ultralytics":
+        module = module.model  # the zoo's TimmNet / HFNet around the library's model
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def check_same(source: str, ds: Any, paths: List[str], state: Dict[str, Any], kwargs: Dict[str, Any],
+               batch: int) -> str:
+    """Runs both sides once and says how many photos got the same result."""
+    import numpy as np
+
+    import modelzoo as mz
+
+    if source != "ultralytics":
+        ours(MODELS[source], ds, kwargs, None)()
+        labels = our_labels(ds)
+        if source == "timm":
+            model = mz.load_zoo_model(MODELS[source], pretrained=False, device="cpu")
+            classes = model.classes
+            theirs = [(p, classes[i]) for p, i in theirs_timm(paths, state, batch, 0)()]
+        else:
+            theirs = theirs_transformers(paths, state, batch)()
+        same = sum(labels[p].label == t for p, t in theirs)
+        return f"same top-1 on {same}/{len(theirs)}"
+    # random weights score every box near 1e-4 (the head's initial bias): zero the class biases, on both
+    # sides, so that there are boxes to compare
+    import torch
+
+    model = mz.load_zoo_model(MODELS[source], pretrained=False, device="cpu", **kwargs)
+    with torch.no_grad():
+        for key, value in model.torch_model.state_dict().items():
+            if ".cv3." in key and key.endswith(".2.bias"):
+                value.zero_()
+    biased = {k: v.clone() for k, v in model.torch_model.state_dict().items()}
+    # 16 photos: every box scores ~0.5, so each image sends thousands to NMS, and Ultralytics' NMS has a time
+    # limit (it logs "NMS time limit exceeded" and keeps what it has) that a loaded machine can reach
+    paths = paths[:16]
+    view = ds.match({"filepath": {"$in": paths}})
+    view.apply_model(model, label_field="p", progress=False)
+    labels = our_labels(view)
+    same = boxes = 0
+    for path, xyxyn, cls in theirs_ultralytics(paths, biased, batch)():
+        dets = labels[path].detections
+        mine = np.array([[d.bounding_box[0], d.bounding_box[1], d.bounding_box[0] + d.bounding_box[2],
+                          d.bounding_box[1] + d.bounding_box[3]] for d in dets]).reshape(-1, 4)
+        boxes += len(dets)
+        same += (len(mine) == len(xyxyn) and bool(np.allclose(mine, xyxyn, atol=1e-4))
+                 and [d.label for d in dets] == [model.classes[c] for c in cls])
+    return f"same boxes and labels on {same}/{len(paths)} ({boxes} boxes at confidence 0.25, class biases zeroed)"
+
+
+# -- the run --------------------------------------------------------------------------------------
+def measure(cases: Dict[str, Case], runs: int, n: int) -> Dict[str, List[float]]:
+    for fn in cases.values():  # warm-up (imports, threads, allocators, caches)
+        fn()
+    times: Dict[str, List[float]] = {k: [] for k in cases}
+    for _ in range(runs):
+        for key, fn in cases.items():
+            t = time.perf_counter()
+            fn()
+            times[key].append((time.perf_counter() - t) / n * 1000)
+        print("  round:", ", ".join(f"{k} {v[-1]:.1f}" for k, v in times.items()), "ms/img", flush=True)
+    return times
 
 
 def main() -> int:
@@ -139,46 +256,96 @@ def main() -> int:
 def _main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=300, help="photos")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--sources", nargs="*", default=list(MODELS))
+    parser.add_argument("--runs", type=int, default=3, help="interleaved timed rounds (after one warm-up)")
+    parser.add_argument("--batch", type=int, default=16, help="the libraries' batch size")
+    parser.add_argument("--our-batch", type=int, default=None, help="ours: a fixed batch size (default: measured)")
+    parser.add_argument("--their-workers", type=int, default=1, help="timm's DataLoader workers")
+    parser.add_argument("--sources", nargs="*", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--no-check", action="store_true", help="skip comparing the outputs")
+    parser.add_argument("--write-docs", action="store_true", help=f"write the table into {os.path.relpath(DOCS)}")
     parser.add_argument("--photos", default=os.path.join(tempfile.gettempdir(), "modelzoo-bench-zoo-libs"))
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("YOLO_OFFLINE", "1")
     paths = write_photos(args.photos, args.n)
-    rows: List[Dict[str, Any]] = []
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    rows: List[str] = []
+    notes: List[str] = []
     for source in args.sources:
+        kwargs: Dict[str, Any] = {}
         try:
-            kwargs: Dict[str, Any] = {"confidence_thresh": 0.25} if source == "ultralytics" else {}
             if source == "transformers":
                 import transformers
 
-                kwargs["hf_config"] = transformers.ConvNextConfig(num_labels=1000)
-                kwargs["task"] = "image-classification"
-            fns = {"ours": ours(MODELS[source], paths, args.batch, args.workers, **kwargs),
-                   "theirs": THEIRS[source](paths, args.batch)}
+                kwargs = {"hf_config": transformers.ConvNextConfig(num_labels=1000), "task": "image-classification"}
+            elif source == "ultralytics":
+                import ultralytics  # noqa: F401
+            elif source == "timm":
+                import timm  # noqa: F401
         except ImportError as e:
             print(f"{source}: skipped ({e})")
             continue
-        for fn in fns.values():  # warm-up (threads, allocators, caches)
-            fn()
-        times: Dict[str, List[float]] = {"ours": [], "theirs": []}
-        for _ in range(args.runs):
-            for key, fn in fns.items():
-                t = time.perf_counter()
-                fn()
-                times[key].append((time.perf_counter() - t) / len(paths) * 1000)
-        o, t = statistics.median(times["ours"]), statistics.median(times["theirs"])
-        rows.append({"source": source, "model": MODELS[source], "ours": o, "theirs": t, "ratio": o / t})
-    print(f"\n{args.n} photos 640x480, batch {args.batch}, {args.workers} workers, {args.runs} interleaved runs, "
-          f"{os.cpu_count()} CPUs\n")
-    print("| source | model | ours ms/img | theirs ms/img | ours/theirs |")
-    print("| --- | --- | --- | --- | --- |")
-    for r in rows:
-        print(f"| {r['source']} | {r['model']} | {r['ours']:.1f} | {r['theirs']:.1f} | {r['ratio']:.2f} |")
+        state = state_of(source, kwargs)
+        ds = _dataset(source, paths)
+        if not args.no_check:
+            notes.append(f"{source}: {check_same(source, ds, paths, state, kwargs, args.batch)}")
+            print(notes[-1], flush=True)
+        cases: Dict[str, Case] = {"ours": ours(MODELS[source], ds, kwargs, args.our_batch)}
+        loops: Dict[str, str] = {}  # their cases: how each runs
+        if source == "timm":
+            cases["theirs"] = theirs_timm(paths, state, args.batch, args.their_workers)
+            loops["theirs"] = f"timm eval transform, DataLoader ({args.their_workers} worker), batch {args.batch}"
+        elif source == "transformers":
+            cases["theirs"] = theirs_transformers(paths, state, args.batch)
+            loops["theirs"] = f"`pipeline(\"image-classification\", batch_size={args.batch})`"
+        else:
+            cases["ours, feed=ultralytics"] = ours(MODELS[source], ds, {**kwargs, "feed": "ultralytics"}, args.our_batch)
+            for b in sorted({1, args.batch}):  # Ultralytics' default batch is 1; at 640x480 a large one can be slower
+                cases[f"theirs b{b}"] = theirs_ultralytics(paths, state, b)
+                loops[f"theirs b{b}"] = f"`YOLO.predict(paths, batch={b}, stream=True)`"
+        times = measure(cases, args.runs, len(paths))
+        theirs = {k: statistics.median(times[k]) for k in loops}
+        best = min(theirs, key=theirs.__getitem__)  # the ratio is to their faster loop
+        t = theirs[best]
+        their_loop = loops[best] + "".join(f" ({k[7:]}: {v:.1f})" for k, v in theirs.items() if k != best)
+        for key, values in times.items():
+            if key in loops:
+                continue
+            o = statistics.median(values)
+            rows.append(f"| {source} | `{MODELS[source]}` | {key} | {their_loop} | {o:.1f} | {t:.1f} | **{o / t:.2f}** |")
+            print(rows[-1], flush=True)
+    load_after = os.getloadavg()
+    minutes = (time.perf_counter() - started) / 60
+    table = [
+        f"{args.n} photos 640x480, {args.runs} interleaved rounds after a warm-up, medians; {os.cpu_count()} CPUs; "
+        f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; {minutes:.0f} min in all"
+        + (f"; ${ENV_MIN} = {os.environ[ENV_MIN]}" if os.environ.get(ENV_MIN) else "") + ".",
+        "",
+        "| source | model | ours | their loop | ours ms/img | theirs ms/img | ours/theirs |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+        *[f"- {note}" for note in notes],
+    ]
+    text = "\n".join(table).rstrip() + "\n"
+    print("\n" + text)
+    if args.write_docs:
+        write_docs(text)
     return 0
+
+
+def write_docs(text: str) -> None:
+    with open(DOCS, encoding="utf-8") as f:
+        doc = f.read()
+    begin, end = MARKERS
+    if begin not in doc or end not in doc:
+        raise SystemExit(f"{DOCS} lacks the markers {begin} / {end}")
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    doc = pattern.sub(lambda _: f"{begin}\n{text}{end}", doc)
+    with open(DOCS, "w", encoding="utf-8") as f:
+        f.write(doc)
+    print(f"wrote the table into {DOCS}")
 
 
 if __name__ == "__main__":

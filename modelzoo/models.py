@@ -43,11 +43,15 @@ class Call:
         loaded: the inputs come from this model's own loader
             (:meth:`Model.build_loader`), its transforms already applied
             and collated; False: they are plain images, as ``predict`` takes.
+        prompts: a zero-shot run's classes, their prompts prepared once for
+            the run (a :class:`~modelzoo.mixins.ClassPrompts` from the model's
+            ``prompts_for``); None: the model's own classes.
     """
 
     mode: str = "predict"
     store_logits: bool = False
     loaded: bool = False
+    prompts: Any = dataclasses.field(default=None, compare=False)
 
 
 @dataclasses.dataclass(init=False)

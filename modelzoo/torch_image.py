@@ -40,14 +40,16 @@ import torch
 
 from .checkpoints import load_state_dict
 from .errors import ConfigError, ModelError, did_you_mean
+from .fast_detectors import FastDetector, is_torchvision_detector, make_fast_detector
 from .imports import import_object
-from .mixins import EmbeddingsMixin, LogitsMixin, PromptMixin, TorchModelMixin
+from .mixins import ClassPrompts, EmbeddingsMixin, LogitsMixin, PromptMixin, TorchModelMixin
 from .models import Call, Model
 from .optimize import OptimizeDecision, Timer, interleaved_seconds, optimize_module
 from .processors import OutputProcessor, get_output_processor_cls
 from .skeleton import check_skeleton
 from .tensors import to_channels_last, to_cpu_float
 from .torch_image_config import (
+    DETECTOR_OPTIMIZE_MIN_SAMPLES,
     ENV_OPTIMIZE_MIN_SAMPLES,
     OPTIMIZE_MIN_SAMPLES,
     TorchImageModelConfig,
@@ -242,7 +244,8 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin
         :attr:`optimization_reason` and :attr:`optimization_decision`."""
         if self.config.optimize != "auto" or self.optimization != "eager" or self._auto_tried:
             return
-        threshold = optimize_min_samples(self.config.optimize_min_samples)
+        default = DETECTOR_OPTIMIZE_MIN_SAMPLES if is_torchvision_detector(self._net) else OPTIMIZE_MIN_SAMPLES
+        threshold = optimize_min_samples(self.config.optimize_min_samples, default)
         if num_samples < threshold:
             logger.debug("optimize=auto: %d samples < %d, staying eager", num_samples, threshold)
             self.optimization_reason = f"optimize='auto': eager for a run of {num_samples} samples (< {threshold})"
@@ -341,6 +344,34 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin
     def embed_prompt(self, arg: Any) -> np.ndarray:
         return self.embed_prompts([arg])[0]
 
+    @property
+    def takes_classes(self) -> bool:
+        """A zero-shot classifier (``text_prompt``) takes a run's classes as its prompts."""
+        return self._zero_shot
+
+    def prompts_for(self, classes: Sequence[str]) -> ClassPrompts:
+        """The classes' prompts (``f"{text_prompt} {class}"``) embedded once,
+        for a run (``apply_model(classes=...)``); the model is not changed."""
+        if not self._zero_shot:
+            raise ModelError("This model takes no classes per run: it is zero-shot only with text_prompt in its config")
+        classes = [str(c) for c in classes]
+        if not classes:
+            raise ConfigError("a zero-shot run needs at least one class")
+        embeddings = self.embed_prompts([f"{self.config.text_prompt} {c}".strip() for c in classes])
+        return ClassPrompts(tuple(classes), embeddings=embeddings)
+
+    def _processor_for(self, prompts: Optional[ClassPrompts]) -> Optional[OutputProcessor]:
+        """The output processor of a run over ``prompts``' classes (a copy;
+        the model's own is unchanged), or the model's own."""
+        if prompts is None or self._processor is None:
+            return self._processor
+        processor = self._processor.with_classes(list(prompts.classes))
+        if prompts.embeddings is not None:
+            setter = getattr(processor, "set_prompt_embeddings", None)
+            if setter is not None:
+                setter(prompts.embeddings)
+        return processor
+
     def _build_processor(self) -> Optional[OutputProcessor]:
         cfg = self.config
         if cfg.output_processor_cls is None and cfg.text_prompt is not None:
@@ -418,18 +449,37 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin
                 else f"optimize={self.config.optimize!r}: {result.kind}" + (f" [{'; '.join(result.notes)}]" if result.notes else "")
             )
         else:
-            # Models whose outputs cannot be traced (torchvision's detectors)
-            # stay eager. channels_last would speed up their backbone, but it
-            # moves their boxes by more than 1e-4 through the top-k and NMS
-            # that follow, which the load-time check on synthetic images does
-            # not always catch (tests/test_processors.py::test_fasterrcnn_parity).
+            # Models whose outputs cannot be traced as a whole: torchvision's
+            # detectors get their backbone and box head replaced by frozen
+            # graphs, each checked within 1e-4 of eager, and the whole checked
+            # with detection criteria (modelzoo.fast_detectors); other models
+            # stay eager.
+            fast = self._fast_detector(examples, timer) if mode == "trace" else None
+            if fast is not None:
+                self._runner = fast.module
+                self.optimization = fast.kind
+                self.optimization_notes = fast.notes
+                self.optimization_reason = f"running {fast.kind}: {'; '.join(fast.notes)}"
+            else:
+                self.optimization_notes = ["eager: the model's outputs cannot be traced"]
+                self.optimization_reason = "running eager: the model's outputs cannot be traced"
+                logger.info("optimize: %s", self.optimization_notes[0])
             examples = examples[1:]  # one single-image batch for the processor check
             references = None
-            self.optimization_notes = ["eager: the model's outputs cannot be traced"]
-            self.optimization_reason = "running eager: the model's outputs cannot be traced"
-            logger.info("optimize: %s", self.optimization_notes[0])
         if check_processor:
             self._check_processor(examples, references)
+
+    def _fast_detector(self, examples: List[ImageBatch], timer: Optional[Timer] = None) -> Optional[FastDetector]:
+        """A torchvision detector's fast equivalent on the CPU, verified on ``examples``, or None."""
+        if not (self.config.raw_inputs and self._device.type == "cpu" and self._dtype == torch.float32):
+            return None
+        if not is_torchvision_detector(self._net):
+            return None
+        try:
+            return make_fast_detector(self._net, [self._to_device(b.tensors) for b in examples], timer=timer)
+        except Exception as e:  # a model the graphs do not fit: it stays eager
+            logger.warning("optimize: the detector stays eager (%s: %s)", type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
+            return None
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -533,7 +583,8 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin
         batch = self._as_batch(inputs, preprocess=self.preprocess and not call.loaded)
         if call.mode == "embed":
             return self._embed(batch)
-        labels, _ = self._run(batch, postprocess=True, store_logits=call.store_logits or self.store_logits)
+        labels, _ = self._run(batch, postprocess=True, store_logits=call.store_logits or self.store_logits,
+                              prompts=call.prompts)
         return labels
 
     def _replaced(self, method: str) -> bool:
@@ -619,10 +670,12 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin
             return [(idx, [tensors[i] for i in idx]) for idx in by_shape.values()]
         return [(idx, torch.stack([tensors[i] for i in idx])) for idx in by_shape.values()]
 
-    def _forward(self, x: Any, normalize: Optional[Normalize] = None) -> Any:
+    def _forward(self, x: Any, normalize: Optional[Normalize] = None, prompts: Optional[ClassPrompts] = None) -> Any:
         x = self._to_device(x, normalize)
         if self._channels_last:
             x = to_channels_last(x)
+        if prompts is not None and prompts.text is not None:
+            return self._net(x, prompts=prompts)  # a run's own prompts: the eager module, which takes them
         if self._runner is self._net:
             return self._net(x)
         try:
@@ -636,10 +689,11 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin
             return self._net(x)
 
     def _run(
-        self, batch: ImageBatch, postprocess: bool, store_logits: Optional[bool] = None
+        self, batch: ImageBatch, postprocess: bool, store_logits: Optional[bool] = None,
+        prompts: Optional[ClassPrompts] = None,
     ) -> Tuple[List[Any], Optional[np.ndarray]]:
         n = len(batch)
-        processor = self._processor
+        processor = self._processor_for(prompts)
         if processor is not None and store_logits is not None and store_logits != processor.store_logits:
             processor = copy.copy(processor)  # this call's option, not the model's
             processor.store_logits = store_logits
@@ -648,7 +702,7 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin
         tapped = self.config.embeddings_layer is not None
         for indices, x in self._groups(batch):
             with torch.inference_mode():
-                out = self._forward(x, batch.normalize)
+                out = self._forward(x, batch.normalize, prompts)
             out = to_cpu_float(out)
             if tapped:
                 out, emb = out

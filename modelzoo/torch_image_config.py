@@ -14,7 +14,10 @@ from .errors import ConfigError
 from .models import ModelConfig
 from .skeleton import check_skeleton
 
-__all__ = ["TorchImageModelConfig", "size_wh", "OPTIMIZE_MIN_SAMPLES", "ENV_OPTIMIZE_MIN_SAMPLES", "optimize_min_samples"]
+__all__ = [
+    "TorchImageModelConfig", "size_wh", "OPTIMIZE_MIN_SAMPLES", "DETECTOR_OPTIMIZE_MIN_SAMPLES",
+    "ENV_OPTIMIZE_MIN_SAMPLES", "optimize_min_samples",
+]
 
 #: with ``optimize="auto"``, runs of at least this many samples get the
 #: optimized graph. Measured (benchmarks/bench_optimize.py, 2 cores): the
@@ -23,18 +26,25 @@ __all__ = ["TorchImageModelConfig", "size_wh", "OPTIMIZE_MIN_SAMPLES", "ENV_OPTI
 #: because a run's end-to-end gain is smaller than the forward's when
 #: decoding limits it (docs/performance.md).
 OPTIMIZE_MIN_SAMPLES = 256
+#: the same for torchvision's detectors (their fast path: frozen backbone
+#: and box head, modelzoo.fast_detectors): the build and its verification
+#: take 5-10 s on 2 cores, and each 640x480 photo's forward gains 0.05-0.1 s
+#: (benchmarks/bench_detectors.py), so it pays for itself after about 100;
+#: 32 is what makes a run of a few hundred photos gain, not lose
+DETECTOR_OPTIMIZE_MIN_SAMPLES = 32
 ENV_OPTIMIZE_MIN_SAMPLES = "MODELZOO_OPTIMIZE_MIN_SAMPLES"
 
 
-def optimize_min_samples(configured: Optional[int] = None) -> int:
+def optimize_min_samples(configured: Optional[int] = None, default: int = OPTIMIZE_MIN_SAMPLES) -> int:
     """The run size from which ``optimize="auto"`` builds the graph: the
     config's ``optimize_min_samples``, else ``$MODELZOO_OPTIMIZE_MIN_SAMPLES``,
-    else :data:`OPTIMIZE_MIN_SAMPLES`."""
+    else ``default`` (:data:`OPTIMIZE_MIN_SAMPLES`, or
+    :data:`DETECTOR_OPTIMIZE_MIN_SAMPLES` for a detector)."""
     if configured is not None:
         return int(configured)
     raw = os.environ.get(ENV_OPTIMIZE_MIN_SAMPLES)
     if raw is None or raw == "":
-        return OPTIMIZE_MIN_SAMPLES
+        return default
     try:
         value = int(raw)
         if value < 0:

@@ -279,14 +279,18 @@ def _detection_parity(fn, processor, images, optimize=False, size=320, **kwargs)
     return labels, outputs
 
 
-@pytest.mark.parametrize("optimize", [False, True])
 @pytest.mark.slow
-def test_fasterrcnn_parity(optimize):
+def test_fasterrcnn_parity():
+    # eager (optimize=False): torchvision's own numbers. The fast path
+    # (optimize=True) changes low-order bits, which a random detector's
+    # near-tied scores turn into other boxes: it is checked with detection
+    # criteria on a detector that learned something, in
+    # tests/test_fast_detectors.py
     _detection_parity(
         torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn,
         "DetectorOutputProcessor",
         _images(320),
-        optimize=optimize,
+        optimize=False,
     )
 
 

@@ -109,7 +109,17 @@ def _failures(report):
 def test_defaults_on_two_cpus_give_the_in_process_labels_and_failures(local_ray, dataset):
     model = tiny_model("classification")
     local = dataset.apply_model(model, label_field="local", progress=False)
+    t0 = time.perf_counter()
     report = _call(dataset.apply_model, model, label_field="remote", backend="ray", progress=False)
+    elapsed = time.perf_counter() - t0
+
+    # where the seconds went: every stage, in order, adding up to no more than the call took
+    assert list(report.timings) == ["session", "checks", "probe", "to_first_batch", "rest", "shutdown"]
+    assert all(v >= 0 for v in report.timings.values())
+    assert sum(report.timings.values()) <= elapsed
+    assert report.first_batch_s == pytest.approx(sum(list(report.timings.values())[:4]), abs=1e-6)
+    assert report.replica_build_s and set(report.replica_build_s) <= set(report.replicas)
+    assert all(0 < v < elapsed for v in report.replica_build_s.values())
 
     plan = report.plan  # sized from ray.cluster_resources(): a decoding task always fits beside the replicas
     assert plan.num_replicas * plan.num_cpus + plan.decode_cpus <= 2

@@ -96,11 +96,33 @@ def test_zero_shot_classifier_equals_the_computation_by_hand(photos):
         np.testing.assert_allclose(model.embed_prompts(["a dog"]), clip.encode_text(["a dog"]).numpy(), atol=1e-6)
 
 
-def test_classes_restrict_zero_shot_predictions(photos):
-    model = mz.TorchImageModel(_config(TinyClip()))
+def test_classes_per_run_are_the_prompts_of_that_run(photos):
+    """apply_model(classes=...) on a zero-shot model: those classes are its
+    prompts for this run, embedded once; the labels are those of the same
+    model loaded with these classes (an independent path), and the model's
+    own classes are unchanged."""
+    clip = TinyClip()
+    model = mz.TorchImageModel(_config(clip))
+    assert model.takes_classes
+    before = clip.text_calls
+    photos.apply_model(model, label_field="some", classes=["rocket", "cat"], batch_size=2, num_workers=0)
+    assert clip.text_calls == before + 1  # the run's prompts, embedded once for its two batches
+    assert model.classes == CLASSES
     photos.apply_model(model, label_field="all", num_workers=0)
-    photos.apply_model(model, label_field="some", classes=["cat", "rocket"], num_workers=0)
-    assert photos.values("some.label") == [lab if lab in ("cat", "rocket") else None for lab in photos.values("all.label")]
+    reference = mz.TorchImageModel(_config(TinyClip(), classes=["rocket", "cat"]))
+    photos.apply_model(reference, label_field="ref", num_workers=0)
+    assert photos.values("some.label") == photos.values("ref.label")
+    assert set(photos.values("some.label")) <= {"rocket", "cat"}
+    np.testing.assert_allclose(photos.values("some.confidence"), photos.values("ref.confidence"), rtol=1e-5)
+    # the model's own run is as before: its four classes
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in photos.values("filepath")]
+    assert photos.values("all.label") == [CLASSES[i] for i in _reference(clip, images).argmax(axis=1)]
+
+
+def test_classes_per_run_need_names(photos):
+    model = mz.TorchImageModel(_config(TinyClip()))
+    with pytest.raises(mz.ConfigError, match="non-empty list"):
+        photos.apply_model(model, label_field="x", classes=[], num_workers=0)
 
 
 def test_zero_shot_config_errors():

@@ -88,27 +88,25 @@ def test_index_lists_every_builder_and_weights_of_the_installed_torchvision():
     assert len(expected) >= 140
 
 
-def test_listing_everything_is_instant_and_imports_no_torch():
-    """In a fresh interpreter: the whole catalogue lists in under a second,
-    and neither torch nor torchvision is imported (nor by reading an entry)."""
+def test_listing_everything_imports_no_torch():
+    """In a fresh interpreter: the whole catalogue lists, and neither torch
+    nor torchvision is imported (nor by reading an entry). How long listing
+    takes is measured by benchmarks/bench_zoo_list.py, not asserted here."""
     code = (
-        "import sys, time, modelzoo\n"
-        "t = time.perf_counter()\n"
+        "import sys, modelzoo\n"
         "names = modelzoo.list_zoo_models()\n"
-        "elapsed = time.perf_counter() - t\n"
         "info = modelzoo.get_zoo_model_info('torchvision/resnet50')\n"
         "assert info.metadata['weights'] == 'ResNet50_Weights.IMAGENET1K_V2', info.metadata\n"
         "assert len(modelzoo.list_zoo_models(source='torchvision', tags='video')) >= 18\n"
         "heavy = sorted(m for m in ('torch', 'torchvision') if m in sys.modules)\n"
-        "print(len(names), elapsed, heavy)\n"
+        "print(len(names), heavy)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": ROOT})
     assert result.returncode == 0, result.stderr
-    count, elapsed, heavy = result.stdout.split(maxsplit=2)
+    count, heavy = result.stdout.split(maxsplit=1)
     assert heavy.strip() == "[]"
     assert int(count) >= len(_catalog_names())
-    assert float(elapsed) < 1.0, f"listing took {elapsed} s"
 
 
 def test_names_filters_and_case():

@@ -23,7 +23,7 @@ import pymongo.errors
 from ..errors import ConfigError, DatabaseError, ModelError, PredictionError
 from ..fields import check_label_field
 from ..loaders import Loader, WorkItem
-from ..mixins import EmbeddingsMixin, LogitsMixin, SamplesMixin, TorchModelMixin
+from ..mixins import EmbeddingsMixin, LogitsMixin, PromptMixin, SamplesMixin, TorchModelMixin
 from ..models import Call, Model
 from ..progress import progress_bar
 from ..video.selection import FrameSelection
@@ -77,6 +77,9 @@ class RunOptions:
         loader: what loads the items (default: ``model.build_loader()``);
             a Ray replica passes the loader that replays what its decoding
             tasks loaded.
+        prompts: a zero-shot run's classes, their prompts prepared once
+            (:class:`~modelzoo.mixins.ClassPrompts`), handed to the model
+            with each batch (``Call.prompts``).
 
     With neither ``num_workers`` nor ``num_threads``, a CPU run of a
     :class:`~modelzoo.TorchModelMixin` model measures its first batches and
@@ -91,6 +94,7 @@ class RunOptions:
     progress: Any = None
     store_logits: bool = False
     loader: Optional[Loader] = None
+    prompts: Any = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("predict", "embed"):
@@ -190,7 +194,7 @@ class _Loop:
         self.total = total
         self.mode = options.mode
         self.loader: Loader = options.loader if options.loader is not None else model.build_loader()
-        self.call = Call(options.mode, options.store_logits, loaded=True)
+        self.call = Call(options.mode, options.store_logits, loaded=True, prompts=options.prompts)
         self.batch_size = options.batch_size or int(model.default_batch_size or 16)
         self.report = ApplyReport()
         cuda = uses_cuda(model)
@@ -637,7 +641,11 @@ def apply_model(
             (:class:`modelzoo.ray.RayOptions`).
         classes: keep only the predictions of these classes (a lone label
             of another class is not stored; list labels keep their items of
-            these classes).
+            these classes). For a zero-shot model whose classes are its
+            prompts (:attr:`~modelzoo.PromptMixin.takes_classes`), these
+            classes are its prompts for this run: embedded (or tokenized)
+            once, handed to the model with each batch; the model object and
+            its own classes are unchanged.
         output_dir: write each ``Segmentation`` mask, instance mask and
             ``Heatmap`` map as a PNG under this directory (from the writer
             thread) and store its path (``mask_path`` / ``map_path``) instead
@@ -665,8 +673,14 @@ def apply_model(
         raise ConfigError(f"confidence_thresh must be in [0, 1], got {confidence_thresh!r}")
     label_field, frames_only = strip_frames_prefix(label_field, "label_field")  # FiftyOne's "frames.<field>"
     check_label_field(label_field)  # a sample's own fields (filepath, metadata...) are refused before anything runs
+    prompts = None
+    if classes is not None and isinstance(model, PromptMixin) and model.takes_classes:
+        if isinstance(classes, str) or not list(classes):
+            raise ConfigError(f"classes must be a non-empty list of class names, got {classes!r}")
+        prompts = model.prompts_for([str(c) for c in classes])  # once for the run
     options = RunOptions(
-        "predict", batch_size, num_workers, kwargs.get("num_threads"), skip_failures, progress, bool(store_logits)
+        "predict", batch_size, num_workers, kwargs.get("num_threads"), skip_failures, progress, bool(store_logits),
+        prompts=prompts,
     )
     if store_logits and not (isinstance(model, LogitsMixin) and model.has_logits):
         raise ModelError(

@@ -95,7 +95,7 @@ def uses_cuda(model: Any) -> bool:
     return str(model.device).startswith("cuda")
 
 
-def _modules(model: Any) -> Iterator[Any]:
+def _torch_submodules(model: Any) -> Iterator[Any]:
     """The torch modules a model holds as attributes (one level deep)."""
     torch = sys.modules.get("torch")
     if torch is None:  # a model without torch modules never imported it
@@ -113,7 +113,7 @@ def parameter_count(model: Any) -> int:
     model holds; 0 when it holds no torch module."""
     seen = set()
     total = 0
-    for module in _modules(model):
+    for module in _torch_submodules(model):
         try:
             tensors = list(module.parameters()) + list(module.buffers())
         except Exception:  # a scripted module without introspection

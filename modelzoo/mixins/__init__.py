@@ -2,8 +2,8 @@
 
 from .embeddings import EmbeddingsMixin
 from .logits import LogitsMixin
-from .prompts import PromptMixin
+from .prompts import ClassPrompts, PromptMixin
 from .samples import SamplesMixin
 from .torch import TorchModelMixin
 
-__all__ = ["EmbeddingsMixin", "LogitsMixin", "PromptMixin", "SamplesMixin", "TorchModelMixin"]
+__all__ = ["ClassPrompts", "EmbeddingsMixin", "LogitsMixin", "PromptMixin", "SamplesMixin", "TorchModelMixin"]

@@ -17,6 +17,7 @@ and the actual shape.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
@@ -130,6 +131,13 @@ class OutputProcessor:
     def filter(self, label: Any, thresh: Optional[float]) -> Any:
         """Drops predictions below ``thresh`` (see :func:`modelzoo.labels.filter_output`)."""
         return filter_output(label, thresh)
+
+    def with_classes(self, classes: Sequence[str]) -> "OutputProcessor":
+        """A copy of this processor for other classes (a zero-shot run's
+        prompts); this one is unchanged."""
+        other = copy.copy(self)
+        other.classes = [str(c) for c in classes]
+        return other
 
     def class_name(self, index: int) -> str:
         """The name of class ``index``; its number as a string when there is no name."""

@@ -44,7 +44,17 @@ class SemanticSegmenterOutputProcessor(OutputProcessor):
                 raise ConfigError(f"mask_targets keys must be class indices (ints), got {list(mask_targets)!r:.200}") from None
         elif self.classes is not None:
             mask_targets = {str(i): c for i, c in enumerate(self.classes)}
+        self._targets_from_classes = mask_targets is not None and self.classes is not None and \
+            mask_targets == {str(i): c for i, c in enumerate(self.classes)}
         self.mask_targets: Optional[Dict[str, str]] = mask_targets
+
+    def with_classes(self, classes: Sequence[str]) -> "SemanticSegmenterOutputProcessor":
+        other = super().with_classes(classes)
+        assert isinstance(other, SemanticSegmenterOutputProcessor)
+        if self._targets_from_classes or self.mask_targets is None:
+            other.mask_targets = {str(i): c for i, c in enumerate(other.classes or [])}
+            other._targets_from_classes = True
+        return other
 
     @staticmethod
     def _scores(output: Any) -> Any:

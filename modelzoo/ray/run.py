@@ -54,11 +54,39 @@ class RayReport(ApplyReport):
         replicas: samples processed by each replica (``host:pid``).
         plan: the resources the run asked for.
         first_batch_s: seconds from the start of the call to the first stored batch.
+        timings: where the seconds of the call went, in order: ``"session"``
+            (importing Ray, and ``ray.init`` when the run starts a local
+            Ray), ``"checks"`` (the recipe, the resource plan, the database's
+            reach, counting the samples), ``"probe"`` (a worker process
+            builds the model once), ``"to_first_batch"`` (from the probe's
+            end to the first stored batch: Ray Data's planning, the replica
+            actors' start, the decoding of the first shard, the first
+            forward and write), ``"rest"`` (the first stored batch to the
+            last), ``"shutdown"`` (stopping a Ray the run started).
+        replica_build_s: seconds each replica (``host:pid``) took to build
+            its model (``recipe.build`` + ``prepare``), inside
+            ``"to_first_batch"``.
     """
 
     replicas: Dict[str, int] = field(default_factory=dict)
     plan: Optional[ResourcePlan] = None
     first_batch_s: Optional[float] = None
+    timings: Dict[str, float] = field(default_factory=dict)
+    replica_build_s: Dict[str, float] = field(default_factory=dict)
+
+
+class _Clock:
+    """Laps of a run into a timings dict: each lap is the time since the previous one."""
+
+    def __init__(self, timings: Dict[str, float], start: float):
+        self.timings, self.last = timings, start
+
+    def lap(self, name: str) -> float:
+        """Records the lap ``name``; returns its end (``time.perf_counter``)."""
+        now = time.perf_counter()
+        self.timings[name] = now - self.last
+        self.last = now
+        return now
 
 
 def _worker_env(uri: str) -> Dict[str, str]:
@@ -150,7 +178,9 @@ def run_model(
     batch_size = ropts.batch_size or options.batch_size or int(model.default_batch_size or 16)
     keep_vectors = isinstance(sink, EmbeddingSink) and sink.field is None
     report = RayReport()
+    clock = _Clock(report.timings, start)
     with session(ropts.address) as ray:
+        clock.lap("session")
         try:
             ray.cloudpickle.dumps(recipe)
         except Exception as e:
@@ -161,14 +191,17 @@ def run_model(
         check_database_reach(uri, ray.nodes(), ray.get_runtime_context().get_node_id())
         env = _worker_env(uri)
         total = source.count()
+        clock.lap("checks")
         info = _probe(ray, recipe, plan, env, total, uri)
+        clock.lap("probe")
         if total == 0:
             return report
         # Enough shards that every replica gets work, at least a batch each.
         wanted = max(math.ceil(total / ropts.shard_size), min(math.ceil(total / batch_size), 4 * plan.num_replicas))
         shards = source.split(max(1, wanted))
         engine_options = RunOptions(
-            options.mode, batch_size, 0, plan.threads, options.skip_failures, False, options.store_logits
+            options.mode, batch_size, 0, plan.threads, options.skip_failures, False, options.store_logits,
+            prompts=options.prompts,
         )
         ctx = ray.data.DataContext.get_current()
         saved = (
@@ -214,7 +247,9 @@ def run_model(
         try:
             for row in pipeline.iter_rows():
                 if report.first_batch_s is None:
-                    report.first_batch_s = time.perf_counter() - start
+                    report.first_batch_s = clock.lap("to_first_batch") - start
+                if float(row["build_s"]) > 0:
+                    report.replica_build_s[str(row["replica"])] = float(row["build_s"])
                 report.processed += int(row["processed"])
                 report.failed += int(row["failed"])
                 report.failures.extend(unpack(row["failures"]))
@@ -241,6 +276,9 @@ def run_model(
                 ctx.enable_progress_bars, ctx.wait_for_min_actors_s, ctx.print_on_execution_start,
                 ctx.target_max_block_size,
             ) = saved
+        clock.lap("rest")
+    clock.lap("shutdown")
+    logger.info("Ray run timings (s): %s", ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items()))
     report.failures.sort(key=lambda f: f.sample_id)
     if report.failed:
         logger.warning(

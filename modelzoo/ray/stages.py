@@ -25,6 +25,7 @@ import logging
 import os
 import pickle
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
@@ -157,8 +158,10 @@ class Replica:
 
     def __init__(self, recipe: Recipe, source: Source, sink: Sink, options: RunOptions, total: int, keep_vectors: bool):
         logging.getLogger("modelzoo.engine").setLevel(logging.ERROR)  # the driver logs the merged report
+        start = time.perf_counter()
         self.model = recipe.build()
         self.model.prepare(total)
+        self.build_s = time.perf_counter() - start  # reported once, with the first batch
         self.replay = Replay(self.model.build_loader())
         self.source = source
         self.sink = sink
@@ -173,7 +176,9 @@ class Replica:
         return EmbeddingSink(self.source.collection, self.source.dataset_name, None, error_field)
 
     def __call__(self, batch: Mapping[str, Any]) -> Dict[str, np.ndarray]:
-        rows: Dict[str, List[Any]] = {k: [] for k in ("processed", "failed", "failures", "replica", "vectors")}
+        rows: Dict[str, List[Any]] = {
+            k: [] for k in ("processed", "failed", "failures", "replica", "vectors", "build_s")
+        }
         for packed in batch["loaded"]:
             loaded: Loaded = unpack(packed)
             self.replay.inputs = {item.key: (ok, value) for item, ok, value in loaded}
@@ -187,6 +192,8 @@ class Replica:
             rows["replica"].append(self.name)
             kept = (dict(sink.vectors), list(sink.failed)) if isinstance(sink, EmbeddingSink) and self.keep_vectors else None
             rows["vectors"].append(pack(kept))
+            rows["build_s"].append(self.build_s)
+            self.build_s = 0.0
             self.replay.inputs = {}
         return {k: object_column(v) for k, v in rows.items()}
 

@@ -11,8 +11,8 @@ transformers or ultralytics::
     python -m modelzoo.zoo.generate_libs --check --fiftyone-manifest manifest-torch.json
 
 FiftyOne entries the zoo cannot build the same way are left out and
-listed by the script (OneFormer, OmDet-Turbo, GroupViT, YOLOE's visual
-prompts...).
+listed by the script (those of libraries other than transformers: SAM 2
+video, SAM 3, PaddleOCR...).
 """
 
 from __future__ import annotations
@@ -47,6 +47,13 @@ _FO_DEFAULTS = {
 
 #: repository pattern -> (transformers model type, zoo task); first match wins
 _REPO_RULES: List[Tuple[str, str, str]] = [
+    (r"oneformer", "oneformer", "semantic-segmentation"),  # the task: FiftyOne's entry's
+    (r"groupvit", "groupvit", "zero-shot-semantic-segmentation"),
+    (r"omdet-turbo", "omdet-turbo", "zero-shot-object-detection"),
+    (r"sam2", "sam2", "promptable-segmentation"),
+    (r"rf-detr-seg", "rf_detr", "instance-segmentation"),
+    (r"rf-detr", "rf_detr", "object-detection"),
+    (r"/sam-vit", "sam", "promptable-segmentation"),
     (r"mask2former.*-semantic", "mask2former", "semantic-segmentation"),
     (r"mask2former", "mask2former", "instance-segmentation"),
     (r"segformer", "segformer", "semantic-segmentation"),
@@ -75,6 +82,23 @@ _REPO_RULES: List[Tuple[str, str, str]] = [
     (r"vit-", "vit", "image-classification"),
 ]
 
+#: FiftyOne's universal segmentation tasks -> the zoo's
+_UNIVERSAL_TASKS = {"semantic": "semantic-segmentation", "instance": "instance-segmentation",
+                    "panoptic": "panoptic-segmentation"}
+
+#: FiftyOne's Segment Anything image names (the segment-anything / sam2 packages) -> the same
+#: weights on the hub, as transformers ports them
+_SAM = {"segment-anything-vitb-torch": "facebook/sam-vit-base", "segment-anything-vitl-torch": "facebook/sam-vit-large",
+        "segment-anything-vith-torch": "facebook/sam-vit-huge"}
+for _v in ("2", "2.1"):
+    for _size in ("tiny", "small", "base-plus", "large"):
+        _SAM[f"segment-anything-{_v}-hiera-{_size}-image-torch"] = f"facebook/sam{_v}-hiera-{_size}"
+
+#: FiftyOne's RF-DETR names (the rfdetr package) -> Roboflow's transformers ports on the hub
+_RFDETR = {f"rfdetr-{size}-coco-torch": f"Roboflow/rf-detr-{size}" for size in ("nano", "small", "medium", "base", "large")}
+_RFDETR.update({f"rfdetr-seg-{size}-coco-torch": f"Roboflow/rf-detr-seg-{size}"
+                for size in ("nano", "small", "medium", "large", "xlarge", "2xlarge")})
+
 #: FiftyOne's torch-hub DINOv2 names -> the same weights on the hub, through transformers
 _DINOV2 = {"vits14": "facebook/dinov2-small", "vitb14": "facebook/dinov2-base", "vitl14": "facebook/dinov2-large",
            "vitg14": "facebook/dinov2-giant"}
@@ -86,6 +110,9 @@ TASK_TAGS = {
     "zero-shot-image-classification": ["classification", "zero-shot", "embeddings", "text-embeddings"],
     "semantic-segmentation": ["segmentation"],
     "instance-segmentation": ["detection", "instance-segmentation"],
+    "panoptic-segmentation": ["detection", "instance-segmentation", "panoptic"],
+    "zero-shot-semantic-segmentation": ["segmentation", "zero-shot"],
+    "promptable-segmentation": ["detection", "instance-segmentation", "promptable", "segment-anything"],
     "depth-estimation": ["depth", "heatmap"],
     "keypoints": ["keypoints"],
     "image-feature-extraction": ["embeddings"],
@@ -99,6 +126,9 @@ HF_TASK_EXAMPLES = {
     "zero-shot-image-classification": "openai/clip-vit-base-patch32",
     "semantic-segmentation": "nvidia/segformer-b0-finetuned-ade-512-512",
     "instance-segmentation": "facebook/mask2former-swin-tiny-coco-instance",
+    "panoptic-segmentation": "facebook/mask2former-swin-tiny-coco-panoptic",
+    "zero-shot-semantic-segmentation": "nvidia/groupvit-gcc-yfcc",
+    "promptable-segmentation": "facebook/sam-vit-base",
     "depth-estimation": "depth-anything/Depth-Anything-V2-Small-hf",
     "keypoints": "usyd-community/vitpose-base-simple",
     "image-feature-extraction": "facebook/dinov2-small",
@@ -131,20 +161,24 @@ def hf_entries(manifest_path: str) -> Tuple[List[Dict[str, Any]], List[str]]:
         cfg = dep.get("config", {}) or {}
         if name in builtin:
             continue
-        repo = cfg.get("name_or_path") or _FO_DEFAULTS.get(name)
+        repo = cfg.get("name_or_path") or _FO_DEFAULTS.get(name) or _SAM.get(name) or _RFDETR.get(name)
         if kind.endswith("TorchImageModel") and "dinov2" in name:
             size = re.search(r"dinov2-(vit.14)", name)
             if size and name.endswith("-reg-torch"):
                 repo = _DINOV2[size.group(1)].replace("dinov2-", "dinov2-with-registers-")
             elif size:
                 repo = _DINOV2[size.group(1)]
+        if name in _SAM or name in _RFDETR:
+            kind = "fiftyone.utils.transformers"  # the same weights, through transformers
         if not (kind.startswith("fiftyone.utils.transformers") or repo and kind.endswith(("TorchImageModel", "TorchCLIPModel", "TorchOpenClipModel"))):
             continue
         rule = _repo_rule(repo or "") if repo else None
-        if rule is None or repo is None or "oneformer" in repo or "omdet" in repo or "groupvit" in repo:
+        if rule is None or repo is None:
             left.append(name)
             continue
         model_type, task = rule
+        if model_type in ("oneformer", "mask2former") and cfg.get("task") in _UNIVERSAL_TASKS:
+            task = _UNIVERSAL_TASKS[cfg["task"]]
         if model_type == "dinov2" and "registers" in repo:
             model_type = "dinov2_with_registers"
         out.append({
@@ -187,7 +221,10 @@ def ultralytics_entries(manifest_path: str) -> Tuple[List[Dict[str, Any]], List[
         yaml = stem[:-1] if stem.endswith("u") and stem.startswith(("yolov5", "yolov3")) else stem
         if yaml.endswith("-pf"):
             yaml = yaml[:-3]  # prompt-free YOLOE: the same architecture, its vocabulary in the weights
-        dataset = "imagenet" if task == "classification" else "dota" if "obb" in parts else "coco"
+        if yaml.endswith("-oiv7"):
+            yaml = yaml[:-5]  # Open Images V7: YOLOv8 with a 601-class head (no YAML of its own)
+        dataset = "imagenet" if task == "classification" else "dota" if "obb" in parts else \
+            "oiv7" if "oiv7" in parts else "coco"
         out.append({
             "name": name,
             "weights": weights,

@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from ..errors import ConfigError
+from ..mixins import ClassPrompts
 from ..torch_image import TorchImageModel
 from ..torch_image_config import TorchImageModelConfig
 from ..transforms import ImageInput, ImageTransform, Size
@@ -53,13 +54,21 @@ TASKS: Dict[str, Tuple[str, Optional[str], str]] = {
     "semantic-segmentation": ("AutoModelForSemanticSegmentation", "SemanticSegmenterOutputProcessor", "Segmentation"),
     "universal-segmentation": ("AutoModelForUniversalSegmentation", "SemanticSegmenterOutputProcessor", "Segmentation"),
     "instance-segmentation": ("AutoModelForUniversalSegmentation", "InstanceSegmenterOutputProcessor", "Detections"),
+    "panoptic-segmentation": ("AutoModelForUniversalSegmentation", "InstanceSegmenterOutputProcessor", "Detections"),
+    "zero-shot-semantic-segmentation": ("AutoModel", "SemanticSegmenterOutputProcessor", "Segmentation"),
+    "promptable-segmentation": ("AutoModel", None, "Detections"),
     "depth-estimation": ("AutoModelForDepthEstimation", "HeatmapOutputProcessor", "Heatmap"),
     "keypoints": ("VitPoseForPoseEstimation", "KeypointDetectorOutputProcessor", "Keypoints"),
     "image-feature-extraction": ("AutoModel", None, "embeddings"),
 }
 
 _ZERO_SHOT_CLASSIFIERS = {"clip", "siglip", "siglip2", "chinese_clip", "altclip", "align", "metaclip_2"}
-_ZERO_SHOT_DETECTORS = {"owlvit", "owlv2", "grounding-dino", "mm-grounding-dino"}
+_ZERO_SHOT_DETECTORS = {"owlvit", "owlv2", "grounding-dino", "mm-grounding-dino", "omdet-turbo"}
+#: Segment Anything and its successors: masks from box or point prompts (:mod:`modelzoo.zoo.hf_sam`)
+PROMPTABLE_SEGMENTERS = {"sam", "sam_hq", "sam2", "sam3_tracker", "edgetam"}
+#: universal segmenters: one head, the task chosen by the entry (OneFormer's also by a task token)
+_UNIVERSAL = ("mask2former", "maskformer", "oneformer")
+_UNIVERSAL_TASKS = ("semantic-segmentation", "instance-segmentation", "panoptic-segmentation")
 _SIGMOID_DETECTORS = {"conditional_detr", "deformable_detr", "rt_detr", "rt_detr_v2", "d_fine", "dab-detr", "deimv2", "lw_detr", "rf_detr"}
 
 COCO_KEYPOINTS = [
@@ -88,8 +97,15 @@ def task_of(config: Any, hint: Optional[str] = None) -> str:
         return "zero-shot-object-detection"
     if model_type == "vitpose":
         return "keypoints"
-    if model_type in ("mask2former", "maskformer"):
-        return hint if hint in ("semantic-segmentation", "instance-segmentation") else "semantic-segmentation"
+    if model_type == "groupvit":
+        return "zero-shot-semantic-segmentation"
+    if model_type in PROMPTABLE_SEGMENTERS:
+        return "promptable-segmentation"
+    if model_type in _UNIVERSAL:
+        return hint if hint in _UNIVERSAL_TASKS else "semantic-segmentation"
+    if model_type == "rf_detr":  # one architecture, two heads
+        segments = hint == "instance-segmentation" or arch.endswith("InstanceSegmentation")
+        return "instance-segmentation" if segments else "object-detection"
     from transformers.models.auto import modeling_auto as ma
 
     table = [
@@ -176,10 +192,11 @@ class _CharTokenizer:
         self.max_length = max_length
 
     def __call__(self, text: Sequence[str], **kwargs: Any) -> Dict[str, torch.Tensor]:
-        ids = torch.ones(len(text), self.max_length, dtype=torch.long)
-        mask = torch.zeros(len(text), self.max_length, dtype=torch.long)
+        length = int(kwargs["max_length"]) if kwargs.get("padding") == "max_length" and kwargs.get("max_length") else self.max_length
+        ids = torch.ones(len(text), length, dtype=torch.long)
+        mask = torch.zeros(len(text), length, dtype=torch.long)
         for i, t in enumerate(text):
-            codes = [2 + (ord(c) % (self.vocab_size - 2)) for c in t][: self.max_length]
+            codes = [2 + (ord(c) % (self.vocab_size - 2)) for c in t][: length]
             ids[i, : len(codes)] = torch.tensor(codes or [2])
             mask[i, : max(len(codes), 1)] = 1
         return {"input_ids": ids, "attention_mask": mask}
@@ -193,53 +210,89 @@ class HFNet(torch.nn.Module):
     Args:
         model: the transformers model.
         task: a key of :data:`TASKS`.
-        tokenizer: the text tokenizer of a zero-shot model.
-        prompts: a zero-shot detector's class prompts.
+        tokenizer: the text tokenizer of a zero-shot model (and OneFormer's task token).
+        prompts: a zero-shot detector's or segmenter's class prompts.
         top_k: detections kept per image.
+        query_thresh: a panoptic segment's least class score (transformers' default, 0.5).
     """
 
     def __init__(self, model: torch.nn.Module, task: str, tokenizer: Any = None,
-                 prompts: Optional[Sequence[str]] = None, top_k: int = 100):
+                 prompts: Optional[Sequence[str]] = None, top_k: int = 100, query_thresh: float = 0.5):
         super().__init__()
         self.model = model
         self.task = task
         self.tokenizer = tokenizer
         self.top_k = top_k
+        self.query_thresh = float(query_thresh)
         self.model_type = getattr(model.config, "model_type", "")
         self.prompts = list(prompts or [])
         self._text: Dict[str, torch.Tensor] = {}
-        self._token_class: Optional[torch.Tensor] = None
-        if task == "zero-shot-object-detection":
+        self._task_inputs: Optional[torch.Tensor] = None
+        if self.model_type == "oneformer":
+            self._task_inputs = self._oneformer_task(task)
+        if task in ("zero-shot-object-detection", "zero-shot-semantic-segmentation"):
             self._tokenize_prompts()
 
     # -- zero-shot --------------------------------------------------------------------------
     def _tokenize_prompts(self) -> None:
         if not self.prompts:
-            raise ConfigError("A zero-shot detector needs classes: load_zoo_model(name, classes=[...])")
+            raise ConfigError("A zero-shot detector or segmenter needs classes: load_zoo_model(name, classes=[...])")
+        self._text = self.text_state(self.prompts)
+
+    def text_state(self, prompts: Sequence[str]) -> Dict[str, torch.Tensor]:
+        """What the forward takes for ``prompts`` (a zero-shot detector's or
+        segmenter's classes): their tokens, or (GroupViT) their embeddings.
+        Computed once per set of classes; the module is not changed."""
+        prompts = [str(p) for p in prompts]
+        if not prompts:
+            raise ConfigError("A zero-shot detector or segmenter needs at least one class")
         if self.model_type in ("grounding-dino", "mm-grounding-dino"):
             # one text for all classes, "a. b. c."; each token remembers its class
-            text = ". ".join(p.lower() for p in self.prompts) + "."
+            text = ". ".join(p.lower() for p in prompts) + "."
             enc = self.tokenizer([text], return_tensors="pt", padding=True)
             token_class = torch.full((enc["input_ids"].shape[1],), -1, dtype=torch.long)
-            offsets = self._class_token_spans(text, enc)
-            for c, (a, b) in enumerate(offsets):
+            for c, (a, b) in enumerate(self._class_token_spans(prompts, enc)):
                 token_class[a:b] = c
-            self._token_class = token_class
-        else:
-            enc = self.tokenizer(self.prompts, return_tensors="pt", padding="max_length" if self.model_type == "owlv2" else True,
-                                 truncation=True, max_length=16)
-        self._text = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+            return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "token_class": token_class,
+                    "num_classes": torch.tensor(len(prompts))}
+        if self.model_type == "omdet-turbo":
+            kwargs: Dict[str, Any] = {"return_tensors": "pt", "padding": "max_length", "truncation": True, "max_length": 77}
+            if isinstance(self.tokenizer, _CharTokenizer):
+                kwargs["max_length"] = self.tokenizer.max_length
+            classes = self.tokenizer(prompts, **kwargs)
+            task = self.tokenizer([f"Detect {', '.join(prompts)}."], **kwargs)
+            return {"classes_input_ids": classes["input_ids"], "classes_attention_mask": classes["attention_mask"],
+                    "tasks_input_ids": task["input_ids"], "tasks_attention_mask": task["attention_mask"]}
+        if self.model_type == "groupvit":
+            enc = self.tokenizer([f"a photo of a {p}" for p in prompts], return_tensors="pt", padding=True)
+            device = next(self.model.parameters()).device
+            with torch.inference_mode():
+                out = self.model.text_model(input_ids=enc["input_ids"].to(device),  # type: ignore[operator]
+                                            attention_mask=enc["attention_mask"].to(device))
+                embeds = self.model.text_projection(out.pooler_output)  # type: ignore[operator]
+            return {"text_embeds": torch.nn.functional.normalize(embeds, dim=-1).cpu()}
+        enc = self.tokenizer(prompts, return_tensors="pt", padding="max_length" if self.model_type == "owlv2" else True,
+                             truncation=True, max_length=16)
+        return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
 
-    def _class_token_spans(self, text: str, enc: Any) -> List[Tuple[int, int]]:
+    def _class_token_spans(self, prompts: Sequence[str], enc: Any) -> List[Tuple[int, int]]:
         """Token ranges of each class in the joined Grounding DINO text."""
         spans = []
         ids = enc["input_ids"][0].tolist()
         pos = 1  # after [CLS]
-        for p in self.prompts:
+        for p in prompts:
             n = len(self.tokenizer([p.lower()], add_special_tokens=False)["input_ids"][0]) if not isinstance(self.tokenizer, _CharTokenizer) else len(p)
             spans.append((pos, min(pos + n, len(ids))))
             pos += n + 1  # the "." after each class
         return spans
+
+    def _oneformer_task(self, task: str) -> torch.Tensor:
+        """OneFormer's task token, ``"the task is semantic"`` (instance, panoptic), tokenized once."""
+        name = {"instance-segmentation": "instance", "panoptic-segmentation": "panoptic"}.get(task, "semantic")
+        length = int(getattr(self.model.config, "task_seq_len", 77))
+        enc = self.tokenizer([f"the task is {name}"], return_tensors="pt", padding="max_length", truncation=True,
+                             max_length=length)
+        return enc["input_ids"]
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return _features(self.model.get_image_features(pixel_values=pixel_values))  # type: ignore[operator]
@@ -259,20 +312,28 @@ class HFNet(torch.nn.Module):
         return getattr(self.model, "logit_scale", None)
 
     # -- forward ----------------------------------------------------------------------------
-    def forward(self, pixel_values: torch.Tensor) -> Any:
+    def forward(self, pixel_values: torch.Tensor, prompts: Any = None) -> Any:
+        """``prompts``: a run's :class:`~modelzoo.mixins.ClassPrompts` (its
+        ``text`` from :meth:`text_state`) instead of the module's own classes."""
         task = self.task
         n, _, h, w = pixel_values.shape
         if task == "zero-shot-image-classification":
             return self.encode_image(pixel_values)
+        text = self._text if prompts is None or prompts.text is None else prompts.text
         if task == "zero-shot-object-detection":
-            return self._zero_shot_detect(pixel_values)
+            return self._zero_shot_detect(pixel_values, text)
+        if task == "zero-shot-semantic-segmentation":
+            return self._zero_shot_segment(pixel_values, text["text_embeds"])
         if task == "keypoints":
             kwargs = {}
             if getattr(getattr(self.model.config, "backbone_config", None), "num_experts", 1) > 1:
                 kwargs["dataset_index"] = torch.zeros(n, dtype=torch.long, device=pixel_values.device)
             heatmaps = self.model(pixel_values=pixel_values, **kwargs).heatmaps
             return _keypoints(heatmaps, (w, h))
-        out = self.model(pixel_values=pixel_values)
+        if self._task_inputs is not None:
+            out = self.model(pixel_values=pixel_values, task_inputs=self._task_inputs.to(pixel_values.device).expand(n, -1))
+        else:
+            out = self.model(pixel_values=pixel_values)
         if task == "image-classification":
             return out.logits
         if task == "object-detection":
@@ -285,8 +346,12 @@ class HFNet(torch.nn.Module):
             masks = torch.nn.functional.interpolate(out.masks_queries_logits, size=(h, w), mode="bilinear",
                                                     align_corners=False).sigmoid()
             return torch.einsum("bqc,bqhw->bchw", classes, masks)
+        if task == "instance-segmentation" and getattr(out, "pred_masks", None) is not None:  # RF-DETR
+            return _box_instances(out.logits, out.pred_boxes, out.pred_masks, (w, h), self.top_k)
         if task == "instance-segmentation":
             return _instances(out.class_queries_logits, out.masks_queries_logits, (w, h), self.top_k)
+        if task == "panoptic-segmentation":
+            return _panoptic(out.class_queries_logits, out.masks_queries_logits, (w, h), self.query_thresh)
         if task == "depth-estimation":
             depth = out.predicted_depth
             if depth.shape[-2:] != (h, w):
@@ -298,26 +363,63 @@ class HFNet(torch.nn.Module):
             return pooled if pooled is not None else out.last_hidden_state[:, 0]
         raise ConfigError(f"Unknown task {task!r}; the tasks are {', '.join(TASKS)}")
 
-    def _zero_shot_detect(self, pixel_values: torch.Tensor) -> List[Dict[str, torch.Tensor]]:
+    def _zero_shot_detect(self, pixel_values: torch.Tensor, text: Dict[str, torch.Tensor]) -> List[Dict[str, torch.Tensor]]:
         n, _, h, w = pixel_values.shape
-        text = {k: v.to(pixel_values.device) for k, v in self._text.items()}
-        if self._token_class is not None:  # Grounding DINO: one text per image, logits over its tokens
-            text = {k: v.expand(n, -1) for k, v in text.items()}
-            out = self.model(pixel_values=pixel_values, **text)
-            token_class = self._token_class.to(pixel_values.device)
+        device = pixel_values.device
+        if "token_class" in text:  # Grounding DINO: one text per image, logits over its tokens
+            inputs = {k: text[k].to(device).expand(n, -1) for k in ("input_ids", "attention_mask")}
+            out = self.model(pixel_values=pixel_values, **inputs)
+            token_class = text["token_class"].to(device)
             per_token = out.logits.sigmoid()  # (N, Q, T)
-            c = len(self.prompts)
+            c = int(text["num_classes"])
             scores = torch.zeros(*per_token.shape[:2], c, device=per_token.device)
             for k in range(c):
                 cols = (token_class[: per_token.shape[-1]] == k).nonzero().flatten()
                 if len(cols):
                     scores[..., k] = per_token[..., cols].max(-1).values
-            boxes = out.pred_boxes
-            return _detections_from_scores(scores, boxes, (w, h), self.top_k)
-        text = {k: v.repeat(n, 1) for k, v in text.items()}
-        out = self.model(pixel_values=pixel_values, **text)
+            return _detections_from_scores(scores, out.pred_boxes, (w, h), self.top_k)
+        if "classes_input_ids" in text:  # OmDet-Turbo: every class's tokens and the task sentence
+            c = int(text["classes_input_ids"].shape[0])
+            out = self.model(
+                pixel_values=pixel_values,
+                classes_input_ids=text["classes_input_ids"].to(device).repeat(n, 1),
+                classes_attention_mask=text["classes_attention_mask"].to(device).repeat(n, 1),
+                tasks_input_ids=text["tasks_input_ids"].to(device).expand(n, -1),
+                tasks_attention_mask=text["tasks_attention_mask"].to(device).expand(n, -1),
+                classes_structure=torch.full((n,), c, dtype=torch.long, device=device),
+            )
+            scores = out.decoder_class_logits[..., :c].sigmoid()  # (N, Q, C)
+            found = _detections_from_scores(scores, out.decoder_coord_logits, (w, h), self.top_k)
+            return [_nms(d) for d in found]
+        inputs = {k: v.to(device).repeat(n, 1) for k, v in text.items()}
+        out = self.model(pixel_values=pixel_values, **inputs)
         scores = out.logits.sigmoid()  # (N, Q, C)
         return _detections_from_scores(scores, out.pred_boxes, (w, h), self.top_k)
+
+    def _zero_shot_segment(self, pixel_values: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+        """GroupViT: each group's similarity to each class's text, spread over
+        the pixels the group attends to: ``(N, C, H, W)`` at the input size."""
+        from transformers.models.groupvit.modeling_groupvit import get_grouping_from_attentions
+
+        model: Any = self.model
+        vision = model.vision_model(pixel_values=pixel_values, output_attentions=True, return_dict=True)
+        groups = vision.last_hidden_state  # (N, G, hidden)
+        group_embeds = model.visual_projection(groups.reshape(-1, groups.shape[-1]))
+        group_embeds = torch.nn.functional.normalize(group_embeds, dim=-1)
+        scale = model.logit_scale.exp()
+        text = text_embeds.to(pixel_values.device, group_embeds.dtype)
+        logits = (group_embeds @ text.T * scale).reshape(groups.shape[0], groups.shape[1], -1).permute(0, 2, 1)
+        grouping = get_grouping_from_attentions(vision.attentions, pixel_values.shape[2:])  # (N, G, H, W)
+        seg = torch.matmul(logits, grouping.flatten(2)) * scale
+        return seg.reshape(seg.shape[0], seg.shape[1], *grouping.shape[2:])
+
+
+def _nms(found: Dict[str, torch.Tensor], iou: float = 0.5) -> Dict[str, torch.Tensor]:
+    """Per-class non-maximum suppression (OmDet-Turbo's post-processing)."""
+    from torchvision.ops import batched_nms
+
+    keep = batched_nms(found["boxes"], found["scores"], found["labels"], iou)
+    return {k: v[keep] for k, v in found.items()}
 
 
 def _xyxy(boxes: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
@@ -335,14 +437,20 @@ def _detections(logits: torch.Tensor, boxes: torch.Tensor, size: Tuple[int, int]
 
 
 def _detections_from_scores(scores: torch.Tensor, boxes: torch.Tensor, size: Tuple[int, int],
-                            top_k: int) -> List[Dict[str, torch.Tensor]]:
+                            top_k: int, with_queries: bool = False) -> List[Dict[str, torch.Tensor]]:
+    """The top-k (query, class) scores ``(N, Q, C)`` with their queries' boxes
+    ``(N, Q, 4)`` -> one torchvision-style dict per image (``queries``: the
+    query of each, when asked)."""
     out = []
     for s, b in zip(scores, boxes):
         flat = s.flatten()
         k = min(top_k, flat.numel())
         values, idx = flat.topk(k)
         q, c = idx // s.shape[-1], idx % s.shape[-1]
-        out.append({"boxes": _xyxy(b[q].float(), size), "labels": c.long(), "scores": values.float()})
+        found = {"boxes": _xyxy(b[q].float(), size), "labels": c.long(), "scores": values.float()}
+        if with_queries:
+            found["queries"] = q
+        out.append(found)
     return out
 
 
@@ -366,6 +474,61 @@ def _instances(class_logits: torch.Tensor, mask_logits: torch.Tensor, size: Tupl
             if len(xs):
                 boxes[j] = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=torch.float32)
         out.append({"boxes": boxes, "labels": c.long(), "scores": (values * mask_score).float(), "masks": mm.unsqueeze(1)})
+    return out
+
+
+def _box_instances(logits: torch.Tensor, boxes: torch.Tensor, mask_logits: torch.Tensor, size: Tuple[int, int],
+                   top_k: int) -> List[Dict[str, torch.Tensor]]:
+    """RF-DETR's instances (transformers' ``post_process_instance_segmentation``):
+    the top-k (query, class) sigmoid scores, each query's box ``(cx, cy, w,
+    h)`` relative, its mask logits at a quarter of the input -> instance
+    dicts with mask probabilities over the input of ``size`` (w, h)."""
+    w, h = size
+    out = []
+    for i, d in enumerate(_detections_from_scores(logits.sigmoid(), boxes, size, top_k, with_queries=True)):
+        q = d.pop("queries")
+        masks = torch.nn.functional.interpolate(mask_logits[i, q][:, None].float(), size=(h, w), mode="bilinear",
+                                                align_corners=False).sigmoid()
+        out.append({**d, "masks": masks})
+    return out
+
+
+def _panoptic(class_logits: torch.Tensor, mask_logits: torch.Tensor, size: Tuple[int, int],
+              thresh: float, overlap: float = 0.8) -> List[Dict[str, torch.Tensor]]:
+    """Mask2Former/OneFormer queries -> panoptic segments, as transformers'
+    ``post_process_panoptic_segmentation`` makes them (unfused): the queries
+    whose best class (not "no object") scores above ``thresh`` compete for
+    each pixel (score x mask probability); a query keeps the pixels it wins
+    when they are more than ``overlap`` of its own (score-weighted) mask.
+    Each segment is an instance dict (its box from its pixels, its binary
+    mask over the input of ``size`` (w, h)), so segments never overlap."""
+    w, h = size
+    out = []
+    probs = class_logits.softmax(-1)
+    masks = torch.nn.functional.interpolate(mask_logits.sigmoid(), size=(h, w), mode="bilinear", align_corners=False)
+    no_object = class_logits.shape[-1] - 1
+    for p, m in zip(probs, masks):
+        scores, labels = p.max(-1)
+        keep = (labels != no_object) & (scores > thresh)
+        scores, labels = scores[keep], labels[keep]
+        weighted = m[keep] * scores[:, None, None]
+        boxes, kept = [], []
+        if len(scores):
+            winner = weighted.argmax(0)  # (H, W): the query each pixel goes to
+            for q in range(len(scores)):
+                region = winner == q
+                area, own_area = int(region.sum()), int((weighted[q] >= 0.5).sum())
+                if area == 0 or own_area == 0 or not area / own_area > overlap:
+                    continue
+                ys, xs = region.nonzero(as_tuple=True)
+                boxes.append(torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=torch.float32))
+                kept.append((q, region))
+        out.append({
+            "boxes": torch.stack(boxes) if kept else torch.zeros(0, 4),
+            "labels": labels[[q for q, _ in kept]].long() if kept else torch.zeros(0, dtype=torch.long),
+            "scores": scores[[q for q, _ in kept]].float() if kept else torch.zeros(0),
+            "masks": torch.stack([r.float() for _, r in kept]).unsqueeze(1) if kept else torch.zeros(0, 1, h, w),
+        })
     return out
 
 
@@ -396,8 +559,10 @@ def _auto_class(task: str, model_type: str) -> Any:
     import transformers
 
     name = TASKS[task][0]
-    if model_type in ("mask2former", "maskformer", "oneformer"):
-        name = "AutoModelForUniversalSegmentation"  # one head for semantic and instance outputs
+    if model_type in _UNIVERSAL:
+        name = "AutoModelForUniversalSegmentation"  # one head for semantic, instance and panoptic outputs
+    if model_type == "rf_detr":
+        name = "RfDetrForInstanceSegmentation" if task == "instance-segmentation" else "RfDetrForObjectDetection"
     if task == "keypoints":
         from transformers.models.auto import modeling_auto as ma
 
@@ -430,8 +595,15 @@ def _default_processor(model_type: str, config: Any) -> Any:
     default = cls()
     inner = getattr(config, "vision_config", None) or getattr(config, "backbone_config", None) or config
     image_size = getattr(inner, "image_size", None)
+    if model_type in ("omdet-turbo", "rf_detr"):  # a fixed square input (OmDet-Turbo's 640, RF-DETR's backbone's)
+        given: Any = getattr(config, "image_size", None) or getattr(getattr(config, "backbone_config", None), "image_size", None)
+        side = int(given if isinstance(given, int) else given[0]) if given else 640
+        return cls(size={"height": side, "width": side})
+    if model_type in PROMPTABLE_SEGMENTERS:  # sized by the vision tower's input
+        return _promptable_processor(cls, default, config)
     if model_type in ("detr", "rt_detr", "rt_detr_v2", "d_fine", "conditional_detr", "deformable_detr", "yolos",
-                      "grounding-dino", "mm-grounding-dino", "mask2former", "segformer", "depth_anything", "dpt") \
+                      "grounding-dino", "mm-grounding-dino", "mask2former", "oneformer", "segformer", "depth_anything",
+                      "dpt") \
             or image_size is None:
         return default  # sizes free of the architecture: the processor's defaults hold
     h, w = (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
@@ -451,6 +623,22 @@ def _default_processor(model_type: str, config: Any) -> Any:
     return cls(**kwargs) if kwargs else default
 
 
+def _promptable_processor(cls: Any, default: Any, config: Any) -> Any:
+    """A SAM-family image processor for the vision tower's input size
+    (SAM: longest edge then padding to a square; SAM 2: a square resize)."""
+    vision = getattr(config, "vision_config", None)
+    size = getattr(vision, "image_size", None)
+    if size is None:
+        size = getattr(getattr(vision, "backbone_config", None), "image_size", None)
+    if size is None:
+        return default
+    side = int(size if isinstance(size, int) else size[0])
+    current = getattr(default, "size", None)
+    if getattr(current, "longest_edge", None) or (isinstance(current, dict) and current.get("longest_edge")):
+        return cls(size={"longest_edge": side}, pad_size={"height": side, "width": side})
+    return cls(size={"height": side, "width": side})
+
+
 def build_hf(
     repo: str,
     task: str,
@@ -459,6 +647,7 @@ def build_hf(
     hf_config: Any = None,
     prompts: Optional[Sequence[str]] = None,
     top_k: int = 100,
+    query_thresh: float = 0.5,
 ) -> Tuple[HFNet, Any]:
     """The wrapped module and its image processor.
 
@@ -470,7 +659,9 @@ def build_hf(
         model_type: for ``pretrained=False`` offline: the model type whose
             default config stands in when the repository's is not cached.
         hf_config: a transformers config (or its dict) to build from (``pretrained=False``).
-        prompts: a zero-shot detector's classes.
+        prompts: a zero-shot detector's or segmenter's classes.
+        top_k: detections kept per image.
+        query_thresh: a panoptic segment's least class score.
     """
     import transformers
 
@@ -478,7 +669,7 @@ def build_hf(
     if pretrained:
         model = _auto_class(task, model_type or "").from_pretrained(repo)
         processor = transformers.AutoImageProcessor.from_pretrained(repo)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(repo) if task.startswith("zero-shot") else None
+        tokenizer = transformers.AutoTokenizer.from_pretrained(repo) if _needs_text(task, model.config) else None
     else:
         config = hf_config
         if isinstance(config, dict):
@@ -492,14 +683,20 @@ def build_hf(
             processor = transformers.AutoImageProcessor.from_pretrained(repo, local_files_only=True)
         except (OSError, ValueError):
             processor = _default_processor(mt, config)
-        if task.startswith("zero-shot"):
+        if _needs_text(task, config):
             try:
                 tokenizer = transformers.AutoTokenizer.from_pretrained(repo, local_files_only=True)
             except (OSError, ValueError):
                 text = getattr(config, "text_config", None)
-                tokenizer = _CharTokenizer(getattr(text, "vocab_size", None) or 1000)
+                vocab = getattr(text, "vocab_size", None) or getattr(config, "text_encoder_vocab_size", None) or 1000
+                tokenizer = _CharTokenizer(vocab)
     model.eval()
-    return HFNet(model, task, tokenizer=tokenizer, prompts=prompts, top_k=top_k), processor
+    return HFNet(model, task, tokenizer=tokenizer, prompts=prompts, top_k=top_k, query_thresh=query_thresh), processor
+
+
+def _needs_text(task: str, config: Any) -> bool:
+    """Whether the model takes text: a zero-shot model's prompts, OneFormer's task token."""
+    return task.startswith("zero-shot") or getattr(config, "model_type", "") == "oneformer"
 
 
 # -- the zoo's model ------------------------------------------------------------------------
@@ -516,6 +713,7 @@ class HFImageModelConfig(TorchImageModelConfig):
         model_type: the transformers model type standing in offline.
         hf_config: a transformers config (or its dict) for ``pretrained=False``.
         top_k: detections kept per image before ``confidence_thresh``.
+        query_thresh: a panoptic segment's least class score (transformers' 0.5).
     """
 
     model_cls = "modelzoo.zoo.hf_models.HFImageModel"
@@ -526,6 +724,7 @@ class HFImageModelConfig(TorchImageModelConfig):
     model_type: Optional[str] = None
     hf_config: Any = None
     top_k: int = 100
+    query_thresh: float = 0.5
 
     def validate(self) -> None:
         if self.entrypoint_fcn is None:
@@ -554,9 +753,15 @@ class HFImageModel(TorchImageModel):
             config = cfg.hf_config if cfg.hf_config is not None and not isinstance(cfg.hf_config, dict) else load_hf_config(cfg.repo, cfg.model_type, local_only=not cfg.pretrained)
             task = task_of(config)
             cfg.task = task
-        prompts = self._classes if task == "zero-shot-object-detection" else None
+        if task == "promptable-segmentation" and not self._promptable:
+            raise ConfigError(
+                f"{cfg.repo!r} is a promptable segmenter (Segment Anything): it segments the boxes or points of a "
+                "prompt field; load it with modelzoo.zoo.hf_sam.HFSamModel (its FiftyOne names do)"
+            )
+        prompts = self._classes if task in ("zero-shot-object-detection", "zero-shot-semantic-segmentation") else None
         net, processor = build_hf(cfg.repo, task, pretrained=cfg.pretrained, model_type=cfg.model_type,
-                                  hf_config=cfg.hf_config, prompts=prompts, top_k=cfg.top_k)
+                                  hf_config=cfg.hf_config, prompts=prompts, top_k=cfg.top_k,
+                                  query_thresh=cfg.query_thresh)
         self._hf_processor = processor
         if self._classes is None:
             self._classes = self._default_classes(net, task)
@@ -568,11 +773,14 @@ class HFImageModel(TorchImageModel):
             cfg.output_processor_cls = TASKS[task][1]
         return net.eval().to(device=self._device, dtype=self._dtype)
 
+    #: whether this class segments prompts (:class:`~modelzoo.zoo.hf_sam.HFSamModel`)
+    _promptable = False
+
     @staticmethod
     def _default_classes(net: HFNet, task: str) -> Optional[List[str]]:
         if task == "keypoints":
             return ["person"]
-        if task.startswith("zero-shot") or task in ("depth-estimation", "image-feature-extraction"):
+        if task.startswith("zero-shot") or task in ("depth-estimation", "image-feature-extraction", "promptable-segmentation"):
             return None
         id2label = getattr(net.model.config, "id2label", None) or {}
         if not id2label:
@@ -608,7 +816,7 @@ class HFImageModel(TorchImageModel):
             raise ConfigError("set_classes needs at least one class")
         self._classes = classes
         if self._processor is not None:
-            self._processor.classes = list(classes)
+            self._processor = self._processor.with_classes(classes)
         if task == "zero-shot-image-classification":
             self._embed_class_prompts()
         else:
@@ -616,6 +824,33 @@ class HFImageModel(TorchImageModel):
             assert isinstance(net, HFNet)
             net.prompts = list(classes)
             net._tokenize_prompts()
+            if self._runner is not self._net:  # a traced graph holds the old prompts as constants
+                self._runner, self._channels_last, self.optimization = self._net, False, "eager"
+
+    @property
+    def takes_classes(self) -> bool:
+        """A zero-shot model takes a run's classes as its prompts (``apply_model(classes=...)``)."""
+        return (self.config.task or "").startswith("zero-shot")
+
+    def prompts_for(self, classes: Sequence[str]) -> ClassPrompts:
+        """The prompts of ``classes`` for one run, prepared once: a classifier's
+        embedded, a detector's or segmenter's tokenized (GroupViT's
+        embedded); the model is not changed.
+
+        Raises:
+            ModelError: the model is not zero-shot.
+        """
+        from ..errors import ModelError
+
+        task = self.config.task or ""
+        if not task.startswith("zero-shot"):
+            raise ModelError(f"{self!r} is not zero-shot: its classes are its head's ({len(self._classes or [])})")
+        if task == "zero-shot-image-classification":
+            return super().prompts_for(classes)
+        net = self._module
+        assert isinstance(net, HFNet)
+        classes = [str(c) for c in classes]
+        return ClassPrompts(tuple(classes), text=net.text_state(classes))
 
     def build_input_loader(self) -> Any:
         from ..transforms import ImageFileLoader

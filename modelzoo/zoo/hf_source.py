@@ -5,9 +5,10 @@ Names:
 * ``hf/<owner>/<repo>`` for any Hugging Face repository of a vision task
   the zoo maps (:data:`~modelzoo.zoo.hf_models.TASKS`): image
   classification, DETR-style detection (DETR, RT-DETR, D-FINE, YOLOS...),
-  zero-shot detection (OWL-ViT, OWLv2, Grounding DINO), zero-shot
-  classification (CLIP, SigLIP), semantic and instance segmentation
-  (SegFormer, Mask2Former, OneFormer), depth (Depth Anything, DPT, as a
+  zero-shot detection (OWL-ViT, OWLv2, Grounding DINO, OmDet-Turbo), zero-shot
+  classification (CLIP, SigLIP), zero-shot segmentation (GroupViT), semantic,
+  instance and panoptic segmentation (SegFormer, Mask2Former, OneFormer),
+  promptable segmentation (Segment Anything, SAM 2), depth (Depth Anything, DPT, as a
   :class:`~modelzoo.Heatmap`), ViTPose keypoints and embeddings (DINOv2,
   DINOv3). The task comes from the repository's config when the model is
   loaded; the names listed are those of FiftyOne's zoo and one example per task.
@@ -38,6 +39,7 @@ __all__ = ["TransformersSource", "PREFIX", "read_hf_catalog"]
 
 PREFIX = "hf/"
 _MODEL = "modelzoo.zoo.hf_models.HFImageModel"
+_SAM_MODEL = "modelzoo.zoo.hf_sam.HFSamModel"  # promptable segmentation (Segment Anything)
 _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -85,7 +87,7 @@ class TransformersSource(IndexedSource):
             tags=tuple(dict.fromkeys([*(tags or []), *task_tags, "torch", "transformers"])),
             requirements=Requirements(packages=("torch", "transformers")),
             weights=None,
-            model=ModelSpec(type=_MODEL, config={"repo": repo, "task": task, "model_type": model_type}, kind="class"),
+            model=ModelSpec(type=_SAM_MODEL if task == "promptable-segmentation" else _MODEL, config={"repo": repo, "task": task, "model_type": model_type}, kind="class"),
             training_data="see the repository's model card",
             origin=origin,
             zoo_source=self.name,

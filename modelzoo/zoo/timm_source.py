@@ -35,7 +35,8 @@ _ENTRYPOINT = "modelzoo.zoo.timm_models.build_timm"
 def timm_config(tag: Dict[str, Any]) -> Dict[str, Any]:
     """The zoo's model config for one tag of the index: timm's eval
     transform (``transforms_factory.transforms_imagenet_eval``) as
-    resize / centre crop settings, the classifier and the embeddings tap."""
+    resize / centre crop settings, resized by PIL as timm resizes (so the
+    pixels are timm's), the classifier and the embeddings tap."""
     _, h, w = tag["input_size"]
     crop_pct = tag["crop_pct"]
     if tag["crop_mode"] == "squash":
@@ -52,6 +53,7 @@ def timm_config(tag: Dict[str, Any]) -> Dict[str, Any]:
         "image_mean": tag["mean"],
         "image_std": tag["std"],
         "interpolation": tag["interpolation"] if tag["interpolation"] in ("bilinear", "bicubic", "nearest") else "bilinear",
+        "preprocessing": "pil",  # PIL's resize, as timm's transform: its pixels exactly (and cheaper than the tensor bicubic)
     }
     if tag["num_classes"]:
         config["output_processor_cls"] = "ClassifierOutputProcessor"

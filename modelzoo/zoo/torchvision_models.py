@@ -129,12 +129,20 @@ class ResizeCropTransform(ImageTransform):
     ``(h, w)``: exactly), then centre-crop to ``crop`` when given, scale to
     ``[0, 1]`` and normalize. Picklable.
 
+    With ``preprocessing="pil"`` the resize is PIL's (``Image.resize`` with
+    the interpolation's filter), as torchvision's ``Resize`` does on a PIL
+    image: the pipeline of timm's eval transform and of scripts that feed
+    PIL images, whose pixels it then reproduces exactly (PIL's bicubic
+    kernel rounds differently from the tensor one, by up to 3 levels on a
+    photo). It is also the cheaper of the two for bicubic downscales.
+
     Args:
         resize: the shorter side, or ``(height, width)``.
         crop: the centre crop ``(height, width)`` (an int: square), or None.
         mean, std: per-channel normalization.
         interpolation: ``"bilinear"``, ``"bicubic"``, ``"nearest"``...
         antialias: as torchvision's transform (True for images).
+        preprocessing: ``"tensor"`` (default) or ``"pil"`` (see above).
     """
 
     def __init__(
@@ -145,13 +153,16 @@ class ResizeCropTransform(ImageTransform):
         std: Optional[Sequence[float]] = None,
         interpolation: str = "bilinear",
         antialias: bool = True,
+        preprocessing: str = "tensor",
     ):
-        super().__init__(None, None, None, mean, std)
+        super().__init__(None, None, None, mean, std, preprocessing=preprocessing)
         self.resize = resize if resize is None or isinstance(resize, int) else tuple(int(v) for v in resize)
         self.crop = None if crop is None else ((crop, crop) if isinstance(crop, int) else tuple(int(v) for v in crop))
         self.interpolation = interpolation
         self.antialias = antialias
         _interpolation(interpolation)
+        if preprocessing == "pil" and interpolation not in _PIL_FILTERS:
+            raise ConfigError(f"preprocessing='pil' resizes with {sorted(_PIL_FILTERS)}, not {interpolation!r}")
 
     def target_size(self, width: int, height: int) -> Size:
         """The ``(width, height)`` before the crop (torchvision's ``Resize`` rounding)."""
@@ -176,7 +187,10 @@ class ResizeCropTransform(ImageTransform):
 
         w, h = self.target_size(*image_size)
         if (pixels.shape[2], pixels.shape[1]) != (w, h):
-            pixels = TF.resize(pixels, [h, w], interpolation=_interpolation(self.interpolation), antialias=self.antialias)
+            if getattr(self, "preprocessing", "tensor") == "pil":
+                pixels = _pil_resize(pixels, (w, h), self.interpolation)
+            else:
+                pixels = TF.resize(pixels, [h, w], interpolation=_interpolation(self.interpolation), antialias=self.antialias)
         if self.crop is not None:
             pixels = TF.center_crop(pixels, list(self.crop))
         size = (int(image_size[0]), int(image_size[1]))
@@ -187,8 +201,21 @@ class ResizeCropTransform(ImageTransform):
     def __repr__(self) -> str:
         return (
             f"ResizeCropTransform(resize={self.resize}, crop={self.crop}, mean={self.mean}, std={self.std}, "
-            f"interpolation={self.interpolation!r})"
+            f"interpolation={self.interpolation!r}, preprocessing={self.preprocessing!r})"
         )
+
+
+_PIL_FILTERS = {"nearest": 0, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5, "lanczos": 1}  # PIL.Image.Resampling
+
+
+def _pil_resize(pixels: torch.Tensor, size: Size, interpolation: str) -> torch.Tensor:
+    """uint8 ``(3, H, W)`` -> uint8 ``(3, h, w)`` (channels-last strides)
+    resized by PIL with ``interpolation``'s filter."""
+    from PIL import Image
+
+    array = np.ascontiguousarray(pixels.permute(1, 2, 0).numpy())
+    resized = np.asarray(Image.fromarray(array).resize(size, _PIL_FILTERS[interpolation]))
+    return torch.from_numpy(resized.copy()).permute(2, 0, 1)
 
 
 def _size_setting(value: Any, key: str) -> None:
@@ -236,7 +263,8 @@ class TorchvisionImageModel(TorchImageModel):
         cfg = self.config
         if cfg.resize_size is None and cfg.crop_size is None:
             return super()._build_transform()
-        return ResizeCropTransform(cfg.resize_size, cfg.crop_size, cfg.image_mean, cfg.image_std, cfg.interpolation)
+        return ResizeCropTransform(cfg.resize_size, cfg.crop_size, cfg.image_mean, cfg.image_std, cfg.interpolation,
+                                   preprocessing=cfg.preprocessing)
 
     @property
     def ragged_batches(self) -> bool:

@@ -1,14 +1,23 @@
 """The models of the Ultralytics zoo source: YOLO (and RT-DETR) through
 Ultralytics' own predictor (``modelzoo[ultralytics]``, AGPL-3.0).
 
-The engine's loader workers decode the images; each batch goes to
-``YOLO.predict`` as one list (Ultralytics letterboxes, batches, runs the
-network and its NMS), and its results become the zoo's labels:
+The engine's loader workers decode the images as Ultralytics decodes them
+(its ``imread``: OpenCV, BGR, so the pixels are those of ``YOLO.predict``
+on the files); each batch goes to ``YOLO.predict`` as one list
+(Ultralytics letterboxes, batches, runs the network and its NMS), and its
+results become the zoo's labels:
 :class:`~modelzoo.Detections` (with instance masks for ``-seg`` models),
 ``{"detections", "keypoints"}`` for pose models, a
 :class:`~modelzoo.Classification` for ``-cls`` models.
 ``benchmarks/bench_zoo_libs.py`` compares this with ``YOLO.predict``'s own
-loop over the same files.
+loop over the same files, and with handing Ultralytics the file paths to
+load and batch itself (``feed="ultralytics"``); see docs/performance.md.
+
+The model is a :class:`~modelzoo.TorchModelMixin` model, so a CPU run
+measures its first batches and picks the loader workers and torch threads:
+a YOLO network at 640x480 costs far more per image than decoding it, so its
+forward gets every core (counted by its parameters alone, it would pass for
+a light, decoding-bound model and run on one thread beside two workers).
 
 Ultralytics' ``.pt`` files are pickled Python objects (loading one runs
 code), so pretrained weights load only with ``trust=True``; ``pretrained=False``
@@ -25,12 +34,39 @@ import numpy as np
 
 from ..errors import ConfigError, ZooError
 from ..labels import Classification, Detection, Detections, Keypoint, Keypoints
-from ..models import Model, ModelConfig
+from ..loaders import Loader, PathLoader, WorkItem
+from ..mixins import TorchModelMixin
+from ..models import Call, Model, ModelConfig
 from .ultralytics_source import INSTALL_HINT
 
-__all__ = ["UltralyticsModelConfig", "UltralyticsModel", "INSTALL_HINT", "dataset_names"]
+__all__ = ["UltralyticsModelConfig", "UltralyticsModel", "UltralyticsImageLoader", "INSTALL_HINT", "dataset_names"]
 
 _TASKS = ("detection", "instance-segmentation", "keypoints", "classification")
+_FEEDS = ("loader", "ultralytics")
+
+
+class UltralyticsImageLoader(Loader):
+    """Each file decoded as ``YOLO.predict`` decodes it (Ultralytics'
+    ``imread``: OpenCV, EXIF orientation applied), a uint8 ``(H, W, 3)`` BGR
+    array, in the engine's loader workers. Picklable."""
+
+    def load(self, item: WorkItem) -> np.ndarray:
+        from ultralytics.utils.patches import imread
+
+        path = PathLoader().load(item)  # checked to exist: a missing file says so
+        image = imread(path)
+        if image is None:
+            raise OSError(f"Cannot decode {path!r} as an image (OpenCV, as Ultralytics reads it)")
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        return image
+
+    @property
+    def takes_frames(self) -> bool:
+        return True
+
+    def load_frame(self, item: WorkItem, frame: Any) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(frame)[..., ::-1])  # RGB -> BGR
 
 
 def import_ultralytics() -> Any:
@@ -43,11 +79,12 @@ def import_ultralytics() -> Any:
 
 
 def dataset_names(dataset: str) -> List[str]:
-    """The class names of Ultralytics' ``coco`` or ``imagenet`` dataset YAML."""
+    """The class names of one of Ultralytics' dataset YAMLs: ``coco`` (80),
+    ``imagenet`` (1000), ``dota`` (15) or ``oiv7`` (Open Images V7, 601)."""
     ultralytics = import_ultralytics()
     import yaml
 
-    file = {"coco": "coco.yaml", "imagenet": "ImageNet.yaml", "dota": "DOTAv1.yaml"}[dataset]
+    file = {"coco": "coco.yaml", "imagenet": "ImageNet.yaml", "dota": "DOTAv1.yaml", "oiv7": "open-images-v7.yaml"}[dataset]
     path = os.path.join(os.path.dirname(ultralytics.__file__), "cfg", "datasets", file)
     with open(path, encoding="utf-8") as f:
         names = yaml.safe_load(f)["names"]
@@ -65,7 +102,7 @@ class UltralyticsModelConfig(ModelConfig):
         family: ``"yolo"``, ``"rtdetr"``, ``"yoloe"`` or ``"world"`` (open vocabulary: ``classes`` are its prompts).
         task: ``"detection"``, ``"instance-segmentation"``, ``"keypoints"`` or ``"classification"``.
         classes: the class names (default: the ``dataset``'s).
-        dataset: ``"coco"``, ``"imagenet"`` or ``"dota"`` (the class names' source).
+        dataset: ``"coco"``, ``"imagenet"``, ``"dota"`` or ``"oiv7"`` (the class names' source).
         pretrained: load ``weights`` (needs ``trust``), or build ``yaml`` with random weights.
         trust: accept Ultralytics' pickled ``.pt`` file (it runs code when loaded).
         weights_dir: where downloaded weights are kept (default: the zoo's cache).
@@ -73,6 +110,11 @@ class UltralyticsModelConfig(ModelConfig):
         iou: NMS IoU threshold.
         max_det: detections kept per image.
         device: ``"cpu"``, ``"cuda:0"``...; default Ultralytics' choice.
+        feed: how ``apply_model`` feeds it: ``"loader"`` (the engine's loader
+            workers decode each file as Ultralytics does; the default: as
+            fast within the noise, see docs/performance.md, and it keeps
+            per-sample failures and video frames) or ``"ultralytics"`` (its
+            file paths go to ``YOLO.predict``, which reads them itself).
     """
 
     model_cls = "modelzoo.zoo.ultralytics_models.UltralyticsModel"
@@ -91,9 +133,12 @@ class UltralyticsModelConfig(ModelConfig):
     iou: float = 0.7
     max_det: int = 300
     device: Optional[str] = None
+    feed: str = "loader"
 
     def validate(self) -> None:
         super().validate()
+        if self.feed not in _FEEDS:
+            raise ConfigError(f"feed must be one of {', '.join(map(repr, _FEEDS))}, got {self.feed!r}")
         if self.task not in _TASKS:
             raise ConfigError(f"task must be one of {', '.join(_TASKS)}, got {self.task!r}")
         if self.family not in ("yolo", "rtdetr", "yoloe", "world"):
@@ -104,9 +149,10 @@ class UltralyticsModelConfig(ModelConfig):
             raise ConfigError("pretrained=False needs yaml (the architecture, e.g. 'yolov8n.yaml')")
 
 
-class UltralyticsModel(Model):
-    """An Ultralytics model (see the module's docstring). Input: uint8 RGB
-    ``(H, W, 3)`` arrays (the default loader's)."""
+class UltralyticsModel(TorchModelMixin, Model):
+    """An Ultralytics model (see the module's docstring). :meth:`predict`
+    takes uint8 RGB ``(H, W, 3)`` arrays; ``apply_model`` feeds it with
+    :meth:`build_loader`'s inputs (see ``feed``)."""
 
     config_cls = UltralyticsModelConfig
     config: UltralyticsModelConfig
@@ -188,11 +234,27 @@ class UltralyticsModel(Model):
         return self._yolo.model
 
     # -- inference ------------------------------------------------------------------------------
+    def build_loader(self) -> Loader:
+        """The engine's loader: files decoded as Ultralytics decodes them
+        (BGR), or, with ``feed="ultralytics"``, their paths."""
+        return PathLoader() if self.config.feed == "ultralytics" else UltralyticsImageLoader()
+
     def predict(self, arg: Any) -> Any:
         return self.predict_all([arg])[0]
 
     def predict_all(self, args: Sequence[Any]) -> List[Any]:
-        images = [np.ascontiguousarray(np.asarray(a)[..., ::-1]) for a in args]  # Ultralytics reads arrays as BGR
+        """Labels for uint8 RGB ``(H, W, 3)`` arrays (or file paths)."""
+        images = [a if isinstance(a, str) else np.ascontiguousarray(np.asarray(a)[..., ::-1]) for a in args]
+        return self._predict_sources(images)  # Ultralytics reads arrays as BGR
+
+    def run_batch(self, inputs: Any, call: Call, samples: Optional[Sequence[Optional[Dict[str, Any]]]] = None) -> Any:
+        """The engine's call: its loader's BGR arrays (or paths) go to ``YOLO.predict`` as they are."""
+        if not call.loaded:
+            return super().run_batch(inputs, call, samples)
+        return self._predict_sources(list(inputs))
+
+    def _predict_sources(self, images: List[Any]) -> List[Any]:
+        """``YOLO.predict`` on BGR arrays or file paths, as one batch."""
         kwargs: Dict[str, Any] = {"verbose": False, "imgsz": self._image_size, "iou": self.config.iou,
                                   "max_det": self.config.max_det, "retina_masks": True, "batch": len(images)}
         kwargs["conf"] = self.config.confidence_thresh if self.config.confidence_thresh is not None else 0.25

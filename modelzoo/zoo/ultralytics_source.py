@@ -38,6 +38,13 @@ _TAGS = {
     "classification": ["classification"],
 }
 
+_TRAINING_DATA = {
+    "coco": "COCO 2017 train split",
+    "imagenet": "ImageNet-1k (ILSVRC 2012) train split",
+    "dota": "DOTA v1 train split",
+    "oiv7": "Open Images V7 train split",
+}
+
 
 def read_ultralytics_catalog() -> Dict[str, Any]:
     from .generate_libs import ULTRALYTICS_CATALOG_PATH
@@ -74,7 +81,7 @@ class UltralyticsSource(IndexedSource):
             requirements=Requirements(packages=("torch", "ultralytics")),
             weights=None,
             model=ModelSpec(type=_MODEL, config=config, kind="class"),
-            training_data="COCO 2017 train split" if e["dataset"] == "coco" else "ImageNet-1k (ILSVRC 2012) train split",
+            training_data=_TRAINING_DATA.get(e["dataset"], e["dataset"]),
             origin=origin,
             zoo_source=self.name,
             metadata={"prevalidated": True, "task": e["task"], "weights": e["weights"], "url": e["url"],
