@@ -100,7 +100,9 @@ def test_three_processes_three_shards_equal_one_run(dataset, tmp_path):
     single = run_model(
         source, TinyNet(), LabelSink(source.collection, dataset.name, "single"), RunOptions(batch_size=5, progress=False)
     )
-    assert merged == single
+    assert merged == single, "\n".join(
+        ["shards merged:"] + [f"  {f}" for f in merged.failures] + ["one run:"] + [f"  {f}" for f in single.failures]
+    )
     assert merged.processed == 20 and merged.failed == len(dataset) - 20
     assert sum(r.processed for r in reports) == dataset.count("sharded") == 20  # each sample labelled once
     for sample in dataset.exists("single"):
