@@ -234,11 +234,13 @@ def _coco_map(fast, eager, score):
 
 
 @pytest.mark.slow
-def test_fast_detector_is_equivalent_to_eager_on_photographs(request):
+def test_fast_detector_is_equivalent_to_eager_on_photographs(request, tmp_path_factory):
     from modelzoo.testing_shapes import shapes_classes, shapes_detector, shapes_scene
 
     photos = _photos(24)
-    cache = str(request.config.cache.mkdir("modelzoo-shapes-detector"))
+    # pytest's cache keeps the trained weights between runs; without it (-p no:cacheprovider), a temp dir
+    store = getattr(request.config, "cache", None)
+    cache = str(store.mkdir("modelzoo-shapes-detector") if store else tmp_path_factory.mktemp("shapes-detector"))
     net = shapes_detector(photos[:16], cache)
     classes = shapes_classes()
     scenes = [shapes_scene(p, 5_000 + i)[0] for i, p in enumerate(photos[16:])]
