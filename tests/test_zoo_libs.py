@@ -683,18 +683,47 @@ def test_fiftyone_transformers_names_build_offline_from_default_configs(name):
 
 
 def _ultralytics():
+    """Skips without Ultralytics; imports it as the zoo does (which leaves
+    PIL.Image.open as it was: a plain ``import ultralytics`` would replace it
+    for every later test of this process)."""
+    from modelzoo.zoo.ultralytics_models import import_ultralytics
+
     try:
-        import ultralytics  # noqa: F401
-    except ImportError:
+        import_ultralytics()
+    except mz.ZooError:
         pytest.skip(ULTRALYTICS_SKIP)
+
+
+def test_importing_ultralytics_leaves_pil_and_the_environment_as_they_were(tmp_path):
+    """Ultralytics replaces PIL.Image.open when imported (its wrapper installs
+    and imports pi-heif the first time Pillow cannot identify a file); through
+    the zoo, a corrupt image still raises Pillow's own error after a YOLO model
+    was loaded and run, and Ultralytics may not pip-install at run time."""
+    import PIL
+    import PIL.Image
+
+    _ultralytics()
+    model = zoo.load_zoo_model("yolov8n-coco-torch", pretrained=False, device="cpu", image_size=320)
+    model.predict(photo("coffee")[:, :, ::-1].copy())
+    assert PIL.Image.open.__module__ == "PIL.Image", PIL.Image.open.__module__
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(PIL.UnidentifiedImageError):
+        PIL.Image.open(empty)
+    from ultralytics.utils import checks
+
+    # set to "false" by the zoo unless the user had set it: Ultralytics obeys whichever it is
+    assert checks.AUTOINSTALL is (os.environ["YOLO_AUTOINSTALL"].lower() == "true")
 
 
 def test_ultralytics_names_list_without_it_and_say_how_to_install():
     info = zoo.get_zoo_model_info("yolov8n-coco-torch")
     assert info.zoo_source == "ultralytics" and info.license == "AGPL-3.0"
+    from modelzoo.zoo.ultralytics_models import import_ultralytics
+
     try:
-        import ultralytics  # noqa: F401
-    except ImportError:
+        import_ultralytics()
+    except mz.ZooError:
         with pytest.raises(mz.ZooError, match=r"modelzoo\[ultralytics\]"):
             zoo.load_zoo_model("yolov8n-coco-torch", pretrained=False)
 

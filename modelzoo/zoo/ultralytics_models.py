@@ -27,6 +27,7 @@ builds the architecture from Ultralytics' YAML, with no file at all.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -51,8 +52,7 @@ class UltralyticsImageLoader(Loader):
     array, in the engine's loader workers. Picklable."""
 
     def load(self, item: WorkItem) -> np.ndarray:
-        from ultralytics.utils.patches import imread
-
+        imread = import_ultralytics("ultralytics.utils.patches").imread
         path = PathLoader().load(item)  # checked to exist: a missing file says so
         image = imread(path)
         if image is None:
@@ -69,13 +69,30 @@ class UltralyticsImageLoader(Loader):
         return np.ascontiguousarray(np.asarray(frame)[..., ::-1])  # RGB -> BGR
 
 
-def import_ultralytics() -> Any:
-    """The ultralytics module, or a ZooError naming the extra to install."""
+def import_ultralytics(module: str = "ultralytics") -> Any:
+    """The ultralytics module (or one of its submodules), or a ZooError
+    naming the extra to install.
+
+    Importing Ultralytics has two process-wide effects that this undoes or
+    prevents: it replaces ``PIL.Image.open`` with a wrapper that, the first
+    time Pillow cannot identify a file, pip-installs and imports ``pi-heif``
+    (so a corrupt image's error became "No module named 'pi_heif'" in every
+    later ``Image.open`` of the process, Ultralytics or not); here
+    ``PIL.Image.open`` is put back as it was. And its ``check_requirements``
+    installs missing packages at run time unless ``YOLO_AUTOINSTALL`` is
+    false; it is set false unless the user set it (modelzoo never lets a
+    dependency install code into the running process).
+    """
+    import PIL.Image
+
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    pil_open = PIL.Image.open
     try:
-        import ultralytics
+        return importlib.import_module(module)
     except ImportError:
         raise ZooError(f"Ultralytics models need the ultralytics package (AGPL-3.0): {INSTALL_HINT}") from None
-    return ultralytics
+    finally:
+        PIL.Image.open = pil_open  # type: ignore[assignment]
 
 
 def dataset_names(dataset: str) -> List[str]:
