@@ -29,6 +29,8 @@ from typing import Any, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .atomic import atomic_write
+
 __all__ = ["SHAPES", "shapes_scene", "shapes_detector", "train_shapes_detector", "shapes_classes", "imagenet_mobilenet_v2_weights"]
 
 #: the shapes, labels 1, 2, 3
@@ -196,10 +198,9 @@ def shapes_detector(
         net = net.eval().requires_grad_(False)
     else:
         net = train_shapes_detector(backgrounds, steps=steps, batch_size=batch_size, seed=seed, log=log)
-        os.makedirs(cache_dir, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        torch.save(net.state_dict(), tmp)
-        os.replace(tmp, path)
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        with atomic_write(path, "wb", file_mode=0o600) as f:  # no partial file on failure
+            torch.save(net.state_dict(), f)
     for key, value in kwargs.items():
         _set_option(net, key, value)
     return net
