@@ -512,6 +512,12 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin
         return self.config.raw_inputs or self.config.image_size is None
 
     @property
+    def warmup_batches(self) -> int:
+        """2 while a compiled graph runs (it profiles itself on its first 2
+        calls at each input shape), else 0."""
+        return 0 if self.optimization in ("eager", "channels_last") else 2
+
+    @property
     def transforms(self) -> ImageTransform:
         return self._transform
 

@@ -348,7 +348,8 @@ class _Loop:
         bound = memory_bound(4 * input_elements(batch.inputs) / n) if n else None  # float32 in the forward
         total = self.total if self.total is not None else 0
         sizes = batch_size_candidates(self.batch_size, total, bound)
-        search = BatchSizeSearch(sizes, self.batch_size, start=len(batch.items) + len(batch.failures))
+        search = BatchSizeSearch(sizes, self.batch_size, start=len(batch.items) + len(batch.failures),
+                                 warmup=self.calibration.warmup)
         search.bound = bound
         self.calibration.search_batch_size(search)
 

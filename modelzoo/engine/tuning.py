@@ -125,6 +125,16 @@ def parameter_count(model: Any) -> int:
     return total
 
 
+def warmup_batches(model: Any) -> int:
+    """The model's batches at a new input shape before its time per batch is
+    steady (its ``warmup_batches``; 0 when it declares none): what the
+    calibration leaves out of its measurements."""
+    try:
+        return max(0, int(getattr(model, "warmup_batches", 0) or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
 def is_light(model: Any) -> bool:
     """Whether a model counts as light (decoding-bound on the CPU): fewer than
     :data:`LIGHT_MODEL_PARAMS` parameters, a proxy for compute per image."""
@@ -276,7 +286,13 @@ class BatchSizeSearch:
     first calls at a shape). The default is kept unless another size is
     faster by more than ``margin`` (so that noise does not change the batch
     size run to run). Batches of other sizes (loaded ahead before the size
-    changed, or a run's last, shorter batch) are ignored.
+    changed, or a run's last, shorter batch) are ignored, and so are the
+    first ``warmup`` batches of each size: a compiled graph profiles and
+    optimizes itself on its first calls at a new input shape (TorchScript's
+    profiling executor: two calls), and those calls, equally slow, would
+    look settled (measured on timm's resnet18, frozen: 37, 37 ms/sample at
+    batch 4, then 20 at batch 1 after its own two, 17-18 steady at either;
+    counted, they made batch 1 win and the run 24% slower).
     """
 
     def __init__(
@@ -288,8 +304,11 @@ class BatchSizeSearch:
         margin: float = 0.1,
         default_max_batches: int = 8,
         start: Optional[int] = None,
+        warmup: int = 0,
     ):
         sizes = sorted(set(sizes))
+        self.warmup = max(0, int(warmup))
+        self._seen: Dict[int, int] = {}
         self.default = default if default in sizes else max(sizes)
         start = start if start in sizes else self.default
         self.order = [start] + sorted((s for s in sizes if s < start), reverse=True) + [s for s in sizes if s > start]
@@ -311,6 +330,9 @@ class BatchSizeSearch:
         """Records one batch of ``size``; returns the chosen size once decided."""
         if self.chosen is not None or size != self.current:
             return self.chosen
+        self._seen[size] = self._seen.get(size, 0) + 1
+        if self._seen[size] <= self.warmup:
+            return None
         times = self.times[size]
         times.append(seconds_per_sample)
         last = times[-2:]
@@ -363,6 +385,11 @@ class Calibration:
     the cores (perfect scaling: it overstates the cost, leaning towards
     threads), with no workers.
 
+    The first :func:`warmup_batches` batches are left out of the
+    measurement (a compiled graph's first calls at a shape: two profiling
+    calls that read alike, hence "settled", at several times the steady
+    cost).
+
     Args:
         model: the model of the run.
         cores: the cores to share (default: :func:`cpu_count`).
@@ -392,6 +419,8 @@ class Calibration:
         self.load_s: Optional[float] = None
         self.times: List[float] = []
         self.search: Optional[BatchSizeSearch] = None
+        self.warmup = warmup_batches(model)
+        self._warm = 0
 
     def reconsider(self, elements_per_sample: float) -> bool:
         """Seen the first batch: a light model (by parameters) whose inputs are
@@ -430,6 +459,9 @@ class Calibration:
             if size is None or self.search.observe(size, seconds_per_sample) is None:
                 return None
             return self.decide()
+        if self._warm < self.warmup:
+            self._warm += 1
+            return None
         self.times.append(seconds_per_sample)
         last = self.times[-2:]
         settled = len(last) == 2 and abs(last[1] - last[0]) <= self.settle * max(last)

@@ -47,6 +47,14 @@ class TorchModelMixin:
         return FileLoader(self.build_input_loader(), self.collate_fn)
 
     @property
+    def warmup_batches(self) -> int:
+        """Batches at a new input shape before the forward's time per batch is
+        steady: 0 for an eager module; a compiled graph (TorchScript's
+        profiling executor) is slow on its first 2 calls at each shape. The
+        engine's calibration leaves these batches out of its measurements."""
+        return 0
+
+    @property
     def has_collate_fn(self) -> bool:
         """Whether this model collates its batches itself (it overrides :attr:`collate_fn`)."""
         return type(self).collate_fn is not TorchModelMixin.collate_fn
