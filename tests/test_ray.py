@@ -90,6 +90,19 @@ def dataset(files, request):
     ds.delete()
 
 
+@pytest.fixture
+def photos(files, request):
+    """Photographs only, 18 samples: after 5 labelled, 7 batches of 2 that each reach predict_all.
+    (A batch of broken files never calls the model: with them among the samples left, one replica
+    could hold both predicted batches in flight while Ray Data retired the other, idle, for having
+    no input left; a barrier across both replicas then waited for one that was gone.)"""
+    good, _ = files
+    ds = mz.Dataset(f"ray-{request.node.name}"[:60], overwrite=True)
+    ds.add_images(good + good)
+    yield ds
+    ds.delete()
+
+
 def _call(fn, *args, **kwargs):
     """``fn(*args, **kwargs)``, failing the test if it does not return in CALL_TIMEOUT_S."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -118,6 +131,9 @@ def test_defaults_on_two_cpus_give_the_in_process_labels_and_failures(local_ray,
     assert all(v >= 0 for v in report.timings.values())
     assert sum(report.timings.values()) <= elapsed
     assert report.first_batch_s == pytest.approx(sum(list(report.timings.values())[:4]), abs=1e-6)
+    assert report.probe_s is not None and 0 < report.probe_s < report.timings["probe"]  # its own part of the stage
+    assert set(report.replica_models) == set(report.replicas)
+    assert set(report.replica_models.values()) == {f"{type(model).__name__} ({model.optimization})"}
     assert report.replica_build_s and set(report.replica_build_s) <= set(report.replicas)
     assert all(0 < v < elapsed for v in report.replica_build_s.values())
 
@@ -147,7 +163,8 @@ def test_embeddings_array_in_sample_order(local_ray, dataset, files):
 
 
 @pytest.mark.slow
-def test_skip_existing_resumes_on_two_replicas_each_doing_work(local_ray, dataset, tmp_path):
+def test_skip_existing_resumes_on_two_replicas_each_doing_work(local_ray, photos, tmp_path):
+    dataset = photos
     (tmp_path / "alone").mkdir()
     (tmp_path / "pair").mkdir()
     alone = Recipe.factory(Barrier, str(tmp_path / "alone"), 1).build()

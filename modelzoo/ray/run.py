@@ -58,14 +58,21 @@ class RayReport(ApplyReport):
             (importing Ray, and ``ray.init`` when the run starts a local
             Ray), ``"checks"`` (the recipe, the resource plan, the database's
             reach, counting the samples), ``"probe"`` (a worker process
-            builds the model once), ``"to_first_batch"`` (from the probe's
-            end to the first stored batch: Ray Data's planning, the replica
-            actors' start, the decoding of the first shard, the first
-            forward and write), ``"rest"`` (the first stored batch to the
-            last), ``"shutdown"`` (stopping a Ray the run started).
+            reaches the database and builds the model once, unprepared),
+            ``"to_first_batch"`` (from the probe's end to the first stored
+            batch: Ray Data's planning, the replica actors' start and model
+            build, the decoding of the first shard, the first forward and
+            write), ``"rest"`` (the first stored batch to the last),
+            ``"shutdown"`` (stopping a Ray the run started).
         replica_build_s: seconds each replica (``host:pid``) took to build
             its model (``recipe.build`` + ``prepare``), inside
             ``"to_first_batch"``.
+        replica_models: what each replica (``host:pid``) ran: the model's
+            class, and with a :class:`~modelzoo.TorchImageModel` how
+            (``"TorchImageModel (trace)"``: ``prepare`` chose the optimized graph).
+        probe_s: seconds the probe took on its worker (reaching the
+            database and building the model), inside ``"probe"``: the rest of
+            that stage is Ray's (a worker process, its imports).
     """
 
     replicas: Dict[str, int] = field(default_factory=dict)
@@ -73,6 +80,8 @@ class RayReport(ApplyReport):
     first_batch_s: Optional[float] = None
     timings: Dict[str, float] = field(default_factory=dict)
     replica_build_s: Dict[str, float] = field(default_factory=dict)
+    replica_models: Dict[str, str] = field(default_factory=dict)
+    probe_s: Optional[float] = None
 
 
 class _Clock:
@@ -114,12 +123,13 @@ def _cause(error: BaseException) -> Optional[BaseException]:
     return None
 
 
-def _probe(ray: Any, recipe: Recipe, plan: ResourcePlan, env: Dict[str, str], total: int, uri: str) -> Dict[str, Any]:
+def _probe(ray: Any, recipe: Recipe, plan: ResourcePlan, env: Dict[str, str], uri: str) -> Dict[str, Any]:
+    """Runs :func:`~modelzoo.ray.stages.probe` on a worker with a replica's resources; its failure as the run's error."""
     task = ray.remote(probe).options(
         num_cpus=plan.num_cpus, num_gpus=plan.num_gpus, max_retries=0, runtime_env={"env_vars": env}
     )
     try:
-        return ray.get(task.remote(recipe, total))
+        return ray.get(task.remote(recipe))  # type: ignore[no-any-return]
     except Exception as e:  # a RayTaskError: the worker's traceback is in its text
         cause = _cause(e)
         if isinstance(cause, DatabaseError):
@@ -192,7 +202,11 @@ def run_model(
         env = _worker_env(uri)
         total = source.count()
         clock.lap("checks")
-        info = _probe(ray, recipe, plan, env, total, uri)
+        # The probe runs alone, before the pipeline: a database the workers cannot reach or a recipe
+        # that does not build there fails the run in seconds, before Ray Data starts anything. It does
+        # not prepare the model (no graph built or measured twice): the replicas do, each for itself.
+        info = _probe(ray, recipe, plan, env, uri)
+        report.probe_s = info["seconds"]
         clock.lap("probe")
         if total == 0:
             return report
@@ -250,6 +264,7 @@ def run_model(
                     report.first_batch_s = clock.lap("to_first_batch") - start
                 if float(row["build_s"]) > 0:
                     report.replica_build_s[str(row["replica"])] = float(row["build_s"])
+                report.replica_models[str(row["replica"])] = str(row["model"])
                 report.processed += int(row["processed"])
                 report.failed += int(row["failed"])
                 report.failures.extend(unpack(row["failures"]))

@@ -1,14 +1,19 @@
 """What runs on the Ray workers: the probe, the decoding tasks, the model replicas.
 
-* :func:`probe` runs once before any work, with a replica's resources:
-  it reaches the database and builds the model from its recipe, so that a
+* :func:`probe` runs once before any work, with a replica's resources: it
+  reaches the database and builds the model from its recipe, so that a
   database the workers cannot reach or a recipe that does not build fails
   the run before anything is read or written. It returns the built model's
-  loader (after ``prepare``, as a replica's will be).
+  loader, which the decoding tasks use. It does not ``prepare`` the model
+  (with ``optimize="auto"`` on a large run, a graph built and measured
+  that the replicas build and measure again): ``prepare`` may change how a
+  batch is collated (an optimized graph's channels-last layout), which the
+  replicas do with their own prepared model's loader, not how a sample is
+  loaded.
 * :func:`decode_shards` is a Ray Data task (CPU): for each shard of sample
   ids it reads the items from MongoDB and loads each one with the model's
-  loader (decode + transforms), keeping each failure with its sample. One
-  output row is one model batch.
+  loader (decode + transforms), keeping each failure with its
+  sample. One output row is one model batch.
 * :class:`Replica` is the callable class of ``map_batches``: each Ray actor
   builds the model once and runs the engine's own loop
   (:func:`modelzoo.engine.run_model`) on each decoded batch, so batching
@@ -35,7 +40,10 @@ from ..engine import EmbeddingSink, RunOptions, Sink, Source, run_model
 from ..loaders import Loader, WorkItem
 from ..recipes import Recipe
 
-__all__ = ["pack", "unpack", "probe", "decode_shards", "Replica", "LoadedSource", "Replay", "object_column", "replica_name", "with_loaded"]
+__all__ = [
+    "pack", "unpack", "probe", "decode_shards", "Replica", "LoadedSource", "Replay", "object_column",
+    "replica_name", "describe_model", "with_loaded",
+]
 
 Loaded = List[Tuple[WorkItem, bool, Any]]  # (item, ok, input) or (item, False, (error type, message))
 
@@ -53,11 +61,18 @@ def replica_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def probe(recipe: Recipe, total: int) -> Dict[str, Any]:
-    """Reaches the database and builds the model, as a replica will.
+def describe_model(model: Any) -> str:
+    """The model's class, and how it runs when it says so (``TorchImageModel (trace)``)."""
+    how = getattr(model, "optimization", None)
+    return f"{type(model).__name__} ({how})" if isinstance(how, str) else type(model).__name__
+
+
+def probe(recipe: Recipe) -> Dict[str, Any]:
+    """Reaches the database and builds the model, as a replica will (without ``prepare``).
 
     Returns:
-        ``{"node": host:pid, "model": class name, "loader": the prepared model's loader}``.
+        ``{"node": host:pid, "model": class name, "loader": the model's loader,
+        "seconds": the probe's own time}``.
 
     Raises:
         DatabaseError: the database cannot be reached from this worker (within 5 s).
@@ -65,10 +80,13 @@ def probe(recipe: Recipe, total: int) -> Dict[str, Any]:
     """
     from ..db import get_db
 
+    start = time.perf_counter()
     get_db().command("ping")
     model = recipe.build()
-    model.prepare(total)
-    return {"node": replica_name(), "model": type(model).__name__, "loader": model.build_loader()}
+    return {
+        "node": replica_name(), "model": type(model).__name__, "loader": model.build_loader(),
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def pack(value: Any) -> bytes:
@@ -162,6 +180,7 @@ class Replica:
         self.model = recipe.build()
         self.model.prepare(total)
         self.build_s = time.perf_counter() - start  # reported once, with the first batch
+        self.described = describe_model(self.model)
         self.replay = Replay(self.model.build_loader())
         self.source = source
         self.sink = sink
@@ -177,7 +196,7 @@ class Replica:
 
     def __call__(self, batch: Mapping[str, Any]) -> Dict[str, np.ndarray]:
         rows: Dict[str, List[Any]] = {
-            k: [] for k in ("processed", "failed", "failures", "replica", "vectors", "build_s")
+            k: [] for k in ("processed", "failed", "failures", "replica", "vectors", "build_s", "model")
         }
         for packed in batch["loaded"]:
             loaded: Loaded = unpack(packed)
@@ -193,6 +212,7 @@ class Replica:
             kept = (dict(sink.vectors), list(sink.failed)) if isinstance(sink, EmbeddingSink) and self.keep_vectors else None
             rows["vectors"].append(pack(kept))
             rows["build_s"].append(self.build_s)
+            rows["model"].append(self.described)
             self.build_s = 0.0
             self.replay.inputs = {}
         return {k: object_column(v) for k, v in rows.items()}
