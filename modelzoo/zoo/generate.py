@@ -22,14 +22,17 @@ import argparse
 import json
 import os
 import re
-import sys
+import shlex
 from typing import Any, Dict, List, Optional, Sequence
 
-__all__ = ["CATALOG_PATH", "FIFTYONE_PATH", "generate", "read_fiftyone_manifest", "main"]
+from .indexes import CATALOG_DIR, check_or_write
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-CATALOG_PATH = os.path.join(_HERE, "catalogs", "torchvision.json")
-FIFTYONE_PATH = os.path.join(_HERE, "catalogs", "fiftyone-torchvision.json")
+__all__ = ["CATALOG_PATH", "FIFTYONE_PATH", "COMMAND", "generate", "read_fiftyone_manifest", "main"]
+
+CATALOG_PATH = os.path.join(CATALOG_DIR, "torchvision.json")
+FIFTYONE_PATH = os.path.join(CATALOG_DIR, "fiftyone-torchvision.json")
+#: the command that regenerates the index
+COMMAND = "python -m modelzoo.zoo.generate"
 
 _IMAGE_MODEL = "modelzoo.zoo.torchvision_models.TorchvisionImageModel"
 _VIDEO_MODEL = "modelzoo.zoo.torchvision_models.TorchvisionVideoModel"
@@ -261,7 +264,7 @@ def generate(fiftyone: Optional[Sequence[Dict[str, Any]]] = None) -> Dict[str, A
         resolved = (enum.DEFAULT if wname == "DEFAULT" else enum[wname]).name
         aliases.append({**fo, "weights": resolved, "served_by": "manifests" if fo["name"] in builtin else "torchvision"})
     return {
-        "generated_by": "python -m modelzoo.zoo.generate",
+        "generated_by": COMMAND,
         "torchvision": torchvision.__version__.split("+")[0],
         "categories": categories,
         "keypoint_names": keypoints,
@@ -275,33 +278,28 @@ def _dump(data: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m modelzoo.zoo.generate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 when the shipped index differs from a regeneration")
     parser.add_argument("--output", default=CATALOG_PATH, help=f"where to write the index (default {CATALOG_PATH})")
     parser.add_argument("--fiftyone-manifest", metavar="PATH",
                         help="FiftyOne's manifest-torch.json: refresh the list of FiftyOne's torchvision names first")
     args = parser.parse_args(argv)
+    command = COMMAND + ("" if args.output == CATALOG_PATH else f" --output {shlex.quote(args.output)}")
+    ok = True
     if args.fiftyone_manifest:
         models = read_fiftyone_manifest(args.fiftyone_manifest)
-        with open(FIFTYONE_PATH, "w", encoding="utf-8") as f:
-            f.write(_dump({"source": "fiftyone 1.22.1 fiftyone/zoo/models/manifest-torch.json", "models": models}))
-        print(f"wrote {len(models)} FiftyOne names to {FIFTYONE_PATH}")
+        names = _dump({"source": "fiftyone 1.22.1 fiftyone/zoo/models/manifest-torch.json", "models": models})
+        ok = check_or_write(FIFTYONE_PATH, names, f"{command} --fiftyone-manifest {shlex.quote(args.fiftyone_manifest)}",
+                            check=args.check)
+        if not args.check:
+            print(f"wrote {len(models)} FiftyOne names to {FIFTYONE_PATH}")
     text = _dump(generate())
-    if args.check:
-        with open(args.output, encoding="utf-8") as f:
-            if f.read() != text:
-                print(f"{args.output} is stale: run python -m modelzoo.zoo.generate", file=sys.stderr)
-                return 1
-        print(f"{args.output} is up to date")
-        return 0
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w", encoding="utf-8") as f:
-        f.write(text)
-    data = json.loads(text)
-    n = sum(len(b["weights"]) for b in data["builders"])
-    print(f"wrote {len(data['builders'])} builders, {n} weights, {len(data['fiftyone'])} FiftyOne names to {args.output}")
-    return 0
-
+    ok = check_or_write(args.output, text, command, check=args.check) and ok
+    if not args.check:
+        data = json.loads(text)
+        n = sum(len(b["weights"]) for b in data["builders"])
+        print(f"wrote {len(data['builders'])} builders, {n} weights, {len(data['fiftyone'])} FiftyOne names to {args.output}")
+    return 0 if ok else 1
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -21,14 +21,19 @@ import argparse
 import json
 import os
 import re
-import sys
+import shlex
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["HF_CATALOG_PATH", "ULTRALYTICS_CATALOG_PATH", "hf_entries", "ultralytics_entries", "main"]
+from .indexes import CATALOG_DIR, check_or_write
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-HF_CATALOG_PATH = os.path.join(_HERE, "catalogs", "transformers.json")
-ULTRALYTICS_CATALOG_PATH = os.path.join(_HERE, "catalogs", "ultralytics.json")
+__all__ = ["HF_CATALOG_PATH", "ULTRALYTICS_CATALOG_PATH", "COMMAND", "REGENERATE", "hf_entries", "ultralytics_entries", "main"]
+
+HF_CATALOG_PATH = os.path.join(CATALOG_DIR, "transformers.json")
+ULTRALYTICS_CATALOG_PATH = os.path.join(CATALOG_DIR, "ultralytics.json")
+#: the generator (each index's ``generated_by``)
+COMMAND = "python -m modelzoo.zoo.generate_libs"
+#: the command that regenerates the two indexes, for errors that cannot know the manifest's path
+REGENERATE = f"{COMMAND} --fiftyone-manifest manifest-torch.json"
 
 #: FiftyOne's defaults for its generic transformers names (fiftyone/utils/transformers.py)
 _FO_DEFAULTS = {
@@ -245,7 +250,7 @@ def _dump(data: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m modelzoo.zoo.generate_libs", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     parser.add_argument("--fiftyone-manifest", required=True, metavar="PATH", help="FiftyOne's manifest-torch.json")
     parser.add_argument("--check", action="store_true", help="exit 1 when a shipped index differs from a regeneration")
     args = parser.parse_args(argv)
@@ -253,26 +258,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     yolo, yolo_left = ultralytics_entries(args.fiftyone_manifest)
     source = "fiftyone 1.22.1 fiftyone/zoo/models/manifest-torch.json"
     texts = {
-        HF_CATALOG_PATH: _dump({"generated_by": "python -m modelzoo.zoo.generate_libs", "source": source,
+        HF_CATALOG_PATH: _dump({"generated_by": COMMAND, "source": source,
                                 "tasks": HF_TASK_EXAMPLES, "fiftyone": hf, "left_out": hf_left}),
-        ULTRALYTICS_CATALOG_PATH: _dump({"generated_by": "python -m modelzoo.zoo.generate_libs", "source": source,
+        ULTRALYTICS_CATALOG_PATH: _dump({"generated_by": COMMAND, "source": source,
                                          "fiftyone": yolo, "left_out": yolo_left}),
     }
-    status = 0
-    for path, text in texts.items():
-        if args.check:
-            with open(path, encoding="utf-8") as f:
-                if f.read() != text:
-                    print(f"{path} is stale: run python -m modelzoo.zoo.generate_libs", file=sys.stderr)
-                    status = 1
-            continue
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
+    command = f"{COMMAND} --fiftyone-manifest {shlex.quote(args.fiftyone_manifest)}"
+    results = [check_or_write(path, text, command, check=args.check) for path, text in texts.items()]
     if not args.check:
         print(f"wrote {len(hf)} transformers names (left out {len(hf_left)}: {', '.join(hf_left)})")
         print(f"wrote {len(yolo)} Ultralytics names (left out {len(yolo_left)}: {', '.join(yolo_left)})")
-    return status
-
+    return 0 if all(results) else 1
 
 if __name__ == "__main__":
     raise SystemExit(main())

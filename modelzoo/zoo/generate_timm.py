@@ -22,12 +22,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-__all__ = ["TIMM_CATALOG_PATH", "generate_timm", "entry_of", "feature_width", "main"]
+from .indexes import CATALOG_DIR, check_or_write, read_catalog
 
-TIMM_CATALOG_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "catalogs", "timm.json")
+__all__ = ["TIMM_CATALOG_PATH", "COMMAND", "generate_timm", "read_timm_catalog", "entry_of", "feature_width", "main"]
+
+TIMM_CATALOG_PATH = os.path.join(CATALOG_DIR, "timm.json")
+#: the command that regenerates the index
+COMMAND = "python -m modelzoo.zoo.generate_timm"
 
 
 def feature_width(architecture: str) -> int:
@@ -104,7 +109,7 @@ def generate_timm(widths: Optional[Dict[str, int]] = None, progress: bool = Fals
                 print(f"[{i + 1}/{len(names)}] {arch}: {widths[arch]}", file=sys.stderr, flush=True)
         tags.append(entry)
     return {
-        "generated_by": "python -m modelzoo.zoo.generate_timm",
+        "generated_by": COMMAND,
         "timm": timm.__version__,
         "feature_widths": {a: widths[a] for a in sorted({t["architecture"] for t in tags}) if a in widths},
         "tags": tags,
@@ -112,8 +117,8 @@ def generate_timm(widths: Optional[Dict[str, int]] = None, progress: bool = Fals
 
 
 def read_timm_catalog(path: str = TIMM_CATALOG_PATH) -> Dict[str, Any]:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """The timm index at ``path`` (see :func:`~modelzoo.zoo.indexes.read_catalog`)."""
+    return read_catalog(path, COMMAND)
 
 
 def _dump(data: Dict[str, Any]) -> str:
@@ -121,31 +126,24 @@ def _dump(data: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m modelzoo.zoo.generate_timm", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 when the shipped index differs from a regeneration")
     parser.add_argument("--measure-widths", action="store_true",
                         help="build every architecture not measured yet on the meta device to record its feature width (slow)")
     parser.add_argument("--budget-s", type=float, default=None, help="stop measuring widths after this many seconds")
     parser.add_argument("--output", default=TIMM_CATALOG_PATH)
     args = parser.parse_args(argv)
+    command = COMMAND + ("" if args.output == TIMM_CATALOG_PATH else f" --output {shlex.quote(args.output)}")
     widths = None
     if os.path.exists(args.output):
         widths = read_timm_catalog(args.output)["feature_widths"]
     text = _dump(generate_timm(widths, progress=not args.check, measure=args.measure_widths,
                                      budget_s=args.budget_s))
-    if args.check:
-        with open(args.output, encoding="utf-8") as f:
-            if f.read() != text:
-                print(f"{args.output} is stale: run python -m modelzoo.zoo.generate_timm", file=sys.stderr)
-                return 1
-        print(f"{args.output} is up to date")
-        return 0
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w", encoding="utf-8") as f:
-        f.write(text)
-    print(f"wrote {len(json.loads(text)['tags'])} timm tags to {args.output}")
+    if not check_or_write(args.output, text, command, check=args.check):
+        return 1
+    if not args.check:
+        print(f"wrote {len(json.loads(text)['tags'])} timm tags to {args.output}")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import re
 from typing import Any, Dict, List, Optional
 
+from .indexes import read_catalog
 from .manifest import ModelSpec, Requirements, ZooModelInfo
 from .sources import IndexedSource
 
@@ -44,10 +44,10 @@ _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
 def read_hf_catalog() -> Dict[str, Any]:
-    from .generate_libs import HF_CATALOG_PATH
+    """The shipped transformers index (see :func:`~modelzoo.zoo.indexes.read_catalog`)."""
+    from .generate_libs import HF_CATALOG_PATH, REGENERATE
 
-    with open(HF_CATALOG_PATH, encoding="utf-8") as f:
-        return json.load(f)
+    return read_catalog(HF_CATALOG_PATH, REGENERATE)
 
 
 class TransformersSource(IndexedSource):

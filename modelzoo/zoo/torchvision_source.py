@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import threading
 from typing import Any, Dict, List, Optional
 
+from . import indexes
 from .manifest import ModelSpec, Requirements, WeightsSpec, ZooModelInfo
 from .sources import ZooSource
 
@@ -50,11 +50,11 @@ _TASK_TAGS = {
 
 
 def read_catalog() -> Dict[str, Any]:
-    """The shipped index (``modelzoo/zoo/catalogs/torchvision.json``)."""
-    from .generate import CATALOG_PATH
+    """The shipped index (``modelzoo/zoo/catalogs/torchvision.json``; see
+    :func:`modelzoo.zoo.indexes.read_catalog`)."""
+    from .generate import CATALOG_PATH, COMMAND
 
-    with open(CATALOG_PATH, encoding="utf-8") as f:
-        return json.load(f)
+    return indexes.read_catalog(CATALOG_PATH, COMMAND)
 
 
 def _metrics_text(metrics: Dict[str, Dict[str, float]]) -> str:

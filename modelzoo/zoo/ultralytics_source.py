@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 from typing import Any, Dict, List, Optional
 
+from .indexes import read_catalog
 from .manifest import ModelSpec, Requirements, ZooModelInfo
 from .sources import IndexedSource
 
@@ -47,10 +47,10 @@ _TRAINING_DATA = {
 
 
 def read_ultralytics_catalog() -> Dict[str, Any]:
-    from .generate_libs import ULTRALYTICS_CATALOG_PATH
+    """The shipped Ultralytics index (see :func:`~modelzoo.zoo.indexes.read_catalog`)."""
+    from .generate_libs import REGENERATE, ULTRALYTICS_CATALOG_PATH
 
-    with open(ULTRALYTICS_CATALOG_PATH, encoding="utf-8") as f:
-        return json.load(f)
+    return read_catalog(ULTRALYTICS_CATALOG_PATH, REGENERATE)
 
 
 class UltralyticsSource(IndexedSource):
