@@ -249,32 +249,23 @@ def measure(cases: Dict[str, Case], runs: int, n: int) -> Dict[str, List[float]]
 
 
 def main() -> int:
-    argv = sys.argv[1:]
-    sources = _sources(argv)
-    if len(sources) > 1:
-        # Each source in a fresh process: measured in one process, Ultralytics' own loop ran
-        # 198 ms/image after the timm and transformers cases against 159 alone (ours 65 either way).
-        return _each_in_its_process(argv, sources)
+    # Each source in a fresh process: measured in one process, Ultralytics' own loop ran
+    # 198 ms/image after the timm and transformers cases against 159 alone (ours 65 either way).
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--sources", nargs="*", default=list(MODELS))
+    parser.add_argument("--write-docs", action="store_true")
+    known, rest = parser.parse_known_args()
+    if len(known.sources) > 1:
+        return _each_in_its_process(known.sources, known.write_docs, rest)
     from modelzoo import db
 
     with db.temporary():  # a private server, stopped and removed at the end
         return _main()
 
 
-def _sources(argv: List[str]) -> List[str]:
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--sources", nargs="*", default=list(MODELS))
-    return list(parser.parse_known_args(argv)[0].sources)
-
-
-def _each_in_its_process(argv: List[str], sources: List[str]) -> int:
-    """Runs this script once per source (``--sources S --parts-out F``) and writes their rows as one table."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--sources", nargs="*")
-    parser.add_argument("--write-docs", action="store_true")
-    parser.add_argument("--n", type=int, default=300)
-    parser.add_argument("--runs", type=int, default=3)
-    known, rest = parser.parse_known_args(argv)
+def _each_in_its_process(sources: List[str], write_docs_too: bool, rest: List[str]) -> int:
+    """Runs this script once per source (``--sources S --parts-out F`` and the other
+    arguments as given) and writes their rows as one table."""
     load_before = os.getloadavg()
     started = time.perf_counter()
     rows: List[str] = []
@@ -282,8 +273,7 @@ def _each_in_its_process(argv: List[str], sources: List[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for source in sources:
             out = os.path.join(tmp, f"{source}.json")
-            cmd = [sys.executable, os.path.abspath(__file__), "--sources", source, "--parts-out", out,
-                   "--n", str(known.n), "--runs", str(known.runs), *rest]
+            cmd = [sys.executable, os.path.abspath(__file__), "--sources", source, "--parts-out", out, *rest]
             done = subprocess.run(cmd, check=False)
             if done.returncode != 0:
                 raise SystemExit(f"{' '.join(cmd)} failed with exit status {done.returncode}")
@@ -291,9 +281,10 @@ def _each_in_its_process(argv: List[str], sources: List[str]) -> int:
                 parts = json.load(f)
             rows += parts["rows"]
             notes += parts["notes"]
-    text = _table(known.n, known.runs, load_before, os.getloadavg(), started, rows, notes, "each source in its own process")
+    text = _table(parts["n"], parts["runs"], load_before, os.getloadavg(), started, rows, notes,
+                  "each source in its own process")
     print("\n" + text)
-    if known.write_docs:
+    if write_docs_too:
         write_docs(text)
     return 0
 
@@ -381,7 +372,7 @@ def _main() -> int:
             print(rows[-1], flush=True)
     if args.parts_out:
         with open(args.parts_out, "w", encoding="utf-8") as f:
-            json.dump({"rows": rows, "notes": notes}, f)
+            json.dump({"rows": rows, "notes": notes, "n": args.n, "runs": args.runs}, f)
     text = _table(args.n, args.runs, load_before, os.getloadavg(), started, rows, notes)
     print("\n" + text)
     if args.write_docs:

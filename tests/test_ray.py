@@ -84,10 +84,7 @@ def files(tmp_path_factory):
 @pytest.fixture
 def dataset(files, request):
     good, bad = files
-    ds = mz.Dataset(f"ray-{request.node.name}"[:60], overwrite=True)
-    ds.add_images(good[:5] + bad[:2] + good[5:] + bad[2:])  # broken files among the photographs
-    yield ds
-    ds.delete()
+    yield from _dataset_of(request, good[:5] + bad[:2] + good[5:] + bad[2:])  # broken files among the photographs
 
 
 @pytest.fixture
@@ -97,8 +94,12 @@ def photos(files, request):
     could hold both predicted batches in flight while Ray Data retired the other, idle, for having
     no input left; a barrier across both replicas then waited for one that was gone.)"""
     good, _ = files
+    yield from _dataset_of(request, good + good)
+
+
+def _dataset_of(request, paths):
     ds = mz.Dataset(f"ray-{request.node.name}"[:60], overwrite=True)
-    ds.add_images(good + good)
+    ds.add_images(paths)
     yield ds
     ds.delete()
 

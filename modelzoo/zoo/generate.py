@@ -301,5 +301,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"wrote {len(data['builders'])} builders, {n} weights, {len(data['fiftyone'])} FiftyOne names to {args.output}")
     return 0 if ok else 1
 
+
 if __name__ == "__main__":
     raise SystemExit(main())

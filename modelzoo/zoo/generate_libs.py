@@ -270,5 +270,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"wrote {len(yolo)} Ultralytics names (left out {len(yolo_left)}: {', '.join(yolo_left)})")
     return 0 if all(results) else 1
 
+
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -145,5 +145,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"wrote {len(json.loads(text)['tags'])} timm tags to {args.output}")
     return 0
 
+
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -24,7 +24,7 @@ __all__ = ["CATALOG_DIR", "read_catalog", "check_or_write"]
 CATALOG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "catalogs")
 
 
-def read_catalog(path: str, command: str = "") -> Dict[str, Any]:
+def read_catalog(path: str, command: str) -> Dict[str, Any]:
     """The JSON object of the generated index at ``path``.
 
     Args:
@@ -35,7 +35,7 @@ def read_catalog(path: str, command: str = "") -> Dict[str, Any]:
         ZooError: the file is missing, unreadable or not a JSON object (the
             error names the file and how to get it back).
     """
-    fix = f"regenerate it with `{command}`" if command else "reinstall modelzoo"
+    fix = f"regenerate it with `{command}`"
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
