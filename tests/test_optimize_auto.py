@@ -17,7 +17,7 @@ import pytest
 import skimage.data
 import torch
 
-from modelzoo.optimize import MIN_GAIN, interleaved_seconds, keeps_graph, optimize_module
+from modelzoo.optimize import MIN_GAIN, decided, interleaved_seconds, keeps_graph, optimize_module
 from modelzoo.testing import tiny_classifier, tiny_model
 
 PHOTOS = [skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee(), skimage.data.rocket()]
@@ -186,3 +186,42 @@ def test_interleaved_seconds_times_both_in_alternating_rounds():
     calls.clear()
     interleaved_seconds(eager, torch.zeros(2), graph, torch.zeros(2))  # instant calls: 5 rounds
     assert calls.count("e") == calls.count("g") == 5
+
+
+def _clocked(eager_s: float, graph_s: float):
+    """eager and graph callables that advance a clock of their own by fixed seconds per call."""
+    now = [0.0]
+    calls: List[str] = []
+
+    def run(name: str, seconds: float):
+        def fn(x):
+            calls.append(name)
+            now[0] += seconds
+            return x
+        return fn
+
+    return run("e", eager_s), run("g", graph_s), (lambda: now[0]), calls
+
+
+def test_interleaved_seconds_stops_after_three_rounds_that_decide():
+    eager, graph, clock, calls = _clocked(0.030, 0.010)  # 3x apart: decided
+    e, g = interleaved_seconds(eager, torch.zeros(2), graph, torch.zeros(2), clock=clock)
+    assert (e, g) == (pytest.approx(0.030), pytest.approx(0.010))
+    assert calls.count("e") == calls.count("g") == 3
+    eager, graph, clock, calls = _clocked(0.010, 0.030)  # the graph 3x slower: decided for eager
+    interleaved_seconds(eager, torch.zeros(2), graph, torch.zeros(2), clock=clock)
+    assert calls.count("e") == calls.count("g") == 3
+    eager, graph, clock, calls = _clocked(0.012, 0.010)  # a close call: every round
+    interleaved_seconds(eager, torch.zeros(2), graph, torch.zeros(2), clock=clock)
+    assert calls.count("e") == calls.count("g") == 5
+    eager, graph, clock, calls = _clocked(0.030, 0.010)  # rounds given: all of them
+    interleaved_seconds(eager, torch.zeros(2), graph, torch.zeros(2), rounds=4, clock=clock)
+    assert calls.count("e") == calls.count("g") == 4
+
+
+def test_decided_needs_every_round_of_one_side_apart_from_every_round_of_the_other():
+    assert decided([0.030, 0.031, 0.032], [0.010, 0.012, 0.019])
+    assert not decided([0.030, 0.031, 0.032], [0.010, 0.012, 0.021])  # one slow graph round: undecided
+    assert decided([0.010], [0.020])  # the graph 2x slower
+    assert not decided([0.010, 0.011], [0.014, 0.015])
+    assert not decided([], [0.01])
