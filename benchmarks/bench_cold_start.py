@@ -81,7 +81,6 @@ def weights_file() -> str:
 def _env(**extra: str) -> Dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env.update(extra)
     return env
 

@@ -104,7 +104,7 @@ def offline_env(**extra: str) -> Dict[str, str]:
     env.update(
         FIFTYONE_DO_NOT_TRACK="true", FIFTYONE_DATABASE_VALIDATION="false", HTTP_PROXY=_NO_NETWORK, HTTPS_PROXY=_NO_NETWORK, http_proxy=_NO_NETWORK,
         https_proxy=_NO_NETWORK, NO_PROXY="localhost,127.0.0.1", no_proxy="localhost,127.0.0.1",
-        HF_HUB_OFFLINE="1", OMP_WAIT_POLICY=env.get("OMP_WAIT_POLICY", "PASSIVE"), PYTHONUNBUFFERED="1",
+        HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
     )
     env.update(extra)
     return env
@@ -341,7 +341,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     load_after = os.getloadavg()
     header = (f"`benchmarks/bench_vs_fiftyone.py --rounds {args.rounds}` ({FIFTYONE} in its own venv, "
               f"{len(os.sched_getaffinity(0))} cpus, load average {load_before[0]:.1f} before, {load_after[0]:.1f} "
-              f"after, {time.strftime('%Y-%m-%d')}; medians of interleaved rounds, each side in a fresh process; "
+              f"after, {time.strftime('%Y-%m-%d')}, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}; medians of interleaved rounds, each side in a fresh process; "
               "ratio: median of the pairwise ratios, in brackets):")
     text = table(rows, header)
     fw_rows = [r for r in rows if "forward" in r]
