@@ -120,6 +120,16 @@ class Model(abc.ABC):
         must be passed as a list rather than stacked."""
         return True
 
+    @property
+    def thread_safe(self) -> bool:
+        """Whether :meth:`run_batch` may run on two batches at once, from two
+        threads. The engine then predicts two batches at a time on a CPU
+        where its calibration chose one torch thread and left a core partly
+        idle (see :func:`modelzoo.engine.tuning.predict_streams`). False
+        unless a model says so: a forward that keeps state between calls
+        (hooks, caches, a counter) is not."""
+        return False
+
     def prepare(self, num_samples: int) -> None:
         """Called by the engine before a run over ``num_samples`` samples, so
         that a model can get ready for the run's size (a

@@ -512,6 +512,20 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin
         return self.config.raw_inputs or self.config.image_size is None
 
     @property
+    def thread_safe(self) -> bool:
+        """True while a traced graph runs on the CPU (``"frozen"`` or
+        ``"frozen+onednn"``: no Python state in the forward, the processors
+        are pure) and neither ``predict_all`` nor ``embed_all`` is replaced:
+        the eager module may hold hooks (an ``embeddings_layer`` tap does)
+        or state of the user's entrypoint."""
+        return (
+            self.optimization in ("frozen", "frozen+onednn")
+            and self._device.type == "cpu"
+            and not self._replaced("predict_all")
+            and not self._replaced("embed_all")
+        )
+
+    @property
     def warmup_batches(self) -> int:
         """2 while a compiled graph runs (it profiles itself on its first 2
         calls at each input shape), else 0."""

@@ -459,3 +459,20 @@ def test_input_elements_counts_the_tensors_of_a_collated_batch():
     ragged = ImageBatch([torch.zeros(3, 480, 640), torch.zeros(3, 224, 300)], [(640, 480), (300, 224)])
     assert input_elements(ragged) == 3 * 480 * 640 + 3 * 224 * 300
     assert input_elements({"a": [np.zeros((2, 5))], "b": "text"}) == 10
+
+
+def test_predict_streams_gives_a_one_thread_forward_the_share_decoding_leaves():
+    from modelzoo.engine.tuning import Calibration, choose_from_costs, predict_streams
+
+    # mobilenet_v3_small's fused graph on 2 cores: decoding 1.42 ms, forward 2.4 ms a sample
+    assert choose_from_costs(1.42e-3, 2.4e-3, 2) == (1, 1)
+    assert predict_streams(1.42e-3, 2.4e-3, 2, threads=1) == 2  # demand 0.74: 1.26 cores left
+    assert predict_streams(1.42e-3, 2.4e-3, 2, threads=2) == 1  # an intra-op team has the cores
+    assert predict_streams(5e-3, 3.1e-3, 2, threads=1) == 1  # demand 1.23: decoding-bound
+    assert predict_streams(1.42e-3, 2.4e-3, 1, threads=1) == 1  # one core
+    cal = Calibration(TinyNet(), cores=2)
+    assert cal.streams(1) == 1  # nothing measured yet
+    cal.observe_load(1.42e-3)
+    while cal.observe(2.4e-3) is None:
+        pass
+    assert cal.streams(1) == 2 and cal.streams(2) == 1

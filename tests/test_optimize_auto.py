@@ -225,3 +225,44 @@ def test_decided_needs_every_round_of_one_side_apart_from_every_round_of_the_oth
     assert decided([0.010], [0.020])  # the graph 2x slower
     assert not decided([0.010, 0.011], [0.014, 0.015])
     assert not decided([], [0.01])
+
+
+def test_onednn_fusion_stays_on_while_any_call_runs_and_is_restored_after_the_last():
+    # Two calls overlap: the first ends while the second still runs (the
+    # engine's two prediction streams). The switch is process-wide.
+    import threading
+
+    from modelzoo.optimize import OneDNNFused
+
+    inside = {"first": threading.Event(), "second": threading.Event()}
+    release = {"first": threading.Event(), "second": threading.Event()}
+    seen = {}
+
+    class Frozen:  # stands for a frozen graph: records the switch while it runs
+        def __call__(self, x):
+            name = threading.current_thread().name
+            seen[name] = torch.jit.onednn_fusion_enabled()
+            inside[name].set()
+            assert release[name].wait(timeout=60)
+            return x
+
+    fused = OneDNNFused(Frozen())
+    before = torch.jit.onednn_fusion_enabled()
+    first = threading.Thread(target=fused, args=(torch.zeros(1),), name="first")
+    second = threading.Thread(target=fused, args=(torch.zeros(1),), name="second")
+    try:
+        first.start()
+        assert inside["first"].wait(timeout=60)
+        second.start()
+        assert inside["second"].wait(timeout=60)
+        release["first"].set()
+        first.join(timeout=60)
+        assert not first.is_alive()
+        assert torch.jit.onednn_fusion_enabled()  # the second call still runs
+    finally:
+        release["first"].set()
+        release["second"].set()
+        first.join(timeout=60)
+        second.join(timeout=60)
+    assert seen == {"first": True, "second": True}
+    assert torch.jit.onednn_fusion_enabled() == before

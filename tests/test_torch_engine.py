@@ -133,3 +133,79 @@ def test_optimize_auto_builds_the_graph_for_long_runs_only(mixed_dataset, monkey
     monkeypatch.setenv(ENV_OPTIMIZE_MIN_SAMPLES, "lots")
     with pytest.raises(mz.ConfigError, match="MODELZOO_OPTIMIZE_MIN_SAMPLES must be an integer"):
         optimize_min_samples()
+
+
+def _record_threads(model, monkeypatch):
+    """The names of the threads each batch's forward ran in."""
+    import threading
+
+    names = []
+    run_batch = model.run_batch
+
+    def recording(inputs, call, samples=None):
+        names.append(threading.current_thread().name)
+        return run_batch(inputs, call, samples)
+
+    monkeypatch.setattr(model, "run_batch", recording)
+    return names
+
+
+@pytest.fixture(scope="module")
+def longer_dataset(tmp_path_factory):
+    """Enough batches of 2 for the calibration to decide (a graph's first 2
+    batches are not measured, and it may take 8 more) and streams after it."""
+    root = tmp_path_factory.mktemp("torch-engine-longer")
+    good = write_good_images(str(root / "good"), n=30, size=(96, 72))
+    bad = write_bad_images(str(root / "bad"))
+    ds = mz.Dataset("torch-engine-longer", overwrite=True)
+    ds.add_images(good[:15] + list(bad.values()) + good[15:])
+    yield ds, good, list(bad.values())
+    ds.delete()
+
+
+@pytest.mark.parametrize("task", ["classification", "segmentation"])
+def test_two_batches_predicted_at_once_store_what_predict_gives(longer_dataset, monkeypatch, caplog, task):
+    # A calibration that chose one torch thread and two streams: once it has
+    # decided, the forwards of two batches run at once in stream threads; the
+    # labels (in order, for the right samples) and the failures are those of
+    # predict() one image at a time.
+    import logging
+
+    from modelzoo.engine import tuning
+
+    ds, readable, bad = longer_dataset
+    monkeypatch.setattr(tuning, "choose_from_costs", lambda load_s, model_s, cores: (1, 1))
+    monkeypatch.setattr(tuning, "predict_streams", lambda load_s, model_s, cores, threads: 2)
+    model = tiny_model(task, optimize=True)
+    assert model.thread_safe  # a traced graph on the CPU
+    names = _record_threads(model, monkeypatch)
+    field = "streams_" + task
+    with caplog.at_level(logging.INFO, logger="modelzoo"):
+        report = ds.apply_model(model, label_field=field, batch_size=2, progress=False)
+    assert report.processed == len(readable) and report.failed == len(bad)
+    assert {f.filepath for f in report.failures} == set(bad)
+    assert "2 batches predicted at once" in caplog.text
+    assert names[0] == "MainThread"  # the calibration's batches run here, timed
+    assert any(n.startswith("modelzoo-predict") for n in names)
+    reference = tiny_model(task, optimize=False)
+    by_path = {s.filepath: s for s in ds}
+    for path in readable:
+        for name, value in label_updates(reference.predict(read_image(path)), field).items():
+            _assert_same(by_path[path][name], value, atol=1e-4)
+
+
+def test_a_model_not_thread_safe_predicts_one_batch_at_a_time(mixed_dataset, monkeypatch, caplog):
+    import logging
+
+    from modelzoo.engine import tuning
+
+    ds, readable, _ = mixed_dataset
+    monkeypatch.setattr(tuning, "choose_from_costs", lambda load_s, model_s, cores: (1, 1))
+    monkeypatch.setattr(tuning, "predict_streams", lambda load_s, model_s, cores, threads: 2)
+    model = tiny_model("classification", optimize=False)  # eager: may hold hooks, not thread safe
+    assert not model.thread_safe
+    names = _record_threads(model, monkeypatch)
+    with caplog.at_level(logging.INFO, logger="modelzoo"):
+        report = ds.apply_model(model, label_field="one_stream", batch_size=2, progress=False)
+    assert report.processed == len(readable)
+    assert set(names) == {"MainThread"} and "predicted at once" not in caplog.text

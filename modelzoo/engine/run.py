@@ -10,12 +10,14 @@ processes), the :class:`~modelzoo.Model`, and a :class:`~modelzoo.engine.Sink`
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Deque, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pymongo.errors
@@ -202,6 +204,7 @@ class _Loop:
         self.calibration: Optional[Calibration] = None
         self.rebatch: Optional[Rebatch] = None
         self.pending: Optional[SinkBatch] = None  # outputs of batches smaller than the default, merged for one write
+        self.streams = 1  # batches predicted at once (the calibration may raise it: see tuning.predict_streams)
         self.num_threads: Optional[int]
         self.frames = source.frames is not None
         self.video = VideoOutputs(model, self.report) if model.media_type == "video" else None
@@ -295,7 +298,9 @@ class _Loop:
             except Exception as e:
                 self._fail(item, f"{type(e).__name__}: {e}", "predict", out)
 
-    def _predict(self, batch: LoadedBatch) -> SinkBatch:
+    def _predict(self, batch: LoadedBatch, inferred: Optional["Future[Any]"] = None) -> SinkBatch:
+        """The outputs and failures of ``batch``; ``inferred``: its forward,
+        already running in a stream thread (see :meth:`_predicted`)."""
         out = SinkBatch()
         for item, message in batch.failures:
             self._fail(item, message, "load", out)
@@ -305,9 +310,12 @@ class _Loop:
             for item, reader in zip(batch.items, batch.inputs):
                 self.video.opened(item, reader)
         try:
-            t0 = time.perf_counter()
-            outputs = _infer(self.model, self.call, batch.inputs, batch.items)
-            self._observe((time.perf_counter() - t0) / len(batch.items), batch)
+            if inferred is not None:
+                outputs = inferred.result()
+            else:
+                t0 = time.perf_counter()
+                outputs = _infer(self.model, self.call, batch.inputs, batch.items)
+                self._observe((time.perf_counter() - t0) / len(batch.items), batch)
             _check_count(self.model, outputs, len(batch.items))
             out.outputs.extend(zip(batch.items, outputs))
         except ModelError:
@@ -359,14 +367,45 @@ class _Loop:
 
         self.num_workers, self.num_threads = counts
         torch.set_num_threads(self.num_threads)  # restored by _torch_threads when the run ends
+        if self.video is None and self.model.thread_safe:
+            self.streams = self.calibration.streams(self.num_threads)
         self.stream.resize(self.num_workers)
         logger.info(
             "Measured %.2f ms/sample to load and %s ms/sample to predict (%d batches on %d thread(s)): "
-            "using %d loader workers and %d torch threads",
+            "using %d loader workers and %d torch threads%s",
             (self.calibration.load_s or 0) * 1e3, last, self.calibration.batches_measured,
             self.calibration.provisional[1], self.num_workers, self.num_threads,
+            f", {self.streams} batches predicted at once" if self.streams > 1 else "",
         )
         self.calibration = None
+
+    def _predicted(self) -> Iterator[Tuple[LoadedBatch, SinkBatch]]:
+        """Each batch with its outputs, in the order loaded. Once the
+        calibration chose more than one stream (:attr:`streams`), the
+        forwards of that many batches run at once in threads; everything
+        else (failures, the report, the writes) stays in this thread."""
+        pending: Deque[Tuple[LoadedBatch, Optional["Future[Any]"]]] = collections.deque()
+        pool: Optional[ThreadPoolExecutor] = None
+        try:
+            for batch in self._batches():
+                # (thread_safe asked again each batch: a graph that failed mid-run fell back to eager)
+                if self.streams > 1 and self.calibration is None and batch.items and self.model.thread_safe:
+                    if pool is None:
+                        pool = ThreadPoolExecutor(self.streams, thread_name_prefix="modelzoo-predict")
+                    pending.append((batch, pool.submit(_infer, self.model, self.call, batch.inputs, batch.items)))
+                    if len(pending) < self.streams:
+                        continue
+                else:
+                    pending.append((batch, None))
+                while pending and (len(pending) >= self.streams or pending[-1][1] is None):
+                    done, inferred = pending.popleft()
+                    yield done, self._predict(done, inferred)
+            while pending:
+                done, inferred = pending.popleft()
+                yield done, self._predict(done, inferred)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)  # a stopped run leaves no forward running
 
     def _batches(self) -> Iterator[LoadedBatch]:
         if self.calibration is not None and self.calibration.tunes_counts:
@@ -419,8 +458,7 @@ class _Loop:
         )
         try:
             with _torch_threads(self.num_threads), self.model:
-                for batch in self._batches():
-                    out = self._predict(batch)
+                for batch, out in self._predicted():
                     if self.video is not None:  # frame labels, streamed in chunks as the model reads
                         self.video.write(out, writer.submit, self._fail)
                     elif self.frames:
