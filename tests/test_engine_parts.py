@@ -470,9 +470,19 @@ def test_predict_streams_gives_a_one_thread_forward_the_share_decoding_leaves():
     assert predict_streams(1.42e-3, 2.4e-3, 2, threads=2) == 1  # an intra-op team has the cores
     assert predict_streams(5e-3, 3.1e-3, 2, threads=1) == 1  # demand 1.23: decoding-bound
     assert predict_streams(1.42e-3, 2.4e-3, 1, threads=1) == 1  # one core
-    cal = Calibration(TinyNet(), cores=2)
-    assert cal.streams(1) == 1  # nothing measured yet
+    cal = Calibration(TinyNet(), cores=2)  # light: measured on one thread
+    assert cal.split(1) == (1, 1)  # nothing measured yet
     cal.observe_load(1.42e-3)
     while cal.observe(2.4e-3) is None:
         pass
-    assert cal.streams(1) == 2 and cal.streams(2) == 1
+    assert cal.split(1) == (1, 2)
+    assert cal.split(2) == (1, 2)  # two threads chosen: two one-thread streams (its kernels were compiled on one)
+    import torch
+
+    heavy = Calibration(torch.nn.Linear(1000, 1000), cores=2)
+    assert heavy.reconsider(3 * 640 * 480)  # 1.0 M parameters at 640x480: heavy, measured on every core
+    assert heavy.provisional == (0, 2)
+    heavy.observe_load(1.4e-3)
+    while heavy.observe(18e-3) is None:
+        pass
+    assert heavy.split(2) == (2, 1)

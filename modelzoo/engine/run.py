@@ -366,9 +366,9 @@ class _Loop:
         import torch
 
         self.num_workers, self.num_threads = counts
-        torch.set_num_threads(self.num_threads)  # restored by _torch_threads when the run ends
         if self.video is None and self.model.thread_safe:
-            self.streams = self.calibration.streams(self.num_threads)
+            self.num_threads, self.streams = self.calibration.split(self.num_threads)
+        torch.set_num_threads(self.num_threads)  # restored by _torch_threads when the run ends
         self.stream.resize(self.num_workers)
         logger.info(
             "Measured %.2f ms/sample to load and %s ms/sample to predict (%d batches on %d thread(s)): "
