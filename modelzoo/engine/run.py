@@ -366,7 +366,7 @@ class _Loop:
         import torch
 
         self.num_workers, self.num_threads = counts
-        if self.video is None and self.model.thread_safe:
+        if self.model.thread_safe:  # (video and frame runs are not calibrated: never here)
             self.num_threads, self.streams = self.calibration.split(self.num_threads)
         torch.set_num_threads(self.num_threads)  # restored by _torch_threads when the run ends
         self.stream.resize(self.num_workers)

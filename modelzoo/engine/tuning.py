@@ -73,6 +73,7 @@ __all__ = [
     "default_threads",
     "parameter_count",
     "choose_from_costs",
+    "decoding_demand",
     "predict_streams",
     "Calibration",
     "available_memory",
@@ -167,6 +168,14 @@ def default_threads(model: Any, num_workers: int) -> int:
     return free
 
 
+def decoding_demand(load_s: float, model_s: float, cores: int) -> float:
+    """The cores decoding needs to keep pace with the forward: ``cores * load
+    / (load + model)``, from per-sample costs on one core (each at least 1 ns)."""
+    load_s = max(float(load_s), 1e-9)
+    model_s = max(float(model_s), 1e-9)
+    return cores * load_s / (load_s + model_s)
+
+
 def choose_from_costs(load_s: float, model_s: float, cores: int, margin: float = 0.15) -> "tuple[int, int]":
     """Workers and threads from measured per-sample costs (both on one core).
 
@@ -199,9 +208,7 @@ def choose_from_costs(load_s: float, model_s: float, cores: int, margin: float =
     choice.
     """
     cores = max(1, int(cores))
-    load_s = max(float(load_s), 1e-9)
-    model_s = max(float(model_s), 1e-9)
-    demand = cores * load_s / (load_s + model_s)
+    demand = decoding_demand(load_s, model_s, cores)
     workers = min(cores, max(1, math.ceil(demand - max(margin, 1e-9))))
     threads = max(1, cores - max(0, math.ceil(demand - 0.25)))
     return workers, threads
@@ -232,9 +239,7 @@ def predict_streams(load_s: float, model_s: float, cores: int, threads: int, mar
     """
     if threads != 1 or cores < 2:
         return 1
-    load_s = max(float(load_s), 1e-9)
-    model_s = max(float(model_s), 1e-9)
-    demand = cores * load_s / (load_s + model_s)
+    demand = decoding_demand(load_s, model_s, cores)
     return max(1, min(cores, math.ceil(cores - demand - max(margin, 1e-9))))
 
 
