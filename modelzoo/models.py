@@ -126,8 +126,8 @@ class Model(abc.ABC):
         threads. The engine then predicts two batches at a time on a CPU
         where its calibration chose one torch thread and left a core partly
         idle (see :func:`modelzoo.engine.tuning.predict_streams`), and runs
-        one-thread streams in place of more threads for a model it measured
-        on one (:meth:`modelzoo.engine.tuning.Calibration.split`). False
+        one-thread streams in place of more torch threads
+        (:meth:`modelzoo.engine.tuning.Calibration.split`). False
         unless a model says so: a forward that keeps state between calls
         (hooks, caches, a counter) is not."""
         return False

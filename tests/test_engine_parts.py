@@ -485,4 +485,7 @@ def test_predict_streams_gives_a_one_thread_forward_the_share_decoding_leaves():
     heavy.observe_load(1.4e-3)
     while heavy.observe(18e-3) is None:
         pass
-    assert heavy.split(2) == (2, 1)
+    assert heavy.split(2) == (1, 2)  # two one-thread streams: no barrier for the loader worker to stall
+    assert heavy.split(2, max_streams=1) == (2, 1)  # memory holds one batch: one forward on both threads
+    assert heavy.split(8, max_streams=2) == (4, 2)  # an equal share of the threads each
+    assert cal.split(2, max_streams=1) == (2, 1) and cal.split(1, max_streams=1) == (1, 1)

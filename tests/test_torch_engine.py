@@ -194,26 +194,34 @@ def test_two_batches_predicted_at_once_store_what_predict_gives(longer_dataset, 
             _assert_same(by_path[path][name], value, atol=1e-4)
 
 
-def test_two_threads_chosen_for_a_light_graph_become_two_one_thread_streams(longer_dataset, monkeypatch, caplog):
-    # Its first batches compiled its kernels for one thread (the light
-    # model's provisional count): two threads would not be used.
+@pytest.mark.parametrize("weight", ["light", "heavy"])
+def test_two_threads_chosen_become_two_one_thread_streams(longer_dataset, monkeypatch, caplog, weight):
+    # Light: its first batches compiled its kernels for one thread (its
+    # provisional count), so two threads would not be used. Heavy (measured
+    # on both cores): one-thread streams share no barrier for the loader
+    # worker to stall (tuning.Calibration.split).
     import logging
 
     from modelzoo.engine import tuning
 
     ds, readable, bad = longer_dataset
+    monkeypatch.setattr(tuning, "cpu_count", lambda: 2)
     monkeypatch.setattr(tuning, "choose_from_costs", lambda load_s, model_s, cores: (1, 2))
+    if weight == "heavy":
+        monkeypatch.setattr(tuning, "LIGHT_MODEL_PARAMS", 1)  # the tiny net counts as heavy
     model = tiny_model("classification", optimize=True)
     names = _record_threads(model, monkeypatch)
+    field = "two_streams_" + weight
     with caplog.at_level(logging.INFO, logger="modelzoo"):
-        report = ds.apply_model(model, label_field="two_streams", batch_size=2, progress=False)
+        report = ds.apply_model(model, label_field=field, batch_size=2, progress=False)
     assert report.processed == len(readable) and report.failed == len(bad)
+    assert f"batches on {1 if weight == 'light' else 2} thread(s))" in caplog.text  # measured on
     assert "using 1 loader workers and 1 torch threads, 2 batches predicted at once" in caplog.text
     assert any(n.startswith("modelzoo-predict") for n in names)
     reference = tiny_model("classification", optimize=False)
     by_path = {s.filepath: s for s in ds}
     for path in readable:
-        _assert_same(by_path[path].two_streams, reference.predict(read_image(path)), atol=1e-4)
+        _assert_same(by_path[path][field], reference.predict(read_image(path)), atol=1e-4)
 
 
 def test_a_model_not_thread_safe_predicts_one_batch_at_a_time(mixed_dataset, monkeypatch, caplog):

@@ -131,6 +131,11 @@ def _infer(model: Model, call: Call, inputs: Any, items: List[WorkItem]) -> Any:
     return model.run_batch(inputs, call, samples)
 
 
+def _sample_bytes(batch: LoadedBatch) -> float:
+    """An input's bytes in the forward (float32), from a batch with items."""
+    return 4 * input_elements(batch.inputs) / len(batch.items)
+
+
 def _check_count(model: Any, outputs: Any, n: int) -> None:
     try:
         got = len(outputs)
@@ -204,6 +209,7 @@ class _Loop:
         self.calibration: Optional[Calibration] = None
         self.rebatch: Optional[Rebatch] = None
         self.pending: Optional[SinkBatch] = None  # outputs of batches smaller than the default, merged for one write
+        self.sample_bytes = 0.0  # an input's bytes in the forward, from the calibration's first batch
         self.streams = 1  # batches predicted at once (the calibration may raise it: see tuning.predict_streams)
         self.num_threads: Optional[int]
         self.frames = source.frames is not None
@@ -353,7 +359,7 @@ class _Loop:
         """The batch sizes to try, bounded by memory from the first batch's input bytes."""
         assert self.calibration is not None and self.rebatch is not None
         n = len(batch.items)
-        bound = memory_bound(4 * input_elements(batch.inputs) / n) if n else None  # float32 in the forward
+        bound = memory_bound(_sample_bytes(batch)) if n else None
         total = self.total if self.total is not None else 0
         sizes = batch_size_candidates(self.batch_size, total, bound)
         search = BatchSizeSearch(sizes, self.batch_size, start=len(batch.items) + len(batch.failures),
@@ -367,7 +373,10 @@ class _Loop:
 
         self.num_workers, self.num_threads = counts
         if self.model.thread_safe:  # (video and frame runs are not calibrated: never here)
-            self.num_threads, self.streams = self.calibration.split(self.num_threads)
+            # each stream holds a batch: as many as memory holds at the run's batch size
+            bound = memory_bound(self.sample_bytes) if self.sample_bytes else None
+            self.num_threads, self.streams = self.calibration.split(
+                self.num_threads, None if bound is None else max(1, bound // max(1, self.batch_size)))
         torch.set_num_threads(self.num_threads)  # restored by _torch_threads when the run ends
         self.stream.resize(self.num_workers)
         logger.info(
@@ -415,6 +424,8 @@ class _Loop:
                 return
             # the median item: the first decode of a run also pays for lazy imports and cold caches
             self.calibration.observe_load(float(np.median(times[1:] if len(times) > 2 else times)))
+            if first.items:
+                self.sample_bytes = _sample_bytes(first)
             if first.items and self.calibration.reconsider(input_elements(first.inputs) / len(first.items)):
                 import torch
 

@@ -534,26 +534,47 @@ class Calibration:
         self.costs = (self.load_s or 0.0, model_s)
         return choose_from_costs(self.load_s or 0.0, model_s, self.cores)
 
-    def split(self, threads: int) -> Tuple[int, int]:
+    def split(self, threads: int, max_streams: Optional[int] = None) -> Tuple[int, int]:
         """``(threads, streams)`` for a :attr:`~modelzoo.Model.thread_safe`
         model after :meth:`decide` chose ``threads``: each stream predicts a
-        batch at once with that many torch threads.
+        batch at once with that many torch threads. ``max_streams``: how
+        many batches memory holds at once (None: no bound).
 
         * One thread chosen: :func:`predict_streams` may add a stream.
-        * More than one chosen for a model measured on one (a light model's
-          provisional count): that many one-thread streams instead. A fused
-          oneDNN graph keeps the thread count its kernels were compiled with
-          (:class:`~modelzoo.optimize.OneDNNFused`), and the calibration's
-          batches compiled them for one, so a second torch thread would not
-          be used. Measured on 224x224 JPEGs (decoding ~0.3 ms/sample, so
-          the calibration chose 1 worker and 2 threads), fused
-          mobilenet_v3_small, 1,000 photos, batch 32: ``apply_model`` 3.07-3.32
-          s with two one-thread streams against 3.94-4.23 s with one stream
-          on two threads (4 interleaved pairs, 4 of 4 faster).
-        * Otherwise (a heavy model, measured on every core): as chosen.
+        * More than one chosen: that many one-thread streams instead of one
+          forward on that many threads. Two reasons, both measured on 2 cores:
+
+          - An intra-op team waits at every barrier for its slowest
+            thread, and the loader worker beside it takes a core now and
+            then; one-thread streams share no barrier. The zoo's
+            mobilenet_v2 (plain frozen graph, 640x480, batch 1, 1 worker):
+            ``apply_model`` on 300 photos 11.3-12.6 s with two streams
+            against 13.5-16.7 s on two threads (3 interleaved pairs: 0.70,
+            0.76, 0.84). resnet18's fused graph at batch 32, 1,000 photos:
+            21.6-22.0 s against 22.4-23.0 s (2 pairs, 0.96).
+          - A light model was measured on one thread, and a fused oneDNN
+            graph keeps the thread count its kernels were compiled with
+            (:class:`~modelzoo.optimize.OneDNNFused`): a second torch
+            thread would not be used. Fused mobilenet_v3_small on 224x224
+            JPEGs (the calibration chose 1 worker and 2 threads), 1,000
+            photos, batch 32: 3.07-3.32 s with two one-thread streams
+            against 3.94-4.23 s (4 interleaved pairs, 4 of 4 faster).
+
+          With fewer streams allowed than threads, each stream gets an
+          equal share of the threads (one for a light model).
         """
         if self.costs is None:
             return threads, 1
+        if threads == 1:
+            streams = predict_streams(self.costs[0], self.costs[1], self.cores, threads)
+        else:
+            streams = threads
+        if max_streams is not None:
+            streams = max(1, min(streams, max_streams))
+        if streams == 1:
+            return threads, 1
+        per_stream = 1 if self.provisional[1] == 1 else max(1, threads // streams)
+        return per_stream, streams
         if threads == 1:
             return 1, predict_streams(self.costs[0], self.costs[1], self.cores, threads)
         if self.provisional[1] == 1:
