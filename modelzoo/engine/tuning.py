@@ -547,11 +547,11 @@ class Calibration:
           - An intra-op team waits at every barrier for its slowest
             thread, and the loader worker beside it takes a core now and
             then; one-thread streams share no barrier. The zoo's
-            mobilenet_v2 (plain frozen graph, 640x480, batch 1, 1 worker):
-            ``apply_model`` on 300 photos 11.3-12.6 s with two streams
-            against 13.5-16.7 s on two threads (3 interleaved pairs: 0.70,
-            0.76, 0.84). resnet18's fused graph at batch 32, 1,000 photos:
-            21.6-22.0 s against 22.4-23.0 s (2 pairs, 0.96).
+            mobilenet_v2 (plain frozen graph, 640x480, batch 1, 1 worker),
+            300 photos, the whole process: median 17.8 s with two streams
+            against 19.9 s on two threads (4 interleaved pairs, pairwise
+            0.88-0.91). resnet18's fused graph at batch 32, 1,000 photos:
+            27.4 s against 28.7 s (3 pairs, 0.93-0.97).
           - A light model was measured on one thread, and a fused oneDNN
             graph keeps the thread count its kernels were compiled with
             (:class:`~modelzoo.optimize.OneDNNFused`): a second torch
@@ -575,8 +575,3 @@ class Calibration:
             return threads, 1
         per_stream = 1 if self.provisional[1] == 1 else max(1, threads // streams)
         return per_stream, streams
-        if threads == 1:
-            return 1, predict_streams(self.costs[0], self.costs[1], self.cores, threads)
-        if self.provisional[1] == 1:
-            return 1, threads
-        return threads, 1
