@@ -131,9 +131,9 @@ def _infer(model: Model, call: Call, inputs: Any, items: List[WorkItem]) -> Any:
     return model.run_batch(inputs, call, samples)
 
 
-def _sample_bytes(batch: LoadedBatch) -> float:
-    """An input's bytes in the forward (float32), from a batch with items."""
-    return 4 * input_elements(batch.inputs) / len(batch.items)
+def _sample_elements(batch: LoadedBatch) -> float:
+    """The elements of one input, from a batch with items."""
+    return input_elements(batch.inputs) / len(batch.items)
 
 
 def _check_count(model: Any, outputs: Any, n: int) -> None:
@@ -359,7 +359,7 @@ class _Loop:
         """The batch sizes to try, bounded by memory from the first batch's input bytes."""
         assert self.calibration is not None and self.rebatch is not None
         n = len(batch.items)
-        bound = memory_bound(_sample_bytes(batch)) if n else None
+        bound = memory_bound(4 * _sample_elements(batch)) if n else None  # float32 in the forward
         total = self.total if self.total is not None else 0
         sizes = batch_size_candidates(self.batch_size, total, bound)
         search = BatchSizeSearch(sizes, self.batch_size, start=len(batch.items) + len(batch.failures),
@@ -425,13 +425,14 @@ class _Loop:
             # the median item: the first decode of a run also pays for lazy imports and cold caches
             self.calibration.observe_load(float(np.median(times[1:] if len(times) > 2 else times)))
             if first.items:
-                self.sample_bytes = _sample_bytes(first)
-            if first.items and self.calibration.reconsider(input_elements(first.inputs) / len(first.items)):
-                import torch
+                elements = _sample_elements(first)
+                self.sample_bytes = 4 * elements  # float32 in the forward
+                if self.calibration.reconsider(elements):
+                    import torch
 
-                self.num_workers, self.num_threads = self.calibration.provisional
-                torch.set_num_threads(self.num_threads)  # restored by _torch_threads when the run ends
-                self.stream.resize(self.num_workers)
+                    self.num_workers, self.num_threads = self.calibration.provisional
+                    torch.set_num_threads(self.num_threads)  # restored by _torch_threads when the run ends
+                    self.stream.resize(self.num_workers)
             self.stream.start()  # the provisional workers load ahead while the first batch is predicted
             yield first
         yield from self.stream
