@@ -143,6 +143,10 @@ class OptimizeDecision:
             milliseconds per sample on the example batch, measured together.
         min_gain: the margin a candidate had to beat eager by.
         build_s: seconds spent building, verifying and timing.
+        kept_at: when the decision was measured, for one read back from
+            :mod:`modelzoo.optimize_cache` (seconds since the epoch; then
+            ``timings`` are that measurement's and nothing was timed now);
+            None when it was measured now.
     """
 
     kind: str
@@ -150,6 +154,7 @@ class OptimizeDecision:
     timings: Dict[str, Tuple[float, float]]
     min_gain: float
     build_s: float
+    kept_at: Optional[float] = None
 
     @property
     def speedup(self) -> Optional[float]:
@@ -199,6 +204,7 @@ def optimize_module(
     fuse: bool = True,
     timer: Optional[Timer] = None,
     min_gain: float = MIN_GAIN,
+    keep: bool = False,
 ) -> OptimizeResult:
     """Makes a faster equivalent of ``module`` and checks it on ``examples``.
 
@@ -233,8 +239,24 @@ def optimize_module(
         timer: measures eager against a candidate (e.g.
             :func:`interleaved_seconds`); None keeps the first verified one.
         min_gain: the margin, as a fraction of eager's time.
+        keep: with ``timer``, reuse the decision an earlier process measured
+            for the same module structure, examples, settings and machine
+            (:mod:`modelzoo.optimize_cache`): only that kind is built and
+            verified, nothing is timed (a kept ``"eager"`` builds nothing);
+            when it fails verification, or none is kept, the decision is
+            measured and kept.
     """
     t0 = time.perf_counter()
+    key = None
+    if keep and timer is not None:
+        from . import optimize_cache
+
+        key = optimize_cache.decision_key(module, examples, mode=mode, fuse=fuse, min_gain=min_gain, rtol=rtol)
+        kept = optimize_cache.read(key)
+        if kept is not None:
+            result = _rebuild_kept(module, examples, kept, mode, rtol, fuse, min_gain, t0)
+            if result is not None:
+                return result
     notes: List[str] = []
     timings: Dict[str, Tuple[float, float]] = {}
     with torch.inference_mode():
@@ -246,6 +268,10 @@ def optimize_module(
         if timer is not None:
             decision = OptimizeDecision(kind, _reason(kind, notes, timings), timings, min_gain, time.perf_counter() - t0)
             logger.info("optimize=auto: %s (decided in %.1fs)", decision.reason, decision.build_s)
+            if key is not None:
+                from . import optimize_cache
+
+                optimize_cache.write(key, kind, timings, what=type(module).__qualname__)
         elif kind in ("eager",):
             logger.warning("optimize: falling back to the eager module: %s", "; ".join(notes))
         elif kind == "channels_last":
@@ -299,6 +325,60 @@ def optimize_module(
         if verify(cl_module, "channels_last") and faster(cl_module, "channels_last"):
             return finish(cl_module, "channels_last", True)
     return finish(module, "eager", False)
+
+
+def _rebuild_kept(
+    module: torch.nn.Module, examples: Sequence[Any], kept: Any, mode: str, rtol: float, fuse: bool,
+    min_gain: float, t0: float,
+) -> Optional[OptimizeResult]:
+    """The kept decision's kind, built and verified against eager without
+    timing; None when it does not verify (or cannot be built): the caller
+    measures again."""
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(kept.measured_at))
+    if kept.kind == "eager":
+        measured = "; ".join(f"{k} {g:.3g} ms/sample against eager's {e:.3g}" for k, (e, g) in kept.timings.items())
+        reason = f"running eager, as measured on {when}" + (f" ({measured})" if measured else "")
+        decision = OptimizeDecision("eager", reason, dict(kept.timings), min_gain, time.perf_counter() - t0, kept.measured_at)
+        logger.info("optimize=auto: %s (optimize cache; delete it or set MODELZOO_OPTIMIZE_CACHE=off to measure again)",
+                    decision.reason)
+        return OptimizeResult(module, "eager", [], False, [], decision)
+    notes: List[str] = []
+    with torch.inference_mode():
+        references = [to_cpu_float(module(x)) for x in examples]
+    cl_module = _channels_last_copy(module)
+    if cl_module is None:
+        return None
+    cl_examples = [to_channels_last(x) for x in examples]
+    fn: Optional[Callable[..., Any]] = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kept.kind == "channels_last":
+            fn = cl_module
+        else:
+            # only the kept kind is built: no fused candidate for a kept plain "frozen"
+            fused = fuse and kept.kind == "frozen+onednn"
+            for kind, candidate in _graph_candidates(cl_module, cl_examples[0], mode, notes, fused, warm=False):
+                if kind == kept.kind:
+                    fn = candidate
+                    break
+        if fn is None:
+            return None
+        try:
+            with torch.inference_mode():
+                for x, ref in zip(cl_examples, references):
+                    ok, _ = outputs_close(to_cpu_float(fn(x)), ref, rtol)
+                    if not ok:
+                        return None
+        except Exception:
+            return None
+    pair = kept.timings.get(kept.kind)
+    measured = (f": {pair[1]:.3g} ms/sample against eager's {pair[0]:.3g} on the example batch ({pair[0] / pair[1]:.2f}x)"
+                if pair and pair[1] > 0 else "")
+    reason = f"running {kept.kind}, as measured on {when}{measured}; verified against eager now"
+    decision = OptimizeDecision(kept.kind, reason, dict(kept.timings), min_gain, time.perf_counter() - t0, kept.measured_at)
+    logger.info("optimize=auto: %s (built in %.1fs; optimize cache: delete it or set MODELZOO_OPTIMIZE_CACHE=off "
+                "to measure again)", reason, decision.build_s)
+    return OptimizeResult(fn, kept.kind, notes, True, references, decision)
 
 
 def _reason(kind: str, notes: Sequence[str], timings: Mapping[str, Tuple[float, float]]) -> str:
@@ -370,9 +450,12 @@ class OneDNNFused:
 
 
 def _graph_candidates(
-    module: torch.nn.Module, example: Any, mode: str, notes: List[str], fuse: bool = True
+    module: torch.nn.Module, example: Any, mode: str, notes: List[str], fuse: bool = True, warm: bool = True
 ) -> Iterator[Tuple[str, Callable[..., Any]]]:
-    """Yields ``(kind, runner)`` graphs to verify, best first."""
+    """Yields ``(kind, runner)`` graphs to verify, best first; ``warm``: each
+    already called twice on ``example`` (its profiling calls, so that timing
+    it measures the graph that runs); without, the first calls of the
+    verification are those."""
     if mode == "compile":
         try:
             yield "compiled", torch.compile(module, dynamic=True)
@@ -387,8 +470,8 @@ def _graph_candidates(
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                fused(example)  # profiles
-                fused(example)  # compiles the fused kernels
+                for _ in range(2 if warm else 0):
+                    fused(example)  # profiles, then compiles the fused kernels
             yield "frozen+onednn", fused
         except Exception as e:
             notes.append(f"frozen+onednn: cannot run the graph ({type(e).__name__}: {_first_line(e)})")
@@ -399,9 +482,8 @@ def _graph_candidates(
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             optimized = torch.jit.optimize_for_inference(frozen)
-            # the first calls of a scripted graph run its profiling passes
-            optimized(example)
-            optimized(example)
+            for _ in range(2 if warm else 0):
+                optimized(example)  # the first calls of a scripted graph run its profiling passes
         yield "frozen", optimized
     except Exception as e:
         notes.append(f"frozen: cannot build the graph ({type(e).__name__}: {_first_line(e)})")

@@ -252,7 +252,9 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin
             return
         self._auto_tried = True
         logger.debug("optimize=auto: considering the optimized graph for a run of %d samples", num_samples)
-        self._optimize("trace", check_processor=False, timer=self.optimize_timer or interleaved_seconds)
+        # a test's own timer measures every time; the default keeps its decision for the next process
+        self._optimize("trace", check_processor=False, timer=self.optimize_timer or interleaved_seconds,
+                       keep=self.optimize_timer is None)
 
     #: how ``optimize="auto"`` times eager against a candidate (None:
     #: :func:`~modelzoo.optimize.interleaved_seconds`); set it on an instance
@@ -427,7 +429,7 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin
             out = out[0]
         self._processor(out, batch.image_sizes, _input_sizes(batch.tensors, len(batch)))
 
-    def _optimize(self, mode: str, check_processor: bool = True, timer: Optional[Timer] = None) -> None:
+    def _optimize(self, mode: str, check_processor: bool = True, timer: Optional[Timer] = None, keep: bool = False) -> None:
         graph = not self.config.raw_inputs and (self._processor is None or self._processor.traceable)
         examples = self._examples()
         if graph:
@@ -437,6 +439,7 @@ class TorchImageModel(TorchModelMixin, EmbeddingsMixin, PromptMixin, LogitsMixin
                 mode=mode,
                 fuse=not self.ragged_batches,  # a fused graph compiles itself per input shape
                 timer=timer,
+                keep=keep,
             )
             references = result.references
             self._runner = result.module

@@ -37,6 +37,9 @@ def _database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         mp.delenv(mzdb.ENV_WRITE_CONCERN, raising=False)
         # the session's own signing key (modelzoo.signing), never the user's ~/.modelzoo/trust.key
         mp.setenv("MODELZOO_TRUST_KEY", str(base / "trust.key"))
+        # optimize="auto" measures in every test, and writes nothing under the user's ~/.modelzoo
+        # (tests/test_optimize_cache.py points it at directories of its own)
+        mp.setenv("MODELZOO_OPTIMIZE_CACHE", "off")
         with mzdb.temporary(parent=base, idle_s=SESSION_IDLE_S):
             yield
     deadline = time.monotonic() + LEFTOVER_WAIT_S
