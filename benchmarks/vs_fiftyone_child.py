@@ -102,6 +102,14 @@ def run_fiftyone(args: argparse.Namespace, paths: List[str]) -> Dict[str, Any]:
     return result
 
 
+def _decision(model: Any) -> str:
+    """Whether optimize="auto" measured now, reused a kept decision, or did not decide."""
+    decision = getattr(model, "optimization_decision", None)
+    if decision is None:
+        return "not decided"
+    return "measured" if decision.kept_at is None else "kept"
+
+
 class _BatchSizeLog(logging.Handler):
     """The batch size the engine's search chose (its INFO line)."""
 
@@ -165,6 +173,7 @@ def run_modelzoo(args: argparse.Namespace, paths: List[str]) -> Dict[str, Any]:
         result: Dict[str, Any] = {
             "seconds": end - t, "apply_s": end - t_load, "labels": _labels([by_path.get(p) for p in paths]),
             "optimization": getattr(model, "optimization", None), "batch_size": log.size, "log": log.lines,
+            "decision": _decision(model),
         }
         if args.frozen_forward:
             size = log.size or 16
