@@ -37,12 +37,16 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 from .atomic import write_json_atomic
 
-__all__ = ["ENV", "MAX_AGE_S", "KINDS", "Kept", "cache_dir", "decision_key", "read", "write"]
+__all__ = ["ENV", "MAX_AGE_S", "MAX_ENTRIES", "KINDS", "Kept", "cache_dir", "decision_key", "read", "write"]
 
 #: the directory, or ``off`` / ``0`` for no cache
 ENV = "MODELZOO_OPTIMIZE_CACHE"
 #: an entry older than this (seconds) is measured again: 30 days
 MAX_AGE_S = 30 * 24 * 3600
+#: at most this many entries are kept: writing one removes the oldest past it
+#: (a model whose ``repr`` changes from process to process would otherwise
+#: add one per run)
+MAX_ENTRIES = 256
 #: the kinds an entry may name (what :func:`modelzoo.optimize.optimize_module` returns)
 KINDS = ("frozen+onednn", "frozen", "compiled", "channels_last", "eager")
 _FORMAT = 1
@@ -158,7 +162,29 @@ def write(key: str, kind: str, timings: Dict[str, Tuple[float, float]], what: st
         write_json_atomic(path, data, file_mode=0o600)
     except OSError:
         return None
+    _prune(root, keep=path)
     return path
+
+
+def _prune(root: str, keep: str) -> None:
+    """Removes entries older than :data:`MAX_AGE_S`, then the oldest past
+    :data:`MAX_ENTRIES` (never ``keep``, the one just written)."""
+    entries = []
+    with os.scandir(root) as it:
+        for e in it:
+            if e.name.endswith(".json") and e.is_file(follow_symlinks=False):
+                try:
+                    entries.append((e.stat(follow_symlinks=False).st_mtime, e.path))
+                except OSError:
+                    pass
+    entries.sort(reverse=True)  # newest first
+    now = time.time()
+    for i, (mtime, path) in enumerate(entries):
+        if path != keep and (i >= MAX_ENTRIES or now - mtime > MAX_AGE_S):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
 
 
 def _own_dir(path: str) -> bool:

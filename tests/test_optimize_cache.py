@@ -133,6 +133,20 @@ def test_an_old_entry_is_measured_again(cache):
     assert optimize_cache.read(key, now=kept.measured_at + optimize_cache.MAX_AGE_S + 1) is None
 
 
+def test_the_oldest_entries_past_the_limit_are_removed(cache, monkeypatch):
+    monkeypatch.setattr(optimize_cache, "MAX_ENTRIES", 3)
+    paths = [optimize_cache.write(f"{i:040d}", "frozen", {}) for i in range(3)]
+    now = time.time()
+    for age, path in zip((300, 200, 100), paths):  # the first written is the oldest
+        os.utime(path, (now - age, now - age))
+    newest = optimize_cache.write("9" * 40, "eager", {})
+    assert sorted(p.name for p in _entries(cache)) == sorted(os.path.basename(p) for p in [*paths[1:], newest])
+    stale = paths[1]
+    os.utime(stale, (now - optimize_cache.MAX_AGE_S - 10,) * 2)
+    optimize_cache.write("8" * 40, "eager", {})
+    assert not os.path.exists(stale) and len(_entries(cache)) == 3
+
+
 def test_off_and_a_test_timer_keep_nothing(cache, monkeypatch):
     monkeypatch.setenv(optimize_cache.ENV, "off")
     _prepared()
