@@ -9,11 +9,14 @@ import logging
 import threading
 import time
 import warnings
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
 from .tensors import outputs_close, to_channels_last, to_cpu_float
+
+if TYPE_CHECKING:
+    from .optimize_cache import Kept
 
 __all__ = [
     "optimize_module",
@@ -328,7 +331,7 @@ def optimize_module(
 
 
 def _rebuild_kept(
-    module: torch.nn.Module, examples: Sequence[Any], kept: Any, mode: str, rtol: float, fuse: bool,
+    module: torch.nn.Module, examples: Sequence[Any], kept: "Kept", mode: str, rtol: float, fuse: bool,
     min_gain: float, t0: float,
 ) -> Optional[OptimizeResult]:
     """The kept decision's kind, built and verified against eager without
