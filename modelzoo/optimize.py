@@ -250,25 +250,24 @@ def optimize_module(
             measured and kept.
     """
     t0 = time.perf_counter()
-    key = None
+    key: Optional[str] = None
+    kept: Optional["Kept"] = None
     if keep and timer is not None:
         from . import optimize_cache
 
         key = optimize_cache.decision_key(module, examples, mode=mode, fuse=fuse, min_gain=min_gain, rtol=rtol)
         kept = optimize_cache.read(key)
-        if kept is not None:
-            result = _rebuild_kept(module, examples, kept, mode, rtol, fuse, min_gain, t0)
-            if result is not None:
-                return result
     notes: List[str] = []
     timings: Dict[str, Tuple[float, float]] = {}
-    with torch.inference_mode():
-        references = [to_cpu_float(module(x)) for x in examples]
-    n = _batch_len(examples[0])
 
-    def finish(fn: Callable[..., Any], kind: str, channels_last: bool) -> OptimizeResult:
+    def finish(fn: Callable[..., Any], kind: str, channels_last: bool, reused: Optional["Kept"] = None) -> OptimizeResult:
         decision = None
-        if timer is not None:
+        if reused is not None:
+            decision = OptimizeDecision(kind, _kept_reason(reused), dict(reused.timings), min_gain,
+                                        time.perf_counter() - t0, reused.measured_at)
+            logger.info("optimize=auto: %s (in %.1fs; kept in the optimize cache: delete it or set "
+                        "MODELZOO_OPTIMIZE_CACHE=off to measure again)", decision.reason, decision.build_s)
+        elif timer is not None:
             decision = OptimizeDecision(kind, _reason(kind, notes, timings), timings, min_gain, time.perf_counter() - t0)
             logger.info("optimize=auto: %s (decided in %.1fs)", decision.reason, decision.build_s)
             if key is not None:
@@ -282,6 +281,13 @@ def optimize_module(
         else:
             logger.info("optimize: using a %s channels_last graph (built and verified in %.1fs)", kind, time.perf_counter() - t0)
         return OptimizeResult(fn, kind, notes, channels_last, references, decision)
+
+    references: List[Any] = []
+    if kept is not None and kept.kind == "eager":
+        return finish(module, "eager", False, kept)  # builds nothing
+    with torch.inference_mode():
+        references = [to_cpu_float(module(x)) for x in examples]
+    n = _batch_len(examples[0])
 
     cl_module = _channels_last_copy(module)
     if cl_module is None:
@@ -322,6 +328,17 @@ def optimize_module(
         # model with Python control flow warns at each branch: a candidate
         # that fails is a note, not a warning
         warnings.simplefilter("ignore")
+        if kept is not None:
+            # only the kept kind is built (no fused candidate for a kept plain "frozen"), verified, not
+            # timed; when it does not verify the decision is measured again below
+            fn: Optional[Callable[..., Any]] = cl_module if kept.kind == "channels_last" else None
+            if fn is None:
+                fused = fuse and kept.kind == "frozen+onednn"
+                fn = next((c for k, c in _graph_candidates(cl_module, cl_examples[0], mode, notes, fused, warm=False)
+                           if k == kept.kind), None)
+            if fn is not None and verify(fn, kept.kind):
+                return finish(fn, kept.kind, True, kept)
+            notes.clear()
         for kind, fn in _graph_candidates(cl_module, cl_examples[0], mode, notes, fuse):
             if verify(fn, kind) and faster(fn, kind):
                 return finish(fn, kind, True)
@@ -330,58 +347,16 @@ def optimize_module(
     return finish(module, "eager", False)
 
 
-def _rebuild_kept(
-    module: torch.nn.Module, examples: Sequence[Any], kept: "Kept", mode: str, rtol: float, fuse: bool,
-    min_gain: float, t0: float,
-) -> Optional[OptimizeResult]:
-    """The kept decision's kind, built and verified against eager without
-    timing; None when it does not verify (or cannot be built): the caller
-    measures again."""
+def _kept_reason(kept: "Kept") -> str:
+    """The log line's reason for a decision read back from the cache."""
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(kept.measured_at))
     if kept.kind == "eager":
         measured = "; ".join(f"{k} {g:.3g} ms/sample against eager's {e:.3g}" for k, (e, g) in kept.timings.items())
-        reason = f"running eager, as measured on {when}" + (f" ({measured})" if measured else "")
-        decision = OptimizeDecision("eager", reason, dict(kept.timings), min_gain, time.perf_counter() - t0, kept.measured_at)
-        logger.info("optimize=auto: %s (optimize cache; delete it or set MODELZOO_OPTIMIZE_CACHE=off to measure again)",
-                    decision.reason)
-        return OptimizeResult(module, "eager", [], False, [], decision)
-    notes: List[str] = []
-    with torch.inference_mode():
-        references = [to_cpu_float(module(x)) for x in examples]
-    cl_module = _channels_last_copy(module)
-    if cl_module is None:
-        return None
-    cl_examples = [to_channels_last(x) for x in examples]
-    fn: Optional[Callable[..., Any]] = None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if kept.kind == "channels_last":
-            fn = cl_module
-        else:
-            # only the kept kind is built: no fused candidate for a kept plain "frozen"
-            fused = fuse and kept.kind == "frozen+onednn"
-            for kind, candidate in _graph_candidates(cl_module, cl_examples[0], mode, notes, fused, warm=False):
-                if kind == kept.kind:
-                    fn = candidate
-                    break
-        if fn is None:
-            return None
-        try:
-            with torch.inference_mode():
-                for x, ref in zip(cl_examples, references):
-                    ok, _ = outputs_close(to_cpu_float(fn(x)), ref, rtol)
-                    if not ok:
-                        return None
-        except Exception:
-            return None
+        return f"running eager, as measured on {when}" + (f" ({measured})" if measured else "")
     pair = kept.timings.get(kept.kind)
     measured = (f": {pair[1]:.3g} ms/sample against eager's {pair[0]:.3g} on the example batch ({pair[0] / pair[1]:.2f}x)"
                 if pair and pair[1] > 0 else "")
-    reason = f"running {kept.kind}, as measured on {when}{measured}; verified against eager now"
-    decision = OptimizeDecision(kept.kind, reason, dict(kept.timings), min_gain, time.perf_counter() - t0, kept.measured_at)
-    logger.info("optimize=auto: %s (built in %.1fs; optimize cache: delete it or set MODELZOO_OPTIMIZE_CACHE=off "
-                "to measure again)", reason, decision.build_s)
-    return OptimizeResult(fn, kept.kind, notes, True, references, decision)
+    return f"running {kept.kind}, as measured on {when}{measured}; verified against eager now"
 
 
 def _reason(kind: str, notes: Sequence[str], timings: Mapping[str, Tuple[float, float]]) -> str:
